@@ -1,0 +1,140 @@
+"""Download: an Open Images V7 subset through FiftyOne's dataset zoo, with a quota per class.
+
+FiftyOne's own ``max_samples`` caps the total, so each class is drawn separately (shuffled with the
+seed) and the union is kept. The output is a raw dataset in FiftyOne's ``OpenImagesV7Dataset`` layout
+that holds only the downloaded images and the CSV rows about them, never Open Images' full CSVs.
+"""
+
+
+import difflib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+
+from kfp.dsl import Dataset, Output
+
+from components import openimages as oi
+from components.images import DATA_IMAGE, component
+
+log = logging.getLogger(__name__)
+
+# Files that seed a fresh zoo dir so FiftyOne does not fetch them (the demo's mirror, a cache).
+METADATA_ENV = "YOLO_KFP_OPEN_IMAGES_METADATA"
+
+
+def check_classes(requested: list[str], known: list[str]) -> None:
+    """Refuses names that are not Open Images display names, suggesting the closest ones."""
+    if not requested:
+        raise ValueError("classes is empty: name at least one Open Images class, e.g. 'Car'")
+    duplicates = sorted({c for c in requested if requested.count(c) > 1})
+    if duplicates:
+        raise ValueError(f"classes lists {duplicates} more than once")
+    unknown = [c for c in requested if c not in known]
+    if unknown:
+        hints = {c: difflib.get_close_matches(c, known, n=3, cutoff=0.6) for c in unknown}
+        detail = "; ".join(f"{c!r} (did you mean {', '.join(map(repr, h)) or 'nothing close'}?)"
+                           for c, h in hints.items())
+        raise ValueError(f"unknown Open Images classes: {detail}")
+
+
+def _seed_zoo_dir(zoo_dir: str, split: str) -> None:
+    source = os.environ.get(METADATA_ENV)
+    if not source:
+        return
+    target = oi.split_dir(zoo_dir, split)
+    for name in oi.METADATA_FILES:
+        if os.path.exists(os.path.join(source, name)):
+            os.makedirs(os.path.dirname(os.path.join(target, name)), exist_ok=True)
+            shutil.copyfile(os.path.join(source, name), os.path.join(target, name))
+
+
+def _filter_csv(source: str, target: str, image_ids: set[str]) -> int:
+    """Copies the rows of ``source`` whose ImageID is in ``image_ids``, streaming (the train CSV is >2 GB)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import csv
+
+    with open(source) as f:
+        columns = f.readline().strip().split(",")
+    convert = csv.ConvertOptions(column_types={c: pa.string() for c in columns}, strings_can_be_null=False)
+    reader = csv.open_csv(source, read_options=csv.ReadOptions(block_size=64 << 20), convert_options=convert)
+    wanted = pa.array(sorted(image_ids))
+    kept = 0
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with csv.CSVWriter(target, reader.schema, write_options=csv.WriteOptions(quoting_style="needed")) as writer:
+        for batch in reader:
+            rows = batch.filter(pc.is_in(batch.column("ImageID"), value_set=wanted))
+            kept += rows.num_rows
+            writer.write_batch(rows)
+    return kept
+
+
+def write_raw_subset(split_dir: str, image_ids: set[str], output_dir: str) -> dict:
+    """Moves the images of ``image_ids`` and their CSV rows from a zoo split dir into ``output_dir``."""
+    os.makedirs(os.path.join(output_dir, oi.DATA_DIR), exist_ok=True)
+    for image_id in sorted(image_ids):
+        name = f"{image_id}.jpg"
+        shutil.move(os.path.join(split_dir, oi.DATA_DIR, name), os.path.join(output_dir, oi.DATA_DIR, name))
+    rows = {name: _filter_csv(os.path.join(split_dir, name), os.path.join(output_dir, name), image_ids)
+            for name in (oi.DETECTIONS_CSV, oi.IMAGE_IDS_CSV)}
+    for name in (oi.CLASSES_CSV, oi.HIERARCHY_JSON):
+        shutil.copyfile(os.path.join(split_dir, name), os.path.join(output_dir, name))
+    return {"images": len(image_ids), "detection_rows": rows[oi.DETECTIONS_CSV]}
+
+
+def download_open_images(output_dir: str, classes: list[str], max_samples_per_class: int, split: str,
+                         seed: int) -> dict:
+    """Downloads up to ``max_samples_per_class`` images of each class into ``output_dir`` (raw layout)."""
+    if split not in oi.SPLITS:
+        raise ValueError(f"split must be one of {oi.SPLITS}, not {split!r}")
+    if max_samples_per_class <= 0:
+        raise ValueError(f"max_samples_per_class must be positive, not {max_samples_per_class}")
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    import fiftyone as fo
+    import fiftyone.utils.openimages as fouo
+    import fiftyone.zoo as foz
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="oi-zoo-") as zoo_dir:
+        # A fresh zoo dir per run: FiftyOne prefers images it already has, which would make the
+        # selection depend on earlier runs instead of only on the seed.
+        fo.config.dataset_zoo_dir = zoo_dir
+        _seed_zoo_dir(zoo_dir, split)
+        split_dir = oi.split_dir(zoo_dir, split)
+        check_classes(list(classes), fouo.get_classes(version="v7", dataset_dir=split_dir))
+        image_ids: set[str] = set()
+        per_class = {}
+        for name in classes:
+            dataset = foz.load_zoo_dataset(
+                oi.ZOO_NAME, split=split, label_types=["detections"], classes=[name],
+                max_samples=max_samples_per_class, seed=seed, shuffle=True,
+                dataset_name=f"yolo-kfp-{uuid.uuid4().hex}",
+            )
+            ids = {os.path.splitext(os.path.basename(p))[0] for p in dataset.values("filepath")}
+            dataset.delete()
+            per_class[name] = len(ids)
+            image_ids |= ids
+            log.info("%s: %d images (quota %d), %d distinct so far", name, len(ids), max_samples_per_class,
+                     len(image_ids))
+        summary = write_raw_subset(split_dir, image_ids, output_dir)
+    summary.update(split=split, images_per_class=per_class, seconds=round(time.monotonic() - started, 2))
+    return summary
+
+
+@component(DATA_IMAGE)
+def download(classes: list, max_samples_per_class: int, split: str, seed: int, raw_dataset: Output[Dataset]):
+    """Downloads up to max_samples_per_class Open Images V7 images per class (FiftyOne's dataset zoo).
+
+    Writes a raw dataset in FiftyOne's OpenImagesV7Dataset layout: data/*.jpg, labels/detections.csv and
+    metadata/{classes.csv,hierarchy.json,image_ids.csv}, holding only the rows of the downloaded images.
+    """
+    import logging
+
+    from components.download import download_open_images
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    summary = download_open_images(raw_dataset.path, list(classes), max_samples_per_class, split, seed)
+    raw_dataset.metadata.update(summary)

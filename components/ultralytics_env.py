@@ -1,0 +1,46 @@
+"""Ultralytics without a network: what a disconnected GPU node needs before ``import ultralytics``.
+
+``YOLO_OFFLINE`` stops version checks, telemetry and pip auto-installs. Two downloads remain: the
+Arial font behind every plot (answered by a local font placed where Ultralytics looks first) and the
+AMP self-test on GPU, which fetches a weights file (replaced by a check that needs no download).
+"""
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+# GPUs that Ultralytics' own AMP check distrusts (NaN losses under AMP).
+AMP_UNSAFE_GPU = re.compile(r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)",
+                            re.IGNORECASE)
+
+
+def _local_font() -> str:
+    import matplotlib
+
+    return os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "fonts", "ttf", "DejaVuSans.ttf")
+
+
+def amp_supported(model) -> bool:
+    """AMP on CUDA unless the GPU is one Ultralytics distrusts; never on CPU. No download."""
+    import torch
+
+    device = next(model.parameters()).device
+    return device.type == "cuda" and not AMP_UNSAFE_GPU.search(torch.cuda.get_device_name(device))
+
+
+def configure_offline() -> Path:
+    """Sets up the environment and returns Ultralytics' config dir (writable, holding the fonts)."""
+    os.environ["YOLO_OFFLINE"] = "1"
+    if not os.environ.get("YOLO_CONFIG_DIR") or not os.access(os.environ["YOLO_CONFIG_DIR"], os.W_OK):
+        os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="yolo-config-")
+    import ultralytics.engine.trainer
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    for name in FONT_NAMES:
+        if not (USER_CONFIG_DIR / name).exists():
+            shutil.copyfile(_local_font(), USER_CONFIG_DIR / name)
+    ultralytics.engine.trainer.check_amp = amp_supported
+    return USER_CONFIG_DIR

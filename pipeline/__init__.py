@@ -1,0 +1,1 @@
+"""The yolo-kfp pipeline: its definition, compiler, CLI and local runner."""

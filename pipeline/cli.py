@@ -1,0 +1,165 @@
+"""``yolo-kfp``: compile the pipeline, run it locally, or run one step on directories.
+
+Defaults come from the pipeline's signature (``parameter_defaults``), so the CLI, the compiled YAML
+and the notebook cannot disagree.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from pipeline.pipeline import CompileOptions, compile_pipeline, parameter_defaults
+
+DEFAULTS = parameter_defaults()
+
+
+def _classes(text: str) -> list[str]:
+    """A JSON list, or names separated by commas."""
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _ratios(text: str) -> list[float]:
+    return [float(x) for x in text.split(",")]
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def cmd_compile(args) -> None:
+    path = compile_pipeline(args.output, CompileOptions(shm_size=args.shm_size))
+    print(f"compiled {path}: upload it in the Data Science Pipelines UI (Pipelines > Import pipeline)")
+
+
+def cmd_run_local(args) -> None:
+    from pipeline.local import parse_params, run_local
+
+    result = run_local(args.output_dir, parse_params(args.param), demo=args.demo)
+    metrics = result["metrics"]
+    print(f"\nmAP50 {metrics['map50']:.3f}  mAP50-95 {metrics['map50_95']:.3f}  precision {metrics['precision']:.3f}"
+          f"  recall {metrics['recall']:.3f}  (test split, {metrics['images']} images)")
+    for name, values in metrics["per_class"].items():
+        ap50 = "-" if values["ap50"] is None else f"{values['ap50']:.3f}"
+        print(f"  {name:<20} AP50 {ap50}  ({values['instances']} boxes)")
+    print("timings (s):", json.dumps(result["timings"]))
+    print(f"outputs in {os.path.abspath(args.output_dir)}: metrics.json, best.pt, timings.json")
+    if "notice" in result:
+        print(result["notice"])
+
+
+def cmd_download(args) -> None:
+    from components.download import download_open_images
+
+    _print_json(download_open_images(args.output_dir, args.classes, args.max_samples_per_class, args.split,
+                                     args.seed))
+
+
+def cmd_convert(args) -> None:
+    from components.convert import convert_to_yolo
+
+    stats = convert_to_yolo(args.raw, args.output_dir, args.classes, args.seed, tuple(args.split_ratios),
+                            not args.exclude_group_of)
+    _print_json({k: stats[k] for k in ("images", "boxes", "dropped")} |
+                {"split_images": {s: v["images"] for s, v in stats["splits"].items()}})
+
+
+def cmd_train(args) -> None:
+    from components.train import train_yolo
+
+    _print_json(train_yolo(args.data, args.output_dir, args.base_model, args.epochs, args.batch, args.imgsz,
+                           args.freeze, args.workers, args.cache, args.device, args.patience, args.optimizer,
+                           args.lr0, args.seed, json.loads(args.train_args)))
+
+
+def cmd_evaluate(args) -> None:
+    from components.evaluate import evaluate_model
+
+    weights = args.model
+    if os.path.isdir(weights):
+        weights = os.path.join(weights, "weights", "best.pt")
+    metrics = evaluate_model(args.data, weights, args.imgsz, args.batch, args.device)
+    os.makedirs(args.output_dir, exist_ok=True)
+    with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    _print_json(metrics)
+
+
+def _add_step_parsers(steps) -> None:
+    d = DEFAULTS
+    p = steps.add_parser("download", help="Open Images subset through FiftyOne's zoo -> raw dataset dir")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--classes", type=_classes, default=d["classes"], help="e.g. 'Bicycle,Car,Traffic sign'")
+    p.add_argument("--max-samples-per-class", type=int, default=d["max_samples_per_class"])
+    p.add_argument("--split", default=d["split"])
+    p.add_argument("--seed", type=int, default=d["seed"])
+    p.set_defaults(func=cmd_download)
+
+    p = steps.add_parser("convert", help="raw Open Images dir -> YOLO dataset dir")
+    p.add_argument("--raw", required=True)
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--classes", type=_classes, default=d["classes"])
+    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--split-ratios", type=_ratios, default=d["split_ratios"], help="train,val,test")
+    p.add_argument("--exclude-group-of", action="store_true", help="drop Open Images 'group of' boxes")
+    p.set_defaults(func=cmd_convert)
+
+    p = steps.add_parser("train", help="YOLO dataset dir -> model dir (weights, args, per-epoch results)")
+    p.add_argument("--data", required=True, help="a convert output dir (holds dataset.yaml)")
+    p.add_argument("--output-dir", required=True)
+    for name in ("base_model", "cache", "optimizer"):
+        p.add_argument(f"--{name.replace('_', '-')}", default=d[name])
+    for name in ("epochs", "batch", "imgsz", "freeze", "workers", "patience", "seed"):
+        p.add_argument(f"--{name}", type=int, default=d[name])
+    p.add_argument("--lr0", type=float, default=d["lr0"])
+    p.add_argument("--device", default="", help="Ultralytics device, e.g. 0 or cpu (default: auto)")
+    p.add_argument("--train-args", default=json.dumps(d["train_args"]), help="more Ultralytics arguments, JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = steps.add_parser("evaluate", help="model + YOLO dataset -> test-split metrics.json")
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True, help="a train output dir or a .pt file")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--imgsz", type=int, default=d["imgsz"])
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--device", default="")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yolo-kfp", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("compile", help="write the pipeline YAML for the Data Science Pipelines UI")
+    p.add_argument("--output", required=True)
+    p.add_argument("--shm-size", default=CompileOptions.shm_size, help="size of the train pod's /dev/shm")
+    p.set_defaults(func=cmd_compile)
+
+    p = commands.add_parser("run-local", help="run the whole pipeline here through kfp.local")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--demo", action="store_true", help="synthetic offline Open Images mirror, small settings")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help=f"override a pipeline parameter (JSON values); known: {', '.join(DEFAULTS)}")
+    p.set_defaults(func=cmd_run_local)
+
+    step = commands.add_parser("step", help="run one step alone on directories")
+    _add_step_parsers(step.add_subparsers(dest="step", required=True))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"yolo-kfp: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

