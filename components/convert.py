@@ -15,10 +15,10 @@ import time
 import numpy as np
 import pandas as pd
 import yaml
-from kfp.dsl import Dataset, Input, Output
+from kfp.dsl import Artifact, Dataset, Input, Output
 
 from components import openimages as oi
-from components.download import check_classes
+from components.download import RECORD, check_classes
 from components.images import DATA_IMAGE, component
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_SPLIT_RATIOS = (0.75, 0.125, 0.125)
 BOX_COLUMNS = ["XMin", "XMax", "YMin", "YMax"]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def split_counts(total: int, ratios: tuple[float, float, float]) -> tuple[int, int, int]:
@@ -49,8 +50,40 @@ def assign_splits(image_ids: list[str], seed: int, ratios: tuple[float, float, f
     return {image_id: split for split, ids in bounds.items() for image_id in ids}
 
 
-def read_selected_boxes(raw_dir: str, classes: list[str], include_group_of: bool) -> tuple[pd.DataFrame, dict]:
-    """The boxes of the selected classes with class ids, clamped, and counts of what was dropped."""
+def clean_boxes(boxes: pd.DataFrame, dropped: dict) -> pd.DataFrame:
+    """Drops boxes with missing or inverted coordinates, clamps the rest to [0, 1], drops empty ones."""
+    coords = boxes[BOX_COLUMNS].apply(pd.to_numeric, errors="coerce")
+    invalid = coords.isna().any(axis=1) | (coords["XMin"] > coords["XMax"]) | (coords["YMin"] > coords["YMax"])
+    clamped = coords[~invalid].clip(0.0, 1.0)
+    empty = (clamped["XMax"] <= clamped["XMin"]) | (clamped["YMax"] <= clamped["YMin"])
+    _count(dropped, invalid_boxes=int(invalid.sum()), boxes_outside_image=int(empty.sum()),
+           boxes_clamped=int((clamped != coords[~invalid]).any(axis=1).sum()))
+    kept = boxes[~invalid][~empty.values].copy()
+    kept[BOX_COLUMNS] = clamped[~empty.values]
+    return kept
+
+
+def _count(dropped: dict, **counts: int) -> None:
+    for key, value in counts.items():
+        dropped[key] = dropped.get(key, 0) + value
+
+
+def images_in(folder: str) -> dict[str, str]:
+    """Image id (file stem) -> path, for every image file under ``folder``."""
+    return {os.path.splitext(name)[0]: os.path.join(root, name) for root, _, names in os.walk(folder)
+            for name in names if name.lower().endswith(IMAGE_EXTENSIONS)}
+
+
+def with_images(boxes: pd.DataFrame, images: dict[str, str], dropped: dict) -> pd.DataFrame:
+    """Adds each box's image path; drops boxes without an image and counts images without a box."""
+    boxes = boxes.assign(image_path=boxes["ImageID"].map(images))
+    _count(dropped, boxes_without_image=int(boxes["image_path"].isna().sum()),
+           images_without_selected_boxes=len(set(images) - set(boxes["ImageID"])))
+    return boxes[boxes["image_path"].notna()]
+
+
+def read_open_images(raw_dir: str, classes: list[str], include_group_of: bool, dropped: dict) -> pd.DataFrame:
+    """The boxes of the selected classes in an Open Images V7 layout, with class ids and image paths."""
     missing = oi.missing_files(raw_dir)
     if missing:
         raise FileNotFoundError(f"{raw_dir} is not an Open Images V7 raw dataset: missing {', '.join(missing)}")
@@ -60,23 +93,72 @@ def read_selected_boxes(raw_dir: str, classes: list[str], include_group_of: bool
     boxes = pd.read_csv(os.path.join(raw_dir, oi.DETECTIONS_CSV), usecols=["ImageID", "LabelName", "IsGroupOf",
                                                                             *BOX_COLUMNS],
                         dtype={"ImageID": str, "LabelName": str})
-    dropped = {"boxes_of_other_classes": int((~boxes["LabelName"].isin(class_of_mid.keys())).sum())}
-    boxes = boxes[boxes["LabelName"].isin(class_of_mid.keys())].copy()
+    selected = boxes["LabelName"].isin(class_of_mid.keys())
+    _count(dropped, boxes_of_other_classes=int((~selected).sum()))
+    boxes = boxes[selected]
     if not include_group_of:
         group_of = boxes["IsGroupOf"].fillna(0).astype(int) == 1
-        dropped["group_of_boxes"] = int(group_of.sum())
+        _count(dropped, group_of_boxes=int(group_of.sum()))
         boxes = boxes[~group_of]
-    coords = boxes[BOX_COLUMNS].apply(pd.to_numeric, errors="coerce")
-    invalid = coords.isna().any(axis=1) | (coords["XMin"] > coords["XMax"]) | (coords["YMin"] > coords["YMax"])
-    dropped["invalid_boxes"] = int(invalid.sum())
-    clamped = coords[~invalid].clip(0.0, 1.0)
-    dropped["boxes_clamped"] = int((clamped != coords[~invalid]).any(axis=1).sum())
-    empty = (clamped["XMax"] <= clamped["XMin"]) | (clamped["YMax"] <= clamped["YMin"])
-    dropped["boxes_outside_image"] = int(empty.sum())
-    boxes = boxes[~invalid][~empty.values].copy()
-    boxes[BOX_COLUMNS] = clamped[~empty.values]
+    boxes = clean_boxes(boxes, dropped)
     boxes["class_id"] = boxes["LabelName"].map(class_of_mid).astype(int)
-    return boxes, dropped
+    return with_images(boxes, images_in(os.path.join(raw_dir, oi.DATA_DIR)), dropped)
+
+
+def yolo_class_names(folder: str) -> list[str]:
+    """The class names of a YOLO-layout folder, from its data.yaml / dataset.yaml or classes.txt."""
+    for name in ("data.yaml", "dataset.yaml"):
+        if os.path.exists(os.path.join(folder, name)):
+            with open(os.path.join(folder, name)) as f:
+                names = yaml.safe_load(f).get("names", [])
+            return [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
+    if os.path.exists(os.path.join(folder, "classes.txt")):
+        with open(os.path.join(folder, "classes.txt")) as f:
+            return [line.strip() for line in f if line.strip()]
+    raise FileNotFoundError(f"{folder} is in YOLO layout but names no classes: add data.yaml or classes.txt")
+
+
+def read_yolo(folder: str, classes: list[str], dropped: dict) -> pd.DataFrame:
+    """The boxes of the selected classes in a YOLO layout (images/, labels/), mapped by class name.
+
+    Image ids get the prefix ``extra_`` so that they cannot collide with Open Images ids.
+    """
+    their_names = yolo_class_names(folder)
+    images = {f"extra_{k}": v for k, v in images_in(os.path.join(folder, "images")).items()}
+    rows = []
+    # One label file per image (small, newly labelled sets): polygons and malformed lines are skipped.
+    for root, _, names in os.walk(os.path.join(folder, "labels")):
+        for name in names:
+            if not name.endswith(".txt"):
+                continue
+            with open(os.path.join(root, name)) as f:
+                for line in f.read().split("\n"):
+                    fields = line.split()
+                    if len(fields) == 5:
+                        rows.append([f"extra_{name[:-4]}", *fields])
+                    elif fields:
+                        _count(dropped, unsupported_label_lines=1)
+    frame = pd.DataFrame(rows, columns=["ImageID", "their_class", "cx", "cy", "w", "h"])
+    values = frame[["their_class", "cx", "cy", "w", "h"]].apply(pd.to_numeric, errors="coerce")
+    their_id = values["their_class"].fillna(-1).astype(int)
+    mapping = {i: classes.index(n) for i, n in enumerate(their_names) if n in classes}
+    frame["class_id"] = their_id.map(mapping)
+    _count(dropped, boxes_of_other_classes=int(frame["class_id"].isna().sum()))
+    frame = frame[frame["class_id"].notna()].astype({"class_id": int})
+    values = values.loc[frame.index]
+    frame = frame.assign(XMin=values["cx"] - values["w"] / 2, XMax=values["cx"] + values["w"] / 2,
+                         YMin=values["cy"] - values["h"] / 2, YMax=values["cy"] + values["h"] / 2)
+    return with_images(clean_boxes(frame, dropped), images, dropped)
+
+
+def read_extra(folder: str, classes: list[str], include_group_of: bool, dropped: dict) -> pd.DataFrame:
+    """Boxes of a user's own data, in Open Images or YOLO layout."""
+    if os.path.exists(os.path.join(folder, oi.DETECTIONS_CSV)):
+        return read_open_images(folder, classes, include_group_of, dropped)
+    if os.path.isdir(os.path.join(folder, "images")) and os.path.isdir(os.path.join(folder, "labels")):
+        return read_yolo(folder, classes, dropped)
+    raise FileNotFoundError(f"{folder} is neither Open Images layout (labels/detections.csv) nor YOLO layout "
+                            "(images/, labels/)")
 
 
 def yolo_lines(boxes: pd.DataFrame) -> pd.Series:
@@ -114,26 +196,26 @@ def class_statistics(boxes: pd.DataFrame, splits: dict[str, str], classes: list[
 
 def convert_to_yolo(raw_dir: str, output_dir: str, classes: list[str], seed: int = 42,
                     split_ratios: tuple[float, float, float] = DEFAULT_SPLIT_RATIOS,
-                    include_group_of: bool = True) -> dict:
-    """Writes ``images/{train,val,test}``, ``labels/...``, ``dataset.yaml`` and ``stats.json``; returns the stats."""
+                    include_group_of: bool = True, extra_dirs: tuple[str, ...] = ()) -> dict:
+    """Writes ``images/{train,val,test}``, ``labels/...``, ``dataset.yaml`` and ``stats.json``; returns the stats.
+
+    ``extra_dirs`` hold a user's own images and labels (Open Images or YOLO layout), merged in and
+    split together with the rest.
+    """
     started = time.monotonic()
-    classes = list(classes)
-    boxes, dropped = read_selected_boxes(raw_dir, classes, include_group_of)
-    data_dir = os.path.join(raw_dir, oi.DATA_DIR)
-    on_disk = {os.path.splitext(n)[0] for n in os.listdir(data_dir) if n.endswith(".jpg")}
-    has_image = boxes["ImageID"].isin(on_disk)
-    dropped["boxes_without_image"] = int((~has_image).sum())
-    boxes = boxes[has_image]
+    classes, dropped = list(classes), {}
+    parts = [read_open_images(raw_dir, classes, include_group_of, dropped)]
+    parts += [read_extra(folder, classes, include_group_of, dropped) for folder in extra_dirs]
+    boxes = pd.concat(parts, ignore_index=True)
     labels = yolo_lines(boxes)
-    dropped["images_without_selected_boxes"] = len(on_disk - set(labels.index))
+    image_of = boxes.groupby("ImageID")["image_path"].first()
     splits = assign_splits(list(labels.index), seed, tuple(split_ratios))
     for split in SPLIT_NAMES:
         for kind in ("images", "labels"):
             os.makedirs(os.path.join(output_dir, kind, split), exist_ok=True)
     for image_id, text in labels.items():
-        split = splits[image_id]
-        _place_image(os.path.join(data_dir, f"{image_id}.jpg"), os.path.join(output_dir, "images", split,
-                                                                             f"{image_id}.jpg"))
+        split, source = splits[image_id], image_of[image_id]
+        _place_image(source, os.path.join(output_dir, "images", split, image_id + os.path.splitext(source)[1]))
         with open(os.path.join(output_dir, "labels", split, f"{image_id}.txt"), "w") as f:
             f.write(text)
     with open(os.path.join(output_dir, "dataset.yaml"), "w") as f:
@@ -141,8 +223,9 @@ def convert_to_yolo(raw_dir: str, output_dir: str, classes: list[str], seed: int
         yaml.safe_dump({"train": "images/train", "val": "images/val", "test": "images/test",
                         "nc": len(classes), "names": classes}, f, sort_keys=False)
     stats = {"classes": classes, "seed": seed, "split_ratios": list(split_ratios), "images": len(labels),
-             "boxes": len(boxes), "splits": class_statistics(boxes, splits, classes), "dropped": dropped,
-             "seconds": round(time.monotonic() - started, 2)}
+             "boxes": len(boxes), "extra_images": int(sum(p["ImageID"].nunique() for p in parts[1:])),
+             "splits": class_statistics(boxes, splits, classes), "dropped": dropped,
+             "source": _download_record(raw_dir), "seconds": round(time.monotonic() - started, 2)}
     with open(os.path.join(output_dir, "stats.json"), "w") as f:
         json.dump(stats, f, indent=2)
     log.info("%d images, %d boxes -> train/val/test %s; dropped %s", len(labels), len(boxes),
@@ -150,20 +233,40 @@ def convert_to_yolo(raw_dir: str, output_dir: str, classes: list[str], seed: int
     return stats
 
 
+def _download_record(raw_dir: str) -> dict:
+    path = os.path.join(raw_dir, RECORD)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 @component(DATA_IMAGE)
 def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios: list, include_group_of: bool,
-            dataset: Output[Dataset]):
+            extra_data: str, extra_data_fingerprint: str, dataset: Output[Dataset], dataset_stats: Output[Artifact]):
     """Converts an Open Images V7 raw dataset to a YOLO dataset split train/val/test with a seed.
 
     Keeps every box of the selected classes (exact display names, ids in the listed order), clamps
-    boxes to the image, drops images without one, and writes dataset.yaml (Ultralytics) and stats.json.
+    boxes to the image, drops images without one, merges the user's own images and labels under
+    extra_data (an S3 prefix, Open Images or YOLO layout; extra_data_fingerprint keys the cache), and
+    writes dataset.yaml (Ultralytics), images and labels packed in tar shards, and stats.json.
     """
     import logging
+    import shutil
+    import tempfile
 
     from components.convert import convert_to_yolo
+    from components.packing import materialized, pack_in_place
+    from components.storage import S3Url, Storage
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    stats = convert_to_yolo(raw_dataset.path, dataset.path, list(classes), seed, tuple(split_ratios),
-                            include_group_of)
+    logging.info("extra_data %r, fingerprint %r", extra_data, extra_data_fingerprint)
+    with materialized(raw_dataset.path) as raw, tempfile.TemporaryDirectory() as extra_dir:
+        if extra_data:
+            Storage.from_env().download_prefix(S3Url.parse(extra_data), extra_dir)
+        stats = convert_to_yolo(raw, dataset.path, list(classes), seed, tuple(split_ratios), include_group_of,
+                                (extra_dir,) if extra_data else ())
+    pack_in_place(dataset.path, ("images", "labels"))
+    shutil.copyfile(f"{dataset.path}/stats.json", dataset_stats.path)
     dataset.metadata.update({"images": stats["images"], "boxes": stats["boxes"], "seconds": stats["seconds"],
                              "split_images": {s: stats["splits"][s]["images"] for s in stats["splits"]}})

@@ -7,6 +7,7 @@ that holds only the downloaded images and the CSV rows about them, never Open Im
 
 
 import difflib
+import json
 import logging
 import os
 import shutil
@@ -18,11 +19,13 @@ from kfp.dsl import Dataset, Output
 
 from components import openimages as oi
 from components.images import DATA_IMAGE, component
+from components.storage import S3Url, Storage
 
 log = logging.getLogger(__name__)
 
 # Files that seed a fresh zoo dir so FiftyOne does not fetch them (the demo's mirror, a cache).
 METADATA_ENV = "YOLO_KFP_OPEN_IMAGES_METADATA"
+RECORD = "download.json"  # what was asked for and what came, carried on to the published model
 
 
 def check_classes(requested: list[str], known: list[str]) -> None:
@@ -40,15 +43,35 @@ def check_classes(requested: list[str], known: list[str]) -> None:
         raise ValueError(f"unknown Open Images classes: {detail}")
 
 
-def _seed_zoo_dir(zoo_dir: str, split: str) -> None:
+def _seed_zoo_dir(split_dir: str) -> None:
     source = os.environ.get(METADATA_ENV)
     if not source:
         return
-    target = oi.split_dir(zoo_dir, split)
     for name in oi.METADATA_FILES:
         if os.path.exists(os.path.join(source, name)):
-            os.makedirs(os.path.dirname(os.path.join(target, name)), exist_ok=True)
-            shutil.copyfile(os.path.join(source, name), os.path.join(target, name))
+            os.makedirs(os.path.dirname(os.path.join(split_dir, name)), exist_ok=True)
+            shutil.copyfile(os.path.join(source, name), os.path.join(split_dir, name))
+
+
+def _metadata_from_cache(cache: str, split: str, split_dir: str) -> list[str]:
+    """Fetches the split's metadata files held under ``cache``; returns the names it had."""
+    storage, prefix = Storage.from_env(), S3Url.parse(cache).join(split)
+    found = []
+    for name in oi.METADATA_FILES:
+        if storage.exists(prefix.join(name)):
+            storage.download_file(prefix.join(name), os.path.join(split_dir, name))
+            found.append(name)
+    log.info("Open Images metadata from the cache %s: %s", prefix, found or "none yet")
+    return found
+
+
+def _metadata_to_cache(cache: str, split: str, split_dir: str, cached: list[str]) -> None:
+    """Stores the metadata files FiftyOne fetched, so that the next run does not fetch them again."""
+    storage, prefix = Storage.from_env(), S3Url.parse(cache).join(split)
+    for name in oi.METADATA_FILES:
+        if name not in cached and os.path.exists(os.path.join(split_dir, name)):
+            storage.upload_file(os.path.join(split_dir, name), prefix.join(name))
+            log.info("cached %s", prefix.join(name))
 
 
 def _filter_csv(source: str, target: str, image_ids: set[str]) -> int:
@@ -89,8 +112,12 @@ def write_raw_subset(split_dir: str, image_ids: set[str], output_dir: str) -> di
 
 
 def download_open_images(output_dir: str, classes: list[str], max_samples_per_class: int, split: str,
-                         seed: int) -> dict:
-    """Downloads up to ``max_samples_per_class`` images of each class into ``output_dir`` (raw layout)."""
+                         seed: int, metadata_cache: str = "") -> dict:
+    """Downloads up to ``max_samples_per_class`` images of each class into ``output_dir`` (raw layout).
+
+    ``metadata_cache`` (an S3 prefix) keeps Open Images' large metadata CSVs between runs. The
+    summary returned is also written to ``output_dir/download.json``.
+    """
     if split not in oi.SPLITS:
         raise ValueError(f"split must be one of {oi.SPLITS}, not {split!r}")
     if max_samples_per_class <= 0:
@@ -105,8 +132,9 @@ def download_open_images(output_dir: str, classes: list[str], max_samples_per_cl
         # A fresh zoo dir per run: FiftyOne prefers images it already has, which would make the
         # selection depend on earlier runs instead of only on the seed.
         fo.config.dataset_zoo_dir = zoo_dir
-        _seed_zoo_dir(zoo_dir, split)
         split_dir = oi.split_dir(zoo_dir, split)
+        _seed_zoo_dir(split_dir)
+        cached = _metadata_from_cache(metadata_cache, split, split_dir) if metadata_cache else []
         check_classes(list(classes), fouo.get_classes(version="v7", dataset_dir=split_dir))
         image_ids: set[str] = set()
         per_class = {}
@@ -122,22 +150,33 @@ def download_open_images(output_dir: str, classes: list[str], max_samples_per_cl
             image_ids |= ids
             log.info("%s: %d images (quota %d), %d distinct so far", name, len(ids), max_samples_per_class,
                      len(image_ids))
+        if metadata_cache:
+            _metadata_to_cache(metadata_cache, split, split_dir, cached)
         summary = write_raw_subset(split_dir, image_ids, output_dir)
-    summary.update(split=split, images_per_class=per_class, seconds=round(time.monotonic() - started, 2))
+    summary.update(split=split, classes=list(classes), max_samples_per_class=max_samples_per_class, seed=seed,
+                   images_per_class=per_class, seconds=round(time.monotonic() - started, 2))
+    with open(os.path.join(output_dir, RECORD), "w") as f:
+        json.dump(summary, f, indent=2)
     return summary
 
 
 @component(DATA_IMAGE)
-def download(classes: list, max_samples_per_class: int, split: str, seed: int, raw_dataset: Output[Dataset]):
+def download(classes: list, max_samples_per_class: int, split: str, seed: int, open_images_cache: str,
+             raw_dataset: Output[Dataset]):
     """Downloads up to max_samples_per_class Open Images V7 images per class (FiftyOne's dataset zoo).
 
-    Writes a raw dataset in FiftyOne's OpenImagesV7Dataset layout: data/*.jpg, labels/detections.csv and
-    metadata/{classes.csv,hierarchy.json,image_ids.csv}, holding only the rows of the downloaded images.
+    Writes a raw dataset in FiftyOne's OpenImagesV7Dataset layout, holding only the rows of the
+    downloaded images: labels/detections.csv, metadata/{classes.csv,hierarchy.json,image_ids.csv}, and
+    data/*.jpg packed into tar shards. open_images_cache (an S3 prefix, optional) keeps Open Images'
+    metadata CSVs between runs.
     """
     import logging
 
     from components.download import download_open_images
+    from components.packing import pack_in_place
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    summary = download_open_images(raw_dataset.path, list(classes), max_samples_per_class, split, seed)
+    summary = download_open_images(raw_dataset.path, list(classes), max_samples_per_class, split, seed,
+                                   open_images_cache)
+    pack_in_place(raw_dataset.path, ("data",))
     raw_dataset.metadata.update(summary)

@@ -65,9 +65,11 @@ def evaluate(dataset: Input[Dataset], model: Input[Model], imgsz: int, batch: in
     import os
 
     from components.evaluate import evaluate_model
+    from components.packing import materialized
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    result = evaluate_model(dataset.path, os.path.join(model.path, "weights", "best.pt"), imgsz, batch)
+    with materialized(dataset.path) as data_dir:
+        result = evaluate_model(data_dir, os.path.join(model.path, "weights", "best.pt"), imgsz, batch)
     for key in ("map50", "map50_95", "precision", "recall"):
         metrics.log_metric(key, result[key])
     for name, values in result["per_class"].items():

@@ -16,6 +16,7 @@ import time
 from kfp.dsl import Dataset, Input, Model, Output
 
 from components.images import TRAIN_IMAGE, component
+from components.storage import S3Url, Storage, is_s3, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,28 @@ def plain_numbers(args: dict) -> dict:
     return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in args.items()}
 
 
+def fetch_base_model(base_model: str, sha256: str, workdir: str) -> str:
+    """A local path for ``base_model``: an ``s3://`` URL is downloaded and, given ``sha256``, verified."""
+    if not is_s3(base_model):
+        return base_model
+    url = S3Url.parse(base_model)
+    path = Storage.from_env().download_file(url, os.path.join(workdir, os.path.basename(url.key) or "base.pt"))
+    if sha256:
+        actual = sha256_of(path)
+        if actual != sha256.lower():
+            raise ValueError(f"base_model {base_model} has SHA-256 {actual}, not the expected {sha256}: refusing it")
+    log.info("base model %s -> %s", base_model, path)
+    return path
+
+
 def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", epochs: int = 50, batch: int = 256,
                imgsz: int = 640, freeze: int = 10, workers: int = 8, cache: str = "", device: str = "",
                patience: int = 100, optimizer: str = "auto", lr0: float = 0.01, seed: int = 42,
-               overrides: dict | None = None) -> dict:
-    """Fine-tunes ``base_model`` on the YOLO dataset in ``data_dir``; writes weights and logs to ``output_dir``."""
+               overrides: dict | None = None, base_model_sha256: str = "") -> dict:
+    """Fine-tunes ``base_model`` on the YOLO dataset in ``data_dir``; writes weights and logs to ``output_dir``.
+
+    ``base_model`` is an Ultralytics checkpoint name, a local path or an ``s3://`` URL.
+    """
     from components.ultralytics_env import configure_offline
 
     configure_offline()
@@ -52,9 +70,9 @@ def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", 
 
     started = time.monotonic()
     counts = {}
-    model = YOLO(base_model)
-    model.add_callback("on_train_start", lambda trainer: counts.update(parameter_counts(trainer.model)))
     with tempfile.TemporaryDirectory(prefix="yolo-train-") as project:
+        model = YOLO(fetch_base_model(base_model, base_model_sha256, project))
+        model.add_callback("on_train_start", lambda trainer: counts.update(parameter_counts(trainer.model)))
         args = {"data": dataset_yaml(data_dir), "epochs": epochs, "batch": batch, "imgsz": imgsz, "freeze": freeze,
                 "workers": workers, "cache": cache or False, "patience": patience, "optimizer": optimizer,
                 "lr0": lr0, "seed": seed, "project": project, "name": "train", "exist_ok": True,
@@ -76,20 +94,26 @@ def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", 
 
 
 @component(TRAIN_IMAGE)
-def train(dataset: Input[Dataset], base_model: str, epochs: int, batch: int, imgsz: int, freeze: int, workers: int,
-          cache: str, patience: int, optimizer: str, lr0: float, seed: int, train_args: dict, model: Output[Model]):
+def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epochs: int, batch: int, imgsz: int,
+          freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float, seed: int,
+          train_args: dict, model: Output[Model]):
     """Fine-tunes a YOLO checkpoint (Ultralytics) on the YOLO dataset with its first `freeze` layers frozen.
 
-    Writes weights/best.pt, weights/last.pt, args.yaml, results.csv (per epoch) and train_summary.json
-    (including how many parameters were trainable). train_args passes further Ultralytics arguments.
+    base_model is an Ultralytics checkpoint name, a path in the image or an s3:// URL (checked against
+    base_model_sha256 when given). Writes weights/best.pt, weights/last.pt, args.yaml, results.csv (per
+    epoch) and train_summary.json (including how many parameters were trainable). train_args passes
+    further Ultralytics arguments.
     """
     import logging
 
+    from components.packing import materialized
     from components.train import train_yolo
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    summary = train_yolo(dataset.path, model.path, base_model, epochs, batch, imgsz, freeze, workers, cache,
-                         patience=patience, optimizer=optimizer, lr0=lr0, seed=seed, overrides=dict(train_args))
+    with materialized(dataset.path) as data_dir:
+        summary = train_yolo(data_dir, model.path, base_model, epochs, batch, imgsz, freeze, workers, cache,
+                             patience=patience, optimizer=optimizer, lr0=lr0, seed=seed, overrides=dict(train_args),
+                             base_model_sha256=base_model_sha256)
     model.metadata.update({k: summary[k] for k in ("names", "epochs", "trainable_params", "total_params",
                                                     "seconds") if k in summary})
     model.metadata["framework"] = "ultralytics"

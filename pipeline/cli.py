@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 
+from components.storage import StorageError
 from pipeline.pipeline import CompileOptions, compile_pipeline, parameter_defaults
 
 DEFAULTS = parameter_defaults()
@@ -155,9 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, StorageError) as error:
         print(f"yolo-kfp: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # kfp.local: a task failed; its own log above says why
+        print(f"yolo-kfp: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -63,7 +63,7 @@ def demo_environment(workdir: str, split: str):
     """Yields (environment variables, parameter overrides) while the mirror's S3 server runs."""
     print(NOTICE, flush=True)
     base = make_base_checkpoint(workdir)
-    with SeaweedS3(public_read_buckets=(oi.BUCKET,), workdir=os.path.join(workdir, "s3")) as s3:
+    with SeaweedS3(public_read_buckets=(oi.BUCKET,)) as s3:
         metadata_dir = build_mirror(s3, workdir, split, MIRROR_IMAGES_PER_CLASS, MIRROR_SEED)
         log.info("demo: Open Images mirror at %s (bucket %s)", s3.endpoint, oi.BUCKET)
         yield mirror_environment(s3, metadata_dir), {**PARAMS, "base_model": base}

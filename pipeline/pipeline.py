@@ -16,10 +16,14 @@ from kfp.dsl import Artifact, Model
 from components.convert import convert
 from components.download import download
 from components.evaluate import evaluate
+from components.preflight import preflight
+from components.publish import publish
+from components.storage import ENV_KEYS
 from components.train import train
 
 PIPELINE_NAME = "yolo-kfp"
 GPU_RESOURCE = "nvidia.com/gpu"
+DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         split_ratios: list = [0.75, 0.125, 0.125],
         include_group_of: bool = True,
         base_model: str = "yolov5nu.pt",
+        base_model_sha256: str = "",
         epochs: int = 50,
         batch: int = 256,
         imgsz: int = 640,
@@ -61,21 +66,42 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         gpus: int = 1,
         train_cpu: str = "8",
         train_memory: str = "24Gi",
+        data_connection: str = DATA_CONNECTION,
+        publish_to: str = "",
+        extra_data: str = "",
+        open_images_cache: str = "",
     ) -> NamedTuple("Outputs", model=Model, metrics=Artifact):
+        checks = preflight(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
+                           open_images_cache=open_images_cache)
+        checks.set_caching_options(False)  # access can change between runs: always check again
         download_task = download(classes=classes, max_samples_per_class=max_samples_per_class, split=split,
-                                 seed=seed)
+                                 seed=seed, open_images_cache=open_images_cache).after(checks)
         convert_task = convert(raw_dataset=download_task.outputs["raw_dataset"], classes=classes, seed=seed,
-                               split_ratios=split_ratios, include_group_of=include_group_of)
-        train_task = train(dataset=convert_task.outputs["dataset"], base_model=base_model, epochs=epochs,
-                           batch=batch, imgsz=imgsz, freeze=freeze, workers=workers, cache=cache, patience=patience,
-                           optimizer=optimizer, lr0=lr0, seed=seed, train_args=train_args)
+                               split_ratios=split_ratios, include_group_of=include_group_of, extra_data=extra_data,
+                               extra_data_fingerprint=checks.output)
+        train_task = train(dataset=convert_task.outputs["dataset"], base_model=base_model,
+                           base_model_sha256=base_model_sha256, epochs=epochs, batch=batch, imgsz=imgsz,
+                           freeze=freeze, workers=workers, cache=cache, patience=patience, optimizer=optimizer,
+                           lr0=lr0, seed=seed, train_args=train_args)
         on_gpu_node(train_task, gpus, train_cpu, train_memory, options)
         evaluate_task = evaluate(dataset=convert_task.outputs["dataset"], model=train_task.outputs["model"],
                                  imgsz=imgsz, batch=batch)
+        with dsl.If(publish_to != "", name="publish-requested"):
+            publish_task = publish(model=train_task.outputs["model"], metrics_json=evaluate_task.outputs["metrics_json"],
+                                   dataset_stats=convert_task.outputs["dataset_stats"], publish_to=publish_to,
+                                   run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        for task in (checks, download_task, convert_task, train_task, publish_task):
+            with_data_connection(task, data_connection)
         return NamedTuple("Outputs", model=Model, metrics=Artifact)(
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"])
 
     return yolo_pipeline
+
+
+def with_data_connection(task, secret_name) -> None:
+    """The data connection's keys as environment variables; a run without S3 needs no such Secret."""
+    kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env={k: k for k in ENV_KEYS},
+                                 optional=True)
 
 
 def on_gpu_node(task, gpus, cpu, memory, options: CompileOptions) -> None:

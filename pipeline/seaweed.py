@@ -48,16 +48,15 @@ class SeaweedS3:
     access_key: str = "yolo-kfp-test"
     secret_key: str = "yolo-kfp-test-secret"
     public_read_buckets: tuple[str, ...] = ()
-    workdir: str = ""
-    endpoint: str = ""
-    process: subprocess.Popen | None = field(default=None, repr=False)
-    _owns_workdir: bool = False
+    workdir: str = field(default="", init=False)
+    endpoint: str = field(default="", init=False)
+    process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     def start(self, timeout: float = 30.0) -> "SeaweedS3":
-        if not self.workdir:
-            self.workdir, self._owns_workdir = tempfile.mkdtemp(prefix="seaweed-"), True
+        # Always a fresh folder: weed mini remembers its last ports in its data and waits for them.
+        self.workdir = tempfile.mkdtemp(prefix="seaweed-")
         data_dir = os.path.join(self.workdir, "data")
-        os.makedirs(data_dir, exist_ok=True)
+        os.makedirs(data_dir)
         config = os.path.join(self.workdir, "identities.json")
         with open(config, "w") as f:
             json.dump(self._identities(), f)
@@ -68,7 +67,9 @@ class SeaweedS3:
                 "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
                 *(f"-{flag}={port}" for flag, port in ports.items())]
         log = open(os.path.join(self.workdir, "weed.log"), "wb")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # weed reads AWS_* credentials from its environment as an identity of its own: keep the caller's out.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         self._wait_ready(timeout)
         return self
 
@@ -84,14 +85,21 @@ class SeaweedS3:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"SeaweedFS exited early; see {self.workdir}/weed.log")
+                message = f"SeaweedFS exited early: {self._log_tail()}"
+                self.stop()
+                raise RuntimeError(message)
             try:
                 self.client().list_buckets()
                 return
             except Exception:  # not listening yet, or still electing its master
                 time.sleep(0.3)
+        message = f"SeaweedFS did not answer S3 at {self.endpoint} within {timeout} s: {self._log_tail()}"
         self.stop()
-        raise TimeoutError(f"SeaweedFS did not answer S3 at {self.endpoint} within {timeout} s")
+        raise TimeoutError(message)
+
+    def _log_tail(self, lines: int = 5) -> str:
+        with open(os.path.join(self.workdir, "weed.log"), errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
 
     def client(self):
         import boto3
@@ -110,8 +118,7 @@ class SeaweedS3:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self._owns_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> "SeaweedS3":
         return self.start()

@@ -1,23 +1,37 @@
-"""The README's first command: the whole pipeline through kfp.local on the offline mirror, and it learns."""
+"""The README's first command: the whole pipeline through kfp.local on the offline mirror. It learns,
+publishes to an S3 named by the data-connection variables, and a wrong secret stops it in its first step."""
 
 import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
+from components.publish import read_latest
+from components.storage import S3Url, Storage
+
 pytestmark = pytest.mark.slow
+CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
 
-def test_run_local_demo_learns(mongod, tmp_path):
+def run_demo(out, env, *params):
+    args = [CLI, "run-local", "--demo", "--output-dir", str(out), *(a for p in params for a in ("--param", p))]
+    return subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+
+
+def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
+    storage = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    storage.client.create_bucket(Bucket="models")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=s3.access_key, AWS_SECRET_ACCESS_KEY=s3.secret_key,
+               AWS_S3_ENDPOINT=s3.endpoint, AWS_DEFAULT_REGION="us-east-1")
     out = tmp_path / "demo"
-    cli = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
-    result = subprocess.run([cli, "run-local", "--demo", "--output-dir", str(out)], capture_output=True, text=True,
-                            timeout=900)
+    result = run_demo(out, env, "publish_to=s3://models/yolo-kfp")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "synthetic" in result.stdout
+
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["map50"] >= 0.5, metrics
     assert set(metrics["per_class"]) == {"Bicycle", "Car", "Traffic sign"}
@@ -29,3 +43,20 @@ def test_run_local_demo_learns(mongod, tmp_path):
     assert set(timings["steps"]) == {"download", "convert", "train", "evaluate"}
     assert all(seconds > 0 for seconds in timings["steps"].values())
     assert timings["total"] >= sum(timings["steps"].values())
+
+    manifest = read_latest("s3://models/yolo-kfp", storage)
+    assert manifest["metrics"]["map50"] == metrics["map50"]
+    assert {"weights/best.pt", "metrics.json", "dataset_stats.json", "parameters.json", "args.yaml"} <= \
+        set(manifest["files"])
+    published = storage.get_bytes(S3Url("models", f"yolo-kfp/{manifest['version']}/weights/best.pt"))
+    assert published == (out / "best.pt").read_bytes()
+
+    wrong = dict(env, AWS_SECRET_ACCESS_KEY="a-wrong-secret-for-the-test")
+    started = time.monotonic()
+    failed = run_demo(out, wrong, "publish_to=s3://models/yolo-kfp")  # the base checkpoint is reused
+    assert failed.returncode != 0 and time.monotonic() - started < 60
+    output = failed.stdout + failed.stderr
+    assert "preflight: publish_to=s3://models/yolo-kfp is not usable" in output and "SignatureDoesNotMatch" in output
+    assert "Inner task failed: 'preflight'" in output.replace("\x1b[96m", "").replace("\x1b[0m", "")
+    assert "a-wrong-secret-for-the-test" not in output
+    assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]

@@ -7,7 +7,9 @@ import os
 import pytest
 
 from components import openimages as oi
-from components.download import download, download_open_images
+from components.download import METADATA_ENV, download, download_open_images
+from components.packing import materialized, shards
+from components.storage import S3Url, Storage
 from conftest import CLASSES
 from pipeline.synthetic import ALL_CLASSES
 
@@ -59,10 +61,30 @@ def test_unknown_class_fails_before_downloading(mirror, tmp_path):
 
 
 def test_download_component_through_kfp_local(mirror, local_kfp):
-    task = download(classes=CLASSES, max_samples_per_class=5, split="validation", seed=42)
+    task = download(classes=CLASSES, max_samples_per_class=5, split="validation", seed=42, open_images_cache="")
     raw = task.outputs["raw_dataset"]
-    images, _ = check_raw_layout(raw.path, 5)
+    assert "data" not in os.listdir(raw.path) and shards(raw.path), "images travel packed"
+    with materialized(raw.path) as folder:
+        images, _ = check_raw_layout(folder, 5)
     assert raw.metadata["images"] == len(images)
     with open(os.path.join(os.path.dirname(raw.path), "executor_output.json")) as f:
         assert json.load(f)["artifacts"]["raw_dataset"]["artifacts"][0]["metadata"]["images_per_class"] == \
             {name: 5 for name in CLASSES}
+
+
+def test_open_images_metadata_is_cached_in_s3(mirror, s3, tmp_path, monkeypatch):
+    for key, value in {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                       "AWS_S3_ENDPOINT": s3.endpoint}.items():
+        monkeypatch.setenv(key, value)
+    storage = Storage.from_env()
+    storage.client.create_bucket(Bucket="oi-cache")
+    download_open_images(str(tmp_path / "a"), CLASSES, 3, "validation", seed=42, metadata_cache="s3://oi-cache/v7")
+    cached = sorted(o["key"] for o in storage.list_objects(S3Url("oi-cache", "v7")))
+    assert cached == sorted(f"v7/validation/{name}" for name in oi.METADATA_FILES)
+    # Without the mirror's local metadata FiftyOne would fetch the CSVs over HTTPS (the guard would
+    # fail the test): the second run takes them from the cache.
+    monkeypatch.delenv(METADATA_ENV)
+    again = download_open_images(str(tmp_path / "b"), CLASSES, 3, "validation", seed=42,
+                                 metadata_cache="s3://oi-cache/v7")
+    assert sorted(os.listdir(tmp_path / "b" / oi.DATA_DIR)) == sorted(os.listdir(tmp_path / "a" / oi.DATA_DIR))
+    assert again["images_per_class"] == {name: 3 for name in CLASSES}

@@ -82,3 +82,32 @@ def test_steps_use_our_images_and_install_nothing(compiled):
         container = executor["container"]
         assert container["image"].startswith("quay.io/yolo-kfp/"), name
         assert "pip install" not in " ".join(container["command"] + container.get("args", [])), name
+
+
+def test_data_connection_secret_is_referenced_by_name_only(tmp_path, monkeypatch):
+    secret = "compile-time-secret-value-1234"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "compile-time-key-id")
+    text = open(compile_pipeline(str(tmp_path / "p.yaml"))).read()
+    assert secret not in text and "compile-time-key-id" not in text
+    spec, platform = load(str(tmp_path / "p.yaml"))
+    credential_like = [p for p in spec["root"]["inputDefinitions"]["parameters"]
+                       if any(w in p for w in ("secret", "password", "token", "access_key"))]
+    assert credential_like == []
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in ("exec-preflight", "exec-download", "exec-convert", "exec-train", "exec-publish"):
+        (env,) = executors[step]["secretAsEnv"]
+        assert env["secretNameParameter"]["componentInputParameter"].endswith("data_connection")
+        assert env["optional"] is True
+        assert {m["envVar"] for m in env["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                          "AWS_S3_ENDPOINT", "AWS_DEFAULT_REGION", "AWS_S3_BUCKET"}
+    assert "secretAsEnv" not in executors.get("exec-evaluate", {})
+
+
+def test_publish_runs_only_when_asked_and_after_evaluation(compiled):
+    spec, _ = compiled
+    tasks = spec["root"]["dag"]["tasks"]
+    (condition,) = [t for t in tasks.values() if "triggerPolicy" in t]
+    assert "publish_to" in condition["triggerPolicy"]["condition"] and "!= ''" in condition["triggerPolicy"]["condition"]
+    assert "evaluate" in condition["dependentTasks"]
+    assert tasks["download"]["dependentTasks"] == ["preflight"]

@@ -1,0 +1,60 @@
+"""Preflight: the run's first step checks every S3 location it will need, before any download or training.
+
+A wrong secret, a missing bucket or a typo in a key then fails the run in seconds, with the bucket
+named, instead of after an hour of training. It also fingerprints ``extra_data`` so that KFP's cache
+key of the step that reads it changes whenever objects there are added or rewritten.
+"""
+
+import logging
+
+from components.images import DATA_IMAGE, component
+from components.storage import S3Url, Storage, StorageError, is_s3
+
+log = logging.getLogger(__name__)
+
+
+def _checked(name: str, url: str, check):
+    try:
+        result = check()
+    except (StorageError, ValueError) as error:
+        raise StorageError(f"preflight: {name}={url} is not usable: {error}") from None
+    log.info("preflight: %s=%s ok", name, url)
+    return result
+
+
+def _fingerprint(storage: Storage, prefix: str) -> str:
+    url = S3Url.parse(prefix)
+    if not storage.list_objects(url):
+        raise StorageError(f"no objects under {url} at {storage.where}")
+    return storage.fingerprint(url)
+
+
+def check_s3_inputs(publish_to: str = "", base_model: str = "", extra_data: str = "",
+                    open_images_cache: str = "", storage: Storage | None = None) -> str:
+    """Checks access to every S3 location given; returns the fingerprint of ``extra_data`` ("" if unset)."""
+    if not any(is_s3(u) for u in (publish_to, base_model, extra_data, open_images_cache)):
+        return ""
+    storage = storage or Storage.from_env()
+    if publish_to:
+        _checked("publish_to", publish_to, lambda: storage.check_writable(S3Url.parse(publish_to)))
+    if open_images_cache:
+        _checked("open_images_cache", open_images_cache,
+                 lambda: storage.check_writable(S3Url.parse(open_images_cache)))
+    if is_s3(base_model):
+        _checked("base_model", base_model, lambda: storage.require(S3Url.parse(base_model)))
+    return _checked("extra_data", extra_data, lambda: _fingerprint(storage, extra_data)) if extra_data else ""
+
+
+@component(DATA_IMAGE)
+def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cache: str) -> str:
+    """Checks access to every S3 location of the run (publish_to, base_model, extra_data, open_images_cache).
+
+    Fails the run in its first step, naming what is not usable; returns a fingerprint of the objects
+    under extra_data, which keys the cache of the step that reads them.
+    """
+    import logging
+
+    from components.preflight import check_s3_inputs
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return check_s3_inputs(publish_to, base_model, extra_data, open_images_cache)

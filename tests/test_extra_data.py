@@ -1,0 +1,97 @@
+"""A user's own labelled images from S3, merged into the dataset; the cache key follows their content."""
+
+import os
+
+import pytest
+import yaml
+from PIL import Image
+
+from components.convert import convert, convert_to_yolo
+from components.storage import S3Url, Storage
+from conftest import CLASSES
+from pipeline.pipeline import compile_pipeline
+from test_convert import box_row, make_raw, read_labels
+
+FILLER = [f"{i:016x}" for i in range(1, 9)]
+
+
+@pytest.fixture
+def raw(tmp_path):
+    return make_raw(tmp_path / "raw", [box_row(i, "Car", 0.25, 0.75, 0.25, 0.75) for i in FILLER], FILLER)
+
+
+def yolo_folder(root, names=("Traffic sign", "Person", "Car")):
+    """YOLO layout with its own class order: 0 Traffic sign, 1 Person (not selected), 2 Car."""
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "data.yaml").write_text(yaml.safe_dump({"names": list(names)}))
+    Image.new("RGB", (16, 16)).save(root / "images" / "train" / "street1.png")
+    Image.new("RGB", (16, 16)).save(root / "images" / "train" / "street2.jpg")
+    (root / "labels" / "train" / "street1.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n2 0.9 0.9 0.4 0.4\n")
+    (root / "labels" / "train" / "street2.txt").write_text("1 0.5 0.5 0.2 0.2\n0 0.1 0.2 0.3 0.4 0.5 0.6\n")
+    return root
+
+
+def test_yolo_layout_is_merged_by_class_name(raw, tmp_path):
+    out = str(tmp_path / "out")
+    stats = convert_to_yolo(raw, out, CLASSES, seed=42, extra_dirs=(str(yolo_folder(tmp_path / "extra")),))
+    labels = read_labels(out)
+    # Traffic sign is class 2 here, Car 1; the Car box poked out of the image and is clamped
+    assert labels["extra_street1"] == [["2", "0.500000", "0.500000", "0.200000", "0.200000"],
+                                       ["1", "0.850000", "0.850000", "0.300000", "0.300000"]]
+    assert "extra_street2" not in labels  # only a Person box and a polygon line
+    assert stats["images"] == len(FILLER) + 1 and stats["extra_images"] == 1
+    assert stats["dropped"]["boxes_of_other_classes"] == 2 and stats["dropped"]["unsupported_label_lines"] == 1
+    assert any(n == "extra_street1.png" for s in ("train", "val", "test") for n in os.listdir(f"{out}/images/{s}"))
+
+
+def test_open_images_layout_is_merged(raw, tmp_path):
+    extra = make_raw(tmp_path / "extra", [box_row("eeeeeeeeeeeeeee1", "Bicycle", 0.1, 0.3, 0.1, 0.3)],
+                     ["eeeeeeeeeeeeeee1"])
+    stats = convert_to_yolo(raw, str(tmp_path / "out"), CLASSES, seed=42, extra_dirs=(extra,))
+    assert read_labels(str(tmp_path / "out"))["eeeeeeeeeeeeeee1"] == [["0", "0.200000", "0.200000", "0.200000",
+                                                                        "0.200000"]]
+    assert stats["extra_images"] == 1
+
+
+def test_unlabelled_yolo_classes_are_an_error(raw, tmp_path):
+    extra = yolo_folder(tmp_path / "extra")
+    os.remove(extra / "data.yaml")
+    with pytest.raises(FileNotFoundError, match="names no classes"):
+        convert_to_yolo(raw, str(tmp_path / "out"), CLASSES, seed=42, extra_dirs=(str(extra),))
+
+
+def test_convert_component_fetches_extra_data_from_s3(s3, raw, tmp_path, local_kfp, monkeypatch):
+    from kfp import dsl
+    from kfp.dsl import Dataset
+
+    for key, value in {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                       "AWS_S3_ENDPOINT": s3.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    storage = Storage.from_env()
+    storage.client.create_bucket(Bucket="labelled")
+    storage.upload_dir(str(yolo_folder(tmp_path / "extra")), S3Url("labelled", "new-images"))
+
+    @dsl.pipeline
+    def convert_with_extra():
+        raw_dataset = dsl.importer(artifact_uri=raw, artifact_class=Dataset, reimport=False)
+        convert(raw_dataset=raw_dataset.output, classes=CLASSES, seed=42, split_ratios=[0.75, 0.125, 0.125],
+                include_group_of=True, extra_data="s3://labelled/new-images", extra_data_fingerprint="f1")
+
+    convert_with_extra()
+    (run,) = (local_kfp / "pipeline-root").iterdir()
+    artifact = run / "convert" / "dataset"
+    assert sorted(os.listdir(artifact)) == ["dataset.yaml", "shard-00000.tar", "stats.json"]
+    from components.packing import materialized
+
+    with materialized(str(artifact)) as folder:
+        assert "extra_street1" in read_labels(folder)
+    assert (run / "convert" / "dataset_stats").read_text() == (artifact / "stats.json").read_text()
+
+
+def test_the_extra_data_fingerprint_keys_the_convert_step(tmp_path):
+    with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
+        spec = next(yaml.safe_load_all(f))
+    fingerprint = spec["root"]["dag"]["tasks"]["convert"]["inputs"]["parameters"]["extra_data_fingerprint"]
+    assert fingerprint["taskOutputParameter"] == {"outputParameterKey": "Output", "producerTask": "preflight"}
+    assert spec["root"]["dag"]["tasks"]["preflight"]["cachingOptions"] == {}
