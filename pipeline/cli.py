@@ -10,8 +10,10 @@ import logging
 import os
 import sys
 
+from kfp_server_api.exceptions import ApiException
+
 from components.storage import StorageError
-from pipeline.pipeline import CompileOptions, compile_pipeline, parameter_defaults
+from pipeline.pipeline import SHM_VOLUMES, CompileOptions, compile_pipeline, parameter_defaults
 
 DEFAULTS = parameter_defaults()
 
@@ -31,8 +33,19 @@ def _print_json(value) -> None:
     print(json.dumps(value, indent=2))
 
 
+def _options(args) -> CompileOptions:
+    return CompileOptions(shm_size=args.shm_size, shm_volume=args.shm_volume)
+
+
+def _server(args):
+    from pipeline.cluster import Server, resolve_token
+
+    return Server(host=args.host, token=resolve_token(args.token), ca_bundle=args.ca_bundle,
+                  verify_ssl=not args.insecure, ui_host=args.ui_host)
+
+
 def cmd_compile(args) -> None:
-    path = compile_pipeline(args.output, CompileOptions(shm_size=args.shm_size))
+    path = compile_pipeline(args.output, _options(args))
     print(f"compiled {path}: upload it in the Data Science Pipelines UI (Pipelines > Import pipeline)")
 
 
@@ -50,6 +63,45 @@ def cmd_run_local(args) -> None:
     print(f"outputs in {os.path.abspath(args.output_dir)}: metrics.json, best.pt, timings.json")
     if "notice" in result:
         print(result["notice"])
+
+
+def cmd_submit(args) -> int:
+    from pipeline import cluster
+    from pipeline.local import parse_params
+
+    server = _server(args)
+    run_id = cluster.submit(server, parse_params(args.param), args.experiment, args.run_name, _options(args))
+    print(f"run {run_id}: {server.run_link(run_id)}")
+    if not args.wait:
+        return 0
+    state = cluster.wait(server, run_id, args.poll_seconds)
+    print(f"run {run_id} ended {state}")
+    return 0 if state == "SUCCEEDED" else 1
+
+
+def cmd_upload(args) -> None:
+    from pipeline import cluster
+
+    pipeline_id, version_id = cluster.upload(_server(args), args.version, _options(args))
+    print(f"pipeline {pipeline_id} version {version_id}")
+
+
+def cmd_schedule(args) -> None:
+    from pipeline import cluster
+    from pipeline.local import parse_params
+
+    server = _server(args)
+    if args.list:
+        for row in cluster.list_schedules(server):
+            print("  ".join(f"{k}={v}" for k, v in row.items()))
+    elif args.disable:
+        print(f"disabled {cluster.disable_schedule(server, args.disable)}")
+    elif args.cron:
+        recurring_id = cluster.schedule(server, args.cron, args.name, parse_params(args.param), args.experiment,
+                                        args.catch_up)
+        print(f"recurring run {args.name} ({recurring_id}) at {cluster.six_field_cron(args.cron)!r}")
+    else:
+        raise ValueError("schedule needs --cron, --list or --disable NAME")
 
 
 def cmd_download(args) -> None:
@@ -130,14 +182,55 @@ def _add_step_parsers(steps) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _add_compile_options(p) -> None:
+    p.add_argument("--shm-size", default=CompileOptions.shm_size, help="size of the train pod's /dev/shm")
+    p.add_argument("--shm-volume", default=CompileOptions.shm_volume, choices=SHM_VOLUMES,
+                   help="emptydir: memory-backed (KFP backend 2.3+); ephemeral: a per-pod PVC, for older servers")
+
+
+def _add_server_options(p) -> None:
+    p.add_argument("--host", required=True, help="the pipeline server's URL (the DSPA route)")
+    p.add_argument("--token", help="bearer token (default: $KFP_TOKEN, $KF_PIPELINES_TOKEN, the pod's token)")
+    p.add_argument("--ca-bundle", help="CA bundle for the route's certificate")
+    p.add_argument("--insecure", action="store_true", help="do not verify the route's certificate")
+    p.add_argument("--ui-host", help="base URL for run links (default: --host)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolo-kfp", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("compile", help="write the pipeline YAML for the Data Science Pipelines UI")
     p.add_argument("--output", required=True)
-    p.add_argument("--shm-size", default=CompileOptions.shm_size, help="size of the train pod's /dev/shm")
+    _add_compile_options(p)
     p.set_defaults(func=cmd_compile)
+
+    p = commands.add_parser("submit", help="start a run on a pipeline server")
+    _add_server_options(p)
+    p.add_argument("--experiment", default="yolo-kfp")
+    p.add_argument("--run-name")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a pipeline parameter (JSON)")
+    p.add_argument("--wait", action="store_true", help="follow the run; exit non-zero unless it succeeds")
+    p.add_argument("--poll-seconds", type=float, default=10)
+    _add_compile_options(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = commands.add_parser("upload", help="upload the pipeline as a new version (the UI then lists it)")
+    _add_server_options(p)
+    p.add_argument("--version", help="version name (default: v<UTC time>)")
+    _add_compile_options(p)
+    p.set_defaults(func=cmd_upload)
+
+    p = commands.add_parser("schedule", help="recurring runs of the latest uploaded version")
+    _add_server_options(p)
+    p.add_argument("--cron", help="six fields, seconds first: '0 0 3 * * 1' is Mondays at 03:00")
+    p.add_argument("--name", default="yolo-kfp-retraining")
+    p.add_argument("--experiment", default="yolo-kfp")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a pipeline parameter (JSON)")
+    p.add_argument("--catch-up", action="store_true", help="run the schedules missed while paused")
+    p.add_argument("--list", action="store_true", help="list the recurring runs")
+    p.add_argument("--disable", metavar="NAME", help="disable the recurring run of this name")
+    p.set_defaults(func=cmd_schedule)
 
     p = commands.add_parser("run-local", help="run the whole pipeline here through kfp.local")
     p.add_argument("--output-dir", required=True)
@@ -155,14 +248,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        return args.func(args) or 0
     except (ValueError, FileNotFoundError, StorageError) as error:
         print(f"yolo-kfp: error: {error}", file=sys.stderr)
         return 2
+    except ApiException as error:
+        print(f"yolo-kfp: error: the pipeline server answered {error.status} {error.reason}: "
+              f"{(error.body or '').strip()[:500]}", file=sys.stderr)
+        return 1
     except RuntimeError as error:  # kfp.local: a task failed; its own log above says why
         print(f"yolo-kfp: error: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from components.train import train
 
 PIPELINE_NAME = "yolo-kfp"
 GPU_RESOURCE = "nvidia.com/gpu"
+SHM_VOLUMES = ("emptydir", "ephemeral")
 DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
 
 
@@ -31,9 +32,16 @@ class CompileOptions:
     """Pod settings KFP cannot take as runtime parameters."""
 
     shm_size: str = "8Gi"  # memory-backed /dev/shm for DataLoader workers (Docker's 64 MB default crashes them)
+    # "emptydir": a Memory emptyDir (KFP backend 2.3+). "ephemeral": a generic ephemeral volume (a PVC
+    # made per pod, disk-backed) for older servers that reject or ignore emptyDir mounts.
+    shm_volume: str = "emptydir"
+
+    def __post_init__(self):
+        if self.shm_volume not in SHM_VOLUMES:
+            raise ValueError(f"shm_volume must be one of {SHM_VOLUMES}, not {self.shm_volume!r}")
 
     def describe(self) -> str:
-        return f"compile options: shm_size={self.shm_size}"
+        return f"compile options: shm_size={self.shm_size} shm_volume={self.shm_volume}"
 
 
 def make_pipeline(options: CompileOptions = CompileOptions()):
@@ -109,8 +117,12 @@ def on_gpu_node(task, gpus, cpu, memory, options: CompileOptions) -> None:
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
     task.set_cpu_request(cpu).set_memory_request(memory)
     kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
-    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
-                               size_limit=options.shm_size)
+    if options.shm_volume == "ephemeral":
+        kubernetes.add_ephemeral_volume(task, volume_name="dshm", mount_path="/dev/shm",
+                                        access_modes=["ReadWriteOnce"], size=options.shm_size)
+    else:
+        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
+                                   size_limit=options.shm_size)
 
 
 yolo_pipeline = make_pipeline()

@@ -111,3 +111,19 @@ def test_publish_runs_only_when_asked_and_after_evaluation(compiled):
     assert "publish_to" in condition["triggerPolicy"]["condition"] and "!= ''" in condition["triggerPolicy"]["condition"]
     assert "evaluate" in condition["dependentTasks"]
     assert tasks["download"]["dependentTasks"] == ["preflight"]
+
+
+def test_older_servers_get_a_generic_ephemeral_volume_at_dev_shm(tmp_path):
+    spec, platform = load(compile_pipeline(str(tmp_path / "p.yaml"), CompileOptions(shm_size="16Gi",
+                                                                                    shm_volume="ephemeral")))
+    train = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert "emptyDirMounts" not in train
+    (volume,) = train["genericEphemeralVolume"]
+    assert volume["mountPath"] == "/dev/shm" and volume["size"] == "16Gi"
+    assert volume["accessModes"] == ["ReadWriteOnce"] and volume["volumeName"] == "dshm"
+    assert "shm_volume=ephemeral" in spec["pipelineInfo"]["description"]
+
+
+def test_unknown_shm_volume_is_refused():
+    with pytest.raises(ValueError, match="shm_volume"):
+        CompileOptions(shm_volume="tmpfs")

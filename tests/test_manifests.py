@@ -1,0 +1,87 @@
+"""manifests/ builds with kustomize; every object validates: built-in kinds against Kubernetes' schemas,
+the DataSciencePipelinesApplication against the Data Science Pipelines operator's CRD."""
+
+import os
+import shutil
+import subprocess
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from components.storage import ENV_KEYS
+from pipeline.pipeline import DATA_CONNECTION
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+SCHEMAS = os.path.join(ROOT, "..", "shared", "schemas")
+CRDS = ["dspa-crd-v2.17.0.yaml", "dspa-crd-head.yaml"]
+KUBERNETES_VERSION = "1.31"  # OpenShift 4.18
+
+
+@pytest.fixture(scope="module")
+def built():
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed (.ci/run installs it)"
+    out = subprocess.run([kubectl, "kustomize", os.path.join(ROOT, "manifests")], capture_output=True, text=True,
+                         check=True).stdout
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out)}
+
+
+def test_builds_the_expected_objects(built):
+    assert set(built) == {("Secret", DATA_CONNECTION), ("DataSciencePipelinesApplication", "dspa"),
+                          ("Role", "yolo-kfp-pipeline-user"), ("RoleBinding", "yolo-kfp-pipeline-user")}
+    assert {d["metadata"]["namespace"] for d in built.values()} == {"yolo-kfp"}
+
+
+def test_builtin_kinds_validate_against_kubernetes_schemas(built):
+    for (kind, name), obj in built.items():
+        if kind != "DataSciencePipelinesApplication":
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def unknown_fields(obj, schema, path="spec"):
+    """Fields the CRD does not declare: the API server would drop them silently (pruning)."""
+    if not isinstance(obj, dict) or "properties" not in schema:
+        return []
+    found = []
+    for key, value in obj.items():
+        if key not in schema["properties"]:
+            found.append(f"{path}.{key}")
+        else:
+            found += unknown_fields(value, schema["properties"][key], f"{path}.{key}")
+    return found
+
+
+@pytest.mark.parametrize("crd", CRDS)
+def test_pipeline_server_validates_against_the_operator_crd(built, crd):
+    path = os.path.join(SCHEMAS, crd)
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is absent: the operator's CRD is provided beside the project (../shared/schemas)")
+    with open(path) as f:
+        definition = yaml.safe_load(f)
+    (v1,) = [v for v in definition["spec"]["versions"] if v["name"] == "v1"]
+    schema = v1["schema"]["openAPIV3Schema"]
+    dspa = built[("DataSciencePipelinesApplication", "dspa")]
+    assert dspa["apiVersion"] == f"{definition['spec']['group']}/v1"
+    jsonschema.validate(dspa, schema)
+    assert unknown_fields(dspa["spec"], schema["properties"]["spec"]) == []
+
+
+def test_data_connection_is_a_dashboard_s3_connection(built):
+    secret = built[("Secret", DATA_CONNECTION)]
+    assert secret["metadata"]["labels"]["opendatahub.io/dashboard"] == "true"
+    assert secret["metadata"]["annotations"]["opendatahub.io/connection-type"] == "s3"
+    assert set(secret["stringData"]) == set(ENV_KEYS)
+    storage = built[("DataSciencePipelinesApplication", "dspa")]["spec"]["objectStorage"]["externalStorage"]
+    assert storage["s3CredentialsSecret"] == {"secretName": DATA_CONNECTION, "accessKey": "AWS_ACCESS_KEY_ID",
+                                              "secretKey": "AWS_SECRET_ACCESS_KEY"}
+    assert storage["bucket"] == secret["stringData"]["AWS_S3_BUCKET"]
+
+
+def test_values_to_change_are_marked_and_documented():
+    readme = open(os.path.join(ROOT, "manifests", "README.md")).read()
+    for name in os.listdir(os.path.join(ROOT, "manifests")):
+        text = open(os.path.join(ROOT, "manifests", name)).read()
+        if name.endswith(".yaml") and "CHANGE-ME" in text:
+            assert name in readme, f"manifests/README.md should say what to change in {name}"
