@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pandas as pd
 import yaml
-from kfp.dsl import Artifact, Dataset, Input, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 from components import openimages as oi
 from components.download import RECORD, check_classes
@@ -224,13 +224,45 @@ def convert_to_yolo(raw_dir: str, output_dir: str, classes: list[str], seed: int
                         "nc": len(classes), "names": classes}, f, sort_keys=False)
     stats = {"classes": classes, "seed": seed, "split_ratios": list(split_ratios), "images": len(labels),
              "boxes": len(boxes), "extra_images": int(sum(p["ImageID"].nunique() for p in parts[1:])),
-             "splits": class_statistics(boxes, splits, classes), "dropped": dropped,
+             "splits": class_statistics(boxes, splits, classes), "box_sizes": box_sizes(boxes, classes),
+             "dropped": dropped,
              "source": _download_record(raw_dir), "seconds": round(time.monotonic() - started, 2)}
     with open(os.path.join(output_dir, "stats.json"), "w") as f:
         json.dump(stats, f, indent=2)
     log.info("%d images, %d boxes -> train/val/test %s; dropped %s", len(labels), len(boxes),
              [stats["splits"][s]["images"] for s in SPLIT_NAMES], dropped)
     return stats
+
+
+BOX_SIZES = {"small (< 10% of the image side)": 0.1, "medium (10-30%)": 0.3, "large (> 30%)": float("inf")}
+
+
+def box_sizes(boxes: pd.DataFrame, classes: list[str]) -> dict:
+    """Boxes per class by size: the square root of their area as a share of the image."""
+    side = np.sqrt((boxes["XMax"] - boxes["XMin"]) * (boxes["YMax"] - boxes["YMin"]))
+    bucket = pd.cut(side, [0.0, *BOX_SIZES.values()], labels=list(BOX_SIZES), include_lowest=True)
+    counts = pd.crosstab(boxes["class_id"], bucket).reindex(index=range(len(classes)), columns=list(BOX_SIZES),
+                                                            fill_value=0)
+    return {classes[i]: {size: int(n) for size, n in row.items()} for i, row in counts.iterrows()}
+
+
+def dataset_markdown(stats: dict) -> str:
+    """The dataset report the KFP UI renders: counts per class and split, box sizes, what was dropped."""
+    classes, splits = stats["classes"], stats["splits"]
+    lines = [f"# Dataset: {stats['images']} images, {stats['boxes']} boxes", "",
+             f"Split train/val/test {stats['split_ratios']} with seed {stats['seed']}"
+             + (f"; {stats['extra_images']} images from extra_data." if stats.get("extra_images") else "."), "",
+             "| class | " + " | ".join(f"{s} images | {s} boxes" for s in SPLIT_NAMES) + " |",
+             "|---|" + "---:|" * (2 * len(SPLIT_NAMES))]
+    for name in classes:
+        cells = [f"{splits[s]['per_class'][name]['images']} | {splits[s]['per_class'][name]['boxes']}"
+                 for s in SPLIT_NAMES]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Box sizes", "", "| class | " + " | ".join(BOX_SIZES) + " |", "|---|" + "---:|" * len(BOX_SIZES)]
+    lines += [f"| {name} | " + " | ".join(str(n) for n in stats["box_sizes"][name].values()) + " |"
+              for name in classes]
+    lines += ["", "## Dropped", "", *(f"- {key.replace('_', ' ')}: {n}" for key, n in stats["dropped"].items())]
+    return "\n".join(lines) + "\n"
 
 
 def _download_record(raw_dir: str) -> dict:
@@ -243,19 +275,21 @@ def _download_record(raw_dir: str) -> dict:
 
 @component(DATA_IMAGE)
 def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios: list, include_group_of: bool,
-            extra_data: str, extra_data_fingerprint: str, dataset: Output[Dataset], dataset_stats: Output[Artifact]):
+            extra_data: str, extra_data_fingerprint: str, dataset: Output[Dataset], dataset_stats: Output[Artifact],
+            dataset_report: Output[Markdown]):
     """Converts an Open Images V7 raw dataset to a YOLO dataset split train/val/test with a seed.
 
     Keeps every box of the selected classes (exact display names, ids in the listed order), clamps
     boxes to the image, drops images without one, merges the user's own images and labels under
     extra_data (an S3 prefix, Open Images or YOLO layout; extra_data_fingerprint keys the cache), and
-    writes dataset.yaml (Ultralytics), images and labels packed in tar shards, and stats.json.
+    writes dataset.yaml (Ultralytics), images and labels packed in tar shards, stats.json, and a
+    report: images and boxes per class and split, box sizes, images and boxes dropped and why.
     """
     import logging
     import shutil
     import tempfile
 
-    from components.convert import convert_to_yolo
+    from components.convert import convert_to_yolo, dataset_markdown
     from components.packing import materialized, pack_in_place
     from components.storage import S3Url, Storage
 
@@ -268,5 +302,7 @@ def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios:
                                 (extra_dir,) if extra_data else ())
     pack_in_place(dataset.path, ("images", "labels"))
     shutil.copyfile(f"{dataset.path}/stats.json", dataset_stats.path)
+    with open(dataset_report.path, "w") as f:
+        f.write(dataset_markdown(stats))
     dataset.metadata.update({"images": stats["images"], "boxes": stats["boxes"], "seconds": stats["seconds"],
                              "split_images": {s: stats["splits"][s]["images"] for s in stats["splits"]}})

@@ -59,14 +59,22 @@ def publish_files(publish_to: str, files: dict[str, str], record: dict, run_id: 
     return {"version": version, "url": str(target), "manifest": manifest}
 
 
+def _relative_files(folder: str) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(root, f), folder) for root, _, names in os.walk(folder) for f in names)
+
+
 def _load_json(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
 
 
 def publish_model(publish_to: str, model_dir: str, metrics_path: str, stats_path: str, run_id: str = "",
-                  storage: Storage | None = None) -> dict:
-    """Publishes a train step's model with its metrics, dataset statistics and parameters."""
+                  storage: Storage | None = None, onnx_dir: str = "") -> dict:
+    """Publishes a train step's model with its metrics, dataset statistics and parameters.
+
+    ``onnx_dir`` (an export step's output) goes under ``serving/``: a KServe or OpenVINO Model Server
+    storage URI then points at ``<version>/serving`` or ``<version>/serving/yolo-kfp``.
+    """
     import yaml
 
     stats = _load_json(stats_path)
@@ -77,6 +85,8 @@ def publish_model(publish_to: str, model_dir: str, metrics_path: str, stats_path
                   "train": train_args}
     files = {name: os.path.join(model_dir, name) for name in MODEL_FILES
              if os.path.exists(os.path.join(model_dir, name))}
+    if onnx_dir:
+        files.update({f"serving/{name}": os.path.join(onnx_dir, name) for name in _relative_files(onnx_dir)})
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "parameters.json"), "w") as f:
             json.dump(parameters, f, indent=2, default=str)
@@ -89,10 +99,11 @@ def publish_model(publish_to: str, model_dir: str, metrics_path: str, stats_path
 
 
 @component(DATA_IMAGE)
-def publish(model: Input[Model], metrics_json: Input[Artifact], dataset_stats: Input[Artifact], publish_to: str,
-            run_id: str) -> str:
-    """Publishes the model under publish_to/<version>/ (weights, args, metrics, dataset statistics,
-    parameters, run id), writes manifest.json last, then points publish_to/latest at the version.
+def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[Artifact],
+            dataset_stats: Input[Artifact], publish_to: str, run_id: str) -> str:
+    """Publishes the model under publish_to/<version>/ (weights, ONNX in serving/, args, metrics,
+    dataset statistics, parameters, run id), writes manifest.json last, then points publish_to/latest
+    at the version.
 
     Returns the published version's S3 URL.
     """
@@ -101,4 +112,5 @@ def publish(model: Input[Model], metrics_json: Input[Artifact], dataset_stats: I
     from components.publish import publish_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return publish_model(publish_to, model.path, metrics_json.path, dataset_stats.path, run_id)["url"]
+    return publish_model(publish_to, model.path, metrics_json.path, dataset_stats.path, run_id,
+                         onnx_dir=onnx_model.path)["url"]

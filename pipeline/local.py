@@ -2,7 +2,7 @@
 
 Each task runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``), with the
 artifacts under ``<output dir>/pipeline-root``. At the end the final outputs are gathered in the
-output dir: ``metrics.json``, ``best.pt`` and ``timings.json``.
+output dir: ``metrics.json``, ``best.pt``, ``model.onnx``, ``report.html`` and ``timings.json``.
 """
 
 import contextlib
@@ -13,11 +13,12 @@ import os
 import shutil
 import time
 
+from components.export import SERVING_NAME
 from pipeline.pipeline import parameter_defaults, yolo_pipeline
 
 log = logging.getLogger(__name__)
 
-STEPS = ("download", "convert", "train", "evaluate")
+STEPS = ("download", "convert", "train", "evaluate", "export")
 
 
 def parse_param(text: str, known: dict) -> tuple[str, object]:
@@ -77,6 +78,9 @@ def execute(output_dir: str, params: dict) -> dict:
     model_dir, metrics_file = run.outputs["model"].path, run.outputs["metrics"].path
     shutil.copyfile(metrics_file, os.path.join(output_dir, "metrics.json"))
     shutil.copyfile(os.path.join(model_dir, "weights", "best.pt"), os.path.join(output_dir, "best.pt"))
+    shutil.copyfile(run.outputs["report"].path, os.path.join(output_dir, "report.html"))
+    shutil.copyfile(os.path.join(run.outputs["onnx_model"].path, SERVING_NAME, "1", "model.onnx"),
+                    os.path.join(output_dir, "model.onnx"))
     run_dir = os.path.dirname(os.path.dirname(model_dir))
     timings = step_timings(run_dir, total)
     with open(os.path.join(output_dir, "timings.json"), "w") as f:

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from kfp import compiler, dsl, kubernetes
-from kfp.dsl import Artifact, Model
+from kfp.dsl import HTML, Artifact, Model
 
 from components.convert import convert
 from components.download import download
 from components.evaluate import evaluate
+from components.export import export
+from components.gate import PROMOTE, gate
 from components.preflight import preflight
 from components.publish import publish
 from components.storage import ENV_KEYS
@@ -78,7 +80,9 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         publish_to: str = "",
         extra_data: str = "",
         open_images_cache: str = "",
-    ) -> NamedTuple("Outputs", model=Model, metrics=Artifact):
+        min_map50: float = 0.25,
+        max_map50_drop: float = 0.01,
+    ) -> NamedTuple("Outputs", model=Model, metrics=Artifact, report=HTML, onnx_model=Model):
         checks = preflight(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
                            open_images_cache=open_images_cache)
         checks.set_caching_options(False)  # access can change between runs: always check again
@@ -94,14 +98,21 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         on_gpu_node(train_task, gpus, train_cpu, train_memory, options)
         evaluate_task = evaluate(dataset=convert_task.outputs["dataset"], model=train_task.outputs["model"],
                                  imgsz=imgsz, batch=batch)
+        export_task = export(model=train_task.outputs["model"], dataset=convert_task.outputs["dataset"], imgsz=imgsz)
         with dsl.If(publish_to != "", name="publish-requested"):
-            publish_task = publish(model=train_task.outputs["model"], metrics_json=evaluate_task.outputs["metrics_json"],
-                                   dataset_stats=convert_task.outputs["dataset_stats"], publish_to=publish_to,
-                                   run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        for task in (checks, download_task, convert_task, train_task, publish_task):
+            gate_task = gate(metrics_json=evaluate_task.outputs["metrics_json"], dataset=convert_task.outputs["dataset"],
+                             publish_to=publish_to, min_map50=min_map50, max_map50_drop=max_map50_drop, imgsz=imgsz,
+                             batch=batch)
+            with dsl.If(gate_task.outputs["Output"] == PROMOTE, name="promoted"):
+                publish_task = publish(model=train_task.outputs["model"], onnx_model=export_task.outputs["onnx_model"],
+                                       metrics_json=evaluate_task.outputs["metrics_json"],
+                                       dataset_stats=convert_task.outputs["dataset_stats"], publish_to=publish_to,
+                                       run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        for task in (checks, download_task, convert_task, train_task, gate_task, publish_task):
             with_data_connection(task, data_connection)
-        return NamedTuple("Outputs", model=Model, metrics=Artifact)(
-            train_task.outputs["model"], evaluate_task.outputs["metrics_json"])
+        return NamedTuple("Outputs", model=Model, metrics=Artifact, report=HTML, onnx_model=Model)(
+            train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],
+            export_task.outputs["onnx_model"])
 
     return yolo_pipeline
 

@@ -155,3 +155,20 @@ def local_kfp(tmp_path):
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "pipeline-root"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def trained_weights():
+    """A YOLOv5n that detects the synthetic objects (trained here from scratch, ~1 min): for tests that
+    need real detections (ONNX agreement, the quality gate, the report)."""
+    from components.convert import convert_to_yolo
+    from components.train import train_yolo
+    from pipeline import synthetic
+
+    raw, data = os.path.join(SESSION_DIR, "trained-raw"), os.path.join(SESSION_DIR, "trained-data")
+    synthetic.write_split(raw, "train", 60, seed=9)
+    convert_to_yolo(raw, data, CLASSES, seed=42)
+    out = os.path.join(SESSION_DIR, "trained-model")
+    train_yolo(data, out, "yolov5n.yaml", epochs=20, batch=16, imgsz=128, freeze=0, workers=0,
+               overrides={"nbs": 16, "plots": False})
+    return os.path.join(out, "weights", "best.pt"), data

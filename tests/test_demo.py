@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import onnx
 import pytest
 import torch
 
@@ -39,15 +40,21 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
         assert 0.0 <= metrics[name] <= 1.0
     weights = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     assert list(weights["model"].names.values()) == ["Bicycle", "Car", "Traffic sign"]
+    report = (out / "report.html").read_text()
+    assert "Precision-recall curve" in report and "Confusion matrix" in report and 'id="per-class"' in report
+    assert report.count("data:image/png;base64,") == 3
+    onnx_model = onnx.load(str(out / "model.onnx"))
+    assert {p.key: p.value for p in onnx_model.metadata_props}["names"] == \
+        "{0: 'Bicycle', 1: 'Car', 2: 'Traffic sign'}"
     timings = json.loads((out / "timings.json").read_text())
-    assert set(timings["steps"]) == {"download", "convert", "train", "evaluate"}
+    assert set(timings["steps"]) == {"download", "convert", "train", "evaluate", "export"}
     assert all(seconds > 0 for seconds in timings["steps"].values())
     assert timings["total"] >= sum(timings["steps"].values())
 
     manifest = read_latest("s3://models/yolo-kfp", storage)
     assert manifest["metrics"]["map50"] == metrics["map50"]
-    assert {"weights/best.pt", "metrics.json", "dataset_stats.json", "parameters.json", "args.yaml"} <= \
-        set(manifest["files"])
+    assert {"weights/best.pt", "metrics.json", "dataset_stats.json", "parameters.json", "args.yaml",
+            "serving/yolo-kfp/1/model.onnx", "serving/export.json"} <= set(manifest["files"])
     published = storage.get_bytes(S3Url("models", f"yolo-kfp/{manifest['version']}/weights/best.pt"))
     assert published == (out / "best.pt").read_bytes()
 

@@ -1,0 +1,91 @@
+"""ONNX export: the serving layout, its metadata, and detections that match the PyTorch model's."""
+
+import json
+import os
+
+import onnx
+import pytest
+
+from components.evaluate import evaluate, held_out_images
+from components.export import OPSET, SERVING_NAME, _detections, compare_detections, export, export_onnx
+from conftest import CLASSES
+
+pytestmark = pytest.mark.slow
+
+
+def test_export_writes_the_serving_layout_and_matches_pytorch(trained_weights, tmp_path):
+    weights, data = trained_weights
+    images = held_out_images(data)
+    info = export_onnx(weights, str(tmp_path / "onnx"), 128, check_images=images)
+    model_path = tmp_path / "onnx" / SERVING_NAME / "1" / "model.onnx"
+    model = onnx.load(str(model_path))
+    assert model.opset_import[0].version == OPSET and info["opset"] == OPSET
+    metadata = {p.key: p.value for p in model.metadata_props}
+    assert metadata["names"] == str(dict(enumerate(CLASSES))) and metadata["imgsz"] == "[128, 128]"
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 128, 128]
+    assert json.loads((tmp_path / "onnx" / "export.json").read_text())["checked_images"] == len(images)
+    # the comparison itself, made on images where the model does detect things
+    assert sum(len(classes) for classes, _, _ in _detections(weights, images, 128)) >= len(images)
+    assert compare_detections(weights, str(model_path), images, 128) == []
+
+
+def test_a_different_model_is_caught(trained_weights, base_checkpoint, tmp_path):
+    weights, data = trained_weights
+    export_onnx(base_checkpoint, str(tmp_path / "other"), 128)  # an untrained model's ONNX
+    problems = compare_detections(weights, str(tmp_path / "other" / SERVING_NAME / "1" / "model.onnx"),
+                                  held_out_images(data), 128)
+    assert problems and any("only PyTorch has" in p for p in problems)
+
+
+def test_evaluate_and_export_components_through_kfp_local(trained_weights, local_kfp):
+    from kfp import dsl
+    from kfp.dsl import Dataset, Model
+
+    weights, data = trained_weights
+    model_dir = os.path.dirname(os.path.dirname(weights))
+
+    @dsl.pipeline
+    def evaluate_and_export():
+        dataset = dsl.importer(artifact_uri=data, artifact_class=Dataset, reimport=False)
+        model = dsl.importer(artifact_uri=model_dir, artifact_class=Model, reimport=False)
+        evaluate(dataset=dataset.output, model=model.output, imgsz=128, batch=8)
+        export(model=model.output, dataset=dataset.output, imgsz=128)
+
+    evaluate_and_export()
+    (run,) = (local_kfp / "pipeline-root").iterdir()
+    with open(run / "evaluate" / "executor_output.json") as f:
+        artifacts = json.load(f)["artifacts"]
+    confusion = artifacts["confusion"]["artifacts"][0]["metadata"]["confusionMatrix"]
+    labels = [spec["displayName"] for spec in confusion["annotationSpecs"]]
+    assert labels == [*CLASSES, "background"]
+    rows = [row["row"] for row in confusion["rows"]]
+    assert len(rows) == 4 and all(len(row) == 4 for row in rows)
+    assert sum(rows[i][i] for i in range(3)) > 0, "a trained model gets some boxes right"
+    report = (run / "evaluate" / "report").read_text()
+    assert "Precision-recall curve" in report and "Confusion matrix" in report and 'id="per-class"' in report
+    assert report.count("data:image/png;base64,") == 3
+    predictions = json.loads((run / "evaluate" / "predictions" / "predictions.json").read_text())
+    assert predictions and {"image_id", "category_id", "score", "bbox"} <= set(predictions[0])
+    assert (run / "export" / "onnx_model" / SERVING_NAME / "1" / "model.onnx").is_file()
+
+
+def test_predictions_load_in_fiftyone(trained_weights, mongod, tmp_path):
+    import fiftyone as fo
+    import fiftyone.utils.coco as fouc
+
+    from components.evaluate import evaluate_model
+
+    weights, data = trained_weights
+    evaluate_model(data, weights, 128, 8, report_dir=str(tmp_path))
+    dataset = fo.Dataset.from_dir(dataset_type=fo.types.COCODetectionDataset,
+                                  data_path=os.path.join(data, "images", "test"),
+                                  labels_path=str(tmp_path / "ground_truth.json"), label_types="detections",
+                                  label_field="ground_truth")
+    fouc.add_coco_labels(dataset, "predictions", str(tmp_path / "predictions.json"), CLASSES)  # ids from 1
+    assert len(dataset) == len(held_out_images(data))
+    found = dataset.count("predictions.detections")
+    assert found == len(json.loads((tmp_path / "predictions.json").read_text())) > 0
+    dataset.evaluate_detections("predictions", gt_field="ground_truth", eval_key="eval")
+    outcomes = dataset.count_values("predictions.detections.eval")
+    assert outcomes.get("tp", 0) > outcomes.get("fp", 0), outcomes  # boxes and images line up
+    dataset.delete()

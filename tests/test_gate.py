@@ -1,0 +1,73 @@
+"""The quality gate: publish when better, refuse when worse or below the threshold; compiled as conditions."""
+
+import json
+import uuid
+
+import pytest
+import yaml
+
+from components.gate import NOT_PROMOTED, PROMOTE, decide, markdown, promotion_gate
+from components.publish import publish_files
+from components.storage import Storage
+from pipeline.pipeline import compile_pipeline
+
+
+def test_decide():
+    assert decide(0.6, 0.5, None, 0.01) == []
+    assert decide(0.6, 0.5, 0.605, 0.01) == []
+    assert decide(0.4, 0.5, None, 0.0)[0].startswith("mAP50 0.400 is below the threshold min_map50=0.500")
+    assert "worse than the published model's 0.700" in decide(0.6, 0.5, 0.7, 0.05)[0]
+    assert len(decide(0.1, 0.5, 0.7, 0.0)) == 2
+
+
+@pytest.fixture
+def published(s3, trained_weights, tmp_path):
+    """A model in use: the trained weights published under a fresh prefix."""
+    storage = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    bucket = f"gate-{uuid.uuid4().hex[:8]}"
+    storage.client.create_bucket(Bucket=bucket)
+    publish_files(f"s3://{bucket}/yolo", {"weights/best.pt": trained_weights[0]}, {}, "current", storage)
+    return f"s3://{bucket}/yolo", storage
+
+
+def candidate(tmp_path, map50):
+    path = tmp_path / f"metrics-{map50}.json"
+    path.write_text(json.dumps({"map50": map50}))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_gate_against_the_published_model_on_the_same_split(published, trained_weights, tmp_path):
+    target, storage = published
+    _, data = trained_weights
+    better = promotion_gate(candidate(tmp_path, 0.99), data, target, 0.25, 0.01, 128, 8, storage)
+    assert better["decision"] == PROMOTE and better["current_version"].endswith("-current")
+    current = better["current_map50"]
+    assert 0.0 < current < 0.99
+    worse = promotion_gate(candidate(tmp_path, current - 0.2), data, target, 0.0, 0.01, 128, 8, storage)
+    assert worse["decision"] == NOT_PROMOTED and "worse than the published model" in worse["reasons"][0]
+    assert "# Model not promoted" in markdown(worse) and "Reasons:" in markdown(worse)
+    low = promotion_gate(candidate(tmp_path, 0.99), data, target, 0.995, 0.01, 128, 8, storage)
+    assert low["decision"] == NOT_PROMOTED and "below the threshold" in low["reasons"][0]
+
+
+def test_first_model_only_needs_the_threshold(s3, tmp_path):
+    storage = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    bucket = f"gate-{uuid.uuid4().hex[:8]}"
+    storage.client.create_bucket(Bucket=bucket)
+    first = promotion_gate(candidate(tmp_path, 0.3), "unused", f"s3://{bucket}/yolo", 0.25, 0.01, 128, 8, storage)
+    assert first["decision"] == PROMOTE and first["current_version"] is None
+    assert "none published yet" in markdown(first)
+
+
+def test_pipeline_compiles_the_gate_as_a_condition_on_publish(tmp_path):
+    with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
+        spec = next(yaml.safe_load_all(f))
+    outer = spec["root"]["dag"]["tasks"]["condition-1"]
+    assert outer["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--publish_to'] != ''"
+    inner_dag = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert set(inner_dag) == {"gate", "condition-2"}
+    promoted = inner_dag["condition-2"]
+    assert promoted["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-Output'] == " \
+                                                     "'promote'"
+    assert "publish" in spec["components"]["comp-condition-2"]["dag"]["tasks"]
