@@ -34,7 +34,8 @@ def _print_json(value) -> None:
 
 
 def _options(args) -> CompileOptions:
-    return CompileOptions(shm_size=args.shm_size, shm_volume=args.shm_volume)
+    return CompileOptions(shm_size=args.shm_size, shm_volume=args.shm_volume, image_registry=args.image_registry,
+                          image_tag=args.image_tag)
 
 
 def _server(args):
@@ -186,6 +187,9 @@ def _add_compile_options(p) -> None:
     p.add_argument("--shm-size", default=CompileOptions.shm_size, help="size of the train pod's /dev/shm")
     p.add_argument("--shm-volume", default=CompileOptions.shm_volume, choices=SHM_VOLUMES,
                    help="emptydir: memory-backed (KFP backend 2.3+); ephemeral: a per-pod PVC, for older servers")
+    p.add_argument("--image-registry", default=CompileOptions.image_registry,
+                   help="registry (and namespace) of the data and train images, e.g. a mirror")
+    p.add_argument("--image-tag", default=CompileOptions.image_tag, help="tag of the data and train images")
 
 
 def _add_server_options(p) -> None:

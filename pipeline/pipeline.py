@@ -18,6 +18,7 @@ from components.download import download
 from components.evaluate import evaluate
 from components.export import export
 from components.gate import PROMOTE, gate
+from components.images import REGISTRY, TAG, image_ref
 from components.preflight import preflight
 from components.publish import publish
 from components.storage import ENV_KEYS
@@ -37,13 +38,16 @@ class CompileOptions:
     # "emptydir": a Memory emptyDir (KFP backend 2.3+). "ephemeral": a generic ephemeral volume (a PVC
     # made per pod, disk-backed) for older servers that reject or ignore emptyDir mounts.
     shm_volume: str = "emptydir"
+    image_registry: str = REGISTRY  # where the data and train images are pulled from
+    image_tag: str = TAG
 
     def __post_init__(self):
         if self.shm_volume not in SHM_VOLUMES:
             raise ValueError(f"shm_volume must be one of {SHM_VOLUMES}, not {self.shm_volume!r}")
 
     def describe(self) -> str:
-        return f"compile options: shm_size={self.shm_size} shm_volume={self.shm_volume}"
+        return (f"compile options: shm_size={self.shm_size} shm_volume={self.shm_volume} "
+                f"images={self.image_registry}/{{data,train}}:{self.image_tag}")
 
 
 def make_pipeline(options: CompileOptions = CompileOptions()):
@@ -110,6 +114,10 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         for task in (checks, download_task, convert_task, train_task, gate_task, publish_task):
             with_data_connection(task, data_connection)
+        for task in (checks, download_task, convert_task, train_task, evaluate_task, export_task, gate_task,
+                     publish_task):
+            task.container_spec.image = image_ref(task.container_spec.image, options.image_registry,
+                                                  options.image_tag)
         return NamedTuple("Outputs", model=Model, metrics=Artifact, report=HTML, onnx_model=Model)(
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],
             export_task.outputs["onnx_model"])
