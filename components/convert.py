@@ -74,8 +74,27 @@ def images_in(folder: str) -> dict[str, str]:
             for name in names if name.lower().endswith(IMAGE_EXTENSIONS)}
 
 
+def readable(path: str) -> bool:
+    """Whether an image decodes completely: zero-byte, corrupt and truncated files do not."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+        return True
+    except Exception:  # PIL raises many kinds; once Ultralytics patches Image.open, even ImportError
+        return False
+
+
 def with_images(boxes: pd.DataFrame, images: dict[str, str], dropped: dict) -> pd.DataFrame:
-    """Adds each box's image path; drops boxes without an image and counts images without a box."""
+    """Adds each box's image path; drops unreadable images, boxes without an image, and counts images
+    without a box."""
+    broken = {image_id for image_id in set(boxes["ImageID"]) & set(images) if not readable(images[image_id])}
+    _count(dropped, unreadable_images=len(broken))
+    if broken:
+        log.warning("dropped %d unreadable images (zero-byte, corrupt or truncated): %s", len(broken),
+                    sorted(broken)[:10])
+    images = {k: v for k, v in images.items() if k not in broken}
     boxes = boxes.assign(image_path=boxes["ImageID"].map(images))
     _count(dropped, boxes_without_image=int(boxes["image_path"].isna().sum()),
            images_without_selected_boxes=len(set(images) - set(boxes["ImageID"])))
@@ -194,9 +213,20 @@ def class_statistics(boxes: pd.DataFrame, splits: dict[str, str], classes: list[
     return result
 
 
+def check_every_class_present(boxes: pd.DataFrame, classes: list[str], allow_missing: bool) -> None:
+    missing = [name for i, name in enumerate(classes) if not (boxes["class_id"] == i).any()]
+    if not missing:
+        return
+    message = f"no image has a box of {missing}: the model could not learn them"
+    if not allow_missing:
+        raise ValueError(f"{message} (allow_missing_classes=true trains on the others)")
+    log.warning(message)
+
+
 def convert_to_yolo(raw_dir: str, output_dir: str, classes: list[str], seed: int = 42,
                     split_ratios: tuple[float, float, float] = DEFAULT_SPLIT_RATIOS,
-                    include_group_of: bool = True, extra_dirs: tuple[str, ...] = ()) -> dict:
+                    include_group_of: bool = True, extra_dirs: tuple[str, ...] = (),
+                    allow_missing_classes: bool = False) -> dict:
     """Writes ``images/{train,val,test}``, ``labels/...``, ``dataset.yaml`` and ``stats.json``; returns the stats.
 
     ``extra_dirs`` hold a user's own images and labels (Open Images or YOLO layout), merged in and
@@ -207,6 +237,7 @@ def convert_to_yolo(raw_dir: str, output_dir: str, classes: list[str], seed: int
     parts = [read_open_images(raw_dir, classes, include_group_of, dropped)]
     parts += [read_extra(folder, classes, include_group_of, dropped) for folder in extra_dirs]
     boxes = pd.concat(parts, ignore_index=True)
+    check_every_class_present(boxes, classes, allow_missing_classes)
     labels = yolo_lines(boxes)
     image_of = boxes.groupby("ImageID")["image_path"].first()
     splits = assign_splits(list(labels.index), seed, tuple(split_ratios))
@@ -275,12 +306,13 @@ def _download_record(raw_dir: str) -> dict:
 
 @component(DATA_IMAGE)
 def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios: list, include_group_of: bool,
-            extra_data: str, extra_data_fingerprint: str, dataset: Output[Dataset], dataset_stats: Output[Artifact],
-            dataset_report: Output[Markdown]):
+            extra_data: str, extra_data_fingerprint: str, allow_missing_classes: bool, dataset: Output[Dataset],
+            dataset_stats: Output[Artifact], dataset_report: Output[Markdown]):
     """Converts an Open Images V7 raw dataset to a YOLO dataset split train/val/test with a seed.
 
     Keeps every box of the selected classes (exact display names, ids in the listed order), clamps
-    boxes to the image, drops images without one, merges the user's own images and labels under
+    boxes to the image, drops images without one and unreadable images, fails on a class without
+    boxes unless allow_missing_classes, merges the user's own images and labels under
     extra_data (an S3 prefix, Open Images or YOLO layout; extra_data_fingerprint keys the cache), and
     writes dataset.yaml (Ultralytics), images and labels packed in tar shards, stats.json, and a
     report: images and boxes per class and split, box sizes, images and boxes dropped and why.
@@ -299,7 +331,7 @@ def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios:
         if extra_data:
             Storage.from_env().download_prefix(S3Url.parse(extra_data), extra_dir)
         stats = convert_to_yolo(raw, dataset.path, list(classes), seed, tuple(split_ratios), include_group_of,
-                                (extra_dir,) if extra_data else ())
+                                (extra_dir,) if extra_data else (), allow_missing_classes)
     pack_in_place(dataset.path, ("images", "labels"))
     shutil.copyfile(f"{dataset.path}/stats.json", dataset_stats.path)
     with open(dataset_report.path, "w") as f:

@@ -98,6 +98,25 @@ def _filter_csv(source: str, target: str, image_ids: set[str]) -> int:
     return kept
 
 
+def reuse_images(output_dir: str, split_dir: str) -> int:
+    """Moves the readable images an earlier, interrupted run left in ``output_dir`` into the zoo dir,
+    where FiftyOne counts them as downloaded; corrupt or truncated ones are fetched again."""
+    from components.convert import readable
+
+    previous = os.path.join(output_dir, oi.DATA_DIR)
+    if not os.path.isdir(previous):
+        return 0
+    target = os.path.join(split_dir, oi.DATA_DIR)
+    os.makedirs(target, exist_ok=True)
+    kept = 0
+    for name in os.listdir(previous):
+        if name.endswith(".jpg") and readable(os.path.join(previous, name)):
+            shutil.move(os.path.join(previous, name), os.path.join(target, name))
+            kept += 1
+    log.info("reusing %d images already in %s", kept, previous)
+    return kept
+
+
 def write_raw_subset(split_dir: str, image_ids: set[str], output_dir: str) -> dict:
     """Moves the images of ``image_ids`` and their CSV rows from a zoo split dir into ``output_dir``."""
     os.makedirs(os.path.join(output_dir, oi.DATA_DIR), exist_ok=True)
@@ -115,8 +134,9 @@ def download_open_images(output_dir: str, classes: list[str], max_samples_per_cl
                          seed: int, metadata_cache: str = "") -> dict:
     """Downloads up to ``max_samples_per_class`` images of each class into ``output_dir`` (raw layout).
 
-    ``metadata_cache`` (an S3 prefix) keeps Open Images' large metadata CSVs between runs. The
-    summary returned is also written to ``output_dir/download.json``.
+    ``metadata_cache`` (an S3 prefix) keeps Open Images' large metadata CSVs between runs. Run again
+    on the same ``output_dir`` (same parameters), it fetches only the images it does not have intact.
+    The summary returned is also written to ``output_dir/download.json``.
     """
     if split not in oi.SPLITS:
         raise ValueError(f"split must be one of {oi.SPLITS}, not {split!r}")
@@ -136,6 +156,7 @@ def download_open_images(output_dir: str, classes: list[str], max_samples_per_cl
         _seed_zoo_dir(split_dir)
         cached = _metadata_from_cache(metadata_cache, split, split_dir) if metadata_cache else []
         check_classes(list(classes), fouo.get_classes(version="v7", dataset_dir=split_dir))
+        reused = reuse_images(output_dir, split_dir)
         image_ids: set[str] = set()
         per_class = {}
         for name in classes:
@@ -154,7 +175,7 @@ def download_open_images(output_dir: str, classes: list[str], max_samples_per_cl
             _metadata_to_cache(metadata_cache, split, split_dir, cached)
         summary = write_raw_subset(split_dir, image_ids, output_dir)
     summary.update(split=split, classes=list(classes), max_samples_per_class=max_samples_per_class, seed=seed,
-                   images_per_class=per_class, seconds=round(time.monotonic() - started, 2))
+                   images_per_class=per_class, reused_images=reused, seconds=round(time.monotonic() - started, 2))
     with open(os.path.join(output_dir, RECORD), "w") as f:
         json.dump(summary, f, indent=2)
     return summary

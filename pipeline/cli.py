@@ -116,7 +116,7 @@ def cmd_convert(args) -> None:
     from components.convert import convert_to_yolo
 
     stats = convert_to_yolo(args.raw, args.output_dir, args.classes, args.seed, tuple(args.split_ratios),
-                            not args.exclude_group_of)
+                            not args.exclude_group_of, allow_missing_classes=args.allow_missing_classes)
     _print_json({k: stats[k] for k in ("images", "boxes", "dropped")} |
                 {"split_images": {s: v["images"] for s, v in stats["splits"].items()}})
 
@@ -159,6 +159,7 @@ def _add_step_parsers(steps) -> None:
     p.add_argument("--seed", type=int, default=d["seed"])
     p.add_argument("--split-ratios", type=_ratios, default=d["split_ratios"], help="train,val,test")
     p.add_argument("--exclude-group-of", action="store_true", help="drop Open Images 'group of' boxes")
+    p.add_argument("--allow-missing-classes", action="store_true", help="warn, not fail, on a class without boxes")
     p.set_defaults(func=cmd_convert)
 
     p = steps.add_parser("train", help="YOLO dataset dir -> model dir (weights, args, per-epoch results)")

@@ -7,9 +7,11 @@ Authentication as OpenShift routes want it: a bearer token from ``--token``, els
 
 import logging
 import os
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from pipeline.pipeline import PIPELINE_NAME, CompileOptions, compile_pipeline
 
@@ -55,9 +57,19 @@ class Server:
     verify_ssl: bool = True
     ui_host: str | None = None
 
+    def reachable(self, timeout: float = 10) -> None:
+        """Fails within ``timeout`` when nothing answers at the host (kfp.Client would retry for minutes)."""
+        url = urlparse(self.host)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((url.hostname, port), timeout=timeout).close()
+        except OSError as error:
+            raise ValueError(f"cannot reach the pipeline server at {self.host}: {error}") from None
+
     def client(self):
         import kfp
 
+        self.reachable()
         return kfp.Client(host=self.host, existing_token=self.token, ssl_ca_cert=self.ca_bundle,
                           verify_ssl=self.verify_ssl, ui_host=self.ui_host)
 

@@ -13,7 +13,9 @@ import os
 import shutil
 import time
 
+from components.download import check_classes
 from components.export import SERVING_NAME
+from components.validation import check_parameters
 from pipeline.pipeline import parameter_defaults, yolo_pipeline
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,11 @@ def parse_param(text: str, known: dict) -> tuple[str, object]:
 
 
 def parse_params(items: list[str]) -> dict:
+    """``--param`` values, checked together with the defaults they join."""
     known = parameter_defaults()
-    return dict(parse_param(item, known) for item in items or [])
+    params = dict(parse_param(item, known) for item in items or [])
+    check_parameters({**known, **params})
+    return params
 
 
 @contextlib.contextmanager
@@ -92,6 +97,10 @@ def execute(output_dir: str, params: dict) -> dict:
 
 def run_local(output_dir: str, params: dict, demo: bool = False) -> dict:
     """The whole pipeline on this machine; ``demo`` first starts the offline Open Images mirror."""
+    if demo:
+        from pipeline.synthetic import ALL_CLASSES
+
+        check_classes(params.get("classes", parameter_defaults()["classes"]), list(ALL_CLASSES))  # before any work
     output_dir = os.path.abspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     if not demo:

@@ -27,6 +27,9 @@ from components.train import train
 PIPELINE_NAME = "yolo-kfp"
 GPU_RESOURCE = "nvidia.com/gpu"
 SHM_VOLUMES = ("emptydir", "ephemeral")
+# A step past its limit is stopped (the pod's activeDeadlineSeconds): nothing hangs a GPU forever.
+TIMEOUT_HOURS = {"preflight": 1, "download": 12, "convert": 4, "train": 72, "evaluate": 4, "export": 2, "gate": 4,
+                 "publish": 2}
 DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
 
 
@@ -65,6 +68,7 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         seed: int = 42,
         split_ratios: list = [0.75, 0.125, 0.125],
         include_group_of: bool = True,
+        allow_missing_classes: bool = False,
         base_model: str = "yolov5nu.pt",
         base_model_sha256: str = "",
         epochs: int = 50,
@@ -88,17 +92,20 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         max_map50_drop: float = 0.01,
     ) -> NamedTuple("Outputs", model=Model, metrics=Artifact, report=HTML, onnx_model=Model):
         checks = preflight(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
-                           open_images_cache=open_images_cache)
+                           open_images_cache=open_images_cache, classes=classes,
+                           max_samples_per_class=max_samples_per_class, split=split, split_ratios=split_ratios,
+                           epochs=epochs, batch=batch, imgsz=imgsz, freeze=freeze, cache=cache, min_map50=min_map50,
+                           max_map50_drop=max_map50_drop, base_model_sha256=base_model_sha256)
         checks.set_caching_options(False)  # access can change between runs: always check again
         download_task = download(classes=classes, max_samples_per_class=max_samples_per_class, split=split,
                                  seed=seed, open_images_cache=open_images_cache).after(checks)
         convert_task = convert(raw_dataset=download_task.outputs["raw_dataset"], classes=classes, seed=seed,
                                split_ratios=split_ratios, include_group_of=include_group_of, extra_data=extra_data,
-                               extra_data_fingerprint=checks.output)
+                               extra_data_fingerprint=checks.output, allow_missing_classes=allow_missing_classes)
         train_task = train(dataset=convert_task.outputs["dataset"], base_model=base_model,
                            base_model_sha256=base_model_sha256, epochs=epochs, batch=batch, imgsz=imgsz,
                            freeze=freeze, workers=workers, cache=cache, patience=patience, optimizer=optimizer,
-                           lr0=lr0, seed=seed, train_args=train_args)
+                           lr0=lr0, seed=seed, train_args=train_args, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         on_gpu_node(train_task, gpus, train_cpu, train_memory, options)
         evaluate_task = evaluate(dataset=convert_task.outputs["dataset"], model=train_task.outputs["model"],
                                  imgsz=imgsz, batch=batch)
@@ -118,6 +125,11 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                      publish_task):
             task.container_spec.image = image_ref(task.container_spec.image, options.image_registry,
                                                   options.image_tag)
+            kubernetes.set_timeout(task, TIMEOUT_HOURS[task.name] * 3600)
+        # Transient faults (a dropped connection, a preempted GPU node): try again, later each time.
+        # train resumes from its last epoch checkpoint.
+        download_task.set_retry(num_retries=3, backoff_duration="60s", backoff_factor=2, backoff_max_duration="1h")
+        train_task.set_retry(num_retries=3, backoff_duration="120s", backoff_factor=2, backoff_max_duration="1h")
         return NamedTuple("Outputs", model=Model, metrics=Artifact, report=HTML, onnx_model=Model)(
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],
             export_task.outputs["onnx_model"])

@@ -91,7 +91,7 @@ def test_labels_are_exact(tricky_raw, tmp_path):
     assert stats["images"] == 20 and stats["boxes"] == 22
     assert stats["dropped"] == {"boxes_of_other_classes": 5, "invalid_boxes": 2, "boxes_clamped": 2,
                                 "boxes_outside_image": 1, "boxes_without_image": 1,
-                                "images_without_selected_boxes": 1}
+                                "images_without_selected_boxes": 1, "unreadable_images": 0}
 
 
 def test_group_of_boxes_can_be_excluded(tricky_raw, tmp_path):

@@ -34,7 +34,8 @@ def yolo_folder(root, names=("Traffic sign", "Person", "Car")):
 
 def test_yolo_layout_is_merged_by_class_name(raw, tmp_path):
     out = str(tmp_path / "out")
-    stats = convert_to_yolo(raw, out, CLASSES, seed=42, extra_dirs=(str(yolo_folder(tmp_path / "extra")),))
+    stats = convert_to_yolo(raw, out, CLASSES, seed=42, extra_dirs=(str(yolo_folder(tmp_path / "extra")),),
+                            allow_missing_classes=True)  # no bicycle anywhere
     labels = read_labels(out)
     # Traffic sign is class 2 here, Car 1; the Car box poked out of the image and is clamped
     assert labels["extra_street1"] == [["2", "0.500000", "0.500000", "0.200000", "0.200000"],
@@ -48,7 +49,8 @@ def test_yolo_layout_is_merged_by_class_name(raw, tmp_path):
 def test_open_images_layout_is_merged(raw, tmp_path):
     extra = make_raw(tmp_path / "extra", [box_row("eeeeeeeeeeeeeee1", "Bicycle", 0.1, 0.3, 0.1, 0.3)],
                      ["eeeeeeeeeeeeeee1"])
-    stats = convert_to_yolo(raw, str(tmp_path / "out"), CLASSES, seed=42, extra_dirs=(extra,))
+    stats = convert_to_yolo(raw, str(tmp_path / "out"), CLASSES, seed=42, extra_dirs=(extra,),
+                            allow_missing_classes=True)  # no traffic sign anywhere
     assert read_labels(str(tmp_path / "out"))["eeeeeeeeeeeeeee1"] == [["0", "0.200000", "0.200000", "0.200000",
                                                                         "0.200000"]]
     assert stats["extra_images"] == 1
@@ -58,7 +60,8 @@ def test_unlabelled_yolo_classes_are_an_error(raw, tmp_path):
     extra = yolo_folder(tmp_path / "extra")
     os.remove(extra / "data.yaml")
     with pytest.raises(FileNotFoundError, match="names no classes"):
-        convert_to_yolo(raw, str(tmp_path / "out"), CLASSES, seed=42, extra_dirs=(str(extra),))
+        convert_to_yolo(raw, str(tmp_path / "out"), CLASSES, seed=42, extra_dirs=(str(extra),),
+                        allow_missing_classes=True)
 
 
 def test_convert_component_fetches_extra_data_from_s3(s3, raw, tmp_path, local_kfp, monkeypatch):
@@ -76,7 +79,8 @@ def test_convert_component_fetches_extra_data_from_s3(s3, raw, tmp_path, local_k
     def convert_with_extra():
         raw_dataset = dsl.importer(artifact_uri=raw, artifact_class=Dataset, reimport=False)
         convert(raw_dataset=raw_dataset.output, classes=CLASSES, seed=42, split_ratios=[0.75, 0.125, 0.125],
-                include_group_of=True, extra_data="s3://labelled/new-images", extra_data_fingerprint="f1")
+                include_group_of=True, extra_data="s3://labelled/new-images", extra_data_fingerprint="f1",
+                allow_missing_classes=True)
 
     convert_with_extra()
     (run,) = (local_kfp / "pipeline-root").iterdir()

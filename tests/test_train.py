@@ -66,7 +66,7 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
         data = dsl.importer(artifact_uri=yolo_dataset, artifact_class=Dataset, reimport=False)
         trained = train(dataset=data.output, base_model=base_checkpoint, base_model_sha256="", epochs=1, batch=8, imgsz=64, freeze=10,
                         workers=0, cache="", patience=100, optimizer="auto", lr0=0.01, seed=0,
-                        train_args={"nbs": 8, "plots": False})
+                        train_args={"nbs": 8, "plots": False}, run_id="")
         evaluate(dataset=data.output, model=trained.outputs["model"], imgsz=64, batch=8)
 
     train_then_evaluate()

@@ -1,0 +1,259 @@
+"""Bad input refused early and clearly; transient faults survived; interrupted work resumed."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+from PIL import Image
+
+from components import openimages as oi
+from components.convert import convert_to_yolo
+from components.storage import S3Url, Storage
+from components.validation import parameter_problems
+from conftest import CLASSES
+from pipeline.cluster import Server
+from pipeline.pipeline import TIMEOUT_HOURS, compile_pipeline, parameter_defaults
+from pipeline.seaweed import free_ports
+from test_convert import box_row, make_raw
+
+CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"classes": []}, "classes must be a non-empty list"),
+    ({"classes": ["Car", "Bicycle", "Car"]}, "classes lists ['Car'] more than once"),
+    ({"split_ratios": [0.8, 0.1, 0.2]}, "split_ratios must be three non-negative numbers"),
+    ({"split_ratios": [1.2, -0.1, -0.1]}, "split_ratios must be three non-negative numbers"),
+    ({"max_samples_per_class": 0}, "max_samples_per_class must be a positive integer, not 0"),
+    ({"epochs": -3}, "epochs must be a positive integer, not -3"),
+    ({"batch": 0}, "batch must be a positive integer or -1"),
+    ({"imgsz": 650}, "imgsz 650 is not a multiple of 32: Ultralytics would train at 672; use that or 640"),
+    ({"freeze": -1}, "freeze must be a number of layers"),
+    ({"cache": "gpu"}, "cache must be '', 'ram' or 'disk'"),
+    ({"split": "val"}, "split must be one of train, validation, test"),
+    ({"publish_to": "models/yolo"}, "publish_to must be empty or an S3 URL"),
+    ({"base_model_sha256": "abc"}, "base_model_sha256 must be empty or 64 hexadecimal digits"),
+    ({"min_map50": 1.5}, "min_map50 must be between 0 and 1"),
+])
+def test_bad_parameters_are_named(params, message):
+    problems = parameter_problems({**parameter_defaults(), **params})
+    assert len(problems) == 1 and message in problems[0], problems
+
+
+def test_defaults_and_kfp_floats_pass():
+    assert parameter_problems(parameter_defaults()) == []
+    assert parameter_problems({"epochs": 3.0, "imgsz": 640.0, "batch": -1}) == []
+
+
+def test_misspelled_class_fails_within_seconds_and_leaves_nothing(tmp_path):
+    started = time.monotonic()
+    result = subprocess.run([CLI, "run-local", "--demo", "--output-dir", str(tmp_path / "out"), "--param",
+                             'classes=["Bicycle","Carr"]'], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 15
+    assert result.returncode == 2
+    assert "'Carr' (did you mean 'Car'?)" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_parameters_stop_the_cli_before_any_work(tmp_path):
+    result = subprocess.run([CLI, "run-local", "--output-dir", str(tmp_path / "out"), "--param", "imgsz=650",
+                             "--param", "epochs=0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "imgsz 650" in result.stderr and "epochs must be" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _raw_with_broken_images(root):
+    ids = [f"{i:016x}" for i in range(1, 13)]
+    raw = make_raw(root, [box_row(i, name, 0.2, 0.6, 0.2, 0.6) for i in ids for name in ("Car", "Bicycle")], ids)
+    data = os.path.join(raw, oi.DATA_DIR)
+    open(os.path.join(data, f"{ids[0]}.jpg"), "wb").close()  # zero bytes
+    with open(os.path.join(data, f"{ids[1]}.jpg"), "wb") as f:
+        f.write(b"this is not a jpeg")  # corrupt
+    Image.new("RGB", (64, 64), "red").save(os.path.join(data, f"{ids[2]}.jpg"), quality=95)
+    with open(os.path.join(data, f"{ids[2]}.jpg"), "r+b") as f:
+        f.truncate(os.path.getsize(f.name) // 2)  # truncated
+    return raw, ids
+
+
+def test_unreadable_images_are_dropped_and_counted(tmp_path):
+    raw, ids = _raw_with_broken_images(tmp_path / "raw")
+    stats = convert_to_yolo(raw, str(tmp_path / "out"), ["Bicycle", "Car"], seed=42)
+    assert stats["dropped"]["unreadable_images"] == 3 and stats["images"] == len(ids) - 3
+
+
+def test_a_class_without_images_fails_unless_allowed(tmp_path):
+    raw, _ = _raw_with_broken_images(tmp_path / "raw")
+    with pytest.raises(ValueError, match=r"no image has a box of \['Traffic sign'\].*allow_missing_classes"):
+        convert_to_yolo(raw, str(tmp_path / "out"), CLASSES, seed=42)
+    assert not (tmp_path / "out").exists()
+    stats = convert_to_yolo(raw, str(tmp_path / "allowed"), CLASSES, seed=42, allow_missing_classes=True)
+    assert stats["splits"]["train"]["per_class"]["Traffic sign"]["boxes"] == 0
+
+
+@pytest.mark.slow
+def test_freeze_beyond_the_model_is_refused_before_training(yolo_dataset, base_checkpoint, tmp_path):
+    from components.train import train_yolo
+
+    with pytest.raises(ValueError, match=r"freeze 30 is beyond .*'s 25 layers \(0-24\)"):
+        train_yolo(yolo_dataset, str(tmp_path / "model"), base_checkpoint, epochs=1, batch=8, imgsz=64, freeze=30)
+    assert not (tmp_path / "model" / "weights").exists()
+
+
+def test_unreachable_pipeline_server_fails_fast():
+    (port,) = free_ports(1)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=f"cannot reach the pipeline server at http://127.0.0.1:{port}"):
+        Server(host=f"http://127.0.0.1:{port}").client()
+    assert time.monotonic() - started < 12
+
+
+class FlakyProxy:
+    """A TCP proxy on 127.0.0.1 that cuts its first ``drops`` connections mid-request, then forwards."""
+
+    def __init__(self, target_port: int, drops: int):
+        self.target, self.drops, self.accepted = target_port, drops, 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.accepted <= self.drops:
+                client.recv(1024)  # take part of the request, then drop the connection
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.server.close()
+
+
+def test_a_transfer_cut_midway_is_retried(s3, tmp_path):
+    direct = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    direct.client.create_bucket(Bucket="flaky")
+    proxy = FlakyProxy(int(s3.endpoint.rsplit(":", 1)[1]), drops=2)
+    try:
+        flaky = Storage(endpoint=f"http://127.0.0.1:{proxy.port}", access_key=s3.access_key,
+                        secret_key=s3.secret_key)
+        payload = os.urandom(200_000)
+        (tmp_path / "blob").write_bytes(payload)
+        flaky.upload_file(str(tmp_path / "blob"), S3Url("flaky", "blob"))
+        assert proxy.accepted >= 3, "the first two attempts were cut"
+        assert direct.get_bytes(S3Url("flaky", "blob")) == payload
+    finally:
+        proxy.close()
+
+
+def test_compiled_pipeline_retries_with_backoff_and_times_out_every_step(tmp_path):
+    with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
+        spec, platform = yaml.safe_load_all(f)
+    tasks = spec["root"]["dag"]["tasks"]
+    for step in ("download", "train"):
+        policy = tasks[step]["retryPolicy"]
+        assert policy["maxRetryCount"] >= 2 and policy["backoffFactor"] >= 2 and policy["backoffDuration"]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {name[len("exec-"):] for name in executors} == set(TIMEOUT_HOURS)
+    for name, config in executors.items():
+        assert int(config["activeDeadlineSeconds"]) == TIMEOUT_HOURS[name[len("exec-"):]] * 3600
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_last_checkpoint(yolo_dataset, base_checkpoint, tmp_path):
+    out = tmp_path / "model"
+    args = [CLI, "step", "train", "--data", yolo_dataset, "--output-dir", str(out), "--base-model", base_checkpoint,
+            "--epochs", "4", "--batch", "8", "--imgsz", "64", "--workers", "0", "--train-args",
+            json.dumps({"nbs": 8, "plots": False})]
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "weights" / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)  # a preempted node: no chance to clean up
+    first.wait()
+    epochs_done = len((out / "results.csv").read_text().splitlines()) - 1
+    assert 1 <= epochs_done < 4, "killed after its first checkpoint, before the end"
+
+    second = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"resuming {out / 'weights' / 'last.pt'} at epoch {epochs_done + 1} of 4" in second.stderr
+    summary = json.loads(second.stdout[second.stdout.index("{"):])
+    assert summary["epochs"] == 4 and summary["resumed_at_epoch"] == epochs_done + 1
+    rows = (out / "results.csv").read_text().splitlines()[1:]
+    assert [int(float(r.split(",")[0])) for r in rows] == [1, 2, 3, 4]
+
+
+def test_download_rerun_fetches_only_what_is_missing_or_broken(mirror, tmp_path):
+    from components.download import download_open_images
+
+    out = tmp_path / "raw"
+    first = download_open_images(str(out), CLASSES, 4, "validation", seed=42)
+    names = sorted(os.listdir(out / oi.DATA_DIR))
+    os.remove(out / oi.DATA_DIR / names[0])
+    open(out / oi.DATA_DIR / names[1], "wb").close()  # left broken by an interruption
+    again = download_open_images(str(out), CLASSES, 4, "validation", seed=42)
+    assert again["reused_images"] == len(names) - 2
+    assert sorted(os.listdir(out / oi.DATA_DIR)) == names and again["images"] == first["images"]
+    assert os.path.getsize(out / oi.DATA_DIR / names[1]) > 0
+
+
+class Preempted(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
+    import components.train as train_module
+
+    storage = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    storage.client.create_bucket(Bucket="checkpoints")
+    monkeypatch.setattr(Storage, "from_env", classmethod(lambda cls, env=None: storage))
+    keep = train_module.keep_checkpoint
+
+    def keep_then_preempt(checkpoint_to):  # the node goes away right after the first checkpoint is stored
+        upload = keep(checkpoint_to)
+
+        def on_model_save(trainer):
+            upload(trainer)
+            raise Preempted()
+
+        return on_model_save
+
+    prefix = "s3://checkpoints/yolo-kfp/checkpoints/run-1"
+    tiny = {"epochs": 3, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False},
+            "checkpoint_to": prefix}
+    monkeypatch.setattr(train_module, "keep_checkpoint", keep_then_preempt)
+    with pytest.raises(Preempted):
+        train_module.train_yolo(yolo_dataset, str(tmp_path / "pod-1"), base_checkpoint, **tiny)
+    assert storage.exists(S3Url("checkpoints", "yolo-kfp/checkpoints/run-1/last.pt"))
+    monkeypatch.setattr(train_module, "keep_checkpoint", keep)
+    # the retry runs in a new pod: an empty output dir, the same run's checkpoint prefix
+    summary = train_module.train_yolo(yolo_dataset, str(tmp_path / "pod-2"), base_checkpoint, **tiny)
+    assert summary["resumed_at_epoch"] == 2 and summary["epochs"] == 3
+    assert len((tmp_path / "pod-2" / "results.csv").read_text().splitlines()) == 1 + 2  # epochs 2 and 3 here
