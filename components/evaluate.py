@@ -7,11 +7,17 @@ import tempfile
 import time
 
 import numpy as np
-
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from components.analysis import (CONFIDENCE, coco_files, confusion_matrix, draw_grid, html_report, plot_confusion,
-                                 read_ground_truth)
+from components.analysis import (
+    CONFIDENCE,
+    coco_files,
+    confusion_matrix,
+    draw_grid,
+    html_report,
+    plot_confusion,
+    read_ground_truth,
+)
 from components.images import TRAIN_IMAGE, component
 from components.train import dataset_yaml
 

@@ -137,7 +137,8 @@ class Storage:
             return [obj for page in paginator.paginate(Bucket=prefix.bucket, Prefix=key)
                     for obj in page.get("Contents", [])]
 
-        return [{"key": o["Key"], "size": o["Size"], "etag": o["ETag"]} for o in self._call("listing of", prefix, pages)]
+        objects = self._call("listing of", prefix, pages)
+        return [{"key": o["Key"], "size": o["Size"], "etag": o["ETag"]} for o in objects]
 
     def check_writable(self, prefix: S3Url) -> None:
         """Writes and deletes a probe object under ``prefix``: the surest test of write access."""

@@ -111,9 +111,9 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                                  imgsz=imgsz, batch=batch)
         export_task = export(model=train_task.outputs["model"], dataset=convert_task.outputs["dataset"], imgsz=imgsz)
         with dsl.If(publish_to != "", name="publish-requested"):
-            gate_task = gate(metrics_json=evaluate_task.outputs["metrics_json"], dataset=convert_task.outputs["dataset"],
-                             publish_to=publish_to, min_map50=min_map50, max_map50_drop=max_map50_drop, imgsz=imgsz,
-                             batch=batch)
+            gate_task = gate(metrics_json=evaluate_task.outputs["metrics_json"],
+                             dataset=convert_task.outputs["dataset"], publish_to=publish_to, min_map50=min_map50,
+                             max_map50_drop=max_map50_drop, imgsz=imgsz, batch=batch)
             with dsl.If(gate_task.outputs["Output"] == PROMOTE, name="promoted"):
                 publish_task = publish(model=train_task.outputs["model"], onnx_model=export_task.outputs["onnx_model"],
                                        metrics_json=evaluate_task.outputs["metrics_json"],

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import yaml
-
 from kfp_standin import API, KfpStandIn
+
 from pipeline.cli import main
 from pipeline.cluster import resolve_token, six_field_cron
 

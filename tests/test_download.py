@@ -5,12 +5,12 @@ import json
 import os
 
 import pytest
+from conftest import CLASSES
 
 from components import openimages as oi
 from components.download import METADATA_ENV, download, download_open_images
 from components.packing import materialized, shards
 from components.storage import S3Url, Storage
-from conftest import CLASSES
 from pipeline.synthetic import ALL_CLASSES
 
 

@@ -5,10 +5,10 @@ import os
 
 import onnx
 import pytest
+from conftest import CLASSES
 
 from components.evaluate import evaluate, held_out_images
 from components.export import OPSET, SERVING_NAME, _detections, compare_detections, export, export_onnx
-from conftest import CLASSES
 
 pytestmark = pytest.mark.slow
 

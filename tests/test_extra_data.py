@@ -4,13 +4,13 @@ import os
 
 import pytest
 import yaml
+from conftest import CLASSES
 from PIL import Image
+from test_convert import box_row, make_raw, read_labels
 
 from components.convert import convert, convert_to_yolo
 from components.storage import S3Url, Storage
-from conftest import CLASSES
 from pipeline.pipeline import compile_pipeline
-from test_convert import box_row, make_raw, read_labels
 
 FILLER = [f"{i:016x}" for i in range(1, 9)]
 

@@ -54,3 +54,4 @@ def test_images_can_be_moved_to_another_registry_at_compile_time(tmp_path):
     assert images == {"mirror.example.com:5000/ml/data:2.0", "mirror.example.com:5000/ml/train:2.0"}
     assert "images=mirror.example.com:5000/ml/{data,train}:2.0" in spec["pipelineInfo"]["description"]
     assert image_ref(DATA_IMAGE, "r.io/x/", "t") == "r.io/x/data:t"
+

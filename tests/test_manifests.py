@@ -35,7 +35,7 @@ def test_builds_the_expected_objects(built):
 
 
 def test_builtin_kinds_validate_against_kubernetes_schemas(built):
-    for (kind, name), obj in built.items():
+    for (kind, _), obj in built.items():
         if kind != "DataSciencePipelinesApplication":
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 

@@ -7,11 +7,11 @@ import os
 import nbformat
 import pytest
 import yaml
+from kfp_standin import API, KfpStandIn
 from nbclient import NotebookClient
 
 from components.publish import publish_files
 from components.storage import Storage
-from kfp_standin import API, KfpStandIn
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 NOTEBOOK = os.path.join(ROOT, "notebooks", "run_pipeline.ipynb")

@@ -108,7 +108,8 @@ def test_publish_runs_only_when_asked_and_after_evaluation(compiled):
     spec, _ = compiled
     tasks = spec["root"]["dag"]["tasks"]
     (condition,) = [t for t in tasks.values() if "triggerPolicy" in t]
-    assert "publish_to" in condition["triggerPolicy"]["condition"] and "!= ''" in condition["triggerPolicy"]["condition"]
+    rule = condition["triggerPolicy"]["condition"]
+    assert "publish_to" in rule and "!= ''" in rule
     assert "evaluate" in condition["dependentTasks"]
     assert tasks["download"]["dependentTasks"] == ["preflight"]
 

@@ -11,17 +11,17 @@ import time
 
 import pytest
 import yaml
+from conftest import CLASSES
 from PIL import Image
+from test_convert import box_row, make_raw
 
 from components import openimages as oi
 from components.convert import convert_to_yolo
 from components.storage import S3Url, Storage
 from components.validation import parameter_problems
-from conftest import CLASSES
 from pipeline.cluster import Server
 from pipeline.pipeline import TIMEOUT_HOURS, compile_pipeline, parameter_defaults
 from pipeline.seaweed import free_ports
-from test_convert import box_row, make_raw
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 

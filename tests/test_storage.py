@@ -114,9 +114,11 @@ def test_preflight_names_what_is_not_usable(s3, storage, bucket, capfd):
     message = _failure(lambda: check_s3_inputs(publish_to=f"s3://{bucket}/models", storage=wrong),
                        "preflight-wrong-secret", capfd)
     assert message.startswith(f"preflight: publish_to=s3://{bucket}/models is not usable")
-    message = _failure(lambda: check_s3_inputs(base_model=f"s3://{bucket}/nope.pt", storage=storage), storage.secret_key, capfd)
+    message = _failure(lambda: check_s3_inputs(base_model=f"s3://{bucket}/nope.pt", storage=storage),
+                       storage.secret_key, capfd)
     assert "base_model" in message and f"s3://{bucket}/nope.pt" in message
-    message = _failure(lambda: check_s3_inputs(extra_data=f"s3://{bucket}/empty", storage=storage), storage.secret_key, capfd)
+    message = _failure(lambda: check_s3_inputs(extra_data=f"s3://{bucket}/empty", storage=storage),
+                       storage.secret_key, capfd)
     assert "no objects under" in message
 
 

@@ -6,10 +6,10 @@ import os
 
 import pytest
 import torch
+from conftest import CLASSES
 
 from components.evaluate import evaluate, evaluate_model
 from components.train import plain_numbers, train, train_yolo
-from conftest import CLASSES
 
 pytestmark = pytest.mark.slow
 TINY = {"epochs": 1, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False}}
@@ -64,8 +64,8 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
     @dsl.pipeline
     def train_then_evaluate():
         data = dsl.importer(artifact_uri=yolo_dataset, artifact_class=Dataset, reimport=False)
-        trained = train(dataset=data.output, base_model=base_checkpoint, base_model_sha256="", epochs=1, batch=8, imgsz=64, freeze=10,
-                        workers=0, cache="", patience=100, optimizer="auto", lr0=0.01, seed=0,
+        trained = train(dataset=data.output, base_model=base_checkpoint, base_model_sha256="", epochs=1, batch=8,
+                        imgsz=64, freeze=10, workers=0, cache="", patience=100, optimizer="auto", lr0=0.01, seed=0,
                         train_args={"nbs": 8, "plots": False}, run_id="")
         evaluate(dataset=data.output, model=trained.outputs["model"], imgsz=64, batch=8)
 
