@@ -67,3 +67,10 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
     assert "Inner task failed: 'preflight'" in output.replace("\x1b[96m", "").replace("\x1b[0m", "")
     assert "a-wrong-secret-for-the-test" not in output
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]
+
+    # a retrained model that does not clear the gate: the run ends green, nothing is published
+    refused = run_demo(out, env, "publish_to=s3://models/yolo-kfp", "min_map50=0.99", "epochs=2")
+    assert refused.returncode == 0, refused.stderr[-3000:]
+    assert "gate: not promoted" in refused.stdout + refused.stderr
+    assert "is below the threshold min_map50=0.990" in refused.stdout + refused.stderr
+    assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]
