@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from components.packing import materialized, pack_in_place  # noqa: E402
 from pipeline import synthetic  # noqa: E402
-from pipeline.pipeline import compile_pipeline  # noqa: E402
+from pipeline.pipeline import compile_pipeline, parameter_defaults  # noqa: E402
 
 MOUNT = "/work"
 CLASSES = ["Bicycle", "Car", "Traffic sign"]
@@ -32,10 +32,13 @@ def prepare(workdir: str) -> None:
     pack_in_place(raw, ("data",))  # as the download step leaves it
     os.makedirs(os.path.join(workdir, "out"))
     with open(compile_pipeline(os.path.join(workdir, "pipeline.yaml"))) as f:
-        container = next(yaml.safe_load_all(f))["deploymentSpec"]["executors"]["exec-convert"]["container"]
+        spec = next(yaml.safe_load_all(f))
+    container = spec["deploymentSpec"]["executors"]["exec-convert"]["container"]
+    # every parameter the component declares, from the pipeline's defaults (preflight's output: none)
+    defaults = {**parameter_defaults(), "classes": CLASSES, "extra_data_fingerprint": ""}
+    parameters = {name: defaults[name] for name in spec["components"]["comp-convert"]["inputDefinitions"]["parameters"]}
     executor_input = {
-        "inputs": {"parameterValues": {"classes": CLASSES, "seed": 42, "split_ratios": [0.75, 0.125, 0.125],
-                                       "include_group_of": True, "extra_data": "", "extra_data_fingerprint": ""},
+        "inputs": {"parameterValues": parameters,
                    "artifacts": {"raw_dataset": artifact("raw_dataset", "system.Dataset", f"{MOUNT}/raw")}},
         "outputs": {"artifacts": {"dataset": artifact("dataset", "system.Dataset", f"{MOUNT}/out/dataset"),
                                   "dataset_stats": artifact("dataset_stats", "system.Artifact",
