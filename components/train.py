@@ -84,6 +84,18 @@ def keep_checkpoint(checkpoint_to: str):
     return on_model_save
 
 
+def fit_to_pod(workers: int, cache: str, batch: int, imgsz: int, device: str, data_dir: str) -> tuple[int, str]:
+    """Workers and cache sized by the pod's CPU quota, /dev/shm and memory limit (not the node's)."""
+    import torch
+
+    from components import resources
+
+    gpus = 0 if device == "cpu" else torch.cuda.device_count()
+    workers = resources.plan_workers(workers, gpus, resources.cpu_limit(), resources.shm_bytes(), batch, imgsz)
+    images = len(os.listdir(os.path.join(data_dir, "images", "train")))
+    return workers, resources.plan_cache(cache, images, imgsz, resources.memory_limit())
+
+
 def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", epochs: int = 50, batch: int = 256,
                imgsz: int = 640, freeze: int = 10, workers: int = 8, cache: str = "", device: str = "",
                patience: int = 100, optimizer: str = "auto", lr0: float = 0.01, seed: int = 42,
@@ -107,6 +119,7 @@ def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", 
     if checkpoint_to:
         restore_checkpoint(checkpoint_to, last)
     start = resume_epoch(last)
+    workers, cache = fit_to_pod(workers, cache, batch, imgsz, device, data_dir)
     common = {"data": dataset_yaml(data_dir), "workers": workers, "cache": cache or False,
               **({"device": device} if device else {})}
     with tempfile.TemporaryDirectory(prefix="yolo-base-") as work:
