@@ -20,8 +20,6 @@ from components.validation import check_freeze
 
 log = logging.getLogger(__name__)
 
-MODEL_FILES = ("weights/best.pt", "weights/last.pt", "args.yaml", "results.csv")
-
 
 def dataset_yaml(data_dir: str) -> str:
     path = os.path.join(data_dir, "dataset.yaml")
