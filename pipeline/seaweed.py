@@ -101,6 +101,11 @@ class SeaweedS3:
         with open(os.path.join(self.workdir, "weed.log"), errors="replace") as f:
             return "".join(f.readlines()[-lines:])
 
+    def data_connection(self) -> dict[str, str]:
+        """The variables of an OpenShift AI data connection to this server (``Storage.from_env`` reads them)."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_S3_ENDPOINT": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+
     def client(self):
         import boto3
         from botocore.config import Config

@@ -24,10 +24,9 @@ def run_demo(out, env, *params):
 
 
 def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
-    storage = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="models")
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=s3.access_key, AWS_SECRET_ACCESS_KEY=s3.secret_key,
-               AWS_S3_ENDPOINT=s3.endpoint, AWS_DEFAULT_REGION="us-east-1")
+    env = dict(os.environ, **s3.data_connection())
     out = tmp_path / "demo"
     result = run_demo(out, env, "publish_to=s3://models/yolo-kfp")
     assert result.returncode == 0, result.stderr[-3000:]

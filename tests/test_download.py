@@ -73,8 +73,7 @@ def test_download_component_through_kfp_local(mirror, local_kfp):
 
 
 def test_open_images_metadata_is_cached_in_s3(mirror, s3, tmp_path, monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-                       "AWS_S3_ENDPOINT": s3.endpoint}.items():
+    for key, value in s3.data_connection().items():
         monkeypatch.setenv(key, value)
     storage = Storage.from_env()
     storage.client.create_bucket(Bucket="oi-cache")

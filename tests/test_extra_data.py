@@ -68,8 +68,7 @@ def test_convert_component_fetches_extra_data_from_s3(s3, raw, tmp_path, local_k
     from kfp import dsl
     from kfp.dsl import Dataset
 
-    for key, value in {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-                       "AWS_S3_ENDPOINT": s3.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in s3.data_connection().items():
         monkeypatch.setenv(key, value)
     storage = Storage.from_env()
     storage.client.create_bucket(Bucket="labelled")

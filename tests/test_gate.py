@@ -23,7 +23,7 @@ def test_decide():
 @pytest.fixture
 def published(s3, trained_weights, tmp_path):
     """A model in use: the trained weights published under a fresh prefix."""
-    storage = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    storage = Storage.from_env(s3.data_connection())
     bucket = f"gate-{uuid.uuid4().hex[:8]}"
     storage.client.create_bucket(Bucket=bucket)
     publish_files(f"s3://{bucket}/yolo", {"weights/best.pt": trained_weights[0]}, {}, "current", storage)
@@ -52,7 +52,7 @@ def test_gate_against_the_published_model_on_the_same_split(published, trained_w
 
 
 def test_first_model_only_needs_the_threshold(s3, tmp_path):
-    storage = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    storage = Storage.from_env(s3.data_connection())
     bucket = f"gate-{uuid.uuid4().hex[:8]}"
     storage.client.create_bucket(Bucket=bucket)
     first = promotion_gate(candidate(tmp_path, 0.3), "unused", f"s3://{bucket}/yolo", 0.25, 0.01, 128, 8, storage)

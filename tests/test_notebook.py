@@ -20,7 +20,7 @@ NOTEBOOK = os.path.join(ROOT, "notebooks", "run_pipeline.ipynb")
 @pytest.fixture
 def workbench(s3, tmp_path, monkeypatch):
     """The environment of a workbench: a kubeconfig, a token, a data connection; a server that runs."""
-    storage = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="nb-models")
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"map50": 0.8, "map50_95": 0.55, "per_class": {"Car": {"ap50": 0.8}}}))
@@ -37,8 +37,7 @@ def workbench(s3, tmp_path, monkeypatch):
             "contexts": [{"name": "c", "context": {"cluster": "standin", "user": "u", "namespace": server.namespace}}],
         }))
         for key, value in {"KUBECONFIG": str(kubeconfig), "KFP_TOKEN": "workbench-token", "POLL_SECONDS": "0.01",
-                           "PUBLISH_TO": "s3://nb-models/yolo-kfp", "AWS_ACCESS_KEY_ID": s3.access_key,
-                           "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_S3_ENDPOINT": s3.endpoint}.items():
+                           "PUBLISH_TO": "s3://nb-models/yolo-kfp", **s3.data_connection()}.items():
             monkeypatch.setenv(key, value)
         monkeypatch.delenv("KFP_HOST", raising=False)
         yield server

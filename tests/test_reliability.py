@@ -157,7 +157,7 @@ class FlakyProxy:
 
 
 def test_a_transfer_cut_midway_is_retried(s3, tmp_path):
-    direct = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    direct = Storage.from_env(s3.data_connection())
     direct.client.create_bucket(Bucket="flaky")
     proxy = FlakyProxy(int(s3.endpoint.rsplit(":", 1)[1]), drops=2)
     try:
@@ -231,7 +231,7 @@ class Preempted(Exception):
 def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
     import components.train as train_module
 
-    storage = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="checkpoints")
     monkeypatch.setattr(Storage, "from_env", classmethod(lambda cls, env=None: storage))
     keep = train_module.keep_checkpoint

@@ -15,7 +15,7 @@ from pipeline.seaweed import free_ports
 
 @pytest.fixture
 def storage(s3):
-    return Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
+    return Storage.from_env(s3.data_connection())
 
 
 @pytest.fixture
