@@ -61,7 +61,8 @@ def cmd_run_local(args) -> None:
         ap50 = "-" if values["ap50"] is None else f"{values['ap50']:.3f}"
         print(f"  {name:<20} AP50 {ap50}  ({values['instances']} boxes)")
     print("timings (s):", json.dumps(result["timings"]))
-    print(f"outputs in {os.path.abspath(args.output_dir)}: metrics.json, best.pt, timings.json")
+    print(f"outputs in {os.path.abspath(args.output_dir)}: metrics.json, report.html, best.pt, model.onnx, "
+          "timings.json")
     if "notice" in result:
         print(result["notice"])
 
