@@ -16,7 +16,7 @@ from kfp.dsl import Dataset, Input, Model, Output
 
 from components.images import TRAIN_IMAGE, component
 from components.storage import S3Url, Storage, is_s3, sha256_of
-from components.validation import check_freeze
+from components.validation import check_freeze, plain_numbers
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,6 @@ def parameter_counts(model) -> dict:
     params = list(model.parameters())
     return {"total_params": sum(p.numel() for p in params),
             "trainable_params": sum(p.numel() for p in params if p.requires_grad)}
-
-
-def plain_numbers(args: dict) -> dict:
-    """KFP hands numbers inside dict parameters over as floats; Ultralytics wants 16, not 16.0, for counts."""
-    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in args.items()}
 
 
 def fetch_base_model(base_model: str, sha256: str, workdir: str) -> str:

@@ -21,9 +21,9 @@ def _s3_or_empty(name: str, value: str, problems: list[str]) -> None:
         problems.append(f"{name} must be empty or an S3 URL like s3://bucket/prefix, not {value!r}")
 
 
-def _integral(value):
-    """KFP hands integers over as floats in some places (3.0): accept those as integers."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+def plain_numbers(args: dict) -> dict:
+    """KFP hands integers over as floats in some places (3.0, numbers inside dicts): make them ints again."""
+    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in args.items()}
 
 
 def parameter_problems(p: dict) -> list[str]:
@@ -31,7 +31,7 @@ def parameter_problems(p: dict) -> list[str]:
     from components.convert import DEFAULT_SPLIT_RATIOS
     from components.openimages import SPLITS
 
-    p = {k: _integral(v) for k, v in p.items()}
+    p = plain_numbers(p)
     problems: list[str] = []
     if "classes" in p:
         classes = p["classes"]

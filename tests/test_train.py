@@ -9,7 +9,8 @@ import torch
 from conftest import CLASSES
 
 from components.evaluate import evaluate, evaluate_model
-from components.train import plain_numbers, train, train_yolo
+from components.train import train, train_yolo
+from components.validation import plain_numbers
 
 pytestmark = pytest.mark.slow
 TINY = {"epochs": 1, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False}}
