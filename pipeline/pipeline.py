@@ -53,6 +53,10 @@ class CompileOptions:
                 f"images={self.image_registry}/{{data,train}}:{self.image_tag}")
 
 
+# What a run hands back (run-local gathers these into its output dir).
+Outputs = NamedTuple("Outputs", model=Model, metrics=Artifact, report=HTML, onnx_model=Model)
+
+
 def make_pipeline(options: CompileOptions = CompileOptions()):
     """Builds the pipeline function for ``options``."""
 
@@ -90,7 +94,7 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         open_images_cache: str = "",
         min_map50: float = 0.25,
         max_map50_drop: float = 0.01,
-    ) -> NamedTuple("Outputs", model=Model, metrics=Artifact, report=HTML, onnx_model=Model):
+    ) -> Outputs:
         checks = preflight(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
                            open_images_cache=open_images_cache, classes=classes,
                            max_samples_per_class=max_samples_per_class, split=split, split_ratios=split_ratios,
@@ -130,7 +134,7 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         # train resumes from its last epoch checkpoint.
         download_task.set_retry(num_retries=3, backoff_duration="60s", backoff_factor=2, backoff_max_duration="1h")
         train_task.set_retry(num_retries=3, backoff_duration="120s", backoff_factor=2, backoff_max_duration="1h")
-        return NamedTuple("Outputs", model=Model, metrics=Artifact, report=HTML, onnx_model=Model)(
+        return Outputs(
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],
             export_task.outputs["onnx_model"])
 
