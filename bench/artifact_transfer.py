@@ -5,13 +5,16 @@
 - packed:     what the pipeline does: tar shards (components/packing.py), uploaded, downloaded, unpacked;
 - floor:      one object holding the same bytes, no packing at all.
 
-Each total is up + down (+ pack and unpack for the packed way). The last line is
+Each total is up + down (+ pack and unpack for the packed way); the packed way and the floor are
+measured ``--repeats`` times, alternating, and their median runs reported. Pending writes are flushed
+before each timed phase (``sync``), so that one phase's disk writes do not slow the next. The last line is
 ``RESULT artifact_transfer <packed total / floor total>``.
 
-    python bench/artifact_transfer.py [--images 2000] [--kb 30]
+    python bench/artifact_transfer.py [--images 2000] [--kb 30] [--repeats 5] [--work-dir /dev/shm]
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -26,6 +29,7 @@ from pipeline.seaweed import SeaweedS3  # noqa: E402
 
 
 def timed(func):
+    os.sync()  # earlier writes are flushed first, not during the timed work
     started = time.perf_counter()
     func()
     return time.perf_counter() - started
@@ -48,37 +52,46 @@ def per_file(storage: Storage, source: str, work: str, threads: int) -> tuple[fl
     return up, down
 
 
-def packed(storage: Storage, source: str, work: str) -> tuple[float, float, float, float]:
-    artifact = os.path.join(work, "packed")
+def packed(storage: Storage, source: str, work: str, run: int) -> tuple[float, float, float, float]:
+    artifact = os.path.join(work, f"packed-{run}")
     shutil.copytree(source, artifact)
     pack = timed(lambda: pack_in_place(artifact, ("images",)))
-    prefix = S3Url("bench", "packed")
+    prefix = S3Url("bench", f"packed-{run}")
     up = timed(lambda: storage.upload_dir(artifact, prefix))
-    fetched = os.path.join(work, "packed-down")
+    fetched = os.path.join(work, f"packed-down-{run}")
     down = timed(lambda: storage.download_prefix(prefix, fetched))
     assert shards(fetched)
 
-    def unpack():
-        with materialized(fetched) as folder:
-            assert len(os.listdir(os.path.join(folder, "images", "train"))) > 0
+    with contextlib.ExitStack() as stack:  # the unpacked folder's removal afterwards is not timed, as for the floor
+        os.sync()
+        started = time.perf_counter()
+        folder = stack.enter_context(materialized(fetched))
+        unpack = time.perf_counter() - started
+        assert len(os.listdir(os.path.join(folder, "images", "train"))) > 0
+    return pack, up, down, unpack
 
-    return pack, up, down, timed(unpack)
 
-
-def floor(storage: Storage, total_bytes: int, work: str) -> tuple[float, float]:
-    blob = os.path.join(work, "one-object")
+def floor(storage: Storage, total_bytes: int, work: str, run: int) -> tuple[float, float]:
+    blob = os.path.join(work, f"one-object-{run}")
     with open(blob, "wb") as f:
         f.write(os.urandom(total_bytes))
-    url = S3Url("bench", "floor/one-object")
+    url = S3Url("bench", f"floor/one-object-{run}")
     return timed(lambda: storage.upload_file(blob, url)), timed(lambda: storage.download_file(url, blob + ".down"))
+
+
+def median_run(runs: list[tuple]) -> tuple:
+    """The run whose total is the median."""
+    return sorted(runs, key=sum)[len(runs) // 2]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--kb", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--work-dir", help="where the files are written and read (default: the temp dir)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as work, SeaweedS3() as s3:
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as work, SeaweedS3() as s3:
         storage = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
         storage.client.create_bucket(Bucket="bench")
         source = os.path.join(work, "dataset")
@@ -86,9 +99,13 @@ def main() -> None:
         print(f"{args.images} files x {args.kb} KB = {total / 1e6:.0f} MB through SeaweedFS at {s3.endpoint}")
         rows = {"per-file, sequential": per_file(storage, source, work, 1),
                 "per-file, 8 threads": per_file(storage, source, work, 8)}
-        pack, up, down, unpack = packed(storage, source, work)
+        packed_runs, floor_runs = [], []
+        for run in range(args.repeats):
+            packed_runs.append(packed(storage, source, work, run))
+            floor_runs.append(floor(storage, total, work, run))
+        pack, up, down, unpack = median_run(packed_runs)
         rows["packed (pipeline)"] = (pack + up, down + unpack)
-        rows["floor: one object"] = floor(storage, total, work)
+        rows["floor: one object"] = median_run(floor_runs)
         floor_total = sum(rows["floor: one object"])
         print(f"{'way':<24}{'up s':>8}{'down s':>8}{'total s':>9}{'x floor':>9}")
         for name, (up_s, down_s) in rows.items():

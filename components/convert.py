@@ -74,11 +74,38 @@ def images_in(folder: str) -> dict[str, str]:
             for name in names if name.lower().endswith(IMAGE_EXTENSIONS)}
 
 
+# Complete files start with their format's signature and end with its end marker; files that do
+# not are decoded in full, so only those pay for a decode (20,000 decodes take ~10 s on 2 cores).
+COMPLETE_FILE_MARKERS = {".jpg": (b"\xff\xd8\xff", b"\xff\xd9"), ".jpeg": (b"\xff\xd8\xff", b"\xff\xd9"),
+                         ".png": (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82")}
+
+
+def _has_complete_markers(path: str) -> bool:
+    markers = COMPLETE_FILE_MARKERS.get(os.path.splitext(path)[1].lower())
+    if markers is None:
+        return False
+    start, end = markers
+    with open(path, "rb") as f:
+        if f.read(len(start)) != start:
+            return False
+        f.seek(0, os.SEEK_END)
+        if f.tell() < len(start) + len(end):
+            return False
+        f.seek(-len(end), os.SEEK_END)
+        return f.read() == end
+
+
 def readable(path: str) -> bool:
-    """Whether an image decodes completely: zero-byte, corrupt and truncated files do not."""
+    """Whether an image is complete: zero-byte, corrupt and truncated files are not.
+
+    A file with its format's start and end markers counts as complete (Ultralytics checks the same
+    end marker); any other file must decode in full with PIL.
+    """
     from PIL import Image
 
     try:
+        if _has_complete_markers(path):
+            return True
         with Image.open(path) as image:
             image.load()
         return True
@@ -182,14 +209,14 @@ def read_extra(folder: str, classes: list[str], include_group_of: bool, dropped:
 
 def yolo_lines(boxes: pd.DataFrame) -> pd.Series:
     """``class cx cy w h`` per box, joined into one label file text per ImageID."""
-    cx = (boxes["XMin"] + boxes["XMax"]) / 2
-    cy = (boxes["YMin"] + boxes["YMax"]) / 2
-    w = boxes["XMax"] - boxes["XMin"]
-    h = boxes["YMax"] - boxes["YMin"]
-    lines = boxes["class_id"].astype(str)
-    for values in (cx, cy, w, h):
-        lines = lines + " " + values.map("{:.6f}".format)
-    return lines.groupby(boxes["ImageID"]).agg("\n".join) + "\n"
+    boxes = boxes.sort_values("ImageID", kind="stable")
+    x0, x1, y0, y1 = (boxes[c].to_numpy() for c in BOX_COLUMNS)
+    lines = [f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" for c, cx, cy, w, h in
+             zip(boxes["class_id"].tolist(), ((x0 + x1) / 2).tolist(), ((y0 + y1) / 2).tolist(),
+                 (x1 - x0).tolist(), (y1 - y0).tolist())]
+    image_ids, starts = np.unique(boxes["ImageID"].to_numpy(), return_index=True)
+    ends = [*starts[1:], len(lines)]
+    return pd.Series(["\n".join(lines[a:b]) + "\n" for a, b in zip(starts, ends)], index=image_ids, dtype=object)
 
 
 def _place_image(source: str, target: str) -> None:

@@ -47,8 +47,9 @@ def check_s3_inputs(publish_to: str = "", base_model: str = "", extra_data: str 
 
 @component(DATA_IMAGE)
 def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cache: str, classes: list,
-              max_samples_per_class: int, split: str, split_ratios: list, epochs: int, batch: int, imgsz: int,
-              freeze: int, cache: str, min_map50: float, max_map50_drop: float, base_model_sha256: str) -> str:
+              max_samples_per_class: int, download_shard_size: int, split: str, split_ratios: list, epochs: int,
+              batch: int, imgsz: int, freeze: int, cache: str, min_map50: float, max_map50_drop: float,
+              base_model_sha256: str) -> str:
     """Checks the run's parameters and its access to every S3 location (publish_to, base_model,
     extra_data, open_images_cache) before any work.
 
@@ -61,7 +62,8 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
     from components.validation import check_parameters
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    check_parameters({"classes": list(classes), "max_samples_per_class": max_samples_per_class, "split": split,
+    check_parameters({"classes": list(classes), "max_samples_per_class": max_samples_per_class,
+                      "download_shard_size": download_shard_size, "split": split,
                       "split_ratios": list(split_ratios), "epochs": epochs, "batch": batch, "imgsz": imgsz,
                       "freeze": freeze, "cache": cache, "min_map50": min_map50, "max_map50_drop": max_map50_drop,
                       "publish_to": publish_to, "extra_data": extra_data, "open_images_cache": open_images_cache,

@@ -1,8 +1,8 @@
 """The train pod's own limits, not the node's: CPUs from the cgroup quota, memory from the cgroup limit,
 shared memory from /dev/shm. Ultralytics sizes DataLoader workers by the node's core count; a pod
 with a 4-CPU limit on a 64-core node would start 8 workers per GPU and, with Docker's 64 MB /dev/shm,
-die with a bus error. Here workers are capped by the CPU quota and by what /dev/shm can hold, and
-``cache="ram"`` falls back to disk when the images would not fit the memory limit.
+die with a bus error. Here workers and threads are capped by the CPU quota, workers also by what
+/dev/shm can hold, and ``cache="ram"`` falls back to disk when the images would not fit the memory limit.
 """
 
 import logging
@@ -78,6 +78,14 @@ def plan_workers(requested: int, gpus: int, cpus: float | None, shm: int | None,
                         shm_per_worker(batch, imgsz) >> 20, batch, imgsz)
             workers = int(by_shm)
     return workers
+
+
+def plan_threads(cpus: float | None) -> int | None:
+    """Threads for the training process: Ultralytics' own rule, min(8, CPUs - 1), applied to the pod's
+    CPU quota instead of the node's core count; None without a quota (Ultralytics' choice stands)."""
+    if cpus is None:
+        return None
+    return min(8, max(1, math.floor(cpus) - 1))
 
 
 def plan_cache(requested: str, images: int, imgsz: int, memory: int | None) -> str:

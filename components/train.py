@@ -4,18 +4,24 @@ The base checkpoint's head is adapted to the dataset's classes by Ultralytics (r
 the same name are kept), layers ``0..freeze-1`` are frozen, and the number of trainable parameters is
 recorded. Ultralytics' own defaults apply to every argument not given; ``overrides`` passes any other
 Ultralytics training argument through, as ``yolo train`` would take it.
+
+On several GPUs Ultralytics trains in DDP worker processes it starts itself: nothing here relies on
+callbacks in the training process, so the checkpoint copy and the parameter counts work either way.
 """
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
+import threading
 import time
 
 from kfp.dsl import Dataset, Input, Model, Output
 
 from components.images import TRAIN_IMAGE, component
-from components.storage import S3Url, Storage, is_s3, sha256_of
+from components.storage import S3Url, Storage, StorageError, is_s3, sha256_of
 from components.validation import check_freeze, plain_numbers
 
 log = logging.getLogger(__name__)
@@ -28,10 +34,21 @@ def dataset_yaml(data_dir: str) -> str:
     return path
 
 
-def parameter_counts(model) -> dict:
-    params = list(model.parameters())
-    return {"total_params": sum(p.numel() for p in params),
-            "trainable_params": sum(p.numel() for p in params if p.requires_grad)}
+CHECKPOINT_POLL_SECONDS = 30.0  # how often the copy of last.pt in S3 is brought up to date
+
+
+def ultralytics_device(gpus: int) -> str:
+    """Ultralytics' ``device`` for the pod's GPUs: all of them (DDP) when more than one, else its own choice."""
+    return ",".join(str(i) for i in range(gpus)) if gpus > 1 else ""
+
+
+def parameter_counts(model, freeze: int) -> dict:
+    """Total and trainable parameters under Ultralytics' freeze rule: layers ``model.0.`` to
+    ``model.{freeze-1}.`` and the DFL conv are frozen, every other parameter trains."""
+    frozen = tuple(f"model.{i}." for i in range(freeze)) + (".dfl",)
+    params = list(model.named_parameters())
+    return {"total_params": sum(p.numel() for _, p in params),
+            "trainable_params": sum(p.numel() for name, p in params if not any(f in name for f in frozen))}
 
 
 def fetch_base_model(base_model: str, sha256: str, workdir: str) -> str:
@@ -49,12 +66,22 @@ def fetch_base_model(base_model: str, sha256: str, workdir: str) -> str:
 
 
 def resume_epoch(last: str) -> int | None:
-    """The 0-based epoch a checkpoint resumes at; None where there is none or its training finished."""
+    """The 0-based epoch a checkpoint resumes at; None where there is none or its training finished.
+
+    A checkpoint that does not load (the pod was killed while Ultralytics wrote it) is moved aside to
+    ``last.pt.unreadable``: the run then restores the copy in S3, or starts over, instead of failing on
+    every retry.
+    """
     if not os.path.exists(last):
         return None
     import torch
 
-    epoch = torch.load(last, map_location="cpu", weights_only=False).get("epoch", -1)
+    try:
+        epoch = torch.load(last, map_location="cpu", weights_only=False).get("epoch", -1)
+    except Exception as error:  # truncated zip, bad pickle: torch raises several kinds
+        os.replace(last, last + ".unreadable")
+        log.warning("checkpoint %s does not load (%s): moved aside, not resumed from", last, error)
+        return None
     return None if epoch is None or epoch < 0 else epoch + 1  # Ultralytics marks a finished run with -1
 
 
@@ -67,24 +94,86 @@ def restore_checkpoint(checkpoint_to: str, last: str) -> None:
         log.info("checkpoint %s restored", url)
 
 
-def keep_checkpoint(checkpoint_to: str):
-    """An Ultralytics callback that copies each epoch's ``last.pt`` to ``checkpoint_to``."""
-    url, storage = S3Url.parse(checkpoint_to).join("last.pt"), Storage.from_env()
-
-    def on_model_save(trainer):
-        storage.upload_file(str(trainer.last), url)
-
-    return on_model_save
+def _signature(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
-def fit_to_pod(workers: int, cache: str, batch: int, imgsz: int, device: str, data_dir: str) -> tuple[int, str]:
-    """Workers and cache sized by the pod's CPU quota, /dev/shm and memory limit (not the node's)."""
+def _upload(storage: Storage, path: str, url: S3Url) -> None:
+    try:
+        storage.upload_file(path, url)
+    except StorageError as error:  # training goes on; a retry would resume from an older epoch
+        log.warning("checkpoint not kept: %s", error)
+
+
+@contextlib.contextmanager
+def keeping_checkpoint(last: str, checkpoint_to: str):
+    """While the block runs, copies ``last`` to ``checkpoint_to`` whenever it changes (polled: DDP workers
+    write it in processes of their own). A file is copied once it has stayed the same for a poll, and only
+    while it can be resumed from (the finished run's stripped ``last.pt`` is the model artifact itself)."""
+    url, storage, stop = S3Url.parse(checkpoint_to).join("last.pt"), Storage.from_env(), threading.Event()
+
+    def keep() -> None:
+        kept = seen = _signature(last)
+        with tempfile.TemporaryDirectory(prefix="checkpoint-") as work:
+            while not stop.wait(CHECKPOINT_POLL_SECONDS):
+                current = _signature(last)
+                if current is not None and current == seen != kept:
+                    copy = shutil.copyfile(last, os.path.join(work, "last.pt"))
+                    if _signature(last) == current and resume_epoch(copy) is not None:  # whole, and resumable
+                        _upload(storage, copy, url)
+                    kept = current
+                seen = current
+
+    thread = threading.Thread(target=keep, name="keep-checkpoint", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def gpu_count(device: str) -> int:
+    """GPUs the run trains on: those listed in ``device``, else all the pod has (none for ``cpu``)."""
     import torch
 
-    from components import resources
+    if device == "cpu":
+        return 0
+    return len(device.split(",")) if device else torch.cuda.device_count()
 
-    gpus = 0 if device == "cpu" else torch.cuda.device_count()
-    workers = resources.plan_workers(workers, gpus, resources.cpu_limit(), resources.shm_bytes(), batch, imgsz)
+
+def fit_batch(model, batch: int, imgsz: int, gpus: int) -> int:
+    """``batch=-1``: the largest batch that fills 60% of one GPU's memory (Ultralytics' AutoBatch) times
+    the GPUs, resolved before training so that workers and /dev/shm are planned for it (Ultralytics'
+    own AutoBatch also refuses several GPUs). Without a GPU, Ultralytics' default of 16."""
+    if batch != -1:
+        return batch
+    import copy
+
+    import torch
+    from ultralytics.utils.autobatch import check_train_batch_size
+
+    device = torch.device("cuda:0" if gpus and torch.cuda.is_available() else "cpu")
+    per_gpu = check_train_batch_size(copy.deepcopy(model.model).to(device).train(), imgsz, amp=device.type == "cuda")
+    log.info("batch -1 -> %d per GPU x %d GPU(s)", per_gpu, max(gpus, 1))
+    return per_gpu * max(gpus, 1)
+
+
+def fit_to_pod(workers: int, cache: str, batch: int, imgsz: int, gpus: int, data_dir: str) -> tuple[int, str]:
+    """Workers, threads and cache sized by the pod's CPU quota, /dev/shm and memory limit (not the node's)."""
+    from components import resources
+    from components.ultralytics_env import limit_threads
+
+    cpus = resources.cpu_limit()
+    threads = resources.plan_threads(cpus)
+    if threads is not None:
+        limit_threads(threads)
+    per_process = max(1, batch // max(gpus, 1))  # DDP splits the batch: each GPU's process loads its part
+    workers = resources.plan_workers(workers, gpus, cpus, resources.shm_bytes(), per_process, imgsz)
     images = len(os.listdir(os.path.join(data_dir, "images", "train")))
     return workers, resources.plan_cache(cache, images, imgsz, resources.memory_limit())
 
@@ -106,19 +195,19 @@ def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", 
     from ultralytics import YOLO
 
     started = time.monotonic()
-    counts = {}
     output_dir = os.path.abspath(output_dir)
     last = os.path.join(output_dir, "weights", "last.pt")
-    if checkpoint_to:
-        restore_checkpoint(checkpoint_to, last)
     start = resume_epoch(last)
-    workers, cache = fit_to_pod(workers, cache, batch, imgsz, device, data_dir)
-    common = {"data": dataset_yaml(data_dir), "workers": workers, "cache": cache or False,
-              **({"device": device} if device else {})}
+    if start is None and checkpoint_to:
+        restore_checkpoint(checkpoint_to, last)
+        start = resume_epoch(last)
+    gpus = gpu_count(device)
+    common = {"data": dataset_yaml(data_dir), **({"device": device} if device else {})}
     with tempfile.TemporaryDirectory(prefix="yolo-base-") as work:
         if start is None:
             model = YOLO(fetch_base_model(base_model, base_model_sha256, work))
             check_freeze(freeze, len(model.model.model), base_model)
+            batch = fit_batch(model, batch, imgsz, gpus)
             args = {**common, "epochs": epochs, "batch": batch, "imgsz": imgsz, "freeze": freeze,
                     "patience": patience, "optimizer": optimizer, "lr0": lr0, "seed": seed,
                     # save_dir, not project/name: Ultralytics renames a run called "model" after its weights
@@ -127,41 +216,47 @@ def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", 
             log.info("resuming %s at epoch %d of %d", last, start + 1, epochs)
             # save_dir: a retried pod may mount the artifact elsewhere than the checkpoint remembers
             model, args = YOLO(last), {**common, "resume": True, "save_dir": output_dir}
-        model.add_callback("on_train_start", lambda trainer: counts.update(parameter_counts(trainer.model)))
-        if checkpoint_to:
-            model.add_callback("on_model_save", keep_checkpoint(checkpoint_to))
+            batch = int(model.ckpt["train_args"]["batch"])
+        workers, cache = fit_to_pod(workers, cache, batch, imgsz, gpus, data_dir)
+        args.update(workers=workers, cache=cache or False)
         log.info("Ultralytics train %s", args)
-        model.train(**args)
+        training_started = time.monotonic()
+        with keeping_checkpoint(last, checkpoint_to) if checkpoint_to else contextlib.nullcontext():
+            model.train(**args)
+        training_seconds = round(time.monotonic() - training_started, 2)
     trainer = model.trainer
+    counts = parameter_counts(model.model, freeze)
     summary = {"base_model": base_model, "names": list(trainer.data["names"].values()), "epochs": trainer.epochs,
                "resumed_at_epoch": None if start is None else start + 1, "freeze": freeze, "imgsz": imgsz,
                "batch": trainer.batch_size, "device": str(trainer.device),
-               "best_fitness": float(trainer.best_fitness or 0.0), **counts,
-               "seconds": round(time.monotonic() - started, 2)}
+               # from best.pt: under DDP the trainer here did not train, its workers did
+               "best_fitness": float(model.ckpt.get("train_metrics", {}).get("fitness") or 0.0), **counts,
+               "seconds": round(time.monotonic() - started, 2), "training_seconds": training_seconds}
     with open(os.path.join(output_dir, "train_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    log.info("trained %d epochs: %d of %d parameters trainable", summary["epochs"],
-             counts.get("trainable_params", -1), counts.get("total_params", -1))
+    log.info("trained %d epochs: %d of %d parameters trainable", summary["epochs"], counts["trainable_params"],
+             counts["total_params"])
     return summary
 
 
 @component(TRAIN_IMAGE)
 def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epochs: int, batch: int, imgsz: int,
           freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float, seed: int,
-          train_args: dict, run_id: str, model: Output[Model]):
+          train_args: dict, gpus: int, run_id: str, model: Output[Model]):
     """Fine-tunes a YOLO checkpoint (Ultralytics) on the YOLO dataset with its first `freeze` layers frozen.
 
     base_model is an Ultralytics checkpoint name, a path in the image or an s3:// URL (checked against
     base_model_sha256 when given). Writes weights/best.pt, weights/last.pt, args.yaml, results.csv (per
     epoch) and train_summary.json (including how many parameters were trainable). train_args passes
-    further Ultralytics arguments. Each epoch's checkpoint is also kept in the data connection's bucket
+    further Ultralytics arguments. gpus > 1 trains on all of them with Ultralytics' DDP (batch is the
+    total, split across them). Each epoch's checkpoint is also kept in the data connection's bucket
     under yolo-kfp/checkpoints/<run_id>/, so a retried (preempted) step resumes where it stopped.
     """
     import logging
     import os
 
     from components.packing import materialized
-    from components.train import train_yolo
+    from components.train import train_yolo, ultralytics_device
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     bucket = os.environ.get("AWS_S3_BUCKET", "")
@@ -170,7 +265,8 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
         logging.warning("no data connection bucket: checkpoints stay in the pod, a retry starts over")
     with materialized(dataset.path) as data_dir:
         summary = train_yolo(data_dir, model.path, base_model, epochs, batch, imgsz, freeze, workers, cache,
-                             patience=patience, optimizer=optimizer, lr0=lr0, seed=seed, overrides=dict(train_args),
+                             device=ultralytics_device(gpus), patience=patience, optimizer=optimizer, lr0=lr0,
+                             seed=seed, overrides=dict(train_args),
                              base_model_sha256=base_model_sha256, checkpoint_to=checkpoint_to)
     model.metadata.update({k: summary[k] for k in ("names", "epochs", "trainable_params", "total_params",
                                                     "seconds") if k in summary})

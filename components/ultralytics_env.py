@@ -12,6 +12,9 @@ import tempfile
 from pathlib import Path
 
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+# Modules that copied Ultralytics' NUM_THREADS (from the node's core count) at import time.
+THREAD_COUNT_USERS = ("ultralytics.utils", "ultralytics.utils.torch_utils", "ultralytics.data.base",
+                      "ultralytics.data.dataset")
 # GPUs that Ultralytics' own AMP check distrusts (NaN losses under AMP).
 AMP_UNSAFE_GPU = re.compile(r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)",
                             re.IGNORECASE)
@@ -44,3 +47,12 @@ def configure_offline() -> Path:
             shutil.copyfile(_local_font(), USER_CONFIG_DIR / name)
     ultralytics.engine.trainer.check_amp = amp_supported
     return USER_CONFIG_DIR
+
+
+def limit_threads(threads: int) -> None:
+    """Ultralytics' thread pools (image caching, label checks) and its CPU training threads use ``threads``
+    instead of a count from the node's cores, which a CPU-limited pod would only be throttled on."""
+    import importlib
+
+    for name in THREAD_COUNT_USERS:
+        importlib.import_module(name).NUM_THREADS = threads

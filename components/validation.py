@@ -39,7 +39,7 @@ def parameter_problems(p: dict) -> list[str]:
             problems.append(f"classes must be a non-empty list of Open Images class names, not {classes!r}")
         elif len(set(classes)) != len(classes):
             problems.append(f"classes lists {sorted({c for c in classes if classes.count(c) > 1})} more than once")
-    for name in ("max_samples_per_class", "epochs"):
+    for name in ("max_samples_per_class", "download_shard_size", "epochs"):
         if name in p:
             _positive_int(name, p[name], problems)
     if "split" in p and p["split"] not in SPLITS:
@@ -66,8 +66,6 @@ def parameter_problems(p: dict) -> list[str]:
         problems.append(f"freeze must be a number of layers, 0 or more, not {p['freeze']!r}")
     if "cache" in p and p["cache"] not in CACHE_MODES:
         problems.append(f"cache must be '', 'ram' or 'disk', not {p['cache']!r}")
-    if "gpus" in p and (not isinstance(p["gpus"], int) or p["gpus"] < 0):
-        problems.append(f"gpus must be 0 or more, not {p['gpus']!r}")
     if "min_map50" in p and not (isinstance(p["min_map50"], (int, float)) and 0 <= p["min_map50"] <= 1):
         problems.append(f"min_map50 must be between 0 and 1, not {p['min_map50']!r}")
     if "max_map50_drop" in p and not (isinstance(p["max_map50_drop"], (int, float)) and p["max_map50_drop"] >= 0):

@@ -34,8 +34,10 @@ def _print_json(value) -> None:
 
 
 def _options(args) -> CompileOptions:
-    return CompileOptions(shm_size=args.shm_size, shm_volume=args.shm_volume, image_registry=args.image_registry,
-                          image_tag=args.image_tag)
+    return CompileOptions(gpus=args.gpus, cpu_per_gpu=args.cpu_per_gpu, memory_per_gpu=args.memory_per_gpu,
+                          shm_size=args.shm_size, shm_volume=args.shm_volume, image_registry=args.image_registry,
+                          image_tag=args.image_tag, kueue_queue=args.kueue_queue,
+                          download_parallelism=args.download_parallelism)
 
 
 def _server(args):
@@ -186,12 +188,21 @@ def _add_step_parsers(steps) -> None:
 
 
 def _add_compile_options(p) -> None:
-    p.add_argument("--shm-size", default=CompileOptions.shm_size, help="size of the train pod's /dev/shm")
+    p.add_argument("--gpus", type=int, default=CompileOptions.gpus,
+                   help="GPUs of the train pod; more than one trains with Ultralytics' DDP")
+    p.add_argument("--cpu-per-gpu", default=CompileOptions.cpu_per_gpu, help="the train pod's CPU request per GPU")
+    p.add_argument("--memory-per-gpu", default=CompileOptions.memory_per_gpu,
+                   help="the train pod's memory request per GPU (/dev/shm is added on top)")
+    p.add_argument("--shm-size", default=CompileOptions.shm_size, help="the train pod's /dev/shm per GPU")
     p.add_argument("--shm-volume", default=CompileOptions.shm_volume, choices=SHM_VOLUMES,
                    help="emptydir: memory-backed (KFP backend 2.3+); ephemeral: a per-pod PVC, for older servers")
     p.add_argument("--image-registry", default=CompileOptions.image_registry,
                    help="registry (and namespace) of the data and train images, e.g. a mirror")
     p.add_argument("--image-tag", default=CompileOptions.image_tag, help="tag of the data and train images")
+    p.add_argument("--kueue-queue", default=CompileOptions.kueue_queue,
+                   help="Kueue LocalQueue the train pod waits in (label kueue.x-k8s.io/queue-name)")
+    p.add_argument("--download-parallelism", type=int, default=CompileOptions.download_parallelism,
+                   help="download shards fetched at once")
 
 
 def _add_server_options(p) -> None:

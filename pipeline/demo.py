@@ -41,8 +41,9 @@ PARAMS = {
 }
 
 
-def make_base_checkpoint(workdir: str) -> str:
-    """YOLOv5n trained from scratch on synthetic scenes labelled with ``BASE_CLASSES``; reused if present."""
+def make_base_checkpoint(workdir: str, epochs: int = 10) -> str:
+    """YOLOv5n trained from scratch for ``epochs`` on synthetic scenes labelled with ``BASE_CLASSES``;
+    reused if present."""
     path = os.path.join(workdir, "base-checkpoint.pt")
     if os.path.exists(path):
         return path
@@ -51,7 +52,7 @@ def make_base_checkpoint(workdir: str) -> str:
         synthetic.write_split(raw, "train", 100, BASE_SEED)
         convert_to_yolo(raw, data, BASE_CLASSES, seed=BASE_SEED)
         log.info("demo: training the base checkpoint from scratch on %s", BASE_CLASSES)
-        train_yolo(data, run, "yolov5n.yaml", epochs=10, batch=16, imgsz=160, freeze=0, workers=0,
+        train_yolo(data, run, "yolov5n.yaml", epochs=epochs, batch=16, imgsz=160, freeze=0, workers=0,
                    overrides={"nbs": 16, "plots": False})
         os.makedirs(workdir, exist_ok=True)
         shutil.copyfile(os.path.join(run, "weights", "best.pt"), path)

@@ -20,7 +20,9 @@ from pipeline.pipeline import parameter_defaults, yolo_pipeline
 
 log = logging.getLogger(__name__)
 
-STEPS = ("download", "convert", "train", "evaluate", "export")
+# Each step's task folders under a run's folder (kfp.local puts ParallelFor iterations in for-loop-*).
+STEPS = {"download": ("plan-download", "for-loop-*/download-shard", "merge-download"), "convert": ("convert",),
+         "train": ("train",), "evaluate": ("evaluate",), "export": ("export",)}
 
 
 def parse_param(text: str, known: dict) -> tuple[str, object]:
@@ -59,15 +61,20 @@ def environment(variables: dict[str, str]):
                 os.environ[key] = value
 
 
+def _task_seconds(executor_output: str) -> float | None:
+    with open(executor_output) as f:
+        outputs = json.load(f).get("artifacts", {})
+    seconds = [a.get("metadata", {}).get("seconds") for o in outputs.values() for a in o["artifacts"]]
+    return max((s for s in seconds if s is not None), default=None)
+
+
 def step_timings(run_dir: str, total: float) -> dict:
     """Seconds spent inside each step (from its artifacts' metadata) and the rest of the wall time."""
     steps = {}
-    for step in STEPS:
-        for path in glob.glob(os.path.join(run_dir, step, "executor_output.json")):
-            with open(path) as f:
-                outputs = json.load(f).get("artifacts", {})
-            seconds = [a.get("metadata", {}).get("seconds") for o in outputs.values() for a in o["artifacts"]]
-            steps[step] = max((s for s in seconds if s is not None), default=None)
+    for step, tasks in STEPS.items():
+        paths = [p for task in tasks for p in glob.glob(os.path.join(run_dir, task, "executor_output.json"))]
+        if paths:
+            steps[step] = round(sum(_task_seconds(path) or 0 for path in paths), 2)
     inside = sum(s for s in steps.values() if s)
     return {"steps": steps, "total": round(total, 2), "outside_steps": round(total - inside, 2)}
 

@@ -1,12 +1,14 @@
-"""The pipeline: download -> convert -> train (GPU node) -> evaluate.
+"""The pipeline: download (sharded) -> convert -> train (GPU node) -> evaluate.
 
 The signature of the pipeline function is the one source of truth for parameters and their defaults:
 the compiled YAML's form in the Data Science Pipelines UI, ``yolo-kfp run-local --param`` and the
-notebook all read it. Settings Kubernetes needs before a run starts (the ``/dev/shm`` size) are compile
-options instead, recorded in the pipeline's description.
+notebook all read it. Settings KFP cannot take as run parameters (the ``/dev/shm`` size, the GPU count
+and the requests that scale with it, pod labels, the download's parallelism) are compile options
+instead, recorded in the pipeline's description.
 """
 
 import inspect
+import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -14,7 +16,7 @@ from kfp import compiler, dsl, kubernetes
 from kfp.dsl import HTML, Artifact, Model
 
 from components.convert import convert
-from components.download import download
+from components.download import download_shard, merge_download, plan_download
 from components.evaluate import evaluate
 from components.export import export
 from components.gate import PROMOTE, gate
@@ -28,28 +30,72 @@ PIPELINE_NAME = "yolo-kfp"
 GPU_RESOURCE = "nvidia.com/gpu"
 SHM_VOLUMES = ("emptydir", "ephemeral")
 # A step past its limit is stopped (the pod's activeDeadlineSeconds): nothing hangs a GPU forever.
-TIMEOUT_HOURS = {"preflight": 1, "download": 12, "convert": 4, "train": 72, "evaluate": 4, "export": 2, "gate": 4,
-                 "publish": 2}
+TIMEOUT_HOURS = {"preflight": 1, "plan-download": 6, "download-shard": 12, "merge-download": 4, "convert": 4,
+                 "train": 72, "evaluate": 4, "export": 2, "gate": 4, "publish": 2}
 DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30,
+         "Ti": 2 ** 40}
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes quantity ("8", "500m", "24Gi") as a number."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity like 8, 500m or 24Gi")
+    return float(match[1]) * UNITS[match[2] or ""]
+
+
+def memory_quantity(size: float) -> str:
+    """Bytes in the largest binary unit that divides them."""
+    for suffix in ("Ti", "Gi", "Mi", "Ki"):
+        if size % UNITS[suffix] == 0:
+            return f"{int(size // UNITS[suffix])}{suffix}"
+    return str(int(size))
 
 
 @dataclass(frozen=True)
 class CompileOptions:
     """Pod settings KFP cannot take as runtime parameters."""
 
-    shm_size: str = "8Gi"  # memory-backed /dev/shm for DataLoader workers (Docker's 64 MB default crashes them)
+    gpus: int = 1  # GPUs of the train pod; more than one trains with Ultralytics' DDP, the batch split across them
+    cpu_per_gpu: str = "8"  # the train pod's CPU request per GPU
+    memory_per_gpu: str = "24Gi"  # its memory request per GPU, /dev/shm added on top
+    shm_size: str = "8Gi"  # memory-backed /dev/shm per GPU for DataLoader workers (Docker's 64 MB crashes them)
     # "emptydir": a Memory emptyDir (KFP backend 2.3+). "ephemeral": a generic ephemeral volume (a PVC
     # made per pod, disk-backed) for older servers that reject or ignore emptyDir mounts.
     shm_volume: str = "emptydir"
     image_registry: str = REGISTRY  # where the data and train images are pulled from
     image_tag: str = TAG
+    kueue_queue: str = ""  # a Kueue LocalQueue: the train pod waits in it for its GPUs
+    download_parallelism: int = 3  # download shards fetched at once
 
     def __post_init__(self):
         if self.shm_volume not in SHM_VOLUMES:
             raise ValueError(f"shm_volume must be one of {SHM_VOLUMES}, not {self.shm_volume!r}")
+        for name in ("gpus", "download_parallelism"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be 1 or more, not {getattr(self, name)!r}")
+        for text in (self.cpu_per_gpu, self.memory_per_gpu, self.shm_size):
+            quantity(text)
+
+    @property
+    def train_cpu(self) -> str:
+        return f"{round(quantity(self.cpu_per_gpu) * self.gpus, 3):g}"
+
+    @property
+    def shm_limit(self) -> str:
+        return memory_quantity(quantity(self.shm_size) * self.gpus)
+
+    @property
+    def train_memory(self) -> str:
+        """The memory request: a memory-backed /dev/shm counts against the pod's memory."""
+        return memory_quantity((quantity(self.memory_per_gpu) + quantity(self.shm_size)) * self.gpus)
 
     def describe(self) -> str:
-        return (f"compile options: shm_size={self.shm_size} shm_volume={self.shm_volume} "
+        return (f"compile options: gpus={self.gpus} cpu_per_gpu={self.cpu_per_gpu} "
+                f"memory_per_gpu={self.memory_per_gpu} shm_size={self.shm_size} shm_volume={self.shm_volume} "
+                f"kueue_queue={self.kueue_queue or '-'} download_parallelism={self.download_parallelism} "
                 f"images={self.image_registry}/{{data,train}}:{self.image_tag}")
 
 
@@ -68,6 +114,7 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
     def yolo_pipeline(
         classes: list = ["Bicycle", "Car", "Traffic sign"],
         max_samples_per_class: int = 300,
+        download_shard_size: int = 1000,
         split: str = "train",
         seed: int = 42,
         split_ratios: list = [0.75, 0.125, 0.125],
@@ -85,9 +132,8 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         optimizer: str = "auto",
         lr0: float = 0.01,
         train_args: dict = {},
-        gpus: int = 1,
-        train_cpu: str = "8",
-        train_memory: str = "24Gi",
+        gpu_node_selector: dict = {},
+        gpu_tolerations: list = [],
         data_connection: str = DATA_CONNECTION,
         publish_to: str = "",
         extra_data: str = "",
@@ -97,20 +143,27 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
     ) -> Outputs:
         checks = preflight(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
                            open_images_cache=open_images_cache, classes=classes,
-                           max_samples_per_class=max_samples_per_class, split=split, split_ratios=split_ratios,
-                           epochs=epochs, batch=batch, imgsz=imgsz, freeze=freeze, cache=cache, min_map50=min_map50,
-                           max_map50_drop=max_map50_drop, base_model_sha256=base_model_sha256)
+                           max_samples_per_class=max_samples_per_class, download_shard_size=download_shard_size,
+                           split=split, split_ratios=split_ratios, epochs=epochs, batch=batch, imgsz=imgsz,
+                           freeze=freeze, cache=cache, min_map50=min_map50, max_map50_drop=max_map50_drop,
+                           base_model_sha256=base_model_sha256)
         checks.set_caching_options(False)  # access can change between runs: always check again
-        download_task = download(classes=classes, max_samples_per_class=max_samples_per_class, split=split,
-                                 seed=seed, open_images_cache=open_images_cache).after(checks)
-        convert_task = convert(raw_dataset=download_task.outputs["raw_dataset"], classes=classes, seed=seed,
+        plan_task = plan_download(classes=classes, max_samples_per_class=max_samples_per_class, split=split, seed=seed,
+                                  shard_size=download_shard_size, open_images_cache=open_images_cache).after(checks)
+        with dsl.ParallelFor(plan_task.outputs["Output"], parallelism=options.download_parallelism,
+                             name="download-shards") as shard:
+            shard_task = download_shard(plan=plan_task.outputs["plan"], shard=shard)
+        merge_task = merge_download(plan=plan_task.outputs["plan"],
+                                    shards=dsl.Collected(shard_task.outputs["raw_shard"]))
+        convert_task = convert(raw_dataset=merge_task.outputs["raw_dataset"], classes=classes, seed=seed,
                                split_ratios=split_ratios, include_group_of=include_group_of, extra_data=extra_data,
                                extra_data_fingerprint=checks.output, allow_missing_classes=allow_missing_classes)
         train_task = train(dataset=convert_task.outputs["dataset"], base_model=base_model,
                            base_model_sha256=base_model_sha256, epochs=epochs, batch=batch, imgsz=imgsz,
                            freeze=freeze, workers=workers, cache=cache, patience=patience, optimizer=optimizer,
-                           lr0=lr0, seed=seed, train_args=train_args, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        on_gpu_node(train_task, gpus, train_cpu, train_memory, options)
+                           lr0=lr0, seed=seed, train_args=train_args, gpus=options.gpus,
+                           run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        on_gpu_node(train_task, gpu_node_selector, gpu_tolerations, options)
         evaluate_task = evaluate(dataset=convert_task.outputs["dataset"], model=train_task.outputs["model"],
                                  imgsz=imgsz, batch=batch)
         export_task = export(model=train_task.outputs["model"], dataset=convert_task.outputs["dataset"], imgsz=imgsz)
@@ -123,16 +176,17 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                                        metrics_json=evaluate_task.outputs["metrics_json"],
                                        dataset_stats=convert_task.outputs["dataset_stats"], publish_to=publish_to,
                                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        for task in (checks, download_task, convert_task, train_task, gate_task, publish_task):
+        for task in (checks, plan_task, convert_task, train_task, gate_task, publish_task):
             with_data_connection(task, data_connection)
-        for task in (checks, download_task, convert_task, train_task, evaluate_task, export_task, gate_task,
-                     publish_task):
+        for task in (checks, plan_task, shard_task, merge_task, convert_task, train_task, evaluate_task, export_task,
+                     gate_task, publish_task):
             task.container_spec.image = image_ref(task.container_spec.image, options.image_registry,
                                                   options.image_tag)
             kubernetes.set_timeout(task, TIMEOUT_HOURS[task.name] * 3600)
         # Transient faults (a dropped connection, a preempted GPU node): try again, later each time.
-        # train resumes from its last epoch checkpoint.
-        download_task.set_retry(num_retries=3, backoff_duration="60s", backoff_factor=2, backoff_max_duration="1h")
+        # A shard fetches only the images it lacks; train resumes from its last epoch checkpoint.
+        for task in (plan_task, shard_task):
+            task.set_retry(num_retries=3, backoff_duration="60s", backoff_factor=2, backoff_max_duration="1h")
         train_task.set_retry(num_retries=3, backoff_duration="120s", backoff_factor=2, backoff_max_duration="1h")
         return Outputs(
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],
@@ -147,17 +201,22 @@ def with_data_connection(task, secret_name) -> None:
                                  optional=True)
 
 
-def on_gpu_node(task, gpus, cpu, memory, options: CompileOptions) -> None:
-    """GPU request, the GPU taint tolerated, CPU/memory requests and a memory-backed /dev/shm."""
-    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
-    task.set_cpu_request(cpu).set_memory_request(memory)
+def on_gpu_node(task, node_selector, tolerations, options: CompileOptions) -> None:
+    """GPUs, CPU and memory requests scaled by the GPU count, a memory-backed /dev/shm, the GPU taint and
+    the run's extra tolerations tolerated, the run's node selector, and the Kueue queue if any."""
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(options.gpus)
+    task.set_cpu_request(options.train_cpu).set_memory_request(options.train_memory)
     kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+    kubernetes.add_toleration_json(task, tolerations)
+    kubernetes.add_node_selector_json(task, node_selector)
+    if options.kueue_queue:
+        kubernetes.add_pod_label(task, KUEUE_QUEUE_LABEL, options.kueue_queue)
     if options.shm_volume == "ephemeral":
         kubernetes.add_ephemeral_volume(task, volume_name="dshm", mount_path="/dev/shm",
-                                        access_modes=["ReadWriteOnce"], size=options.shm_size)
+                                        access_modes=["ReadWriteOnce"], size=options.shm_limit)
     else:
         kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
-                                   size_limit=options.shm_size)
+                                   size_limit=options.shm_limit)
 
 
 yolo_pipeline = make_pipeline()

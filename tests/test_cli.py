@@ -30,3 +30,12 @@ def test_cli_reports_bad_params_without_a_traceback(capsys, tmp_path):
 def test_compile_writes_a_pipeline(tmp_path, capsys):
     assert main(["compile", "--output", str(tmp_path / "p.yaml"), "--shm-size", "2Gi"]) == 0
     assert "sizeLimit: 2Gi" in (tmp_path / "p.yaml").read_text()
+
+
+def test_compile_options_for_several_gpus_and_a_queue(tmp_path):
+    assert main(["compile", "--output", str(tmp_path / "p.yaml"), "--gpus", "2", "--cpu-per-gpu", "4",
+                 "--memory-per-gpu", "16Gi", "--kueue-queue", "gpu-team", "--download-parallelism", "6"]) == 0
+    text = (tmp_path / "p.yaml").read_text()
+    assert "compile options: gpus=2 cpu_per_gpu=4 memory_per_gpu=16Gi shm_size=8Gi" in text
+    assert "kueue_queue=gpu-team download_parallelism=6" in text
+    assert "resourceMemoryRequest: 48Gi" in text and "sizeLimit: 16Gi" in text

@@ -1,6 +1,7 @@
-"""Download through FiftyOne's real Open Images zoo code, against the offline mirror (SeaweedFS + mongod)."""
+"""Download through FiftyOne's real Open Images download code, against the offline mirror (SeaweedFS)."""
 
 import csv
+import filecmp
 import json
 import os
 
@@ -8,7 +9,16 @@ import pytest
 from conftest import CLASSES
 
 from components import openimages as oi
-from components.download import METADATA_ENV, download, download_open_images
+from components.download import (
+    METADATA_ENV,
+    cut_shards,
+    download_open_images,
+    download_shard,
+    make_plan,
+    merge_download,
+    plan_download,
+    select_images,
+)
 from components.packing import materialized, shards
 from components.storage import S3Url, Storage
 from pipeline.synthetic import ALL_CLASSES
@@ -60,16 +70,74 @@ def test_unknown_class_fails_before_downloading(mirror, tmp_path):
     assert not (tmp_path / "raw").exists()
 
 
-def test_download_component_through_kfp_local(mirror, local_kfp):
-    task = download(classes=CLASSES, max_samples_per_class=5, split="validation", seed=42, open_images_cache="")
-    raw = task.outputs["raw_dataset"]
-    assert "data" not in os.listdir(raw.path) and shards(raw.path), "images travel packed"
-    with materialized(raw.path) as folder:
-        images, _ = check_raw_layout(folder, 5)
-    assert raw.metadata["images"] == len(images)
-    with open(os.path.join(os.path.dirname(raw.path), "executor_output.json")) as f:
-        assert json.load(f)["artifacts"]["raw_dataset"]["artifacts"][0]["metadata"]["images_per_class"] == \
-            {name: 5 for name in CLASSES}
+def test_each_class_is_drawn_by_the_seed_alone():
+    candidates = {"Car": {f"{i:04d}" for i in range(50)}, "Bicycle": {f"{i:04d}" for i in range(30, 60)}}
+    first = select_images(candidates, 10, seed=3)
+    assert first == select_images(dict(reversed(candidates.items())), 10, seed=3)  # not the classes' order
+    assert first != select_images(candidates, 10, seed=4)
+    assert len(first["Car"]) == 10 and set(first["Car"]) <= candidates["Car"]
+    assert sorted(select_images(candidates, 100, seed=3)["Bicycle"]) == sorted(candidates["Bicycle"])
+
+
+def test_shards_are_chunks_of_the_selection_that_never_repeat_an_image():
+    selected = {"Car": ["c3", "both", "c1", "c2", "c4"], "Bicycle": ["both", "b1"]}
+    assert cut_shards(selected, 10) == {"shard 0": ["both", "c1", "c2", "c3", "c4", "b1"]}
+    assert cut_shards(selected, 2) == {"shard 0": ["both", "c1"], "shard 1": ["c2", "c3"], "shard 2": ["c4", "b1"]}
+    assert cut_shards({"Car": ["x"], "Bus": ["x"]}, 5) == {"shard 0": ["x"]}
+    with pytest.raises(ValueError, match="download_shard_size must be positive"):
+        cut_shards(selected, 0)
+
+
+def test_plan_keeps_every_row_of_the_selected_images(mirror, tmp_path):
+    plan = make_plan(str(tmp_path / "plan"), CLASSES, 5, "validation", seed=42, shard_size=2)
+    planned = {i for ids in plan["shards"].values() for i in ids}
+    assert len(planned) == plan["images"] == sum(len(ids) for ids in plan["shards"].values())  # no image twice
+    assert all(len(ids) <= 2 for ids in plan["shards"].values()) and len(plan["shards"]) > len(CLASSES)
+    full = read_rows(os.path.join(mirror, oi.DETECTIONS_CSV))
+    assert read_rows(tmp_path / "plan" / oi.DETECTIONS_CSV) == [r for r in full if r["ImageID"] in planned]
+    assert {r["ImageID"] for r in read_rows(tmp_path / "plan" / oi.IMAGE_IDS_CSV)} == planned
+    for name in CLASSES:
+        assert len({r["ImageID"] for r in full if r["ImageID"] in planned and r["LabelName"] == ALL_CLASSES[name]}) \
+            >= plan["images_per_class"][name] == 5
+
+
+def raw_files(folder):
+    """Every file of a raw dataset but download.json (its timings), as relative paths."""
+    return sorted(os.path.relpath(os.path.join(root, f), folder) for root, _, files in os.walk(folder, followlinks=True)
+                  for f in files if f != "download.json")
+
+
+def test_sharded_download_through_kfp_local_equals_the_unsharded_one(mirror, local_kfp):
+    from kfp import dsl
+
+    @dsl.pipeline
+    def sharded_download():
+        plan = plan_download(classes=CLASSES, max_samples_per_class=5, split="validation", seed=42, shard_size=5,
+                             open_images_cache="")
+        with dsl.ParallelFor(plan.outputs["Output"], parallelism=3) as shard:
+            shard_task = download_shard(plan=plan.outputs["plan"], shard=shard)
+        merge_download(plan=plan.outputs["plan"], shards=dsl.Collected(shard_task.outputs["raw_shard"]))
+
+    sharded_download()
+    (run_dir,) = [p for p in (local_kfp / "pipeline-root").iterdir() if p.is_dir()]
+    shard_dirs = sorted(run_dir.glob("for-loop-*/download-shard/raw_shard"))
+    assert len(shard_dirs) == 3, "13 to 15 images in shards of 5"
+    assert all(shards(str(d)) and "data" not in os.listdir(d) for d in shard_dirs), "shards travel packed"
+    merged = run_dir / "merge-download" / "raw_dataset"
+    assert "data" not in os.listdir(merged) and shards(str(merged))
+
+    unsharded = download_open_images(str(local_kfp / "unsharded"), CLASSES, 5, "validation", seed=42)
+    with materialized(str(merged)) as folder:
+        images, detections = check_raw_layout(folder, 5)
+        assert raw_files(folder) == raw_files(local_kfp / "unsharded")
+        match, mismatch, errors = filecmp.cmpfiles(folder, local_kfp / "unsharded", raw_files(folder), shallow=False)
+        assert mismatch == errors == [] and len(match) == len(images) + len(oi.METADATA_FILES)
+    assert len({r["ImageID"] for r in detections if r["LabelName"] in
+                {ALL_CLASSES[c] for c in CLASSES}}) == unsharded["images"] == len(images)
+    with open(merged.parent / "executor_output.json") as f:
+        metadata = json.load(f)["artifacts"]["raw_dataset"]["artifacts"][0]["metadata"]
+    assert metadata["images_per_class"] == unsharded["images_per_class"] == {name: 5 for name in CLASSES}
+    assert metadata["shards"] == 3 and metadata["images"] == len(images)
 
 
 def test_open_images_metadata_is_cached_in_s3(mirror, s3, tmp_path, monkeypatch):

@@ -7,7 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from components import packing
 from components.packing import extract, materialized, pack_in_place, shards
+
+
+@pytest.fixture(params=["gnu tar", "python tarfile"], autouse=True)
+def tar_implementation(request, monkeypatch):
+    """Every test runs with GNU tar and with Python's tarfile (images without GNU tar)."""
+    if request.param == "gnu tar":
+        assert packing.gnu_tar(), "GNU tar is on this machine"
+    else:
+        monkeypatch.setattr(packing, "gnu_tar", lambda: None)
+    return request.param
 
 
 def test_pack_and_materialize_round_trip(tmp_path):

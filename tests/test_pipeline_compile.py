@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from components.convert import convert
-from components.download import download
+from components.download import download_shard, merge_download, plan_download
 from components.evaluate import evaluate
 from components.train import train
 from pipeline.pipeline import CompileOptions, compile_pipeline, parameter_defaults
@@ -32,19 +32,67 @@ def test_committed_yaml_is_up_to_date(tmp_path):
                                      "yolo-kfp compile --output pipeline/yolo_pipeline.yaml"
 
 
+def train_settings(compiled_pipeline):
+    """The train executor's resources, its Kubernetes settings and the train task's GPU count input."""
+    spec, platform = compiled_pipeline
+    return (spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"],
+            platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"],
+            spec["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]["gpus"]["runtimeValue"]["constant"])
+
+
 def test_train_requests_a_gpu_node_with_memory_backed_shm(compiled):
-    spec, platform = compiled
-    resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    resources, train_platform, gpus = train_settings(compiled)
     assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
-    assert "pipelinechannel--gpus" in resources["accelerator"]["resourceCount"]
-    assert "pipelinechannel--train_cpu" in resources["resourceCpuRequest"]
-    assert "pipelinechannel--train_memory" in resources["resourceMemoryRequest"]
-    train_platform = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert resources["accelerator"]["resourceCount"] == "1" and gpus == 1
+    assert resources["resourceCpuRequest"] == "8"
+    assert resources["resourceMemoryRequest"] == "32Gi"  # 24Gi and the 8Gi /dev/shm it holds
     assert train_platform["emptyDirMounts"] == [{"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "8Gi",
                                                  "volumeName": "dshm"}]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in train_platform["tolerations"]
-    for other in ("exec-download", "exec-convert", "exec-evaluate"):
-        assert "accelerator" not in spec["deploymentSpec"]["executors"][other]["container"].get("resources", {})
+    assert {"tolerationJson": {"componentInputParameter": "gpu_tolerations"}} in train_platform["tolerations"]
+    assert train_platform["nodeSelector"] == {"nodeSelectorJson": {"componentInputParameter": "gpu_node_selector"}}
+    assert "podMetadata" not in train_platform, "no Kueue queue label unless asked"
+    for other in ("exec-download-shard", "exec-convert", "exec-evaluate"):
+        assert "accelerator" not in compiled[0]["deploymentSpec"]["executors"][other]["container"].get("resources", {})
+
+
+def test_two_gpus_scale_the_train_pod_and_reach_ultralytics(tmp_path):
+    compiled = load(compile_pipeline(str(tmp_path / "p.yaml"), CompileOptions(gpus=2)))
+    resources, train_platform, gpus = train_settings(compiled)
+    assert resources["accelerator"]["resourceCount"] == "2"
+    assert gpus == 2  # the train step hands Ultralytics device "0,1" (test_train)
+    assert resources["resourceCpuRequest"] == "16" and resources["resourceMemoryRequest"] == "64Gi"
+    assert train_platform["emptyDirMounts"][0]["sizeLimit"] == "16Gi"
+    assert "gpus=2 " in compiled[0]["pipelineInfo"]["description"]
+
+
+def test_resources_per_gpu_are_compile_options():
+    options = CompileOptions(gpus=4, cpu_per_gpu="1500m", memory_per_gpu="12Gi", shm_size="512Mi")
+    assert (options.train_cpu, options.train_memory, options.shm_limit) == ("6", "50Gi", "2Gi")
+    for bad, message in (({"gpus": 0}, "gpus must be 1 or more"), ({"memory_per_gpu": "24 GB"}, "not a Kubernetes"),
+                         ({"download_parallelism": 0}, "download_parallelism must be 1 or more")):
+        with pytest.raises(ValueError, match=message):
+            CompileOptions(**bad)
+
+
+def test_kueue_queue_labels_the_train_pod(tmp_path):
+    spec, platform = load(compile_pipeline(str(tmp_path / "p.yaml"), CompileOptions(kueue_queue="gpu-team")))
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors["exec-train"]["podMetadata"] == {"labels": {"kueue.x-k8s.io/queue-name": "gpu-team"}}
+    assert [name for name, config in executors.items() if "podMetadata" in config] == ["exec-train"]
+    assert "kueue_queue=gpu-team" in spec["pipelineInfo"]["description"]
+
+
+def test_download_fans_out_over_the_plans_shards_and_merges_them(tmp_path):
+    spec, _ = load(compile_pipeline(str(tmp_path / "p.yaml"), CompileOptions(download_parallelism=5)))
+    tasks = spec["root"]["dag"]["tasks"]
+    ((loop_name, loop),) = [(name, t) for name, t in tasks.items() if "parameterIterator" in t]
+    assert loop["iteratorPolicy"] == {"parallelismLimit": 5}
+    assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--plan-download-Output"}
+    assert tasks["merge-download"]["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == loop_name
+    assert tasks["convert"]["inputs"]["artifacts"]["raw_dataset"]["taskOutputArtifact"]["producerTask"] == \
+        "merge-download"
+    assert "download_parallelism=5" in spec["pipelineInfo"]["description"]
 
 
 def test_shm_size_is_a_compile_option_recorded_in_the_description(tmp_path):
@@ -71,7 +119,7 @@ def test_defaults_are_the_notebook_settings():
     assert d["base_model"] == "yolov5nu.pt"
 
 
-@pytest.mark.parametrize("component", [download, convert, train, evaluate])
+@pytest.mark.parametrize("component", [plan_download, download_shard, merge_download, convert, train, evaluate])
 def test_every_component_is_documented(component):
     assert len((component.description or "").split()) >= 10
 
@@ -95,13 +143,14 @@ def test_data_connection_secret_is_referenced_by_name_only(tmp_path, monkeypatch
                        if any(w in p for w in ("secret", "password", "token", "access_key"))]
     assert credential_like == []
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for step in ("exec-preflight", "exec-download", "exec-convert", "exec-train", "exec-publish"):
+    for step in ("exec-preflight", "exec-plan-download", "exec-convert", "exec-train", "exec-publish"):
         (env,) = executors[step]["secretAsEnv"]
         assert env["secretNameParameter"]["componentInputParameter"].endswith("data_connection")
         assert env["optional"] is True
         assert {m["envVar"] for m in env["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                                           "AWS_S3_ENDPOINT", "AWS_DEFAULT_REGION", "AWS_S3_BUCKET"}
-    assert "secretAsEnv" not in executors.get("exec-evaluate", {})
+    for step in ("exec-evaluate", "exec-download-shard", "exec-merge-download"):  # they need no S3 of ours
+        assert "secretAsEnv" not in executors.get(step, {})
 
 
 def test_publish_runs_only_when_asked_and_after_evaluation(compiled):
@@ -111,7 +160,7 @@ def test_publish_runs_only_when_asked_and_after_evaluation(compiled):
     rule = condition["triggerPolicy"]["condition"]
     assert "publish_to" in rule and "!= ''" in rule
     assert "evaluate" in condition["dependentTasks"]
-    assert tasks["download"]["dependentTasks"] == ["preflight"]
+    assert tasks["plan-download"]["dependentTasks"] == ["preflight"]
 
 
 def test_older_servers_get_a_generic_ephemeral_volume_at_dev_shm(tmp_path):

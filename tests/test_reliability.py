@@ -16,8 +16,9 @@ from PIL import Image
 from test_convert import box_row, make_raw
 
 from components import openimages as oi
-from components.convert import convert_to_yolo
+from components.convert import convert_to_yolo, readable
 from components.storage import S3Url, Storage
+from components.train import resume_epoch
 from components.validation import parameter_problems
 from pipeline.cluster import Server
 from pipeline.pipeline import TIMEOUT_HOURS, compile_pipeline, parameter_defaults
@@ -86,6 +87,19 @@ def test_unreadable_images_are_dropped_and_counted(tmp_path):
     raw, ids = _raw_with_broken_images(tmp_path / "raw")
     stats = convert_to_yolo(raw, str(tmp_path / "out"), ["Bicycle", "Car"], seed=42)
     assert stats["dropped"]["unreadable_images"] == 3 and stats["images"] == len(ids) - 3
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_readable_checks_end_markers_and_decodes_the_rest(tmp_path, suffix):
+    path = str(tmp_path / f"image{suffix}")
+    Image.new("RGB", (64, 48), "blue").save(path)
+    assert readable(path)
+    with open(path, "ab") as f:
+        f.write(b"trailing bytes")  # no end marker last: decoded in full, and it still decodes
+    assert readable(path)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    assert not readable(path)
 
 
 def test_a_class_without_images_fails_unless_allowed(tmp_path):
@@ -175,14 +189,23 @@ def test_a_transfer_cut_midway_is_retried(s3, tmp_path):
 def test_compiled_pipeline_retries_with_backoff_and_times_out_every_step(tmp_path):
     with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
         spec, platform = yaml.safe_load_all(f)
-    tasks = spec["root"]["dag"]["tasks"]
-    for step in ("download", "train"):
+    tasks = {**spec["root"]["dag"]["tasks"], **spec["components"]["comp-for-loop-1"]["dag"]["tasks"]}
+    for step in ("plan-download", "download-shard", "train"):
         policy = tasks[step]["retryPolicy"]
         assert policy["maxRetryCount"] >= 2 and policy["backoffFactor"] >= 2 and policy["backoffDuration"]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert {name[len("exec-"):] for name in executors} == set(TIMEOUT_HOURS)
     for name, config in executors.items():
         assert int(config["activeDeadlineSeconds"]) == TIMEOUT_HOURS[name[len("exec-"):]] * 3600
+
+
+def whole_checkpoint(path) -> bool:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)["epoch"] >= 0
+    except Exception:  # missing, or still being written
+        return False
 
 
 @pytest.mark.slow
@@ -193,8 +216,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(yolo_dataset, base_che
             json.dumps({"nbs": 8, "plots": False})]
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not (out / "weights" / "last.pt").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while not whole_checkpoint(out / "weights" / "last.pt") and time.monotonic() < deadline:
+        time.sleep(0.2)  # killed while last.pt is half written, the resume would start over (tested below)
     first.send_signal(signal.SIGKILL)  # a preempted node: no chance to clean up
     first.wait()
     epochs_done = len((out / "results.csv").read_text().splitlines()) - 1
@@ -207,6 +230,15 @@ def test_killed_training_resumes_from_its_last_checkpoint(yolo_dataset, base_che
     assert summary["epochs"] == 4 and summary["resumed_at_epoch"] == epochs_done + 1
     rows = (out / "results.csv").read_text().splitlines()[1:]
     assert [int(float(r.split(",")[0])) for r in rows] == [1, 2, 3, 4]
+
+
+def test_a_checkpoint_cut_off_mid_write_is_moved_aside_not_resumed(tmp_path, caplog):
+    last = tmp_path / "weights" / "last.pt"
+    last.parent.mkdir()
+    last.write_bytes(b"PK\x03\x04 half a zip archive")
+    assert resume_epoch(str(last)) is None
+    assert not last.exists() and (tmp_path / "weights" / "last.pt.unreadable").exists()
+    assert "does not load" in caplog.text
 
 
 def test_download_rerun_fetches_only_what_is_missing_or_broken(mirror, tmp_path):
@@ -229,31 +261,33 @@ class Preempted(Exception):
 
 @pytest.mark.slow
 def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
+    from ultralytics.utils.callbacks import base as callbacks  # what get_default_callbacks copies
+
     import components.train as train_module
 
     storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="checkpoints")
     monkeypatch.setattr(Storage, "from_env", classmethod(lambda cls, env=None: storage))
-    keep = train_module.keep_checkpoint
+    monkeypatch.setattr(train_module, "CHECKPOINT_POLL_SECONDS", 0.1)
+    kept = S3Url("checkpoints", "yolo-kfp/checkpoints/run-1/last.pt")
 
-    def keep_then_preempt(checkpoint_to):  # the node goes away right after the first checkpoint is stored
-        upload = keep(checkpoint_to)
-
-        def on_model_save(trainer):
-            upload(trainer)
-            raise Preempted()
-
-        return on_model_save
+    def preempt_once_kept(trainer):  # the node goes away right after the first checkpoint is stored
+        deadline = time.monotonic() + 30
+        while not storage.exists(kept) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        raise Preempted()
 
     prefix = "s3://checkpoints/yolo-kfp/checkpoints/run-1"
     tiny = {"epochs": 3, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False},
             "checkpoint_to": prefix}
-    monkeypatch.setattr(train_module, "keep_checkpoint", keep_then_preempt)
-    with pytest.raises(Preempted):
-        train_module.train_yolo(yolo_dataset, str(tmp_path / "pod-1"), base_checkpoint, **tiny)
-    assert storage.exists(S3Url("checkpoints", "yolo-kfp/checkpoints/run-1/last.pt"))
-    monkeypatch.setattr(train_module, "keep_checkpoint", keep)
+    with monkeypatch.context() as patch:
+        patch.setitem(callbacks.default_callbacks, "on_model_save", [preempt_once_kept])
+        with pytest.raises(Preempted):
+            train_module.train_yolo(yolo_dataset, str(tmp_path / "pod-1"), base_checkpoint, **tiny)
+    assert storage.exists(kept)
     # the retry runs in a new pod: an empty output dir, the same run's checkpoint prefix
     summary = train_module.train_yolo(yolo_dataset, str(tmp_path / "pod-2"), base_checkpoint, **tiny)
     assert summary["resumed_at_epoch"] == 2 and summary["epochs"] == 3
     assert len((tmp_path / "pod-2" / "results.csv").read_text().splitlines()) == 1 + 2  # epochs 2 and 3 here
+    storage.download_file(kept, str(tmp_path / "kept.pt"))
+    assert train_module.resume_epoch(str(tmp_path / "kept.pt")) is not None, "the finished run's last.pt is not kept"

@@ -57,6 +57,27 @@ def test_workers_fit_dev_shm_instead_of_dying_with_a_bus_error(caplog):
     assert resources.plan_workers(8, gpus=1, cpus=16.0, shm=100 * per_worker, batch=256, imgsz=640) == 8
 
 
+def test_threads_follow_the_cpu_quota_by_ultralytics_rule():
+    assert resources.plan_threads(None) is None
+    assert [resources.plan_threads(c) for c in (0.5, 2.0, 4.5, 64.0)] == [1, 1, 3, 8]
+
+
+def test_ultralytics_thread_pools_take_the_planned_count():
+    from components.ultralytics_env import THREAD_COUNT_USERS, configure_offline, limit_threads
+
+    configure_offline()
+    import importlib
+
+    modules = [importlib.import_module(name) for name in THREAD_COUNT_USERS]
+    before = [m.NUM_THREADS for m in modules]
+    try:
+        limit_threads(before[0] + 5)
+        assert [m.NUM_THREADS for m in modules] == [before[0] + 5] * len(modules)
+    finally:
+        for module, value in zip(modules, before):
+            module.NUM_THREADS = value
+
+
 def test_ram_cache_only_where_the_images_fit_the_memory_limit():
     images_bytes = 1000 * 640 * 640 * 3
     assert resources.plan_cache("ram", 1000, 640, memory=4 * images_bytes) == "ram"

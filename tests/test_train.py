@@ -9,10 +9,9 @@ import torch
 from conftest import CLASSES
 
 from components.evaluate import evaluate, evaluate_model
-from components.train import train, train_yolo
+from components.train import fit_batch, train, train_yolo, ultralytics_device
 from components.validation import plain_numbers
 
-pytestmark = pytest.mark.slow
 TINY = {"epochs": 1, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False}}
 
 
@@ -24,8 +23,16 @@ def layer_tensors(checkpoint: str) -> dict[int, dict[str, torch.Tensor]]:
     return layers
 
 
-def test_freeze_keeps_the_backbone_and_trains_the_head(yolo_dataset, base_checkpoint, tmp_path):
+@pytest.mark.slow
+def test_freeze_keeps_the_backbone_and_trains_the_head(yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
+    from ultralytics.utils.callbacks import base as callbacks  # what get_default_callbacks copies
+
+    seen = {}  # Ultralytics' own count, where the trainer has frozen the layers
+    monkeypatch.setitem(callbacks.default_callbacks, "on_train_start", [lambda trainer: seen.update(
+        total=sum(p.numel() for p in trainer.model.parameters()),
+        trainable=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad))])
     summary = train_yolo(yolo_dataset, str(tmp_path / "model"), base_checkpoint, freeze=10, **TINY)
+    assert (summary["total_params"], summary["trainable_params"]) == (seen["total"], seen["trainable"])
     before, after = layer_tensors(base_checkpoint), layer_tensors(str(tmp_path / "model" / "weights" / "last.pt"))
     for layer in range(10):
         for key, value in before[layer].items():
@@ -41,6 +48,7 @@ def test_freeze_keeps_the_backbone_and_trains_the_head(yolo_dataset, base_checkp
     assert summary["total_params"] - summary["trainable_params"] >= backbone
 
 
+@pytest.mark.slow
 def test_train_writes_the_model_artifact(yolo_dataset, base_checkpoint, tmp_path):
     out = tmp_path / "model"
     train_yolo(yolo_dataset, str(out), base_checkpoint, freeze=10, **TINY)
@@ -58,6 +66,52 @@ def test_numbers_from_kfp_dicts_become_ints():
     assert plain_numbers({"nbs": 16.0, "lr0": 0.5, "cos_lr": True}) == {"nbs": 16, "lr0": 0.5, "cos_lr": True}
 
 
+def test_several_gpus_train_on_all_of_them_and_one_lets_ultralytics_choose():
+    assert ultralytics_device(2) == "0,1" and ultralytics_device(4) == "0,1,2,3"
+    assert ultralytics_device(1) == "" and ultralytics_device(0) == ""
+
+
+class Captured(Exception):
+    pass
+
+
+def test_two_gpus_reach_ultralytics_as_two_devices(yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
+    from ultralytics import YOLO
+
+    def capture(model, **kwargs):
+        raise Captured(kwargs)
+
+    monkeypatch.setattr(YOLO, "train", capture)
+    with pytest.raises(Captured) as captured:
+        train_yolo(yolo_dataset, str(tmp_path / "model"), base_checkpoint, device=ultralytics_device(2), **TINY)
+    args = captured.value.args[0]
+    assert args["device"] == "0,1" and args["batch"] == TINY["batch"]  # the run's batch: Ultralytics splits it
+
+
+def test_auto_batch_is_resolved_before_training_and_scaled_to_the_gpus(base_checkpoint, monkeypatch):
+    from ultralytics import YOLO
+    from ultralytics.utils import autobatch
+
+    model = YOLO(base_checkpoint)
+    assert fit_batch(model, 32, 640, gpus=2) == 32  # a given batch is the run's, whatever the GPUs
+    assert fit_batch(model, -1, 64, gpus=0) == 16  # no GPU: Ultralytics' default
+    monkeypatch.setattr(autobatch, "check_train_batch_size", lambda *args, **kwargs: 40)
+    assert fit_batch(model, -1, 640, gpus=2) == 80  # 40 fit one GPU; DDP splits 80 over two
+
+
+def test_auto_batch_reaches_ultralytics_as_a_number(yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
+    from ultralytics import YOLO
+
+    def capture(model, **kwargs):
+        raise Captured(kwargs)
+
+    monkeypatch.setattr(YOLO, "train", capture)
+    with pytest.raises(Captured) as captured:
+        train_yolo(yolo_dataset, str(tmp_path / "model"), base_checkpoint, **{**TINY, "batch": -1})
+    assert captured.value.args[0]["batch"] == 16
+
+
+@pytest.mark.slow
 def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_checkpoint, local_kfp):
     from kfp import dsl
     from kfp.dsl import Dataset
@@ -67,7 +121,7 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
         data = dsl.importer(artifact_uri=yolo_dataset, artifact_class=Dataset, reimport=False)
         trained = train(dataset=data.output, base_model=base_checkpoint, base_model_sha256="", epochs=1, batch=8,
                         imgsz=64, freeze=10, workers=0, cache="", patience=100, optimizer="auto", lr0=0.01, seed=0,
-                        train_args={"nbs": 8, "plots": False}, run_id="")
+                        train_args={"nbs": 8, "plots": False}, gpus=1, run_id="")
         evaluate(dataset=data.output, model=trained.outputs["model"], imgsz=64, batch=8)
 
     train_then_evaluate()
