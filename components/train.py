@@ -158,7 +158,10 @@ def fit_batch(model, batch: int, imgsz: int, gpus: int) -> int:
     from ultralytics.utils.autobatch import check_train_batch_size
 
     device = torch.device("cuda:0" if gpus and torch.cuda.is_available() else "cpu")
-    per_gpu = check_train_batch_size(copy.deepcopy(model.model).to(device).train(), imgsz, amp=device.type == "cuda")
+    probe = copy.deepcopy(model.model).float().to(device).train()  # checkpoints keep half-precision weights
+    for p in probe.parameters():
+        p.requires_grad_(True)  # gradients everywhere: the batch found also fits with fewer layers frozen
+    per_gpu = check_train_batch_size(probe, imgsz, amp=device.type == "cuda")
     log.info("batch -1 -> %d per GPU x %d GPU(s)", per_gpu, max(gpus, 1))
     return per_gpu * max(gpus, 1)
 
