@@ -9,7 +9,6 @@ order the user listed the classes in. The work is vectorized with pandas; only f
 import json
 import logging
 import os
-import shutil
 import time
 
 import numpy as np
@@ -20,6 +19,7 @@ from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 from components import openimages as oi
 from components.download import RECORD, check_classes
 from components.images import DATA_IMAGE, component
+from components.packing import link_or_copy
 
 log = logging.getLogger(__name__)
 
@@ -219,13 +219,6 @@ def yolo_lines(boxes: pd.DataFrame) -> pd.Series:
     return pd.Series(["\n".join(lines[a:b]) + "\n" for a, b in zip(starts, ends)], index=image_ids, dtype=object)
 
 
-def _place_image(source: str, target: str) -> None:
-    try:
-        os.link(source, target)  # same file system: no copy
-    except OSError:
-        shutil.copyfile(source, target)
-
-
 def class_statistics(boxes: pd.DataFrame, splits: dict[str, str], classes: list[str]) -> dict:
     """Images and boxes per class in each split."""
     frame = boxes.assign(split=boxes["ImageID"].map(splits), name=boxes["class_id"].map(dict(enumerate(classes))))
@@ -273,7 +266,7 @@ def convert_to_yolo(raw_dir: str, output_dir: str, classes: list[str], seed: int
             os.makedirs(os.path.join(output_dir, kind, split), exist_ok=True)
     for image_id, text in labels.items():
         split, source = splits[image_id], image_of[image_id]
-        _place_image(source, os.path.join(output_dir, "images", split, image_id + os.path.splitext(source)[1]))
+        link_or_copy(source, os.path.join(output_dir, "images", split, image_id + os.path.splitext(source)[1]))
         with open(os.path.join(output_dir, "labels", split, f"{image_id}.txt"), "w") as f:
             f.write(text)
     with open(os.path.join(output_dir, "dataset.yaml"), "w") as f:

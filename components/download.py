@@ -263,12 +263,16 @@ def fetch_shard(plan_dir: str, shard: str, output_dir: str) -> dict:
 
 
 def complete_raw(plan_dir: str, output_dir: str, reused: int, started: float) -> dict:
-    """Puts the plan's metadata beside the images in ``output_dir``; checks every planned image is
-    there and writes ``download.json``, which it returns."""
+    """Puts the plan's metadata beside the images in ``output_dir`` (files under data/ or packed in its
+    shards); checks every planned image is there and writes ``download.json``, which it returns."""
+    from components.packing import packed_files
+
     plan = read_plan(plan_dir)
     _copy_metadata(plan_dir, output_dir)
     planned = {i for ids in plan["shards"].values() for i in ids}
-    present = {n[:-len(".jpg")] for n in os.listdir(os.path.join(output_dir, oi.DATA_DIR))}
+    data_dir = os.path.join(output_dir, oi.DATA_DIR)
+    files = [os.path.join(oi.DATA_DIR, n) for n in os.listdir(data_dir)] if os.path.isdir(data_dir) else []
+    present = {os.path.basename(name)[:-len(".jpg")] for name in files + packed_files(output_dir)}
     if planned - present:
         raise RuntimeError(f"{len(planned - present)} planned images are missing, e.g. {sorted(planned - present)[:5]}")
     summary = {"images": len(planned), "detection_rows": plan["detection_rows"],
@@ -280,19 +284,28 @@ def complete_raw(plan_dir: str, output_dir: str, reused: int, started: float) ->
 
 
 def merge_shards(plan_dir: str, shard_dirs: list[str], output_dir: str) -> dict:
-    """Joins the shards' images (packed or not) and the plan's metadata into one raw dataset in ``output_dir``."""
-    from components.packing import materialized
+    """Joins the shards' images and the plan's metadata into one raw dataset in ``output_dir``.
+
+    Packed shards keep their tar files (linked, or copied across file systems): nothing is unpacked
+    and packed again, and the step needs no room for the images twice over. Plain folders (``yolo-kfp
+    step`` outputs) have their images copied under data/.
+    """
+    from components.packing import SHARD_PREFIX, link_or_copy, shards
 
     started = time.monotonic()
-    target = os.path.join(output_dir, oi.DATA_DIR)
-    os.makedirs(target, exist_ok=True)
-    reused = 0
+    os.makedirs(output_dir, exist_ok=True)
+    carried, reused = 0, 0
     for shard_dir in shard_dirs:
-        with materialized(shard_dir) as folder:
-            for name in os.listdir(os.path.join(folder, oi.DATA_DIR)):
-                shutil.copyfile(os.path.join(folder, oi.DATA_DIR, name), os.path.join(target, name))
-            with open(os.path.join(folder, SHARD_RECORD)) as f:
-                reused += json.load(f)["reused_images"]
+        for archive in shards(shard_dir):
+            link_or_copy(archive, os.path.join(output_dir, f"{SHARD_PREFIX}{carried:05d}.tar"))
+            carried += 1
+        plain = os.path.join(shard_dir, oi.DATA_DIR)
+        if os.path.isdir(plain):
+            os.makedirs(os.path.join(output_dir, oi.DATA_DIR), exist_ok=True)
+            for name in os.listdir(plain):
+                shutil.copyfile(os.path.join(plain, name), os.path.join(output_dir, oi.DATA_DIR, name))
+        with open(os.path.join(shard_dir, SHARD_RECORD)) as f:
+            reused += json.load(f)["reused_images"]
     return complete_raw(plan_dir, output_dir, reused, started)
 
 

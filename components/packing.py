@@ -20,6 +20,13 @@ SHARD_PREFIX = "shard-"
 SHARD_BYTES = 512 << 20
 
 
+def link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)  # same file system: no copy
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def shards(artifact_dir: str) -> list[str]:
     return sorted(os.path.join(artifact_dir, n) for n in os.listdir(artifact_dir)
                   if n.startswith(SHARD_PREFIX) and n.endswith(".tar"))
@@ -62,12 +69,22 @@ def pack_in_place(artifact_dir: str, folders: tuple[str, ...], shard_bytes: int 
             size = 0
         groups[-1].append(name)
         size += os.path.getsize(os.path.join(artifact_dir, name))
-    written = [os.path.join(artifact_dir, f"{SHARD_PREFIX}{i:05d}.tar") for i in range(len(groups))]
+    first = len(shards(artifact_dir))  # after the shards already there
+    written = [os.path.join(artifact_dir, f"{SHARD_PREFIX}{first + i:05d}.tar") for i in range(len(groups))]
     for archive, group in zip(written, groups):
         _write_shard(archive, artifact_dir, group)
     for folder in folders:
         shutil.rmtree(os.path.join(artifact_dir, folder), ignore_errors=True)
     return written
+
+
+def packed_files(artifact_dir: str) -> list[str]:
+    """The paths of the files held in the artifact's shards (read from their headers, nothing extracted)."""
+    names = []
+    for archive in shards(artifact_dir):
+        with tarfile.open(archive) as tar:
+            names += [member.name for member in tar.getmembers() if member.isfile()]
+    return names
 
 
 def check_member(member: tarfile.TarInfo, target: str) -> None:
