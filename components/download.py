@@ -4,11 +4,11 @@ The selection is ours and deterministic, so that it can be cut into shards fetch
 ``make_plan`` takes each class's images from the split's ``detections.csv`` (sorted, shuffled with the
 seed and the class name, the first ``max_samples_per_class``), keeps Open Images' CSV rows of the
 selected images and cuts them into shards of ``shard_size`` images (an image wanted by two classes is
-fetched once). ``fetch_shard`` downloads one
-shard's images with FiftyOne (Open Images' S3 bucket), and ``merge_shards`` joins the shards into one
-raw dataset in FiftyOne's ``OpenImagesV7Dataset`` layout holding only the selected images and their
-rows. The rows come from the plan in Open Images' order, so the result does not depend on the split
-into shards: ``download_open_images`` (everything in one process) writes the same dataset.
+fetched once). ``fetch_shard`` downloads one shard's images with FiftyOne (Open Images' S3 bucket), and
+``merge_shards`` joins the shards into one raw dataset in FiftyOne's ``OpenImagesV7Dataset`` layout
+holding only the selected images and their rows. The rows come from the plan in Open Images' order, so
+the result does not depend on the split into shards: ``download_open_images`` (everything in one
+process) writes the same dataset.
 """
 
 

@@ -8,12 +8,12 @@ instead, recorded in the pipeline's description.
 """
 
 import inspect
-import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from kfp import compiler, dsl, kubernetes
 from kfp.dsl import HTML, Artifact, Model
+from kubernetes.utils.quantity import parse_quantity
 
 from components.convert import convert
 from components.download import download_shard, merge_download, plan_download
@@ -34,23 +34,22 @@ TIMEOUT_HOURS = {"preflight": 1, "plan-download": 6, "download-shard": 12, "merg
                  "train": 72, "evaluate": 4, "export": 2, "gate": 4, "publish": 2}
 DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30,
-         "Ti": 2 ** 40}
+BINARY_UNITS = {"Ti": 2 ** 40, "Gi": 2 ** 30, "Mi": 2 ** 20, "Ki": 2 ** 10}
 
 
 def quantity(text: str) -> float:
-    """A Kubernetes quantity ("8", "500m", "24Gi") as a number."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", text)
-    if not match:
-        raise ValueError(f"{text!r} is not a Kubernetes quantity like 8, 500m or 24Gi")
-    return float(match[1]) * UNITS[match[2] or ""]
+    """A Kubernetes quantity ("8", "500m", "24Gi") as a number, by the Kubernetes client's own parser."""
+    try:
+        return float(parse_quantity(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity like 8, 500m or 24Gi") from None
 
 
 def memory_quantity(size: float) -> str:
     """Bytes in the largest binary unit that divides them."""
-    for suffix in ("Ti", "Gi", "Mi", "Ki"):
-        if size % UNITS[suffix] == 0:
-            return f"{int(size // UNITS[suffix])}{suffix}"
+    for suffix, unit in BINARY_UNITS.items():
+        if size % unit == 0:
+            return f"{int(size // unit)}{suffix}"
     return str(int(size))
 
 

@@ -75,16 +75,22 @@ class Captured(Exception):
     pass
 
 
-def test_two_gpus_reach_ultralytics_as_two_devices(yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
+def ultralytics_train_args(monkeypatch, *args, **kwargs) -> dict:
+    """The arguments ``train_yolo(*args, **kwargs)`` hands Ultralytics' ``YOLO.train`` (not run)."""
     from ultralytics import YOLO
 
-    def capture(model, **kwargs):
-        raise Captured(kwargs)
+    def capture(model, **train_args):
+        raise Captured(train_args)
 
     monkeypatch.setattr(YOLO, "train", capture)
     with pytest.raises(Captured) as captured:
-        train_yolo(yolo_dataset, str(tmp_path / "model"), base_checkpoint, device=ultralytics_device(2), **TINY)
-    args = captured.value.args[0]
+        train_yolo(*args, **kwargs)
+    return captured.value.args[0]
+
+
+def test_two_gpus_reach_ultralytics_as_two_devices(yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
+    args = ultralytics_train_args(monkeypatch, yolo_dataset, str(tmp_path / "model"), base_checkpoint,
+                                  device=ultralytics_device(2), **TINY)
     assert args["device"] == "0,1" and args["batch"] == TINY["batch"]  # the run's batch: Ultralytics splits it
 
 
@@ -100,15 +106,9 @@ def test_auto_batch_is_resolved_before_training_and_scaled_to_the_gpus(base_chec
 
 
 def test_auto_batch_reaches_ultralytics_as_a_number(yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
-    from ultralytics import YOLO
-
-    def capture(model, **kwargs):
-        raise Captured(kwargs)
-
-    monkeypatch.setattr(YOLO, "train", capture)
-    with pytest.raises(Captured) as captured:
-        train_yolo(yolo_dataset, str(tmp_path / "model"), base_checkpoint, **{**TINY, "batch": -1})
-    assert captured.value.args[0]["batch"] == 16
+    args = ultralytics_train_args(monkeypatch, yolo_dataset, str(tmp_path / "model"), base_checkpoint,
+                                  **{**TINY, "batch": -1})
+    assert args["batch"] == 16
 
 
 @pytest.mark.slow
