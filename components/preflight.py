@@ -6,9 +6,11 @@ key of the step that reads it changes whenever objects there are added or rewrit
 """
 
 import logging
+import os
+import tempfile
 
 from components.images import DATA_IMAGE, component
-from components.storage import S3Url, Storage, StorageError, is_s3
+from components.storage import S3Url, Storage, StorageError, check_checksum, is_s3
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +31,22 @@ def _fingerprint(storage: Storage, prefix: str) -> str:
     return storage.fingerprint(url)
 
 
+def _check_s3_model(storage: Storage, base_model: str, sha256: str, freeze: int) -> None:
+    """The checkpoint is fetched once here: its checksum and depth are known before any download or training."""
+    from components.model_file import checkpoint_layers
+    from components.validation import check_freeze
+
+    with tempfile.TemporaryDirectory(prefix="preflight-") as work:
+        path = storage.download_file(S3Url.parse(base_model), os.path.join(work, "base.pt"))
+        check_checksum(path, sha256, f"base_model {base_model}")
+        check_freeze(freeze, checkpoint_layers(path), base_model)
+
+
 def check_s3_inputs(publish_to: str = "", base_model: str = "", extra_data: str = "",
-                    open_images_cache: str = "", storage: Storage | None = None) -> str:
-    """Checks access to every S3 location given; returns the fingerprint of ``extra_data`` ("" if unset)."""
+                    open_images_cache: str = "", storage: Storage | None = None, base_model_sha256: str = "",
+                    freeze: int = 0) -> str:
+    """Checks access to every S3 location given, and an s3:// base model's checksum and depth; returns the
+    fingerprint of ``extra_data`` ("" if unset)."""
     if not any(is_s3(u) for u in (publish_to, base_model, extra_data, open_images_cache)):
         return ""
     storage = storage or Storage.from_env()
@@ -41,31 +56,35 @@ def check_s3_inputs(publish_to: str = "", base_model: str = "", extra_data: str 
         _checked("open_images_cache", open_images_cache,
                  lambda: storage.check_writable(S3Url.parse(open_images_cache)))
     if is_s3(base_model):
-        _checked("base_model", base_model, lambda: storage.require(S3Url.parse(base_model)))
+        _checked("base_model", base_model, lambda: _check_s3_model(storage, base_model, base_model_sha256, freeze))
     return _checked("extra_data", extra_data, lambda: _fingerprint(storage, extra_data)) if extra_data else ""
 
 
 @component(DATA_IMAGE)
 def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cache: str, classes: list,
               max_samples_per_class: int, download_shard_size: int, split: str, split_ratios: list, epochs: int,
-              batch: int, imgsz: int, freeze: int, cache: str, min_map50: float, max_map50_drop: float,
-              base_model_sha256: str) -> str:
+              batch: int, imgsz: int, freeze: int, cache: str, optimizer: str, train_args: dict, min_map50: float,
+              max_map50_drop: float, base_model_sha256: str) -> str:
     """Checks the run's parameters and its access to every S3 location (publish_to, base_model,
     extra_data, open_images_cache) before any work.
 
-    Fails the run in its first step, naming what is wrong; returns a fingerprint of the objects under
-    extra_data, which keys the cache of the step that reads them.
+    Fails the run in its first step, naming what is wrong: the parameter rules of the CLI, the base
+    model's depth against freeze (an s3:// checkpoint is fetched for it and its checksum checked).
+    Returns a fingerprint of the objects under extra_data, which keys the cache of the step that reads them.
     """
     import logging
 
     from components.preflight import check_s3_inputs
-    from components.validation import check_parameters
+    from components.validation import base_model_problems, check, parameter_problems
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    check_parameters({"classes": list(classes), "max_samples_per_class": max_samples_per_class,
-                      "download_shard_size": download_shard_size, "split": split,
-                      "split_ratios": list(split_ratios), "epochs": epochs, "batch": batch, "imgsz": imgsz,
-                      "freeze": freeze, "cache": cache, "min_map50": min_map50, "max_map50_drop": max_map50_drop,
-                      "publish_to": publish_to, "extra_data": extra_data, "open_images_cache": open_images_cache,
-                      "base_model_sha256": base_model_sha256})
-    return check_s3_inputs(publish_to, base_model, extra_data, open_images_cache)
+    check(parameter_problems({
+        "classes": list(classes), "max_samples_per_class": max_samples_per_class,
+        "download_shard_size": download_shard_size, "split": split, "split_ratios": list(split_ratios),
+        "epochs": epochs, "batch": batch, "imgsz": imgsz, "freeze": freeze, "cache": cache, "optimizer": optimizer,
+        "train_args": dict(train_args), "base_model": base_model, "min_map50": min_map50,
+        "max_map50_drop": max_map50_drop, "publish_to": publish_to, "extra_data": extra_data,
+        "open_images_cache": open_images_cache, "base_model_sha256": base_model_sha256})
+        + base_model_problems(base_model, freeze))
+    return check_s3_inputs(publish_to, base_model, extra_data, open_images_cache,
+                           base_model_sha256=base_model_sha256, freeze=freeze)

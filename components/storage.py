@@ -140,11 +140,14 @@ class Storage:
         objects = self._call("listing of", prefix, pages)
         return [{"key": o["Key"], "size": o["Size"], "etag": o["ETag"]} for o in objects]
 
+    def delete(self, url: S3Url) -> None:
+        self._call("delete of", url, lambda: self.client.delete_object(Bucket=url.bucket, Key=url.key))
+
     def check_writable(self, prefix: S3Url) -> None:
         """Writes and deletes a probe object under ``prefix``: the surest test of write access."""
         probe = prefix.join(".yolo-kfp-write-check")
         self.put_bytes(probe, b"ok")
-        self._call("delete of", probe, lambda: self.client.delete_object(Bucket=probe.bucket, Key=probe.key))
+        self.delete(probe)
 
     def upload_dir(self, local_dir: str, prefix: S3Url, threads: int = 8) -> list[str]:
         names = sorted(os.path.relpath(os.path.join(root, f), local_dir)
@@ -181,3 +184,11 @@ def sha256_of(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_checksum(path: str, sha256: str, name: str) -> None:
+    """Refuses a file whose SHA-256 is not ``sha256`` (no check when it is empty)."""
+    if sha256:
+        actual = sha256_of(path)
+        if actual != sha256.lower():
+            raise ValueError(f"{name} has SHA-256 {actual}, not the expected {sha256}: refusing it")

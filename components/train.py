@@ -10,6 +10,7 @@ callbacks in the training process, so the checkpoint copy and the parameter coun
 """
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -21,8 +22,8 @@ import time
 from kfp.dsl import Dataset, Input, Model, Output
 
 from components.images import TRAIN_IMAGE, component
-from components.storage import S3Url, Storage, StorageError, is_s3, sha256_of
-from components.validation import check_freeze, plain_numbers
+from components.storage import S3Url, Storage, StorageError, check_checksum, is_s3
+from components.validation import check, check_freeze, plain_numbers, train_args_problems
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def dataset_yaml(data_dir: str) -> str:
     return path
 
 
-CHECKPOINT_POLL_SECONDS = 30.0  # how often the copy of last.pt in S3 is brought up to date
+CHECKPOINT_POLL_SECONDS = 10.0  # how often the durable copy of last.pt is brought up to date
 
 
 def ultralytics_device(gpus: int) -> str:
@@ -57,10 +58,7 @@ def fetch_base_model(base_model: str, sha256: str, workdir: str) -> str:
         return base_model
     url = S3Url.parse(base_model)
     path = Storage.from_env().download_file(url, os.path.join(workdir, os.path.basename(url.key) or "base.pt"))
-    if sha256:
-        actual = sha256_of(path)
-        if actual != sha256.lower():
-            raise ValueError(f"base_model {base_model} has SHA-256 {actual}, not the expected {sha256}: refusing it")
+    check_checksum(path, sha256, f"base_model {base_model}")
     log.info("base model %s -> %s", base_model, path)
     return path
 
@@ -85,13 +83,95 @@ def resume_epoch(last: str) -> int | None:
     return None if epoch is None or epoch < 0 else epoch + 1  # Ultralytics marks a finished run with -1
 
 
-def restore_checkpoint(checkpoint_to: str, last: str) -> None:
+CHECKPOINTS_ENV = "YOLO_KFP_CHECKPOINTS"  # a local folder for checkpoints (run-local sets it), else the bucket's
+SETTLE_SECONDS = 1.0  # a last.pt unchanged for this long has been written whole
+
+
+def training_key(data_dir: str, settings: dict) -> str:
+    """What defines a training, as a short digest: the training settings and the dataset (``dataset.yaml``
+    and the label files' content, the images' names and sizes; not its report, which holds timings).
+    Equal for a retried pod and for an identical re-run."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    with open(dataset_yaml(data_dir), "rb") as f:
+        digest.update(f.read())
+    for folder in ("images", "labels"):
+        for root, dirs, files in os.walk(os.path.join(data_dir, folder)):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                digest.update(f"{os.path.relpath(path, data_dir)}\0{os.path.getsize(path)}\0".encode())
+                if folder == "labels":
+                    with open(path, "rb") as f:
+                        digest.update(f.read())
+    return digest.hexdigest()[:20]
+
+
+def checkpoint_location(key: str) -> str:
+    """Where a training's epoch checkpoints are kept: ``$YOLO_KFP_CHECKPOINTS/<key>``, else the data
+    connection's bucket under ``yolo-kfp/checkpoints/<key>``, else nowhere ("")."""
+    if os.environ.get(CHECKPOINTS_ENV):
+        return os.path.join(os.environ[CHECKPOINTS_ENV], key)
+    bucket = os.environ.get("AWS_S3_BUCKET", "")
+    return f"s3://{bucket}/yolo-kfp/checkpoints/{key}" if bucket else ""
+
+
+class CheckpointPlace:
+    """The durable copy of ``last.pt``: a local folder or an S3 prefix."""
+
+    def __init__(self, location: str):
+        self.location = location
+        self.url = S3Url.parse(location).join("last.pt") if is_s3(location) else None
+        self.storage = Storage.from_env() if self.url else None
+        self.path = None if self.url else os.path.join(location, "last.pt")
+
+    def exists(self) -> bool:
+        return self.storage.exists(self.url) if self.url else os.path.exists(self.path)
+
+    def fetch(self, target: str) -> None:
+        if self.url:
+            self.storage.download_file(self.url, target)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(self.path, target)
+
+    def keep(self, path: str) -> None:
+        """Stores ``path``; a failure is logged, not raised: training goes on, a retry resumes from an older epoch."""
+        try:
+            if self.url:
+                self.storage.upload_file(path, self.url)
+            else:
+                os.makedirs(self.location, exist_ok=True)
+                shutil.copyfile(path, self.path + ".partial")
+                os.replace(self.path + ".partial", self.path)
+        except (StorageError, OSError) as error:
+            log.warning("checkpoint not kept: %s", error)
+
+    def discard(self) -> None:
+        """After a finished training: an identical re-run then trains anew instead of resuming a finished run."""
+        if self.url:
+            self.storage.delete(self.url)
+        else:
+            shutil.rmtree(self.location, ignore_errors=True)
+
+
+def trim_results(output_dir: str, epochs_done: int) -> None:
+    """Drops the rows of ``results.csv`` past the checkpoint's epoch: a pod killed between writing an epoch's
+    row and its checkpoint trains that epoch again, and Ultralytics appends its row a second time."""
+    path = os.path.join(output_dir, "results.csv")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        header, *rows = f.read().splitlines()
+    kept = [row for row in rows if int(float(row.split(",", 1)[0])) <= epochs_done]
+    with open(path, "w") as f:
+        f.write("\n".join([header, *kept]) + "\n")
+
+
+def restore_checkpoint(place: CheckpointPlace, last: str) -> None:
     """Fetches the durable copy of ``last.pt`` (a retried pod starts empty) unless one is already here."""
-    url = S3Url.parse(checkpoint_to).join("last.pt")
-    storage = Storage.from_env()
-    if not os.path.exists(last) and storage.exists(url):
-        storage.download_file(url, last)
-        log.info("checkpoint %s restored", url)
+    if not os.path.exists(last) and place.exists():
+        place.fetch(last)
+        log.info("checkpoint %s restored", place.location)
 
 
 def _signature(path: str) -> tuple[int, int] | None:
@@ -102,31 +182,24 @@ def _signature(path: str) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
-def _upload(storage: Storage, path: str, url: S3Url) -> None:
-    try:
-        storage.upload_file(path, url)
-    except StorageError as error:  # training goes on; a retry would resume from an older epoch
-        log.warning("checkpoint not kept: %s", error)
-
-
 @contextlib.contextmanager
-def keeping_checkpoint(last: str, checkpoint_to: str):
-    """While the block runs, copies ``last`` to ``checkpoint_to`` whenever it changes (polled: DDP workers
-    write it in processes of their own). A file is copied once it has stayed the same for a poll, and only
+def keeping_checkpoint(last: str, place: CheckpointPlace):
+    """While the block runs, copies ``last`` to ``place`` whenever it changes (polled: DDP workers write it in
+    processes of their own). A file is copied once it has stayed the same for ``SETTLE_SECONDS``, and only
     while it can be resumed from (the finished run's stripped ``last.pt`` is the model artifact itself)."""
-    url, storage, stop = S3Url.parse(checkpoint_to).join("last.pt"), Storage.from_env(), threading.Event()
+    stop = threading.Event()
 
     def keep() -> None:
-        kept = seen = _signature(last)
+        kept = _signature(last)
         with tempfile.TemporaryDirectory(prefix="checkpoint-") as work:
             while not stop.wait(CHECKPOINT_POLL_SECONDS):
                 current = _signature(last)
-                if current is not None and current == seen != kept:
-                    copy = shutil.copyfile(last, os.path.join(work, "last.pt"))
-                    if _signature(last) == current and resume_epoch(copy) is not None:  # whole, and resumable
-                        _upload(storage, copy, url)
-                    kept = current
-                seen = current
+                if current is None or current == kept or stop.wait(SETTLE_SECONDS) or _signature(last) != current:
+                    continue
+                copy = shutil.copyfile(last, os.path.join(work, "last.pt"))
+                if _signature(last) == current and resume_epoch(copy) is not None:  # whole, and resumable
+                    place.keep(copy)
+                kept = current
 
     thread = threading.Thread(target=keep, name="keep-checkpoint", daemon=True)
     thread.start()
@@ -188,21 +261,23 @@ def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", 
     """Fine-tunes ``base_model`` on the YOLO dataset in ``data_dir``; writes weights and logs to ``output_dir``.
 
     ``base_model`` is an Ultralytics checkpoint name, a local path or an ``s3://`` URL. Every epoch
-    leaves ``output_dir/weights/last.pt`` (and a copy under ``checkpoint_to``, an S3 prefix, if given):
-    run again on the same output dir, or with the same ``checkpoint_to``, training resumes from the
-    last finished epoch instead of starting over.
+    leaves ``output_dir/weights/last.pt`` (and a copy under ``checkpoint_to``, a local folder or an S3
+    prefix, if given): run again on the same output dir, or with the same ``checkpoint_to``, training
+    resumes from the last finished epoch instead of starting over. A finished training removes the copy.
     """
     from components.ultralytics_env import configure_offline
 
+    check(train_args_problems(overrides or {}))
     configure_offline()
     from ultralytics import YOLO
 
     started = time.monotonic()
     output_dir = os.path.abspath(output_dir)
     last = os.path.join(output_dir, "weights", "last.pt")
+    place = CheckpointPlace(checkpoint_to) if checkpoint_to else None
     start = resume_epoch(last)
-    if start is None and checkpoint_to:
-        restore_checkpoint(checkpoint_to, last)
+    if start is None and place:
+        restore_checkpoint(place, last)
         start = resume_epoch(last)
     gpus = gpu_count(device)
     common = {"data": dataset_yaml(data_dir), **({"device": device} if device else {})}
@@ -217,6 +292,7 @@ def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", 
                     "save_dir": output_dir, **plain_numbers(overrides or {})}
         else:
             log.info("resuming %s at epoch %d of %d", last, start + 1, epochs)
+            trim_results(output_dir, start)
             # save_dir: a retried pod may mount the artifact elsewhere than the checkpoint remembers
             model, args = YOLO(last), {**common, "resume": True, "save_dir": output_dir}
             batch = int(model.ckpt["train_args"]["batch"])
@@ -224,9 +300,11 @@ def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", 
         args.update(workers=workers, cache=cache or False)
         log.info("Ultralytics train %s", args)
         training_started = time.monotonic()
-        with keeping_checkpoint(last, checkpoint_to) if checkpoint_to else contextlib.nullcontext():
+        with keeping_checkpoint(last, place) if place else contextlib.nullcontext():
             model.train(**args)
         training_seconds = round(time.monotonic() - training_started, 2)
+    if place:
+        place.discard()
     trainer = model.trainer
     counts = parameter_counts(model.model, freeze)
     summary = {"base_model": base_model, "names": list(trainer.data["names"].values()), "epochs": trainer.epochs,
@@ -245,7 +323,7 @@ def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", 
 @component(TRAIN_IMAGE)
 def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epochs: int, batch: int, imgsz: int,
           freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float, seed: int,
-          train_args: dict, gpus: int, run_id: str, model: Output[Model]):
+          train_args: dict, gpus: int, model: Output[Model]):
     """Fine-tunes a YOLO checkpoint (Ultralytics) on the YOLO dataset with its first `freeze` layers frozen.
 
     base_model is an Ultralytics checkpoint name, a path in the image or an s3:// URL (checked against
@@ -253,20 +331,22 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     epoch) and train_summary.json (including how many parameters were trainable). train_args passes
     further Ultralytics arguments. gpus > 1 trains on all of them with Ultralytics' DDP (batch is the
     total, split across them). Each epoch's checkpoint is also kept in the data connection's bucket
-    under yolo-kfp/checkpoints/<run_id>/, so a retried (preempted) step resumes where it stopped.
+    under yolo-kfp/checkpoints/<key>/, the key made of the dataset and these settings, so a retried
+    (preempted) step or an identical re-run resumes where it stopped.
     """
     import logging
-    import os
 
     from components.packing import materialized
-    from components.train import train_yolo, ultralytics_device
+    from components.train import checkpoint_location, train_yolo, training_key, ultralytics_device
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    bucket = os.environ.get("AWS_S3_BUCKET", "")
-    checkpoint_to = f"s3://{bucket}/yolo-kfp/checkpoints/{run_id}" if bucket and run_id else ""
-    if not checkpoint_to:
-        logging.warning("no data connection bucket: checkpoints stay in the pod, a retry starts over")
+    settings = {"base_model": base_model, "base_model_sha256": base_model_sha256, "epochs": epochs, "batch": batch,
+                "imgsz": imgsz, "freeze": freeze, "workers": workers, "cache": cache, "patience": patience,
+                "optimizer": optimizer, "lr0": lr0, "seed": seed, "train_args": dict(train_args), "gpus": gpus}
     with materialized(dataset.path) as data_dir:
+        checkpoint_to = checkpoint_location(training_key(data_dir, settings))
+        if not checkpoint_to:
+            logging.warning("no data connection bucket: checkpoints stay in the pod, a retry starts over")
         summary = train_yolo(data_dir, model.path, base_model, epochs, batch, imgsz, freeze, workers, cache,
                              device=ultralytics_device(gpus), patience=patience, optimizer=optimizer, lr0=lr0,
                              seed=seed, overrides=dict(train_args),

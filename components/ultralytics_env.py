@@ -5,6 +5,7 @@ Arial font behind every plot (answered by a local font placed where Ultralytics 
 AMP self-test on GPU, which fetches a weights file (replaced by a check that needs no download).
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -37,6 +38,9 @@ def amp_supported(model) -> bool:
 def configure_offline() -> Path:
     """Sets up the environment and returns Ultralytics' config dir (writable, holding the fonts)."""
     os.environ["YOLO_OFFLINE"] = "1"
+    if os.environ.get("YOLO_CONFIG_DIR"):
+        with contextlib.suppress(OSError):
+            os.makedirs(os.environ["YOLO_CONFIG_DIR"], exist_ok=True)
     if not os.environ.get("YOLO_CONFIG_DIR") or not os.access(os.environ["YOLO_CONFIG_DIR"], os.W_OK):
         os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="yolo-config-")
     import ultralytics.engine.trainer

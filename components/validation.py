@@ -4,11 +4,26 @@ The CLI checks a run's parameters before it starts or submits it, and the prefli
 again on the cluster (a run started from the UI form never passed through the CLI).
 """
 
+import difflib
+import json
 import math
+import os
 import re
+
+from components.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
 
 CACHE_MODES = ("", "ram", "disk")
 STRIDE = 32  # YOLOv5/v8 heads downsample by 32: image sizes must be multiples of it
+# 4096 px is 16 Mpixel a side squared; the notebook trains at 640. Beyond this a batch needs tens of GB.
+MAX_IMGSZ = 4096
+# Training values that are pipeline parameters of their own: train_args may not set them a second time.
+NAMED_TRAINING_ARGS = ("epochs", "batch", "imgsz", "freeze", "workers", "cache", "patience", "optimizer", "lr0",
+                       "seed")
+# Ultralytics arguments the train step sets itself.
+STEP_TRAINING_ARGS = ("data", "device", "save_dir", "project", "name", "resume", "model", "mode", "task")
+# The Python types of the pipeline's parameters, as KFP declares them.
+KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a JSON list",
+         dict: "a JSON object"}
 
 
 def _positive_int(name: str, value, problems: list[str]) -> None:
@@ -19,6 +34,28 @@ def _positive_int(name: str, value, problems: list[str]) -> None:
 def _s3_or_empty(name: str, value: str, problems: list[str]) -> None:
     if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?", value):
         problems.append(f"{name} must be empty or an S3 URL like s3://bucket/prefix, not {value!r}")
+
+
+def convert_parameter(name: str, value, kind: type):
+    """``value`` as the ``kind`` the pipeline declares for ``name``: ``0`` for a float is ``0.0``, ``"3"`` for an
+    integer is 3. Strings are taken as the CLI's ``--param`` text (JSON for lists, objects and numbers)."""
+    given = value
+    if isinstance(value, str) and (kind is not str or value.startswith('"')):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif kind is int and isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        value = int(value)
+    elif kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ValueError(f"{name} must be {KINDS[kind]}, not {given!r}")
+    return value
 
 
 def plain_numbers(args: dict) -> dict:
@@ -59,11 +96,20 @@ def parameter_problems(p: dict) -> list[str]:
         imgsz = p["imgsz"]
         if not isinstance(imgsz, int) or isinstance(imgsz, bool) or imgsz <= 0:
             problems.append(f"imgsz must be a positive integer, not {imgsz!r}")
+        elif imgsz > MAX_IMGSZ:
+            problems.append(f"imgsz {imgsz} is beyond {MAX_IMGSZ}: each image would take "
+                            f"{imgsz * imgsz * 3 * 4 / 2**30:.0f} GiB as a float tensor; the notebook trains at 640")
         elif imgsz % STRIDE:
             problems.append(f"imgsz {imgsz} is not a multiple of {STRIDE}: Ultralytics would train at "
                             f"{math.ceil(imgsz / STRIDE) * STRIDE}; use that or {imgsz // STRIDE * STRIDE or STRIDE}")
     if "freeze" in p and (not isinstance(p["freeze"], int) or isinstance(p["freeze"], bool) or p["freeze"] < 0):
         problems.append(f"freeze must be a number of layers, 0 or more, not {p['freeze']!r}")
+    if "freeze" in p and isinstance(p["freeze"], int) and p.get("base_model") in MODEL_LAYERS:
+        problems += freeze_problems(p["freeze"], MODEL_LAYERS[p["base_model"]], p["base_model"])
+    if "optimizer" in p and str(p["optimizer"]).lower() not in {o.lower() for o in OPTIMIZERS}:
+        problems.append(f"optimizer must be one of Ultralytics' {', '.join(OPTIMIZERS)}, not {p['optimizer']!r}")
+    if "train_args" in p:
+        problems += train_args_problems(p["train_args"])
     if "cache" in p and p["cache"] not in CACHE_MODES:
         problems.append(f"cache must be '', 'ram' or 'disk', not {p['cache']!r}")
     if "min_map50" in p and not (isinstance(p["min_map50"], (int, float)) and 0 <= p["min_map50"] <= 1):
@@ -78,14 +124,58 @@ def parameter_problems(p: dict) -> list[str]:
     return problems
 
 
-def check_parameters(p: dict) -> None:
-    problems = parameter_problems(p)
+def train_args_problems(train_args) -> list[str]:
+    """Ultralytics arguments it knows, and none that a parameter or the step itself already sets."""
+    if not isinstance(train_args, dict):
+        return [f"train_args must be a JSON object of Ultralytics training arguments, not {train_args!r}"]
+    problems = []
+    for key in train_args:
+        if key in NAMED_TRAINING_ARGS:
+            problems.append(f"train_args sets {key!r}, which is a parameter of its own: set {key} instead "
+                            "(else the recorded parameter would not be what was trained)")
+        elif key in STEP_TRAINING_ARGS:
+            problems.append(f"train_args sets {key!r}, which the train step sets itself: leave it out")
+        elif key not in ARGUMENTS:
+            close = difflib.get_close_matches(key, sorted(ARGUMENTS), n=1)
+            problems.append(f"train_args has {key!r}, which is not an Ultralytics training argument"
+                            + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return problems
+
+
+def freeze_problems(freeze: int, layers: int, model_name: str) -> list[str]:
+    """Freezing every layer leaves nothing to learn: ``freeze`` must stay below the model's depth."""
+    if freeze < layers:
+        return []
+    return [f"freeze {freeze} is beyond {model_name}'s {layers} layers (0-{layers - 1}); freezing them all leaves "
+            "nothing to train. The YOLOv5 backbone is freeze=10"]
+
+
+def base_model_problems(base_model: str, freeze: int) -> list[str]:
+    """A named Ultralytics checkpoint, or a file here that is a checkpoint deep enough for ``freeze``.
+
+    ``s3://`` models are checked where the data connection is (preflight), after fetching them."""
+    from components.model_file import checkpoint_layers
+
+    if base_model in MODEL_LAYERS or base_model.startswith("s3://"):
+        return []
+    if not os.path.isfile(base_model):
+        close = difflib.get_close_matches(base_model, sorted(MODEL_LAYERS), n=1)
+        return [f"base_model {base_model!r} is neither a checkpoint Ultralytics publishes (e.g. "
+                f"{close[0] if close else 'yolov5nu.pt'}), a file here, nor an s3:// URL"]
+    try:
+        return freeze_problems(freeze, checkpoint_layers(base_model), base_model)
+    except ValueError as error:
+        return [f"base_model: {error}"]
+
+
+def check(problems: list[str]) -> None:
     if problems:
-        raise ValueError("bad parameters:\n  - " + "\n  - ".join(problems))
+        raise ValueError(f"bad parameter{'s' if len(problems) > 1 else ''}: " + "; ".join(problems))
+
+
+def check_parameters(p: dict) -> None:
+    check(parameter_problems(p))
 
 
 def check_freeze(freeze: int, layers: int, model_name: str) -> None:
-    """Freezing every layer leaves nothing to learn: refuse ``freeze`` at or beyond the model's depth."""
-    if freeze >= layers:
-        raise ValueError(f"freeze {freeze} is beyond {model_name}'s {layers} layers (0-{layers - 1}); freezing "
-                         f"them all leaves nothing to train. The YOLOv5 backbone is freeze=10")
+    check(freeze_problems(freeze, layers, model_name))

@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 
 from kfp_server_api.exceptions import ApiException
@@ -53,7 +54,8 @@ def cmd_compile(args) -> None:
 
 
 def cmd_run_local(args) -> None:
-    from pipeline.local import parse_params, run_local
+    from pipeline.local import run_local
+    from pipeline.parameters import parse_params
 
     result = run_local(args.output_dir, parse_params(args.param), demo=args.demo)
     metrics = result["metrics"]
@@ -65,13 +67,14 @@ def cmd_run_local(args) -> None:
     print("timings (s):", json.dumps(result["timings"]))
     print(f"outputs in {os.path.abspath(args.output_dir)}: metrics.json, report.html, best.pt, model.onnx, "
           "timings.json")
+    print(f"model {result['publication']}")
     if "notice" in result:
         print(result["notice"])
 
 
 def cmd_submit(args) -> int:
     from pipeline import cluster
-    from pipeline.local import parse_params
+    from pipeline.parameters import parse_params
 
     server = _server(args)
     run_id = cluster.submit(server, parse_params(args.param), args.experiment, args.run_name, _options(args))
@@ -92,7 +95,7 @@ def cmd_upload(args) -> None:
 
 def cmd_schedule(args) -> None:
     from pipeline import cluster
-    from pipeline.local import parse_params
+    from pipeline.parameters import parse_params
 
     server = _server(args)
     if args.list:
@@ -261,21 +264,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _fail(message: str, code: int) -> int:
+    """The command's last line, on stderr, on one line."""
+    print(f"yolo-kfp: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.local import LocalRunFailed
+
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: stop what was started, then exit
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args) or 0
+    except KeyboardInterrupt:
+        return _fail("interrupted; nothing of the run is left running (run again into the same --output-dir to "
+                     "resume training)", 130)
     except (ValueError, FileNotFoundError, StorageError) as error:
-        print(f"yolo-kfp: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(error, 2)
     except ApiException as error:
-        print(f"yolo-kfp: error: the pipeline server answered {error.status} {error.reason}: "
-              f"{(error.body or '').strip()[:500]}", file=sys.stderr)
-        return 1
-    except RuntimeError as error:  # kfp.local: a task failed; its own log above says why
-        print(f"yolo-kfp: error: {error}", file=sys.stderr)
-        return 1
+        return _fail(f"the pipeline server answered {error.status} {error.reason}: "
+                     f"{(error.body or '').strip()[:500]}", 1)
+    except (LocalRunFailed, RuntimeError) as error:  # RuntimeError: an embedded server that did not start
+        return _fail(error, 1)
+    except OSError as error:  # PermissionError, TimeoutError, ...
+        return _fail(f"{type(error).__name__}: {error}", 1)
 
 
 if __name__ == "__main__":

@@ -5,20 +5,25 @@ Authentication as OpenShift routes want it: a bearer token from ``--token``, els
 ``verify_ssl=False`` for routes with private certificates.
 """
 
+import json
 import logging
 import os
 import socket
+import ssl
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
+from pipeline.parameters import convert_params
 from pipeline.pipeline import PIPELINE_NAME, CompileOptions, compile_pipeline
 
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 TOKEN_ENVS = ("KFP_TOKEN", "KF_PIPELINES_TOKEN")
+HEALTHZ = "/apis/v2beta1/healthz"
 FINAL_STATES = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
 DEFAULT_EXPERIMENT = PIPELINE_NAME
 
@@ -57,14 +62,38 @@ class Server:
     verify_ssl: bool = True
     ui_host: str | None = None
 
+    def _ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_bundle)
+        if not self.verify_ssl:
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        return context
+
     def reachable(self, timeout: float = 10) -> None:
-        """Fails within ``timeout`` when nothing answers at the host (kfp.Client would retry for minutes)."""
-        url = urlparse(self.host)
-        port = url.port or (443 if url.scheme == "https" else 80)
+        """Fails within about ``timeout`` unless a KFP API server answers its health check at the host
+        (kfp.Client would retry for minutes, then fail with a long traceback)."""
+        url = f"{self.host.rstrip('/')}{HEALTHZ}"
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"} if self.token else {})
         try:
-            socket.create_connection((url.hostname, port), timeout=timeout).close()
-        except OSError as error:
-            raise ValueError(f"cannot reach the pipeline server at {self.host}: {error}") from None
+            with urllib.request.urlopen(request, timeout=timeout, context=self._ssl_context()) as response:
+                status, kind, body = response.status, response.headers.get("Content-Type", ""), response.read(65536)
+        except urllib.error.HTTPError as error:
+            status, kind, body = error.code, error.headers.get("Content-Type", ""), b""
+        except (TimeoutError, socket.timeout):
+            raise ValueError(f"the pipeline server at {self.host} did not answer within {timeout:g} s: is it the "
+                             "route of the DSPA's API server (oc get route ds-pipeline-dspa)?") from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise ValueError(f"cannot reach the pipeline server at {self.host}: {reason}") from None
+        if status in (401, 403):
+            raise ValueError(f"the pipeline server at {self.host} refused the request ({status}): pass a token "
+                             "(--token \"$(oc whoami -t)\" or KFP_TOKEN) that may use it")
+        try:
+            answer = json.loads(body) if status == 200 and "json" in kind else None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise ValueError(f"{self.host} is not a KFP API server: GET {HEALTHZ} answered {status} "
+                             f"({kind or 'no content type'}); use the DSPA's route (oc get route ds-pipeline-dspa)")
 
     def client(self):
         import kfp
@@ -84,6 +113,7 @@ def _compiled(options: CompileOptions, workdir: str) -> str:
 def submit(server: Server, params: dict, experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None,
            options: CompileOptions = CompileOptions()) -> str:
     """Starts a run of the freshly compiled pipeline; returns its id."""
+    params = convert_params(params)
     client = server.client()
     with tempfile.TemporaryDirectory() as workdir:
         result = client.create_run_from_pipeline_package(
@@ -133,7 +163,7 @@ def latest_version(client, pipeline_id: str) -> str:
 def schedule(server: Server, cron: str, name: str, params: dict, experiment: str = DEFAULT_EXPERIMENT,
              catch_up: bool = False) -> str:
     """A recurring run of the latest uploaded version, one at a time; returns its id."""
-    cron = six_field_cron(cron)
+    cron, params = six_field_cron(cron), convert_params(params)
     client = server.client()
     pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
     if pipeline_id is None:

@@ -1,21 +1,31 @@
 """``yolo-kfp run-local``: the whole pipeline through ``kfp.local`` on this machine.
 
-Each task runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``), with the
-artifacts under ``<output dir>/pipeline-root``. At the end the final outputs are gathered in the
+kfp.local runs in a child process, in a process group of its own, and each task as a subprocess of
+it (``SubprocessRunner(use_venv=False)``), with the artifacts under ``<output dir>/pipeline-root``:
+Ctrl-C stops the whole group at once, even while kfp.local sleeps before a retry. A failed step ends
+in one line naming the step, the exception from its log and what to do. At the end the final outputs are gathered in the
 output dir: ``metrics.json``, ``best.pt``, ``model.onnx``, ``report.html`` and ``timings.json``.
 """
 
-import contextlib
+import collections
 import glob
 import json
 import logging
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 
 from components.download import check_classes
 from components.export import SERVING_NAME
-from components.validation import check_parameters
+from components.train import CHECKPOINTS_ENV
+from components.validation import base_model_problems, check
+from pipeline.lifeline import RunScope
 from pipeline.pipeline import parameter_defaults, yolo_pipeline
 
 log = logging.getLogger(__name__)
@@ -23,42 +33,6 @@ log = logging.getLogger(__name__)
 # Each step's task folders under a run's folder (kfp.local puts ParallelFor iterations in for-loop-*).
 STEPS = {"download": ("plan-download", "for-loop-*/download-shard", "merge-download"), "convert": ("convert",),
          "train": ("train",), "evaluate": ("evaluate",), "export": ("export",)}
-
-
-def parse_param(text: str, known: dict) -> tuple[str, object]:
-    """``KEY=VALUE``; VALUE is JSON when it parses as JSON, else a string."""
-    key, sep, raw = text.partition("=")
-    if not sep:
-        raise ValueError(f"--param wants KEY=VALUE, not {text!r}")
-    if key not in known:
-        raise ValueError(f"unknown parameter {key!r}; known: {', '.join(known)}")
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
-
-
-def parse_params(items: list[str]) -> dict:
-    """``--param`` values, checked together with the defaults they join."""
-    known = parameter_defaults()
-    params = dict(parse_param(item, known) for item in items or [])
-    check_parameters({**known, **params})
-    return params
-
-
-@contextlib.contextmanager
-def environment(variables: dict[str, str]):
-    """Sets variables for this process and the task subprocesses it starts, then restores them."""
-    saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _task_seconds(executor_output: str) -> float | None:
@@ -99,24 +73,180 @@ def execute(output_dir: str, params: dict) -> dict:
         json.dump(timings, f, indent=2)
     with open(metrics_file) as f:
         metrics = json.load(f)
-    return {"metrics": metrics, "timings": timings, "run_dir": run_dir}
+    return {"metrics": metrics, "timings": timings, "run_dir": run_dir,
+            "publication": publication(run_dir, params.get("publish_to", ""))}
+
+
+def _task_output(run_dir: str, task: str) -> dict | None:
+    """A task's executor output, wherever kfp.local put the task (conditions nest it); None if it did not run."""
+    paths = glob.glob(os.path.join(run_dir, "**", task, "executor_output.json"), recursive=True)
+    if not paths:
+        return None
+    with open(paths[0]) as f:
+        return json.load(f)
+
+
+def publication(run_dir: str, publish_to: str) -> str:
+    """What became of the model: published where, or not promoted and why, or not asked for."""
+    if not publish_to:
+        return "not published: publish_to is empty"
+    published = _task_output(run_dir, "publish")
+    if published:
+        return f"published: {published['parameterValues']['Output']}"
+    gate = _task_output(run_dir, "gate") or {}
+    reports = [a for o in gate.get("artifacts", {}).values() for a in o["artifacts"]]
+    reasons = [r for report in reports for r in report.get("metadata", {}).get("reasons", [])]
+    return f"not promoted: {'; '.join(reasons) or 'see the gate step'}"
+
+
+# -- the run's own process: kfp.local in a process group of its own, so that it can be stopped at once --------
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+TRACEBACK = "Traceback (most recent call last):"
+# What to do about a failed step, by the exception that ended it.
+ADVICE = {
+    "ValueError": "fix the value it names and run again",
+    "StorageError": "check the data connection (AWS_* variables: endpoint, keys, bucket) and run again",
+    "FileNotFoundError": "check the path it names and run again",
+    "PermissionError": "check the permissions of the path it names and run again",
+    "MemoryError": "lower batch, imgsz or workers, or give the run more memory",
+    "OutOfMemoryError": "lower batch or imgsz, or train on a larger GPU",
+}
+DEFAULT_ADVICE = "its log is above; run again into the same --output-dir once fixed (training resumes)"
+
+
+class LocalRunFailed(Exception):
+    """A step of a local run failed; the message is the one line that says which, why and what to do."""
+
+
+def failed_step(message: str) -> str:
+    """The innermost failed task of kfp.local's failure message."""
+    found = re.search(r"Inner task failed: '([^']+)'", ANSI.sub("", message))
+    return found.group(1) if found else "?"
+
+
+def last_exception(lines: list[str]) -> str | None:
+    """``Type: message`` of the last Python traceback in a task's log (kfp.local indents it), on one line."""
+    starts = [i for i, line in enumerate(lines) if line.strip() == TRACEBACK]
+    if not starts:
+        return None
+    indent = len(lines[starts[-1]]) - len(lines[starts[-1]].lstrip())
+    text = []
+    for line in lines[starts[-1] + 1:]:
+        stripped = line.strip()
+        if not text and (len(line) - len(line.lstrip()) > indent or not stripped):
+            continue  # a frame of the traceback
+        if text and (not stripped or stripped.startswith("[KFP") or len(line) - len(line.lstrip()) < indent):
+            break
+        text.append(stripped)
+    return " ".join(text) or None
+
+
+def failure_line(message: str, lines: list[str]) -> str:
+    step = failed_step(message)
+    cause = last_exception(lines)
+    if cause is None:
+        return f"step {step!r} failed without a Python error (killed? out of memory?); {DEFAULT_ADVICE}"
+    kind = cause.split(":", 1)[0].rsplit(".", 1)[-1]
+    if len(cause) > 600:
+        cause = cause[:600] + "..."
+    return f"step {step!r} failed: {cause} -- {ADVICE.get(kind, DEFAULT_ADVICE)}"
+
+
+def _forward(source, sink, keep: collections.deque | None) -> None:
+    """Copies the child's lines to ``sink`` (without colour codes unless it is a terminal), keeping the last ones."""
+    plain = not sink.isatty()
+    for raw in iter(source.readline, b""):
+        line = raw.decode(errors="replace")
+        if keep is not None:
+            keep.append(ANSI.sub("", line.rstrip("\n")))
+        sink.write(ANSI.sub("", line) if plain else line)
+        sink.flush()
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the run's process group, SIGKILL if it is still there after a few seconds."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_in_child(output_dir: str, params: dict, variables: dict[str, str]) -> dict:
+    """``execute`` in a child process, in a process group of its own that this process stops on any exit."""
+    request = os.path.join(tempfile.mkdtemp(prefix="request-"), "request.json")
+    with open(request, "w") as f:
+        json.dump({"output_dir": output_dir, "params": params}, f)
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.local", request], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, **variables})
+    lines: collections.deque[str] = collections.deque(maxlen=5000)
+    forwarders = [threading.Thread(target=_forward, args=(process.stdout, sys.stdout, lines), daemon=True),
+                  threading.Thread(target=_forward, args=(process.stderr, sys.stderr, None), daemon=True)]
+    for thread in forwarders:
+        thread.start()
+    try:
+        process.wait()
+    finally:
+        _stop_group(process)
+        for thread in forwarders:
+            thread.join(timeout=10)
+    with open(request) as f:
+        answer = json.load(f)
+    if "failed" in answer:
+        raise LocalRunFailed(failure_line(answer["failed"], list(lines)))
+    if "result" not in answer:
+        raise LocalRunFailed(f"the local run ended with exit code {process.returncode} before it finished; "
+                             f"{DEFAULT_ADVICE}")
+    return answer["result"]
+
+
+def _child(request: str) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with open(request) as f:
+        asked = json.load(f)
+    try:
+        answer = {"result": execute(asked["output_dir"], asked["params"])}
+    except RuntimeError as error:  # kfp.local: a task failed; its log says why
+        answer = {"failed": str(error)}
+    with open(request, "w") as f:
+        json.dump(answer, f)
+    return 1 if "failed" in answer else 0
 
 
 def run_local(output_dir: str, params: dict, demo: bool = False) -> dict:
-    """The whole pipeline on this machine; ``demo`` first starts the offline Open Images mirror."""
+    """The whole pipeline on this machine; ``demo`` first starts the offline Open Images mirror.
+
+    Whatever ends the run (success, a failed step, Ctrl-C, SIGKILL), no process of it stays and nothing
+    of it is left in the temporary directory (``pipeline.lifeline``). Epoch checkpoints are kept under
+    ``<output_dir>/checkpoints``: a run into the same output dir after an interrupt resumes training."""
+    defaults = parameter_defaults()
     if demo:
         from pipeline.synthetic import ALL_CLASSES
 
-        check_classes(params.get("classes", parameter_defaults()["classes"]), list(ALL_CLASSES))  # before any work
+        check_classes(params.get("classes", defaults["classes"]), list(ALL_CLASSES))  # before any work
+    if not demo or "base_model" in params:  # the demo makes its own base checkpoint
+        check(base_model_problems(params.get("base_model", defaults["base_model"]),
+                                  params.get("freeze", defaults["freeze"])))
     output_dir = os.path.abspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    if not demo:
-        return execute(output_dir, params)
-    from pipeline.demo import NOTICE, demo_environment
+    checkpoints = {CHECKPOINTS_ENV: os.path.join(output_dir, "checkpoints")}
+    with RunScope():
+        if not demo:
+            return run_in_child(output_dir, params, checkpoints)
+        from pipeline.demo import NOTICE, demo_environment
 
-    split = params.get("split", parameter_defaults()["split"])
-    with demo_environment(os.path.join(output_dir, "demo"), split) as (variables, demo_params):
-        with environment(variables):
-            result = execute(output_dir, {**demo_params, **params})
+        with demo_environment(os.path.join(output_dir, "demo"), params.get("split", defaults["split"])) as (
+                variables, demo_params):
+            result = run_in_child(output_dir, {**demo_params, **params}, {**variables, **checkpoints})
     result["notice"] = NOTICE
     return result
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1]))

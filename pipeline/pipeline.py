@@ -144,8 +144,8 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                            open_images_cache=open_images_cache, classes=classes,
                            max_samples_per_class=max_samples_per_class, download_shard_size=download_shard_size,
                            split=split, split_ratios=split_ratios, epochs=epochs, batch=batch, imgsz=imgsz,
-                           freeze=freeze, cache=cache, min_map50=min_map50, max_map50_drop=max_map50_drop,
-                           base_model_sha256=base_model_sha256)
+                           freeze=freeze, cache=cache, optimizer=optimizer, train_args=train_args,
+                           min_map50=min_map50, max_map50_drop=max_map50_drop, base_model_sha256=base_model_sha256)
         checks.set_caching_options(False)  # access can change between runs: always check again
         plan_task = plan_download(classes=classes, max_samples_per_class=max_samples_per_class, split=split, seed=seed,
                                   shard_size=download_shard_size, open_images_cache=open_images_cache).after(checks)
@@ -160,8 +160,7 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         train_task = train(dataset=convert_task.outputs["dataset"], base_model=base_model,
                            base_model_sha256=base_model_sha256, epochs=epochs, batch=batch, imgsz=imgsz,
                            freeze=freeze, workers=workers, cache=cache, patience=patience, optimizer=optimizer,
-                           lr0=lr0, seed=seed, train_args=train_args, gpus=options.gpus,
-                           run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                           lr0=lr0, seed=seed, train_args=train_args, gpus=options.gpus)
         on_gpu_node(train_task, gpu_node_selector, gpu_tolerations, options)
         evaluate_task = evaluate(dataset=convert_task.outputs["dataset"], model=train_task.outputs["model"],
                                  imgsz=imgsz, batch=batch)
@@ -225,6 +224,12 @@ def parameter_defaults() -> dict:
     """The pipeline's parameters and their defaults, read from its signature."""
     signature = inspect.signature(yolo_pipeline.pipeline_func)
     return {name: p.default for name, p in signature.parameters.items()}
+
+
+def parameter_types() -> dict[str, type]:
+    """The type KFP declares for each parameter (int, float, bool, str, list, dict), read from its signature."""
+    signature = inspect.signature(yolo_pipeline.pipeline_func)
+    return {name: p.annotation for name, p in signature.parameters.items()}
 
 
 def compile_pipeline(output: str, options: CompileOptions = CompileOptions()) -> str:

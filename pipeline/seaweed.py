@@ -6,6 +6,8 @@ that several servers can run side by side.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import shutil
@@ -32,6 +34,17 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def remove_stale_sockets(directory: str = "/tmp") -> None:
+    """Removes the sockets weed leaves in /tmp (its gRPC ones go there whatever it is told) that no process
+    listens on any more."""
+    with open("/proc/net/unix") as f:
+        bound = {line.split()[-1] for line in f.read().splitlines()[1:] if len(line.split()) > 7}
+    for path in glob.glob(os.path.join(directory, "seaweedfs-*.sock")):
+        if path not in bound:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
 
 def weed_binary() -> str:
@@ -68,7 +81,8 @@ class SeaweedS3:
                 *(f"-{flag}={port}" for flag, port in ports.items())]
         log = open(os.path.join(self.workdir, "weed.log"), "wb")
         # weed reads AWS_* credentials from its environment as an identity of its own: keep the caller's out.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        # Its own TMPDIR for its logs; its sockets go to /tmp whatever it is told (stop() removes them).
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "TMPDIR": self.workdir}
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         self._wait_ready(timeout)
         return self
@@ -124,6 +138,7 @@ class SeaweedS3:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        remove_stale_sockets()
 
     def __enter__(self) -> "SeaweedS3":
         return self.start()

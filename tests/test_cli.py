@@ -1,9 +1,13 @@
 """The yolo-kfp command line: parameters come from the pipeline's signature."""
 
+import json
+import re
+
 import pytest
 
 from pipeline.cli import main
-from pipeline.local import parse_params
+from pipeline.local import failed_step, failure_line, last_exception
+from pipeline.parameters import parse_params
 from pipeline.pipeline import parameter_defaults
 
 
@@ -12,6 +16,37 @@ def test_param_values_are_json_when_they_parse_else_strings():
                            "train_args={\"nbs\": 16}", "lr0=0.002", "include_group_of=false"])
     assert params == {"classes": ["Car", "Bicycle"], "epochs": 3, "base_model": "s3://b/k.pt", "cache": "disk",
                       "train_args": {"nbs": 16}, "lr0": 0.002, "include_group_of": False}
+
+
+def test_param_values_take_the_types_the_pipeline_declares():
+    """What kfp checks when the pipeline is called (a whole number for a float crashed it after 15-50 s)."""
+    from kfp.dsl.types.type_utils import verify_type_compatibility
+
+    from pipeline.pipeline import yolo_pipeline
+
+    params = parse_params(["min_map50=0", "lr0=1", 'epochs="3"', "max_map50_drop=0", "imgsz=320.0", "seed=+7",
+                           "include_group_of=False", 'cache=""', "split=validation"])
+    assert params == {"min_map50": 0.0, "lr0": 1.0, "epochs": 3, "max_map50_drop": 0.0, "imgsz": 320, "seed": 7,
+                      "include_group_of": False, "cache": "", "split": "validation"}
+    assert [type(params[k]) for k in ("min_map50", "lr0", "epochs", "imgsz")] == [float, float, int, int]
+    inputs = yolo_pipeline.component_spec.inputs
+    defaults_as_text = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in parameter_defaults().items()]
+    for name, value in {**parse_params(defaults_as_text), **params}.items():
+        assert verify_type_compatibility(value, inputs[name], f"{name}: "), name
+
+
+@pytest.mark.parametrize("item, message", [
+    ("epochs=abc", "epochs must be an integer, not 'abc'"),
+    ("epochs=3.5", "epochs must be an integer, not '3.5'"),
+    ("epochs=true", "epochs must be an integer, not 'true'"),
+    ("lr0=fast", "lr0 must be a number, not 'fast'"),
+    ("classes=Car,Bus", "classes must be a JSON list, not 'Car,Bus'"),
+    ("train_args=[1]", "train_args must be a JSON object, not '[1]'"),
+    ("include_group_of=maybe", "include_group_of must be true or false, not 'maybe'"),
+])
+def test_param_values_that_do_not_convert_are_refused(item, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_params([item])
 
 
 def test_unknown_param_lists_the_known_ones():
@@ -39,3 +74,31 @@ def test_compile_options_for_several_gpus_and_a_queue(tmp_path):
     assert "compile options: gpus=2 cpu_per_gpu=4 memory_per_gpu=16Gi shm_size=8Gi" in text
     assert "kueue_queue=gpu-team download_parallelism=6" in text
     assert "resourceMemoryRequest: 48Gi" in text and "sizeLimit: 16Gi" in text
+
+
+def test_a_failed_step_is_told_in_one_line_with_its_cause():
+    message = ("Pipeline \x1b[95m'yolo-kfp'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m. Inner task failed: "
+               "\x1b[96m'download-shard'\x1b[0m inside \x1b[96m'for-loop-1'\x1b[0m.")
+    log = ["    [KFP Executor 2026-12-01 06:42:35,100 INFO]: fetching 12 images",
+           "    Traceback (most recent call last):",
+           '      File "/x/a.py", line 3, in fetch',
+           "        raise OSError('cut')",
+           "    OSError: cut",
+           "",
+           "    During handling of the above exception, another exception occurred:",
+           "",
+           "    Traceback (most recent call last):",
+           '      File "/x/a.py", line 9, in <module>',
+           "        fetch()",
+           "    components.storage.StorageError: S3 download of s3://b/k at AWS S3 failed:",
+           "    NoSuchKey: not found",
+           "",
+           "",
+           "2026-12-01 06:42:35,600 INFO root: Skipping task merge-download"]
+    assert failed_step(message) == "download-shard"
+    assert last_exception(log) == ("components.storage.StorageError: S3 download of s3://b/k at AWS S3 failed: "
+                                   "NoSuchKey: not found")
+    assert failure_line(message, log) == (
+        "step 'download-shard' failed: components.storage.StorageError: S3 download of s3://b/k at AWS S3 failed: "
+        "NoSuchKey: not found -- check the data connection (AWS_* variables: endpoint, keys, bucket) and run again")
+    assert failure_line(message, log[:1]).startswith("step 'download-shard' failed without a Python error")

@@ -31,6 +31,7 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
     result = run_demo(out, env, "publish_to=s3://models/yolo-kfp")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "synthetic" in result.stdout
+    assert "model published: s3://models/yolo-kfp/" in result.stdout
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["map50"] >= 0.5, metrics
@@ -62,14 +63,17 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
     failed = run_demo(out, wrong, "publish_to=s3://models/yolo-kfp")  # the base checkpoint is reused
     assert failed.returncode != 0 and time.monotonic() - started < 60
     output = failed.stdout + failed.stderr
-    assert "preflight: publish_to=s3://models/yolo-kfp is not usable" in output and "SignatureDoesNotMatch" in output
-    assert "Inner task failed: 'preflight'" in output.replace("\x1b[96m", "").replace("\x1b[0m", "")
+    last = failed.stderr.strip().splitlines()[-1]  # the cause, on one line, last, without colour codes
+    assert last.startswith("yolo-kfp: error: step 'preflight' failed: components.storage.StorageError: preflight: "
+                           "publish_to=s3://models/yolo-kfp is not usable") and "SignatureDoesNotMatch" in last
+    assert last.endswith("-- check the data connection (AWS_* variables: endpoint, keys, bucket) and run again")
+    assert "\x1b[" not in failed.stderr
     assert "a-wrong-secret-for-the-test" not in output
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]
 
     # a retrained model that does not clear the gate: the run ends green, nothing is published
     refused = run_demo(out, env, "publish_to=s3://models/yolo-kfp", "min_map50=0.99", "epochs=2")
     assert refused.returncode == 0, refused.stderr[-3000:]
-    assert "gate: not promoted" in refused.stdout + refused.stderr
-    assert "is below the threshold min_map50=0.990" in refused.stdout + refused.stderr
+    assert "model not promoted: mAP50 " in refused.stdout
+    assert "is below the threshold min_map50=0.990" in refused.stdout
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]

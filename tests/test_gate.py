@@ -38,17 +38,21 @@ def candidate(tmp_path, map50):
 
 @pytest.mark.slow
 def test_gate_against_the_published_model_on_the_same_split(published, trained_weights, tmp_path):
+    """The candidates' figures are set relative to what the published model scores here, whatever that is:
+    how well a tiny model trains differs from one machine to the next."""
     target, storage = published
     _, data = trained_weights
-    better = promotion_gate(candidate(tmp_path, 0.99), data, target, 0.25, 0.01, 128, 8, storage)
-    assert better["decision"] == PROMOTE and better["current_version"].endswith("-current")
-    current = better["current_map50"]
-    assert 0.0 < current < 0.99
+    best = promotion_gate(candidate(tmp_path, 1.0), data, target, 0.0, 0.0, 128, 8, storage)
+    assert best["decision"] == PROMOTE and best["current_version"].endswith("-current")
+    current = best["current_map50"]
+    assert 0.0 <= current <= 1.0
+    equal = promotion_gate(candidate(tmp_path, current), data, target, 0.0, 0.0, 128, 8, storage)
+    assert equal["decision"] == PROMOTE and equal["current_map50"] == current, "evaluated the same way each time"
     worse = promotion_gate(candidate(tmp_path, current - 0.2), data, target, 0.0, 0.01, 128, 8, storage)
     assert worse["decision"] == NOT_PROMOTED and "worse than the published model" in worse["reasons"][0]
     assert "# Model not promoted" in markdown(worse) and "Reasons:" in markdown(worse)
-    low = promotion_gate(candidate(tmp_path, 0.99), data, target, 0.995, 0.01, 128, 8, storage)
-    assert low["decision"] == NOT_PROMOTED and "below the threshold" in low["reasons"][0]
+    low = promotion_gate(candidate(tmp_path, 0.5), data, target, 0.6, 1.0, 128, 8, storage)
+    assert low["decision"] == NOT_PROMOTED and low["reasons"] == ["mAP50 0.500 is below the threshold min_map50=0.600"]
 
 
 def test_first_model_only_needs_the_threshold(s3, tmp_path):

@@ -14,7 +14,7 @@ from components.storage import ENV_KEYS
 from pipeline.pipeline import DATA_CONNECTION
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-SCHEMAS = os.path.join(ROOT, "..", "shared", "schemas")
+SCHEMAS = os.path.join(os.path.dirname(__file__), "schemas")  # vendored upstream CRDs: tests/schemas/README.md
 CRDS = ["dspa-crd-v2.17.0.yaml", "dspa-crd-head.yaml"]
 KUBERNETES_VERSION = "1.31"  # OpenShift 4.18
 
@@ -55,10 +55,7 @@ def unknown_fields(obj, schema, path="spec"):
 
 @pytest.mark.parametrize("crd", CRDS)
 def test_pipeline_server_validates_against_the_operator_crd(built, crd):
-    path = os.path.join(SCHEMAS, crd)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} is absent: the operator's CRD is provided beside the project (../shared/schemas)")
-    with open(path) as f:
+    with open(os.path.join(SCHEMAS, crd)) as f:
         definition = yaml.safe_load(f)
     (v1,) = [v for v in definition["spec"]["versions"] if v["name"] == "v1"]
     schema = v1["schema"]["openAPIV3Schema"]

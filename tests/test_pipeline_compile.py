@@ -1,5 +1,6 @@
 """The compiled pipeline: what the cluster receives, and that the committed YAML matches the code."""
 
+import json
 import os
 
 import pytest
@@ -177,3 +178,11 @@ def test_older_servers_get_a_generic_ephemeral_volume_at_dev_shm(tmp_path):
 def test_unknown_shm_volume_is_refused():
     with pytest.raises(ValueError, match="shm_volume"):
         CompileOptions(shm_volume="tmpfs")
+
+
+def test_train_takes_no_run_unique_input_so_kfp_can_cache_it(compiled):
+    spec, _ = compiled
+    train_inputs = spec["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]
+    for name, value in train_inputs.items():
+        assert "pipeline_job" not in json.dumps(value), name
+    assert spec["root"]["dag"]["tasks"]["train"].get("cachingOptions", {}).get("enableCache", True)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -42,6 +43,14 @@ CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
     ({"publish_to": "models/yolo"}, "publish_to must be empty or an S3 URL"),
     ({"base_model_sha256": "abc"}, "base_model_sha256 must be empty or 64 hexadecimal digits"),
     ({"min_map50": 1.5}, "min_map50 must be between 0 and 1"),
+    ({"imgsz": 100000}, "imgsz 100000 is beyond 4096"),
+    ({"freeze": 25}, "freeze 25 is beyond yolov5nu.pt's 25 layers (0-24)"),
+    ({"base_model": "yolo11n.pt", "freeze": 24}, "freeze 24 is beyond yolo11n.pt's 24 layers"),
+    ({"optimizer": "Foo"}, "optimizer must be one of Ultralytics' auto, SGD"),
+    ({"train_args": {"nonsense": 1}}, "train_args has 'nonsense', which is not an Ultralytics training argument"),
+    ({"train_args": {"cos_lrr": True}}, "(did you mean 'cos_lr'?)"),
+    ({"train_args": {"epochs": 3}}, "train_args sets 'epochs', which is a parameter of its own: set epochs instead"),
+    ({"train_args": {"data": "x.yaml"}}, "train_args sets 'data', which the train step sets itself"),
 ])
 def test_bad_parameters_are_named(params, message):
     problems = parameter_problems({**parameter_defaults(), **params})
@@ -50,7 +59,53 @@ def test_bad_parameters_are_named(params, message):
 
 def test_defaults_and_kfp_floats_pass():
     assert parameter_problems(parameter_defaults()) == []
-    assert parameter_problems({"epochs": 3.0, "imgsz": 640.0, "batch": -1}) == []
+    assert parameter_problems({"epochs": 3.0, "imgsz": 640.0, "batch": -1, "optimizer": "adamw",
+                               "train_args": {"cos_lr": True, "nbs": 16.0}}) == []
+
+
+@pytest.mark.parametrize("param, message", [
+    ("freeze=99", "freeze 99 is beyond yolov5nu.pt's 25 layers (0-24)"),
+    ("optimizer=Foo", "optimizer must be one of Ultralytics' auto, SGD, MuSGD"),
+    ('train_args={"nonsense": 1}', "train_args has 'nonsense', which is not an Ultralytics training argument"),
+    ('train_args={"epochs": 3}', "train_args sets 'epochs', which is a parameter of its own"),
+    ("base_model=models/missing.pt", "base_model 'models/missing.pt' is neither a checkpoint Ultralytics publishes"),
+    ("imgsz=100000", "imgsz 100000 is beyond 4096"),
+    ("min_map50=x", "min_map50 must be a number, not 'x'"),
+])
+def test_values_only_training_would_catch_are_refused_before_any_step(param, message, tmp_path):
+    started = time.monotonic()
+    result = subprocess.run([CLI, "run-local", "--output-dir", str(tmp_path / "out"), "--param", param],
+                            capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("yolo-kfp: error: ") and message in last, result.stderr
+    assert not (tmp_path / "out").exists() and "Executing task" not in result.stdout + result.stderr
+
+
+def test_a_local_base_model_is_read_for_its_depth(base_checkpoint, tmp_path):
+    from components.validation import base_model_problems
+
+    assert base_model_problems(base_checkpoint, 10) == []
+    assert "freeze 25 is beyond" in base_model_problems(base_checkpoint, 25)[0]
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(open(base_checkpoint, "rb").read()[:5000])
+    assert "is not a readable PyTorch checkpoint" in base_model_problems(str(broken), 10)[0]
+
+
+def test_an_s3_base_model_is_fetched_and_checked_by_preflight(s3, base_checkpoint):
+    from components.preflight import check_s3_inputs
+    from components.storage import StorageError, sha256_of
+
+    storage = Storage.from_env(s3.data_connection())
+    storage.client.create_bucket(Bucket="base-models")
+    storage.upload_file(base_checkpoint, S3Url("base-models", "yolov5n.pt"))
+    url, digest = "s3://base-models/yolov5n.pt", sha256_of(base_checkpoint)
+    assert check_s3_inputs(base_model=url, base_model_sha256=digest, freeze=10, storage=storage) == ""
+    with pytest.raises(StorageError, match=r"base_model=s3://base-models/yolov5n.pt .*freeze 25 is beyond"):
+        check_s3_inputs(base_model=url, freeze=25, storage=storage)
+    with pytest.raises(StorageError, match="SHA-256 .* not the expected 0{64}"):
+        check_s3_inputs(base_model=url, base_model_sha256="0" * 64, freeze=10, storage=storage)
 
 
 def test_misspelled_class_fails_within_seconds_and_leaves_nothing(tmp_path):
@@ -66,7 +121,8 @@ def test_misspelled_class_fails_within_seconds_and_leaves_nothing(tmp_path):
 def test_bad_parameters_stop_the_cli_before_any_work(tmp_path):
     result = subprocess.run([CLI, "run-local", "--output-dir", str(tmp_path / "out"), "--param", "imgsz=650",
                              "--param", "epochs=0"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "imgsz 650" in result.stderr and "epochs must be" in result.stderr
+    (last,) = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "imgsz 650" in last and "epochs must be" in last
     assert not (tmp_path / "out").exists()
 
 
@@ -126,6 +182,52 @@ def test_unreachable_pipeline_server_fails_fast():
     with pytest.raises(ValueError, match=f"cannot reach the pipeline server at http://127.0.0.1:{port}"):
         Server(host=f"http://127.0.0.1:{port}").client()
     assert time.monotonic() - started < 12
+
+
+class NotKfp(BaseHTTPRequestHandler):
+    """A web server that is not a pipeline server: every path is an HTML page not found."""
+
+    def do_GET(self):
+        body = b"<html><body>Not Found</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def web_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotKfp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=8)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+@pytest.mark.parametrize("host, message", [
+    ("web_server", "is not a KFP API server: GET /apis/v2beta1/healthz answered 404 (text/html)"),
+    ("silent_port", "did not answer within 10 s"),
+])
+def test_a_host_that_is_no_pipeline_server_fails_within_seconds_in_one_line(host, message, request):
+    url = request.getfixturevalue(host)
+    started = time.monotonic()
+    result = subprocess.run([CLI, "submit", "--host", url], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 15
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("yolo-kfp: error: ") and message in line, result.stderr
 
 
 class FlakyProxy:
@@ -199,37 +301,44 @@ def test_compiled_pipeline_retries_with_backoff_and_times_out_every_step(tmp_pat
         assert int(config["activeDeadlineSeconds"]) == TIMEOUT_HOURS[name[len("exec-"):]] * 3600
 
 
-def whole_checkpoint(path) -> bool:
+def checkpoint_epoch(path) -> int | None:
+    """The 0-based epoch a whole checkpoint holds; None while it is missing or being written."""
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)["epoch"] >= 0
+        epoch = torch.load(path, map_location="cpu", weights_only=False)["epoch"]
     except Exception:  # missing, or still being written
-        return False
+        return None
+    return epoch if epoch >= 0 else None
 
 
 @pytest.mark.slow
 def test_killed_training_resumes_from_its_last_checkpoint(yolo_dataset, base_checkpoint, tmp_path):
     out = tmp_path / "model"
+    last = out / "weights" / "last.pt"
     args = [CLI, "step", "train", "--data", yolo_dataset, "--output-dir", str(out), "--base-model", base_checkpoint,
             "--epochs", "4", "--batch", "8", "--imgsz", "64", "--workers", "0", "--train-args",
             json.dumps({"nbs": 8, "plots": False})]
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not whole_checkpoint(out / "weights" / "last.pt") and time.monotonic() < deadline:
-        time.sleep(0.2)  # killed while last.pt is half written, the resume would start over (tested below)
+    deadline, epoch = time.monotonic() + 300, None
+    while epoch is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if checkpoint_epoch(last) is not None:
+            first.send_signal(signal.SIGSTOP)  # frozen: the checkpoint read now is the one a resume finds
+            epoch = checkpoint_epoch(last)
+            if epoch is None:
+                first.send_signal(signal.SIGCONT)  # caught while writing the next one
     first.send_signal(signal.SIGKILL)  # a preempted node: no chance to clean up
     first.wait()
-    epochs_done = len((out / "results.csv").read_text().splitlines()) - 1
-    assert 1 <= epochs_done < 4, "killed after its first checkpoint, before the end"
+    assert epoch is not None and epoch + 1 < 4, "killed after its first checkpoint, before the end"
 
     second = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-2000:]
-    assert f"resuming {out / 'weights' / 'last.pt'} at epoch {epochs_done + 1} of 4" in second.stderr
+    assert f"resuming {last} at epoch {epoch + 2} of 4" in second.stderr
     summary = json.loads(second.stdout[second.stdout.index("{"):])
-    assert summary["epochs"] == 4 and summary["resumed_at_epoch"] == epochs_done + 1
+    assert summary["epochs"] == 4 and summary["resumed_at_epoch"] == epoch + 2
     rows = (out / "results.csv").read_text().splitlines()[1:]
-    assert [int(float(r.split(",")[0])) for r in rows] == [1, 2, 3, 4]
+    assert [int(float(r.split(",")[0])) for r in rows] == [1, 2, 3, 4]  # an epoch done twice is listed once
 
 
 def test_a_checkpoint_cut_off_mid_write_is_moved_aside_not_resumed(tmp_path, caplog):
@@ -269,6 +378,7 @@ def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_
     storage.client.create_bucket(Bucket="checkpoints")
     monkeypatch.setattr(Storage, "from_env", classmethod(lambda cls, env=None: storage))
     monkeypatch.setattr(train_module, "CHECKPOINT_POLL_SECONDS", 0.1)
+    monkeypatch.setattr(train_module, "SETTLE_SECONDS", 0.1)
     kept = S3Url("checkpoints", "yolo-kfp/checkpoints/run-1/last.pt")
 
     def preempt_once_kept(trainer):  # the node goes away right after the first checkpoint is stored
@@ -289,5 +399,4 @@ def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_
     summary = train_module.train_yolo(yolo_dataset, str(tmp_path / "pod-2"), base_checkpoint, **tiny)
     assert summary["resumed_at_epoch"] == 2 and summary["epochs"] == 3
     assert len((tmp_path / "pod-2" / "results.csv").read_text().splitlines()) == 1 + 2  # epochs 2 and 3 here
-    storage.download_file(kept, str(tmp_path / "kept.pt"))
-    assert train_module.resume_epoch(str(tmp_path / "kept.pt")) is not None, "the finished run's last.pt is not kept"
+    assert not storage.exists(kept), "a finished training drops its checkpoint: an identical re-run trains anew"

@@ -121,7 +121,7 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
         data = dsl.importer(artifact_uri=yolo_dataset, artifact_class=Dataset, reimport=False)
         trained = train(dataset=data.output, base_model=base_checkpoint, base_model_sha256="", epochs=1, batch=8,
                         imgsz=64, freeze=10, workers=0, cache="", patience=100, optimizer="auto", lr0=0.01, seed=0,
-                        train_args={"nbs": 8, "plots": False}, gpus=1, run_id="")
+                        train_args={"nbs": 8, "plots": False}, gpus=1)
         evaluate(dataset=data.output, model=trained.outputs["model"], imgsz=64, batch=8)
 
     train_then_evaluate()
@@ -137,3 +137,39 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
     with open(run_root / "evaluate" / "executor_output.json") as f:
         logged = json.load(f)["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert logged["map50"] == metrics["map50"] and set(metrics["per_class"]) == set(CLASSES)
+
+
+def test_training_key_follows_the_dataset_and_the_settings(yolo_dataset, tmp_path):
+    import shutil
+
+    from components.train import training_key
+
+    settings = {"epochs": 3, "imgsz": 64, "train_args": {"nbs": 8}}
+    copy = shutil.copytree(yolo_dataset, tmp_path / "copy")
+    assert training_key(yolo_dataset, settings) == training_key(str(copy), dict(reversed(settings.items())))
+    assert training_key(str(copy), {**settings, "epochs": 4}) != training_key(str(copy), settings)
+    (copy / "stats.json").write_text('{"seconds": 12.5}')  # the report's timings differ from run to run
+    assert training_key(str(copy), settings) == training_key(yolo_dataset, settings)
+    label = next((copy / "labels" / "train").iterdir())
+    label.write_text(label.read_text() + "0 0.5 0.5 0.1 0.1\n")
+    assert training_key(str(copy), settings) != training_key(yolo_dataset, settings)
+
+
+def test_checkpoints_go_to_the_local_folder_else_the_bucket(monkeypatch):
+    from components.train import CHECKPOINTS_ENV, checkpoint_location
+
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    monkeypatch.delenv("AWS_S3_BUCKET", raising=False)
+    assert checkpoint_location("k1") == ""
+    monkeypatch.setenv("AWS_S3_BUCKET", "pipelines")
+    assert checkpoint_location("k1") == "s3://pipelines/yolo-kfp/checkpoints/k1"
+    monkeypatch.setenv(CHECKPOINTS_ENV, "/out/checkpoints")
+    assert checkpoint_location("k1") == "/out/checkpoints/k1"
+
+
+def test_a_resumed_training_lists_each_epoch_once(tmp_path):
+    from components.train import trim_results
+
+    (tmp_path / "results.csv").write_text("epoch,time,loss\n1,2.5,0.9\n2,5.1,0.8\n3,7.7,0.7\n")
+    trim_results(str(tmp_path), 2)  # last.pt holds epoch 2: epoch 3 is trained again, its row written again
+    assert (tmp_path / "results.csv").read_text() == "epoch,time,loss\n1,2.5,0.9\n2,5.1,0.8\n"

@@ -1,0 +1,30 @@
+"""A run's parameters as the pipeline declares them: from ``--param KEY=VALUE`` text or a notebook's dict,
+converted to each parameter's type and checked, for ``run-local``, ``submit`` and ``schedule`` alike."""
+
+from components.validation import check_parameters, convert_parameter
+from pipeline.pipeline import parameter_defaults, parameter_types
+
+
+def parse_param(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` as its two parts."""
+    key, sep, raw = text.partition("=")
+    if not sep:
+        raise ValueError(f"--param wants KEY=VALUE, not {text!r}")
+    return key, raw
+
+
+def convert_params(params: dict) -> dict:
+    """``params`` converted to the types the pipeline declares and checked together with the defaults they
+    join; an unknown key is refused with the known ones."""
+    types = parameter_types()
+    unknown = [key for key in params if key not in types]
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(types)}")
+    converted = {key: convert_parameter(key, value, types[key]) for key, value in params.items()}
+    check_parameters({**parameter_defaults(), **converted})
+    return converted
+
+
+def parse_params(items: list[str]) -> dict:
+    """``--param KEY=VALUE`` items as typed, checked parameters."""
+    return convert_params(dict(parse_param(item) for item in items or []))
