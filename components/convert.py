@@ -17,8 +17,9 @@ import yaml
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 from components import openimages as oi
-from components.download import RECORD, check_classes
+from components.image_files import readable
 from components.images import DATA_IMAGE, component
+from components.openimages import RECORD, check_classes
 from components.packing import link_or_copy
 
 log = logging.getLogger(__name__)
@@ -72,45 +73,6 @@ def images_in(folder: str) -> dict[str, str]:
     """Image id (file stem) -> path, for every image file under ``folder``."""
     return {os.path.splitext(name)[0]: os.path.join(root, name) for root, _, names in os.walk(folder)
             for name in names if name.lower().endswith(IMAGE_EXTENSIONS)}
-
-
-# Complete files start with their format's signature and end with its end marker; files that do
-# not are decoded in full, so only those pay for a decode (20,000 decodes take ~10 s on 2 cores).
-COMPLETE_FILE_MARKERS = {".jpg": (b"\xff\xd8\xff", b"\xff\xd9"), ".jpeg": (b"\xff\xd8\xff", b"\xff\xd9"),
-                         ".png": (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82")}
-
-
-def _has_complete_markers(path: str) -> bool:
-    markers = COMPLETE_FILE_MARKERS.get(os.path.splitext(path)[1].lower())
-    if markers is None:
-        return False
-    start, end = markers
-    with open(path, "rb") as f:
-        if f.read(len(start)) != start:
-            return False
-        f.seek(0, os.SEEK_END)
-        if f.tell() < len(start) + len(end):
-            return False
-        f.seek(-len(end), os.SEEK_END)
-        return f.read() == end
-
-
-def readable(path: str) -> bool:
-    """Whether an image is complete: zero-byte, corrupt and truncated files are not.
-
-    A file with its format's start and end markers counts as complete (Ultralytics checks the same
-    end marker); any other file must decode in full with PIL.
-    """
-    from PIL import Image
-
-    try:
-        if _has_complete_markers(path):
-            return True
-        with Image.open(path) as image:
-            image.load()
-        return True
-    except Exception:  # PIL raises many kinds; once Ultralytics patches Image.open, even ImportError
-        return False
 
 
 def with_images(boxes: pd.DataFrame, images: dict[str, str], dropped: dict) -> pd.DataFrame:
@@ -324,7 +286,7 @@ def _download_record(raw_dir: str) -> dict:
         return json.load(f)
 
 
-@component(DATA_IMAGE)
+@component(DATA_IMAGE, timeout_hours=4, data_connection=True)
 def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios: list, include_group_of: bool,
             extra_data: str, extra_data_fingerprint: str, allow_missing_classes: bool, dataset: Output[Dataset],
             dataset_stats: Output[Artifact], dataset_report: Output[Markdown]):
@@ -336,6 +298,19 @@ def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios:
     extra_data (an S3 prefix, Open Images or YOLO layout; extra_data_fingerprint keys the cache), and
     writes dataset.yaml (Ultralytics), images and labels packed in tar shards, stats.json, and a
     report: images and boxes per class and split, box sizes, images and boxes dropped and why.
+
+    Args:
+        raw_dataset: The downloaded Open Images subset.
+        classes: Open Images display names; YOLO class ids follow this order.
+        seed: Seed of the train/val/test split.
+        split_ratios: Shares of train, val and test.
+        include_group_of: Keep Open Images' group-of boxes.
+        extra_data: s3://bucket/prefix of the user's own labelled images; empty: none.
+        extra_data_fingerprint: Fingerprint of the objects under extra_data (from preflight): keys the cache.
+        allow_missing_classes: Warn instead of failing when a class has no box.
+        dataset: The YOLO dataset: dataset.yaml, images and labels (in tar shards), stats.json.
+        dataset_stats: stats.json: images and boxes per class and split, and what was dropped.
+        dataset_report: The same as a Markdown report.
     """
     import logging
     import shutil

@@ -13,7 +13,6 @@ process) writes the same dataset.
 
 
 import csv
-import difflib
 import json
 import logging
 import os
@@ -26,31 +25,17 @@ from typing import List
 from kfp.dsl import Dataset, Input, Output
 
 from components import openimages as oi
+from components.image_files import readable
 from components.images import DATA_IMAGE, component
+from components.openimages import RECORD, check_classes
 from components.storage import S3Url, Storage
 
 log = logging.getLogger(__name__)
 
 # Files that seed a fresh zoo dir so FiftyOne does not fetch them (the demo's mirror, a cache).
 METADATA_ENV = "YOLO_KFP_OPEN_IMAGES_METADATA"
-RECORD = "download.json"  # what was asked for and what came, carried on to the published model
 PLAN = "plan.json"  # the selection and its shards, beside the selected images' metadata
 SHARD_RECORD = "shard.json"
-
-
-def check_classes(requested: list[str], known: list[str]) -> None:
-    """Refuses names that are not Open Images display names, suggesting the closest ones."""
-    if not requested:
-        raise ValueError("classes is empty: name at least one Open Images class, e.g. 'Car'")
-    duplicates = sorted({c for c in requested if requested.count(c) > 1})
-    if duplicates:
-        raise ValueError(f"classes lists {duplicates} more than once")
-    unknown = [c for c in requested if c not in known]
-    if unknown:
-        hints = {c: difflib.get_close_matches(c, known, n=3, cutoff=0.6) for c in unknown}
-        detail = "; ".join(f"{c!r} (did you mean {', '.join(map(repr, h)) or 'nothing close'}?)"
-                           for c, h in hints.items())
-        raise ValueError(f"unknown Open Images classes: {detail}")
 
 
 def _copy_metadata(source: str, split_dir: str) -> None:
@@ -212,8 +197,6 @@ def read_plan(plan_dir: str) -> dict:
 def reuse_images(output_dir: str, split_dir: str) -> int:
     """Moves the readable images an earlier, interrupted run left in ``output_dir`` into the zoo dir,
     where FiftyOne counts them as downloaded; corrupt or truncated ones are fetched again."""
-    from components.convert import readable
-
     previous = os.path.join(output_dir, oi.DATA_DIR)
     if not os.path.isdir(previous):
         return 0
@@ -325,7 +308,7 @@ def download_open_images(output_dir: str, classes: list[str], max_samples_per_cl
         return complete_raw(plan_dir, output_dir, reused, started)
 
 
-@component(DATA_IMAGE)
+@component(DATA_IMAGE, timeout_hours=6, retries=3, data_connection=True)
 def plan_download(classes: list, max_samples_per_class: int, split: str, seed: int, shard_size: int,
                   open_images_cache: str, plan: Output[Dataset]) -> list:
     """Selects up to max_samples_per_class Open Images V7 images per class and cuts them into shards of at
@@ -334,6 +317,15 @@ def plan_download(classes: list, max_samples_per_class: int, split: str, seed: i
     Writes the selected images' rows of Open Images' metadata (labels/detections.csv,
     metadata/{classes.csv,hierarchy.json,image_ids.csv}) and plan.json (each shard's image ids).
     open_images_cache (an S3 prefix, optional) keeps Open Images' metadata CSVs between runs.
+
+    Args:
+        classes: Open Images display names to detect.
+        max_samples_per_class: Images drawn for each class.
+        split: The Open Images split: train, validation or test.
+        seed: Seed of the draw.
+        shard_size: Images per shard at most.
+        open_images_cache: s3://bucket/prefix keeping Open Images' metadata CSVs between runs; empty: none.
+        plan: The selection: Open Images' rows of the selected images and plan.json.
     """
     import logging
 
@@ -345,10 +337,15 @@ def plan_download(classes: list, max_samples_per_class: int, split: str, seed: i
     return list(record["shards"])
 
 
-@component(DATA_IMAGE)
+@component(DATA_IMAGE, timeout_hours=12, retries=3)  # fetches only the images it lacks
 def download_shard(plan: Input[Dataset], shard: str, raw_shard: Output[Dataset]):
     """Downloads the images of one shard of the plan from Open Images (FiftyOne's download code), packed
     into tar shards under data/. A retried step fetches only the images it does not have intact.
+
+    Args:
+        plan: The plan-download step's selection.
+        shard: The name of the shard to fetch.
+        raw_shard: The shard's images, packed in tar files under data/.
     """
     import logging
 
@@ -361,13 +358,18 @@ def download_shard(plan: Input[Dataset], shard: str, raw_shard: Output[Dataset])
     raw_shard.metadata.update(record)
 
 
-@component(DATA_IMAGE)
+@component(DATA_IMAGE, timeout_hours=4)
 def merge_download(plan: Input[Dataset], shards: Input[List[Dataset]], raw_dataset: Output[Dataset]):
     """Joins the downloaded shards into one raw dataset in FiftyOne's OpenImagesV7Dataset layout.
 
     Holds only the selected images and their rows: labels/detections.csv,
     metadata/{classes.csv,hierarchy.json,image_ids.csv}, download.json, and data/*.jpg packed into tar
     shards. The same dataset whatever the number of shards.
+
+    Args:
+        plan: The plan-download step's selection.
+        shards: Every shard's images.
+        raw_dataset: The raw dataset in FiftyOne's OpenImagesV7Dataset layout.
     """
     import logging
 

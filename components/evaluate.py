@@ -111,7 +111,7 @@ def write_report(model, data_dir: str, imgsz: int, metrics: dict, pr_curve: str,
     return {"labels": labels, "matrix": matrix.tolist()}
 
 
-@component(TRAIN_IMAGE)
+@component(TRAIN_IMAGE, timeout_hours=4)
 def evaluate(dataset: Input[Dataset], model: Input[Model], imgsz: int, batch: int, metrics: Output[Metrics],
              metrics_json: Output[Artifact], confusion: Output[ClassificationMetrics], report: Output[HTML],
              predictions: Output[Dataset]):
@@ -121,6 +121,17 @@ def evaluate(dataset: Input[Dataset], model: Input[Model], imgsz: int, batch: in
     (classes plus background) as classification metrics, an HTML report (PR curve, confusion matrix,
     per-class table, test images with true and predicted boxes), the figures as JSON, and the test
     predictions as COCO JSON that FiftyOne loads.
+
+    Args:
+        dataset: The YOLO dataset (its test split is evaluated).
+        model: The train step's model.
+        imgsz: Image size in pixels.
+        batch: Images per validation batch (-1: 16).
+        metrics: mAP50, mAP50-95, precision, recall and per-class AP50 as KFP metrics.
+        metrics_json: The same figures as metrics.json.
+        confusion: The confusion matrix (classes and background).
+        report: The HTML report.
+        predictions: Ground truth and predictions of the test split as COCO JSON.
     """
     import json
     import logging

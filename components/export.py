@@ -89,11 +89,17 @@ def export_onnx(weights: str, output_dir: str, imgsz: int, check_images: list[st
     return info
 
 
-@component(TRAIN_IMAGE)
+@component(TRAIN_IMAGE, timeout_hours=2)
 def export(model: Input[Model], dataset: Input[Dataset], imgsz: int, onnx_model: Output[Model]):
     """Exports the trained model to ONNX (fixed image size, opset recorded, class names in its metadata)
     as yolo-kfp/1/model.onnx, the layout OpenVINO Model Server and KServe read, after checking with
     onnxruntime that its detections on test images match the PyTorch model's.
+
+    Args:
+        model: The train step's model.
+        dataset: The YOLO dataset (test images check the export).
+        imgsz: The fixed image size of the exported model.
+        onnx_model: yolo-kfp/1/model.onnx and export.json.
     """
     import logging
     import os

@@ -70,13 +70,23 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-@component(TRAIN_IMAGE)
+@component(TRAIN_IMAGE, timeout_hours=4, data_connection=True)
 def gate(metrics_json: Input[Artifact], dataset: Input[Dataset], publish_to: str, min_map50: float,
          max_map50_drop: float, imgsz: int, batch: int, report: Output[Markdown]) -> str:
     """Decides whether to publish: the candidate needs mAP50 >= min_map50 and, against the model that
     publish_to/latest names evaluated on the same test split, no drop beyond max_map50_drop.
 
     Returns "promote" or "not promoted"; a refusal is not a failure. The report says why.
+
+    Args:
+        metrics_json: The evaluate step's metrics.json.
+        dataset: The YOLO dataset: the published model is evaluated on its test split.
+        publish_to: s3://bucket/prefix whose latest model is compared with.
+        min_map50: The lowest test-split mAP50 to publish.
+        max_map50_drop: How far below the published model's mAP50 a new one may fall.
+        imgsz: Image size in pixels for evaluating the published model.
+        batch: Images per validation batch.
+        report: Why the model was or was not promoted, in Markdown.
     """
     import logging
 

@@ -2,16 +2,19 @@
 
 ``<split dir>/data/<ImageID>.jpg``, ``labels/detections.csv``, ``metadata/classes.csv`` (no header:
 MID, display name), ``metadata/hierarchy.json`` (display names) and ``metadata/image_ids.csv``.
-The download step writes this layout, the convert step reads it, the demo mirror imitates it.
+The download step writes this layout, the convert step reads it, the demo mirror imitates it; both
+steps check class names against its display names.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 
 ZOO_NAME = "open-images-v7"
 BUCKET = "open-images-dataset"  # FiftyOne fetches images from here, key "<split>/<ImageID>.jpg"
 SPLITS = ("train", "validation", "test")
+RECORD = "download.json"  # what was asked for and what came, carried on to the published model
 
 DATA_DIR = "data"
 DETECTIONS_CSV = os.path.join("labels", "detections.csv")
@@ -39,3 +42,18 @@ def split_dir(zoo_dir: str, split: str) -> str:
 def missing_files(raw_dir: str) -> list[str]:
     """The metadata files of the layout that ``raw_dir`` lacks."""
     return [name for name in METADATA_FILES if not os.path.isfile(os.path.join(raw_dir, name))]
+
+
+def check_classes(requested: list[str], known: list[str]) -> None:
+    """Refuses names that are not Open Images display names, suggesting the closest ones."""
+    if not requested:
+        raise ValueError("classes is empty: name at least one Open Images class, e.g. 'Car'")
+    duplicates = sorted({c for c in requested if requested.count(c) > 1})
+    if duplicates:
+        raise ValueError(f"classes lists {duplicates} more than once")
+    unknown = [c for c in requested if c not in known]
+    if unknown:
+        hints = {c: difflib.get_close_matches(c, known, n=3, cutoff=0.6) for c in unknown}
+        detail = "; ".join(f"{c!r} (did you mean {', '.join(map(repr, h)) or 'nothing close'}?)"
+                           for c, h in hints.items())
+        raise ValueError(f"unknown Open Images classes: {detail}")

@@ -60,7 +60,7 @@ def check_s3_inputs(publish_to: str = "", base_model: str = "", extra_data: str 
     return _checked("extra_data", extra_data, lambda: _fingerprint(storage, extra_data)) if extra_data else ""
 
 
-@component(DATA_IMAGE)
+@component(DATA_IMAGE, timeout_hours=1, data_connection=True, cache=False)  # access can change: check anew
 def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cache: str, classes: list,
               max_samples_per_class: int, download_shard_size: int, split: str, split_ratios: list, epochs: int,
               batch: int, imgsz: int, freeze: int, cache: str, optimizer: str, train_args: dict, min_map50: float,
@@ -71,6 +71,27 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
     Fails the run in its first step, naming what is wrong: the parameter rules of the CLI, the base
     model's depth against freeze (an s3:// checkpoint is fetched for it and its checksum checked).
     Returns a fingerprint of the objects under extra_data, which keys the cache of the step that reads them.
+
+    Args:
+        publish_to: s3://bucket/prefix the model will be published to: a probe object is written and deleted.
+        base_model: The checkpoint to fine-tune: a published name, a path in the image, or s3:// (fetched here).
+        extra_data: s3://bucket/prefix of the user's own labelled images: listed and fingerprinted.
+        open_images_cache: s3://bucket/prefix for Open Images' metadata CSVs: a probe object is written and deleted.
+        classes: Open Images display names to detect.
+        max_samples_per_class: Images drawn for each class.
+        download_shard_size: Images per download shard.
+        split: The Open Images split: train, validation or test.
+        split_ratios: Shares of train, val and test.
+        epochs: Training epochs.
+        batch: Images per batch, or -1 (AutoBatch).
+        imgsz: Image size in pixels.
+        freeze: Layers kept frozen: checked against the base model's depth.
+        cache: Ultralytics' image cache: empty, ram or disk.
+        optimizer: Ultralytics optimizer name.
+        train_args: Further Ultralytics training arguments: known keys only, none that a parameter sets.
+        min_map50: The gate's threshold.
+        max_map50_drop: The gate's allowed drop against the published model.
+        base_model_sha256: Expected SHA-256 of an s3:// base_model; empty: not checked.
     """
     import logging
 

@@ -98,7 +98,7 @@ def publish_model(publish_to: str, model_dir: str, metrics_path: str, stats_path
         return publish_files(publish_to, files, record, run_id, storage)
 
 
-@component(DATA_IMAGE)
+@component(DATA_IMAGE, timeout_hours=2, data_connection=True)
 def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[Artifact],
             dataset_stats: Input[Artifact], publish_to: str, run_id: str) -> str:
     """Publishes the model under publish_to/<version>/ (weights, ONNX in serving/, args, metrics,
@@ -106,6 +106,14 @@ def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[A
     at the version.
 
     Returns the published version's S3 URL.
+
+    Args:
+        model: The train step's model.
+        onnx_model: The export step's ONNX model.
+        metrics_json: The evaluate step's metrics.json.
+        dataset_stats: The convert step's stats.json.
+        publish_to: s3://bucket/prefix to publish under.
+        run_id: The KFP run's id, recorded in the manifest.
     """
     import logging
 

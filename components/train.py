@@ -320,7 +320,8 @@ def train_yolo(data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", 
     return summary
 
 
-@component(TRAIN_IMAGE)
+# A retry (a preempted GPU node) resumes from the last epoch checkpoint.
+@component(TRAIN_IMAGE, timeout_hours=72, retries=3, retry_backoff_seconds=120, data_connection=True, gpu=True)
 def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epochs: int, batch: int, imgsz: int,
           freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float, seed: int,
           train_args: dict, gpus: int, model: Output[Model]):
@@ -333,6 +334,24 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     total, split across them). Each epoch's checkpoint is also kept in the data connection's bucket
     under yolo-kfp/checkpoints/<key>/, the key made of the dataset and these settings, so a retried
     (preempted) step or an identical re-run resumes where it stopped.
+
+    Args:
+        dataset: The YOLO dataset of the convert step.
+        base_model: The checkpoint to fine-tune: an Ultralytics name, a path in the image or s3://bucket/key.
+        base_model_sha256: Expected SHA-256 of an s3:// base_model; empty: not checked.
+        epochs: Training epochs.
+        batch: Images per batch over all GPUs; -1 fits it to the GPU's memory.
+        imgsz: Training image size in pixels.
+        freeze: Layers kept frozen from the first one.
+        workers: DataLoader workers per GPU at most.
+        cache: Ultralytics' image cache: empty, ram or disk.
+        patience: Epochs without improvement before stopping early.
+        optimizer: Ultralytics optimizer name.
+        lr0: Initial learning rate.
+        seed: Training seed.
+        train_args: Further Ultralytics training arguments.
+        gpus: GPUs of the pod (a compile option); more than one trains with DDP.
+        model: The trained model: weights/{best,last}.pt, args.yaml, results.csv, train_summary.json.
     """
     import logging
 

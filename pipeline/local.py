@@ -21,8 +21,8 @@ import tempfile
 import threading
 import time
 
-from components.download import check_classes
 from components.export import SERVING_NAME
+from components.openimages import check_classes
 from components.train import CHECKPOINTS_ENV
 from components.validation import base_model_problems, check
 from pipeline.lifeline import RunScope

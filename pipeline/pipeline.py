@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from kfp import compiler, dsl, kubernetes
-from kfp.dsl import HTML, Artifact, Model
+from kfp.dsl import HTML, Artifact, Model, pipeline_context
 from kubernetes.utils.quantity import parse_quantity
 
 from components.convert import convert
@@ -20,7 +20,7 @@ from components.download import download_shard, merge_download, plan_download
 from components.evaluate import evaluate
 from components.export import export
 from components.gate import PROMOTE, gate
-from components.images import REGISTRY, TAG, image_ref
+from components.images import REGISTRY, SETTINGS, TAG, image_ref
 from components.preflight import preflight
 from components.publish import publish
 from components.storage import ENV_KEYS
@@ -29,9 +29,6 @@ from components.train import train
 PIPELINE_NAME = "yolo-kfp"
 GPU_RESOURCE = "nvidia.com/gpu"
 SHM_VOLUMES = ("emptydir", "ephemeral")
-# A step past its limit is stopped (the pod's activeDeadlineSeconds): nothing hangs a GPU forever.
-TIMEOUT_HOURS = {"preflight": 1, "plan-download": 6, "download-shard": 12, "merge-download": 4, "convert": 4,
-                 "train": 72, "evaluate": 4, "export": 2, "gate": 4, "publish": 2}
 DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 BINARY_UNITS = {"Ti": 2 ** 40, "Gi": 2 ** 30, "Mi": 2 ** 20, "Ki": 2 ** 10}
@@ -140,13 +137,40 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         min_map50: float = 0.25,
         max_map50_drop: float = 0.01,
     ) -> Outputs:
-        checks = preflight(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
-                           open_images_cache=open_images_cache, classes=classes,
-                           max_samples_per_class=max_samples_per_class, download_shard_size=download_shard_size,
-                           split=split, split_ratios=split_ratios, epochs=epochs, batch=batch, imgsz=imgsz,
-                           freeze=freeze, cache=cache, optimizer=optimizer, train_args=train_args,
-                           min_map50=min_map50, max_map50_drop=max_map50_drop, base_model_sha256=base_model_sha256)
-        checks.set_caching_options(False)  # access can change between runs: always check again
+        """Open Images subset -> YOLO labels -> YOLOv5 transfer learning -> test-split metrics -> published model.
+
+        Args:
+            classes: Open Images display names to detect; YOLO class ids follow this order.
+            max_samples_per_class: Images drawn from Open Images for each class.
+            download_shard_size: Images per download shard; a larger selection is fetched by several pods.
+            split: The Open Images split to draw from: train, validation or test.
+            seed: Seed of the image draw, the train/val/test split and training.
+            split_ratios: Shares of the images for train, val and test, e.g. [0.75, 0.125, 0.125].
+            include_group_of: Keep Open Images' group-of boxes (one box around several objects).
+            allow_missing_classes: Train even when a class ends up without any box (else the run fails).
+            base_model: Checkpoint to fine-tune: an Ultralytics name (yolov5nu.pt), a path or s3://bucket/key.
+            base_model_sha256: Expected SHA-256 of an s3:// base_model; empty: not checked.
+            epochs: Training epochs.
+            batch: Images per batch over all GPUs; -1 fits it to the GPU's memory (AutoBatch).
+            imgsz: Training and evaluation image size in pixels, a multiple of 32.
+            freeze: Layers kept frozen from the first one; 10 is the YOLOv5 backbone.
+            workers: DataLoader workers per GPU at most; fewer when the pod's CPUs or /dev/shm are short.
+            cache: Cache decoded images: empty (no), ram or disk.
+            patience: Epochs without improvement before training stops early.
+            optimizer: Ultralytics optimizer: auto, SGD, AdamW, Adam, ...
+            lr0: Initial learning rate (optimizer=auto chooses its own).
+            train_args: Any other Ultralytics training argument, as JSON, e.g. {"cos_lr": true}.
+            gpu_node_selector: Node labels the train pod must land on, e.g. {"nvidia.com/gpu.product": "..."}.
+            gpu_tolerations: More tolerations for the train pod, in Kubernetes' form, beside nvidia.com/gpu.
+            data_connection: The Secret (OpenShift AI data connection) whose AWS_* keys the S3 steps get.
+            publish_to: s3://bucket/prefix to publish a promoted model to; empty: publish nothing.
+            extra_data: s3://bucket/prefix of your own labelled images (YOLO or Open Images layout).
+            open_images_cache: s3://bucket/prefix keeping Open Images' metadata CSVs between runs.
+            min_map50: The gate: a model below this test-split mAP50 is not published.
+            max_map50_drop: The gate: how far below the published model's mAP50 a new one may fall.
+        """
+        run = locals()
+        checks = preflight(**{name: run[name] for name in preflight.component_spec.inputs})
         plan_task = plan_download(classes=classes, max_samples_per_class=max_samples_per_class, split=split, seed=seed,
                                   shard_size=download_shard_size, open_images_cache=open_images_cache).after(checks)
         with dsl.ParallelFor(plan_task.outputs["Output"], parallelism=options.download_parallelism,
@@ -161,7 +185,6 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                            base_model_sha256=base_model_sha256, epochs=epochs, batch=batch, imgsz=imgsz,
                            freeze=freeze, workers=workers, cache=cache, patience=patience, optimizer=optimizer,
                            lr0=lr0, seed=seed, train_args=train_args, gpus=options.gpus)
-        on_gpu_node(train_task, gpu_node_selector, gpu_tolerations, options)
         evaluate_task = evaluate(dataset=convert_task.outputs["dataset"], model=train_task.outputs["model"],
                                  imgsz=imgsz, batch=batch)
         export_task = export(model=train_task.outputs["model"], dataset=convert_task.outputs["dataset"], imgsz=imgsz)
@@ -170,27 +193,33 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                              dataset=convert_task.outputs["dataset"], publish_to=publish_to, min_map50=min_map50,
                              max_map50_drop=max_map50_drop, imgsz=imgsz, batch=batch)
             with dsl.If(gate_task.outputs["Output"] == PROMOTE, name="promoted"):
-                publish_task = publish(model=train_task.outputs["model"], onnx_model=export_task.outputs["onnx_model"],
-                                       metrics_json=evaluate_task.outputs["metrics_json"],
-                                       dataset_stats=convert_task.outputs["dataset_stats"], publish_to=publish_to,
-                                       run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        for task in (checks, plan_task, convert_task, train_task, gate_task, publish_task):
-            with_data_connection(task, data_connection)
-        for task in (checks, plan_task, shard_task, merge_task, convert_task, train_task, evaluate_task, export_task,
-                     gate_task, publish_task):
-            task.container_spec.image = image_ref(task.container_spec.image, options.image_registry,
-                                                  options.image_tag)
-            kubernetes.set_timeout(task, TIMEOUT_HOURS[task.name] * 3600)
-        # Transient faults (a dropped connection, a preempted GPU node): try again, later each time.
-        # A shard fetches only the images it lacks; train resumes from its last epoch checkpoint.
-        for task in (plan_task, shard_task):
-            task.set_retry(num_retries=3, backoff_duration="60s", backoff_factor=2, backoff_max_duration="1h")
-        train_task.set_retry(num_retries=3, backoff_duration="120s", backoff_factor=2, backoff_max_duration="1h")
+                publish(model=train_task.outputs["model"], onnx_model=export_task.outputs["onnx_model"],
+                        metrics_json=evaluate_task.outputs["metrics_json"],
+                        dataset_stats=convert_task.outputs["dataset_stats"], publish_to=publish_to,
+                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        apply_step_settings(options, data_connection, gpu_node_selector, gpu_tolerations)
         return Outputs(
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],
             export_task.outputs["onnx_model"])
 
     return yolo_pipeline
+
+
+def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selector, gpu_tolerations) -> None:
+    """Every task of the pipeline being defined gets what its component declares (``components.images``)."""
+    for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():
+        settings = SETTINGS[task.component_spec.name]
+        task.container_spec.image = image_ref(settings.image, options.image_registry, options.image_tag)
+        kubernetes.set_timeout(task, settings.timeout_hours * 3600)
+        if settings.retries:
+            task.set_retry(num_retries=settings.retries, backoff_duration=f"{settings.retry_backoff_seconds}s",
+                           backoff_factor=2, backoff_max_duration="1h")
+        if settings.data_connection:
+            with_data_connection(task, data_connection)
+        if settings.gpu:
+            on_gpu_node(task, gpu_node_selector, gpu_tolerations, options)
+        if not settings.cache:
+            task.set_caching_options(False)
 
 
 def with_data_connection(task, secret_name) -> None:

@@ -186,3 +186,17 @@ def test_train_takes_no_run_unique_input_so_kfp_can_cache_it(compiled):
     for name, value in train_inputs.items():
         assert "pipeline_job" not in json.dumps(value), name
     assert spec["root"]["dag"]["tasks"]["train"].get("cachingOptions", {}).get("enableCache", True)
+
+
+def test_every_input_of_the_pipeline_and_of_each_component_explains_itself(compiled):
+    """The Data Science Pipelines run form shows these descriptions under each field."""
+    spec, _ = compiled
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(inputs) == set(parameter_defaults())
+    assert {name for name, p in inputs.items() if not p.get("description", "").strip()} == set()
+    steps = {name: c for name, c in spec["components"].items() if "executorLabel" in c}  # not KFP's own DAGs
+    assert len(steps) == 10
+    for name, component in steps.items():
+        for kind in ("parameters", "artifacts"):
+            for key, value in component.get("inputDefinitions", {}).get(kind, {}).items():
+                assert value.get("description", "").strip(), f"{name}: {key}"

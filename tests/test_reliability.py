@@ -17,12 +17,14 @@ from PIL import Image
 from test_convert import box_row, make_raw
 
 from components import openimages as oi
-from components.convert import convert_to_yolo, readable
+from components.convert import convert_to_yolo
+from components.image_files import readable
+from components.images import SETTINGS
 from components.storage import S3Url, Storage
 from components.train import resume_epoch
 from components.validation import parameter_problems
 from pipeline.cluster import Server
-from pipeline.pipeline import TIMEOUT_HOURS, compile_pipeline, parameter_defaults
+from pipeline.pipeline import compile_pipeline, parameter_defaults
 from pipeline.seaweed import free_ports
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
@@ -296,9 +298,9 @@ def test_compiled_pipeline_retries_with_backoff_and_times_out_every_step(tmp_pat
         policy = tasks[step]["retryPolicy"]
         assert policy["maxRetryCount"] >= 2 and policy["backoffFactor"] >= 2 and policy["backoffDuration"]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert {name[len("exec-"):] for name in executors} == set(TIMEOUT_HOURS)
+    assert {name[len("exec-"):] for name in executors} == set(SETTINGS)
     for name, config in executors.items():
-        assert int(config["activeDeadlineSeconds"]) == TIMEOUT_HOURS[name[len("exec-"):]] * 3600
+        assert int(config["activeDeadlineSeconds"]) == SETTINGS[name[len("exec-"):]].timeout_hours * 3600
 
 
 def checkpoint_epoch(path) -> int | None:

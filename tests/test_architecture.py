@@ -1,0 +1,118 @@
+"""The shape of the code: no import circles, and what importing the pipeline or a component costs."""
+
+import ast
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("components", "pipeline")
+HEAVY = ("torch", "ultralytics", "fiftyone", "cv2")
+
+
+def project_modules() -> dict[str, str]:
+    return {f"{package}.{name[:-3]}": os.path.join(ROOT, package, name) for package in PACKAGES
+            for name in sorted(os.listdir(os.path.join(ROOT, package))) if name.endswith(".py")
+            and name != "__init__.py"}
+
+
+def imports_of(path: str, modules: set[str]) -> set[str]:
+    """The project modules a module imports, at its top or inside a function alike."""
+    found = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {name for name in names if name in modules}
+    return found
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    found, state = [], {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                found.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_no_module_imports_itself_around_a_circle():
+    modules = project_modules()
+    graph = {name: imports_of(path, set(modules)) - {name} for name, path in modules.items()}
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_one():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
+
+
+def test_the_pipeline_and_every_component_load_without_the_heavy_libraries():
+    components = [name for name, path in project_modules().items()
+                  if name.startswith("components.") and "@component(" in open(path).read()]
+    code = (f"import sys, pipeline.pipeline, {', '.join(components)}; "
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]"
+    assert len(components) == 8
+
+
+TOY_STEP = '''
+from kfp.dsl import Input, Model
+
+from components.images import DATA_IMAGE, component
+
+
+@component(DATA_IMAGE, timeout_hours=3, data_connection=True, retries=2)
+def toy(onnx_model: Input[Model], note: str) -> str:
+    """A step added the way CONTRIBUTING.md says.
+
+    Args:
+        onnx_model: The export step's ONNX model.
+        note: Anything.
+    """
+    return note
+'''
+
+
+def test_a_new_step_needs_its_module_and_one_call(tmp_path, monkeypatch):
+    """CONTRIBUTING.md's count of places: the step's module, one import and one call in the wiring, the YAML."""
+    import importlib.util
+
+    import yaml
+
+    from components import images
+
+    monkeypatch.setattr(images, "SETTINGS", dict(images.SETTINGS))  # the toy's settings go with the test
+    (tmp_path / "toy_step.py").write_text(TOY_STEP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    wiring = open(os.path.join(ROOT, "pipeline", "pipeline.py")).read()
+    anchor = "        export_task = export("
+    assert wiring.count(anchor) == 1
+    at = wiring.index("\n", wiring.index(anchor))
+    wiring = ("from toy_step import toy\n" + wiring[:at + 1]
+              + '        toy(onnx_model=export_task.outputs["onnx_model"], note="hello")\n' + wiring[at + 1:])
+    (tmp_path / "wiring.py").write_text(wiring)
+    spec_ = importlib.util.spec_from_file_location("wiring_with_toy", tmp_path / "wiring.py")
+    module = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(module)
+    spec, platform = yaml.safe_load_all(open(module.compile_pipeline(str(tmp_path / "p.yaml"))))
+
+    assert spec["root"]["dag"]["tasks"]["toy"]["dependentTasks"] == ["export"]
+    assert spec["root"]["dag"]["tasks"]["toy"]["retryPolicy"]["maxRetryCount"] == 2
+    assert spec["deploymentSpec"]["executors"]["exec-toy"]["container"]["image"] == "quay.io/yolo-kfp/data:0.1.0"
+    toy = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-toy"]
+    assert int(toy["activeDeadlineSeconds"]) == 3 * 3600
+    assert {e["envVar"] for e in toy["secretAsEnv"][0]["keyToEnv"]} >= {"AWS_ACCESS_KEY_ID", "AWS_S3_ENDPOINT"}
+    assert spec["components"]["comp-toy"]["inputDefinitions"]["parameters"]["note"]["description"] == "Anything."
