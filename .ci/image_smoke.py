@@ -13,7 +13,7 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from components.packing import materialized, pack_in_place  # noqa: E402
+from components.core.packing import materialized, pack_in_place  # noqa: E402
 from pipeline import synthetic  # noqa: E402
 from pipeline.pipeline import compile_pipeline, parameter_defaults  # noqa: E402
 

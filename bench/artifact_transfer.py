@@ -23,8 +23,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from components.packing import materialized, pack_in_place, shards  # noqa: E402
-from components.storage import S3Url, Storage  # noqa: E402
+from components.core.packing import materialized, pack_in_place, shards  # noqa: E402
+from components.core.storage import S3Url, Storage  # noqa: E402
 from pipeline.seaweed import SeaweedS3  # noqa: E402
 
 

@@ -23,8 +23,9 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from components import openimages as oi  # noqa: E402
-from components.convert import DEFAULT_SPLIT_RATIOS, convert_to_yolo  # noqa: E402
+from components.core import openimages as oi  # noqa: E402
+from components.core.convert import convert_to_yolo  # noqa: E402
+from components.core.validation import DEFAULT_SPLIT_RATIOS  # noqa: E402
 from pipeline import synthetic  # noqa: E402
 
 CLASSES = list(synthetic.TARGET_CLASSES)
@@ -54,7 +55,7 @@ def make_raw(raw_dir: str, images: int, boxes_per_image: int) -> int:
 
 
 def ours(raw_dir: str, out_dir: str) -> dict:
-    return convert_to_yolo(raw_dir, out_dir, CLASSES, seed=SEED)
+    return convert_to_yolo(raw_dir=raw_dir, output_dir=out_dir, classes=CLASSES, seed=SEED)
 
 
 def fiftyone_route(raw_dir: str, out_dir: str) -> tuple[float, float, int]:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from components import openimages as oi  # noqa: E402
+from components.core import openimages as oi  # noqa: E402
 from pipeline.mirror import build_mirror, mirror_environment  # noqa: E402
 from pipeline.seaweed import SeaweedS3  # noqa: E402
 
@@ -33,13 +33,19 @@ SPLIT = "validation"
 SEED = 42
 # What each step runs in its process: the components' cores, with the packing the components do.
 STEPS = {
-    "whole": "from components.download import download_open_images as f; from components.packing import pack_in_place;"
-             " f(out, {classes!r}, {quota}, {split!r}, {seed}); pack_in_place(out, ('data',))",
-    "plan": "from components.download import make_plan as f; f(out, {classes!r}, {quota}, {split!r}, {seed}, {quota})",
-    "shard": "from components.download import fetch_shard as f; from components.packing import pack_in_place;"
-             " f(plan, shard, out); pack_in_place(out, ('data',))",
-    "merge": "from components.download import merge_shards as f; from components.packing import pack_in_place;"
-             " f(plan, shards, out); pack_in_place(out, ('data',))",
+    "whole": "from components.core.download import download_open_images as f;"
+             " from components.core.packing import pack_in_place;"
+             " f(output_dir=out, classes={classes!r}, max_samples_per_class={quota}, split={split!r}, seed={seed});"
+             " pack_in_place(out, ('data',))",
+    "plan": "from components.core.download import make_plan as f;"
+            " f(plan_dir=out, classes={classes!r}, max_samples_per_class={quota}, split={split!r}, seed={seed},"
+            " shard_size={quota})",
+    "shard": "from components.core.download import fetch_shard as f;"
+             " from components.core.packing import pack_in_place;"
+             " f(plan_dir=plan, shard=shard, output_dir=out); pack_in_place(out, ('data',))",
+    "merge": "from components.core.download import merge_shards as f;"
+             " from components.core.packing import pack_in_place;"
+             " f(plan_dir=plan, shard_dirs=shards, output_dir=out); pack_in_place(out, ('data',))",
 }
 
 

@@ -42,8 +42,8 @@ SMALL_SHM = "64m"
 
 def prepare(work: str, images_per_class: int, imgsz: int) -> tuple[str, str]:
     """The synthetic YOLO dataset and a one-epoch base checkpoint."""
-    from components.convert import convert_to_yolo
-    from components.ultralytics_env import configure_offline
+    from components.core.convert import convert_to_yolo
+    from components.core.ultralytics_env import configure_offline
     from pipeline import synthetic
 
     configure_offline()
@@ -51,7 +51,7 @@ def prepare(work: str, images_per_class: int, imgsz: int) -> tuple[str, str]:
 
     raw, data = os.path.join(work, "raw"), os.path.join(work, "data")
     synthetic.write_split(raw, "train", images_per_class, seed=5)
-    convert_to_yolo(raw, data, list(synthetic.TARGET_CLASSES), seed=42)
+    convert_to_yolo(raw_dir=raw, output_dir=data, classes=list(synthetic.TARGET_CLASSES), seed=42)
     run = os.path.join(work, "base")
     YOLO("yolov5n.yaml").train(data=os.path.join(data, "dataset.yaml"), epochs=1, imgsz=imgsz, batch=16,
                                workers=0, save_dir=run, plots=False, val=False)
@@ -60,7 +60,7 @@ def prepare(work: str, images_per_class: int, imgsz: int) -> tuple[str, str]:
 
 def train_one(config: str, data: str, base: str, out: str, epochs: int, batch: int, imgsz: int) -> dict:
     """Trains with one configuration in this process; returns what it used."""
-    from components.ultralytics_env import configure_offline
+    from components.core.ultralytics_env import configure_offline
 
     configure_offline()
     common = {"epochs": epochs, "imgsz": imgsz, "freeze": 10, "seed": 42}
@@ -72,9 +72,10 @@ def train_one(config: str, data: str, base: str, out: str, epochs: int, batch: i
         model.train(data=os.path.join(data, "dataset.yaml"), batch=batch, cache="disk", save_dir=out, **common,
                     **extra)
         return {"batch": model.trainer.batch_size}
-    from components.train import train_yolo
+    from components.core.train import train_yolo
 
-    summary = train_yolo(data, out, base, batch=-1 if config == "ours-autobatch" else batch, workers=8,
+    summary = train_yolo(data_dir=data, output_dir=out, base_model=base,
+                         batch=-1 if config == "ours-autobatch" else batch, workers=8,
                          overrides=extra, **common)
     return {"batch": summary["batch"]}
 

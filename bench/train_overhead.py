@@ -23,8 +23,8 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from components.convert import convert_to_yolo  # noqa: E402
-from components.ultralytics_env import configure_offline  # noqa: E402
+from components.core.convert import convert_to_yolo  # noqa: E402
+from components.core.ultralytics_env import configure_offline  # noqa: E402
 from pipeline import synthetic  # noqa: E402
 
 CLASSES = list(synthetic.TARGET_CLASSES)
@@ -35,7 +35,7 @@ EXTRA = {"nbs": 16, "plots": False}
 def make_data(work: str) -> str:
     raw, data = os.path.join(work, "raw"), os.path.join(work, "data")
     synthetic.write_split(raw, "validation", 100, seed=3)
-    convert_to_yolo(raw, data, CLASSES, seed=42)
+    convert_to_yolo(raw_dir=raw, output_dir=data, classes=CLASSES, seed=42)
     return data
 
 

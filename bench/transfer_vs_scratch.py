@@ -20,9 +20,9 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from components.convert import convert_to_yolo  # noqa: E402
-from components.evaluate import evaluate_model  # noqa: E402
-from components.train import train_yolo  # noqa: E402
+from components.core.convert import convert_to_yolo  # noqa: E402
+from components.core.evaluate import evaluate_model  # noqa: E402
+from components.core.train import train_yolo  # noqa: E402
 from pipeline import demo, synthetic  # noqa: E402
 
 CLASSES = list(synthetic.TARGET_CLASSES)
@@ -30,9 +30,11 @@ ROUTES = {"transfer": ("base", 10), "scratch": ("yolov5n.yaml", 0)}  # base mode
 
 
 def train_and_score(data: str, run: str, model: str, freeze: int, epochs: int, settings: dict) -> tuple[dict, dict]:
-    summary = train_yolo(data, run, model, epochs=epochs, freeze=freeze, overrides=demo.PARAMS["train_args"],
+    summary = train_yolo(data_dir=data, output_dir=run, base_model=model, epochs=epochs, freeze=freeze,
+                         overrides=demo.PARAMS["train_args"],
                          **settings)
-    metrics = evaluate_model(data, os.path.join(run, "weights", "best.pt"), settings["imgsz"], settings["batch"])
+    metrics = evaluate_model(data_dir=data, weights=os.path.join(run, "weights", "best.pt"), imgsz=settings["imgsz"],
+                             batch=settings["batch"])
     return metrics, summary
 
 
@@ -46,7 +48,7 @@ def main() -> None:
         base = demo.make_base_checkpoint(os.path.join(work, "demo"), args.base_epochs)
         raw, data = os.path.join(work, "raw"), os.path.join(work, "data")
         synthetic.write_split(raw, "train", demo.PARAMS["max_samples_per_class"], demo.MIRROR_SEED)
-        convert_to_yolo(raw, data, CLASSES, seed=42)
+        convert_to_yolo(raw_dir=raw, output_dir=data, classes=CLASSES, seed=42)
         budgets = [int(e) for e in args.epochs.split(",")]
         results = {(epochs, route): train_and_score(data, os.path.join(work, f"{route}-{epochs}"),
                                                     base if model == "base" else model, freeze, epochs, settings)

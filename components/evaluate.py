@@ -1,114 +1,8 @@
-"""Evaluate: the trained model on the held-out test split (Ultralytics validation on split "test")."""
+"""The evaluate step's KFP component: a thin wrapper around ``components.core.evaluate``."""
 
-import base64
-import logging
-import os
-import tempfile
-import time
-
-import numpy as np
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from components.analysis import (
-    CONFIDENCE,
-    coco_files,
-    confusion_matrix,
-    draw_grid,
-    html_report,
-    plot_confusion,
-    read_ground_truth,
-)
 from components.images import TRAIN_IMAGE, component
-from components.train import dataset_yaml
-
-log = logging.getLogger(__name__)
-
-
-def _number(value) -> float | None:
-    return None if value is None else round(float(value), 6)
-
-
-def per_class_metrics(box, names: dict, instances) -> dict:
-    """AP, precision and recall of every class; ``None`` where the test split has no instance of it."""
-    index = {int(c): i for i, c in enumerate(box.ap_class_index)}
-    result = {}
-    for class_id, name in names.items():
-        i = index.get(int(class_id))
-        result[name] = {"ap50": _number(box.ap50[i]) if i is not None else None,
-                        "ap50_95": _number(box.ap[i]) if i is not None else None,
-                        "precision": _number(box.p[i]) if i is not None else None,
-                        "recall": _number(box.r[i]) if i is not None else None,
-                        "instances": int(instances[int(class_id)])}
-    return result
-
-
-def evaluate_model(data_dir: str, weights: str, imgsz: int = 640, batch: int = 16, device: str = "",
-                   report_dir: str = "") -> dict:
-    """Validates ``weights`` on the test split and returns the figures (the content of metrics.json).
-
-    With ``report_dir`` it also writes ``report.html`` (PR curve, confusion matrix, per-class table,
-    test images with true and predicted boxes) and the predictions as COCO JSON, and adds the
-    confusion matrix to the figures.
-    """
-    from components.ultralytics_env import configure_offline
-
-    configure_offline()
-    from ultralytics import YOLO
-
-    started = time.monotonic()
-    model = YOLO(weights)
-    with tempfile.TemporaryDirectory(prefix="yolo-val-") as project:
-        validation_started = time.monotonic()
-        results = model.val(data=dataset_yaml(data_dir), split="test", imgsz=imgsz, batch=batch, project=project,
-                            name="test", plots=bool(report_dir), **({"device": device} if device else {}))
-        validation_seconds = round(time.monotonic() - validation_started, 2)
-        box = results.box
-        metrics = {"map50": _number(box.map50), "map50_95": _number(box.map), "precision": _number(box.mp),
-                   "recall": _number(box.mr), "images": len(held_out_images(data_dir)),
-                   "per_class": per_class_metrics(box, results.names, results.nt_per_class)}
-        if report_dir:
-            pr_curve = os.path.join(results.save_dir, "BoxPR_curve.png")
-            metrics["confusion_matrix"] = write_report(model, data_dir, imgsz, metrics, pr_curve, report_dir)
-    metrics.update(seconds=round(time.monotonic() - started, 2), validation_seconds=validation_seconds)
-    log.info("test split: mAP50 %.3f, mAP50-95 %.3f", metrics["map50"], metrics["map50_95"])
-    return metrics
-
-
-def held_out_images(data_dir: str) -> list[str]:
-    folder = os.path.join(data_dir, "images", "test")
-    return sorted(os.path.join(folder, name) for name in os.listdir(folder))
-
-
-def predict_test_split(model, data_dir: str, imgsz: int) -> tuple[list, list]:
-    """Per test image: (path, true rows (class, box), predicted rows (class, conf, box)), and its size."""
-    samples, sizes = [], []
-    images = held_out_images(data_dir)
-    for result in model.predict(images, imgsz=imgsz, conf=CONFIDENCE, verbose=False, stream=True):
-        boxes = result.boxes
-        predicted = np.column_stack([boxes.cls.cpu().numpy(), boxes.conf.cpu().numpy(), boxes.xyxyn.cpu().numpy()])
-        label = os.path.join(data_dir, "labels", "test", os.path.splitext(os.path.basename(result.path))[0] + ".txt")
-        samples.append((result.path, read_ground_truth(label), predicted.reshape(-1, 6)))
-        sizes.append(result.orig_shape[::-1])
-    return samples, sizes
-
-
-def write_report(model, data_dir: str, imgsz: int, metrics: dict, pr_curve: str, report_dir: str) -> dict:
-    """Writes report.html and the COCO predictions; returns the confusion matrix with its labels."""
-    names = list(model.names.values())
-    samples, sizes = predict_test_split(model, data_dir, imgsz)
-    matrix = confusion_matrix([(truth, predicted) for _, truth, predicted in samples], len(names))
-    labels = [*names, "background"]
-    images = {}
-    if os.path.exists(pr_curve):
-        with open(pr_curve, "rb") as f:
-            images["Precision-recall curve (test split)"] = base64.b64encode(f.read()).decode()
-    images[f"Confusion matrix (confidence >= {CONFIDENCE}, IoU >= 0.5)"] = plot_confusion(matrix, labels)
-    images["Test images: true boxes green, predictions red"] = draw_grid(samples[:12], names)
-    os.makedirs(report_dir, exist_ok=True)
-    with open(os.path.join(report_dir, "report.html"), "w") as f:
-        f.write(html_report(metrics, images))
-    coco_files(samples, names, sizes, report_dir)
-    return {"labels": labels, "matrix": matrix.tolist()}
 
 
 @component(TRAIN_IMAGE, timeout_hours=4)
@@ -139,12 +33,13 @@ def evaluate(dataset: Input[Dataset], model: Input[Model], imgsz: int, batch: in
     import shutil
     import tempfile
 
-    from components.evaluate import evaluate_model
-    from components.packing import materialized
+    from components.core.evaluate import evaluate_model
+    from components.core.packing import materialized
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with materialized(dataset.path) as data_dir, tempfile.TemporaryDirectory() as out:
-        result = evaluate_model(data_dir, os.path.join(model.path, "weights", "best.pt"), imgsz, batch, report_dir=out)
+        result = evaluate_model(data_dir=data_dir, weights=os.path.join(model.path, "weights", "best.pt"), imgsz=imgsz,
+                                batch=batch, report_dir=out)
         shutil.copyfile(os.path.join(out, "report.html"), report.path)
         os.makedirs(predictions.path, exist_ok=True)
         for name in ("ground_truth.json", "predictions.json"):

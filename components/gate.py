@@ -1,73 +1,8 @@
-"""Gate: publish a retrained model only when it is good enough and not worse than the one in use.
-
-The candidate must reach ``min_map50`` on its test split, and the model ``latest`` points at under
-``publish_to`` is evaluated on the *same* test split: the candidate may not fall more than
-``max_map50_drop`` below it. A refused model is not an error: the run ends green, "not promoted",
-with the reasons in the gate's report.
-"""
-
-import json
-import logging
-import os
-import tempfile
+"""The gate step's KFP component: a thin wrapper around ``components.core.gate``."""
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 from components.images import TRAIN_IMAGE, component
-from components.publish import read_latest
-from components.storage import S3Url, Storage
-
-log = logging.getLogger(__name__)
-
-PROMOTE = "promote"
-NOT_PROMOTED = "not promoted"
-
-
-def decide(candidate: float, min_map50: float, current: float | None, max_drop: float) -> list[str]:
-    """The reasons not to promote (none: promote)."""
-    reasons = []
-    if candidate < min_map50:
-        reasons.append(f"mAP50 {candidate:.3f} is below the threshold min_map50={min_map50:.3f}")
-    if current is not None and candidate < current - max_drop:
-        reasons.append(f"mAP50 {candidate:.3f} is worse than the published model's {current:.3f} on the same test "
-                       f"split by more than max_map50_drop={max_drop:.3f}")
-    return reasons
-
-
-def promotion_gate(metrics_path: str, data_dir: str, publish_to: str, min_map50: float, max_map50_drop: float,
-                   imgsz: int, batch: int, storage: Storage | None = None) -> dict:
-    """Evaluates the published model on this test split and decides; returns the decision and its figures."""
-    from components.evaluate import evaluate_model
-
-    with open(metrics_path) as f:
-        candidate = json.load(f)["map50"]
-    storage = storage or Storage.from_env()
-    current = read_latest(publish_to, storage) if publish_to else None
-    current_map50 = None
-    if current:
-        with tempfile.TemporaryDirectory() as work:
-            weights = os.path.join(work, "best.pt")
-            storage.download_file(S3Url.parse(publish_to).join(current["version"], "weights", "best.pt"), weights)
-            current_map50 = evaluate_model(data_dir, weights, imgsz, batch)["map50"]
-    reasons = decide(candidate, min_map50, current_map50, max_map50_drop)
-    result = {"decision": NOT_PROMOTED if reasons else PROMOTE, "reasons": reasons, "candidate_map50": candidate,
-              "current_version": current["version"] if current else None, "current_map50": current_map50,
-              "min_map50": min_map50, "max_map50_drop": max_map50_drop}
-    log.info("gate: %s %s", result["decision"], reasons)
-    return result
-
-
-def markdown(result: dict) -> str:
-    current = ("none published yet" if result["current_version"] is None
-               else f"{result['current_version']}: mAP50 {result['current_map50']:.3f} on this test split")
-    lines = [f"# Model {'promoted' if result['decision'] == PROMOTE else 'not promoted'}", "",
-             f"- candidate: mAP50 {result['candidate_map50']:.3f}",
-             f"- published model: {current}",
-             f"- rules: mAP50 >= {result['min_map50']:.3f}, at most {result['max_map50_drop']:.3f} below the "
-             "published model"]
-    if result["reasons"]:
-        lines += ["", "Reasons:", *(f"- {reason}" for reason in result["reasons"])]
-    return "\n".join(lines) + "\n"
 
 
 @component(TRAIN_IMAGE, timeout_hours=4, data_connection=True)
@@ -90,12 +25,13 @@ def gate(metrics_json: Input[Artifact], dataset: Input[Dataset], publish_to: str
     """
     import logging
 
-    from components.gate import markdown, promotion_gate
-    from components.packing import materialized
+    from components.core.gate import markdown, promotion_gate
+    from components.core.packing import materialized
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with materialized(dataset.path) as data_dir:
-        result = promotion_gate(metrics_json.path, data_dir, publish_to, min_map50, max_map50_drop, imgsz, batch)
+        result = promotion_gate(metrics_path=metrics_json.path, data_dir=data_dir, publish_to=publish_to,
+                                min_map50=min_map50, max_map50_drop=max_map50_drop, imgsz=imgsz, batch=batch)
     with open(report.path, "w") as f:
         f.write(markdown(result))
     report.metadata.update({k: v for k, v in result.items() if v is not None})

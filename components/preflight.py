@@ -1,63 +1,6 @@
-"""Preflight: the run's first step checks every S3 location it will need, before any download or training.
-
-A wrong secret, a missing bucket or a typo in a key then fails the run in seconds, with the bucket
-named, instead of after an hour of training. It also fingerprints ``extra_data`` so that KFP's cache
-key of the step that reads it changes whenever objects there are added or rewritten.
-"""
-
-import logging
-import os
-import tempfile
+"""The preflight step's KFP component: a thin wrapper around ``components.core.preflight``."""
 
 from components.images import DATA_IMAGE, component
-from components.storage import S3Url, Storage, StorageError, check_checksum, is_s3
-
-log = logging.getLogger(__name__)
-
-
-def _checked(name: str, url: str, check):
-    try:
-        result = check()
-    except (StorageError, ValueError) as error:
-        raise StorageError(f"preflight: {name}={url} is not usable: {error}") from None
-    log.info("preflight: %s=%s ok", name, url)
-    return result
-
-
-def _fingerprint(storage: Storage, prefix: str) -> str:
-    url = S3Url.parse(prefix)
-    if not storage.list_objects(url):
-        raise StorageError(f"no objects under {url} at {storage.where}")
-    return storage.fingerprint(url)
-
-
-def _check_s3_model(storage: Storage, base_model: str, sha256: str, freeze: int) -> None:
-    """The checkpoint is fetched once here: its checksum and depth are known before any download or training."""
-    from components.model_file import checkpoint_layers
-    from components.validation import check_freeze
-
-    with tempfile.TemporaryDirectory(prefix="preflight-") as work:
-        path = storage.download_file(S3Url.parse(base_model), os.path.join(work, "base.pt"))
-        check_checksum(path, sha256, f"base_model {base_model}")
-        check_freeze(freeze, checkpoint_layers(path), base_model)
-
-
-def check_s3_inputs(publish_to: str = "", base_model: str = "", extra_data: str = "",
-                    open_images_cache: str = "", storage: Storage | None = None, base_model_sha256: str = "",
-                    freeze: int = 0) -> str:
-    """Checks access to every S3 location given, and an s3:// base model's checksum and depth; returns the
-    fingerprint of ``extra_data`` ("" if unset)."""
-    if not any(is_s3(u) for u in (publish_to, base_model, extra_data, open_images_cache)):
-        return ""
-    storage = storage or Storage.from_env()
-    if publish_to:
-        _checked("publish_to", publish_to, lambda: storage.check_writable(S3Url.parse(publish_to)))
-    if open_images_cache:
-        _checked("open_images_cache", open_images_cache,
-                 lambda: storage.check_writable(S3Url.parse(open_images_cache)))
-    if is_s3(base_model):
-        _checked("base_model", base_model, lambda: _check_s3_model(storage, base_model, base_model_sha256, freeze))
-    return _checked("extra_data", extra_data, lambda: _fingerprint(storage, extra_data)) if extra_data else ""
 
 
 @component(DATA_IMAGE, timeout_hours=1, data_connection=True, cache=False)  # access can change: check anew
@@ -95,8 +38,8 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
     """
     import logging
 
-    from components.preflight import check_s3_inputs
-    from components.validation import base_model_problems, check, parameter_problems
+    from components.core.preflight import check_s3_inputs
+    from components.core.validation import base_model_problems, check, parameter_problems
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     check(parameter_problems({
@@ -107,5 +50,6 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
         "max_map50_drop": max_map50_drop, "publish_to": publish_to, "extra_data": extra_data,
         "open_images_cache": open_images_cache, "base_model_sha256": base_model_sha256})
         + base_model_problems(base_model, freeze))
-    return check_s3_inputs(publish_to, base_model, extra_data, open_images_cache,
+    return check_s3_inputs(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
+                           open_images_cache=open_images_cache,
                            base_model_sha256=base_model_sha256, freeze=freeze)

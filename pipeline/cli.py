@@ -13,7 +13,7 @@ import sys
 
 from kfp_server_api.exceptions import ApiException
 
-from components.storage import StorageError
+from components.core.storage import StorageError
 from pipeline.pipeline import SHM_VOLUMES, CompileOptions, compile_pipeline, parameter_defaults
 
 DEFAULTS = parameter_defaults()
@@ -112,36 +112,41 @@ def cmd_schedule(args) -> None:
 
 
 def cmd_download(args) -> None:
-    from components.download import download_open_images
+    from components.core.download import download_open_images
 
-    _print_json(download_open_images(args.output_dir, args.classes, args.max_samples_per_class, args.split,
-                                     args.seed))
+    _print_json(download_open_images(output_dir=args.output_dir, classes=args.classes,
+                                     max_samples_per_class=args.max_samples_per_class, split=args.split,
+                                     seed=args.seed))
 
 
 def cmd_convert(args) -> None:
-    from components.convert import convert_to_yolo
+    from components.core.convert import convert_to_yolo
 
-    stats = convert_to_yolo(args.raw, args.output_dir, args.classes, args.seed, tuple(args.split_ratios),
-                            not args.exclude_group_of, allow_missing_classes=args.allow_missing_classes)
+    stats = convert_to_yolo(raw_dir=args.raw, output_dir=args.output_dir, classes=args.classes, seed=args.seed,
+                            split_ratios=tuple(args.split_ratios), include_group_of=not args.exclude_group_of,
+                            allow_missing_classes=args.allow_missing_classes)
     _print_json({k: stats[k] for k in ("images", "boxes", "dropped")} |
                 {"split_images": {s: v["images"] for s, v in stats["splits"].items()}})
 
 
 def cmd_train(args) -> None:
-    from components.train import train_yolo
+    from components.core.train import train_yolo
 
-    _print_json(train_yolo(args.data, args.output_dir, args.base_model, args.epochs, args.batch, args.imgsz,
-                           args.freeze, args.workers, args.cache, args.device, args.patience, args.optimizer,
-                           args.lr0, args.seed, json.loads(args.train_args)))
+    _print_json(train_yolo(data_dir=args.data, output_dir=args.output_dir, base_model=args.base_model,
+                           epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, freeze=args.freeze,
+                           workers=args.workers, cache=args.cache, device=args.device, patience=args.patience,
+                           optimizer=args.optimizer, lr0=args.lr0, seed=args.seed,
+                           overrides=json.loads(args.train_args)))
 
 
 def cmd_evaluate(args) -> None:
-    from components.evaluate import evaluate_model
+    from components.core.evaluate import evaluate_model
 
     weights = args.model
     if os.path.isdir(weights):
         weights = os.path.join(weights, "weights", "best.pt")
-    metrics = evaluate_model(args.data, weights, args.imgsz, args.batch, args.device)
+    metrics = evaluate_model(data_dir=args.data, weights=weights, imgsz=args.imgsz, batch=args.batch,
+                             device=args.device)
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)

@@ -15,9 +15,9 @@ import os
 import shutil
 import tempfile
 
-from components import openimages as oi
-from components.convert import convert_to_yolo
-from components.train import train_yolo
+from components.core import openimages as oi
+from components.core.convert import convert_to_yolo
+from components.core.train import train_yolo
 from pipeline import synthetic
 from pipeline.mirror import build_mirror, mirror_environment
 from pipeline.seaweed import SeaweedS3
@@ -50,9 +50,10 @@ def make_base_checkpoint(workdir: str, epochs: int = 10) -> str:
     with tempfile.TemporaryDirectory(prefix="demo-base-") as tmp:
         raw, data, run = (os.path.join(tmp, name) for name in ("raw", "data", "run"))
         synthetic.write_split(raw, "train", 100, BASE_SEED)
-        convert_to_yolo(raw, data, BASE_CLASSES, seed=BASE_SEED)
+        convert_to_yolo(raw_dir=raw, output_dir=data, classes=BASE_CLASSES, seed=BASE_SEED)
         log.info("demo: training the base checkpoint from scratch on %s", BASE_CLASSES)
-        train_yolo(data, run, "yolov5n.yaml", epochs=epochs, batch=16, imgsz=160, freeze=0, workers=0,
+        train_yolo(data_dir=data, output_dir=run, base_model="yolov5n.yaml", epochs=epochs, batch=16, imgsz=160,
+                   freeze=0, workers=0,
                    overrides={"nbs": 16, "plots": False})
         os.makedirs(workdir, exist_ok=True)
         shutil.copyfile(os.path.join(run, "weights", "best.pt"), path)

@@ -9,6 +9,7 @@ output dir: ``metrics.json``, ``best.pt``, ``model.onnx``, ``report.html`` and `
 
 import collections
 import glob
+import importlib.util
 import json
 import logging
 import os
@@ -21,10 +22,9 @@ import tempfile
 import threading
 import time
 
-from components.export import SERVING_NAME
-from components.openimages import check_classes
-from components.train import CHECKPOINTS_ENV
-from components.validation import base_model_problems, check
+from components.core.openimages import check_classes
+from components.core.train import CHECKPOINTS_ENV
+from components.core.validation import base_model_problems, check
 from pipeline.lifeline import RunScope
 from pipeline.pipeline import parameter_defaults, yolo_pipeline
 
@@ -56,6 +56,8 @@ def step_timings(run_dir: str, total: float) -> dict:
 def execute(output_dir: str, params: dict) -> dict:
     """Runs the pipeline with ``params`` and gathers its outputs; returns the metrics."""
     from kfp import local
+
+    from components.core.export import SERVING_NAME
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=os.path.join(output_dir, "pipeline-root"))
     started = time.monotonic()
@@ -101,6 +103,7 @@ def publication(run_dir: str, publish_to: str) -> str:
 
 # -- the run's own process: kfp.local in a process group of its own, so that it can be stopped at once --------
 
+LOCAL_LIBRARIES = ("pandas", "fiftyone", "ultralytics")  # what the steps import: the [local] extra
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TRACEBACK = "Traceback (most recent call last):"
 # What to do about a failed step, by the exception that ended it.
@@ -225,6 +228,10 @@ def run_local(output_dir: str, params: dict, demo: bool = False) -> dict:
     Whatever ends the run (success, a failed step, Ctrl-C, SIGKILL), no process of it stays and nothing
     of it is left in the temporary directory (``pipeline.lifeline``). Epoch checkpoints are kept under
     ``<output_dir>/checkpoints``: a run into the same output dir after an interrupt resumes training."""
+    missing = [name for name in LOCAL_LIBRARIES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"run-local runs every step here and needs {', '.join(missing)}: "
+                         "pip install 'yolo-kfp[local]' (the base install only compiles and submits)")
     defaults = parameter_defaults()
     if demo:
         from pipeline.synthetic import ALL_CLASSES

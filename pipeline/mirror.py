@@ -10,7 +10,7 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
-from components import openimages as oi
+from components.core import openimages as oi
 from pipeline import synthetic
 from pipeline.seaweed import SeaweedS3
 
@@ -42,6 +42,6 @@ def build_mirror(s3: SeaweedS3, workdir: str, split: str, images_per_class: int,
 
 def mirror_environment(s3: SeaweedS3, metadata_dir: str) -> dict[str, str]:
     """Environment that points FiftyOne's Open Images download at the mirror."""
-    from components.download import METADATA_ENV
+    from components.core.download import METADATA_ENV
 
     return {"AWS_ENDPOINT_URL_S3": s3.endpoint, METADATA_ENV: metadata_dir}

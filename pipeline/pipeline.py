@@ -16,14 +16,15 @@ from kfp.dsl import HTML, Artifact, Model, pipeline_context
 from kubernetes.utils.quantity import parse_quantity
 
 from components.convert import convert
+from components.core.gate import PROMOTE
+from components.core.storage import ENV_KEYS
 from components.download import download_shard, merge_download, plan_download
 from components.evaluate import evaluate
 from components.export import export
-from components.gate import PROMOTE, gate
+from components.gate import gate
 from components.images import REGISTRY, SETTINGS, TAG, image_ref
 from components.preflight import preflight
 from components.publish import publish
-from components.storage import ENV_KEYS
 from components.train import train
 
 PIPELINE_NAME = "yolo-kfp"

@@ -106,7 +106,7 @@ def mongod():
 @pytest.fixture(scope="session")
 def s3():
     """A real S3 server (SeaweedFS) on 127.0.0.1 whose Open Images bucket anyone may read, as upstream."""
-    from components import openimages as oi
+    from components.core import openimages as oi
     from pipeline.seaweed import SeaweedS3
 
     with SeaweedS3(public_read_buckets=(oi.BUCKET,)) as server:
@@ -126,19 +126,19 @@ def mirror(s3, mongod):
 @pytest.fixture(scope="session")
 def yolo_dataset():
     """A small YOLO dataset made by the convert core from synthetic Open Images data."""
-    from components.convert import convert_to_yolo
+    from components.core.convert import convert_to_yolo
     from pipeline import synthetic
 
     raw, data = os.path.join(SESSION_DIR, "yolo-raw"), os.path.join(SESSION_DIR, "yolo-data")
     synthetic.write_split(raw, "train", 16, seed=5)
-    convert_to_yolo(raw, data, CLASSES, seed=42)
+    convert_to_yolo(raw_dir=raw, output_dir=data, classes=CLASSES, seed=42)
     return data
 
 
 @pytest.fixture(scope="session")
 def base_checkpoint():
     """An untrained YOLOv5n checkpoint (80 classes): the offline stand-in for yolov5nu.pt."""
-    from components.ultralytics_env import configure_offline
+    from components.core.ultralytics_env import configure_offline
 
     configure_offline()
     from ultralytics import YOLO
@@ -161,14 +161,15 @@ def local_kfp(tmp_path):
 def trained_weights():
     """A YOLOv5n that detects the synthetic objects (trained here from scratch, ~1 min): for tests that
     need real detections (ONNX agreement, the quality gate, the report)."""
-    from components.convert import convert_to_yolo
-    from components.train import train_yolo
+    from components.core.convert import convert_to_yolo
+    from components.core.train import train_yolo
     from pipeline import synthetic
 
     raw, data = os.path.join(SESSION_DIR, "trained-raw"), os.path.join(SESSION_DIR, "trained-data")
     synthetic.write_split(raw, "train", 60, seed=9)
-    convert_to_yolo(raw, data, CLASSES, seed=42)
+    convert_to_yolo(raw_dir=raw, output_dir=data, classes=CLASSES, seed=42)
     out = os.path.join(SESSION_DIR, "trained-model")
-    train_yolo(data, out, "yolov5n.yaml", epochs=20, batch=16, imgsz=128, freeze=0, workers=0,
+    train_yolo(data_dir=data, output_dir=out, base_model="yolov5n.yaml", epochs=20, batch=16, imgsz=128, freeze=0,
+               workers=0,
                overrides={"nbs": 16, "plots": False})
     return os.path.join(out, "weights", "best.pt"), data

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from components.analysis import confusion_matrix, html_report, iou
+from components.core.analysis import confusion_matrix, html_report, iou
 
 
 def truth(*rows):

@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("components", "pipeline")
+PACKAGES = ("components", "components/core", "pipeline")
 HEAVY = ("torch", "ultralytics", "fiftyone", "cv2")
 
 
 def project_modules() -> dict[str, str]:
-    return {f"{package}.{name[:-3]}": os.path.join(ROOT, package, name) for package in PACKAGES
+    return {f"{package.replace('/', '.')}.{name[:-3]}": os.path.join(ROOT, package, name) for package in PACKAGES
             for name in sorted(os.listdir(os.path.join(ROOT, package))) if name.endswith(".py")
             and name != "__init__.py"}
 
@@ -54,13 +54,28 @@ def test_no_module_imports_itself_around_a_circle():
     assert cycles(graph) == []
 
 
+def test_the_library_imports_no_kfp_and_the_components_only_define_components():
+    for name, path in project_modules().items():
+        tree = ast.parse(open(path).read())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
+                                                if isinstance(node, ast.ImportFrom) and node.module}
+        if name.startswith("components.core."):
+            assert "kfp" not in imported, name
+        elif name.startswith("components.") and name != "components.images":
+            functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+            assert functions and all(any(isinstance(d, ast.Call) and getattr(d.func, "id", "") == "component"
+                                         for d in f.decorator_list) for f in functions), name
+
+
 def test_the_cycle_finder_finds_one():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
 
 
 def test_the_pipeline_and_every_component_load_without_the_heavy_libraries():
     components = [name for name, path in project_modules().items()
-                  if name.startswith("components.") and "@component(" in open(path).read()]
+                  if name.startswith("components.") and not name.startswith("components.core.")
+                  and "@component(" in open(path).read()]
     code = (f"import sys, pipeline.pipeline, {', '.join(components)}; "
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from components import openimages as oi
-from components.convert import assign_splits, convert_to_yolo, split_counts
+from components.core import openimages as oi
+from components.core.convert import assign_splits, convert_to_yolo, split_counts
 from pipeline.synthetic import ALL_CLASSES, write_metadata
 
 MID = ALL_CLASSES  # display name -> real Open Images MID
@@ -78,7 +78,7 @@ def tricky_raw(tmp_path):
 
 def test_labels_are_exact(tricky_raw, tmp_path):
     out = str(tmp_path / "yolo")
-    stats = convert_to_yolo(tricky_raw, out, CLASSES, seed=42)
+    stats = convert_to_yolo(raw_dir=tricky_raw, output_dir=out, classes=CLASSES, seed=42)
     labels = read_labels(out)
     assert labels["a0000000000000a1"] == [["1", "0.300000", "0.400000", "0.400000", "0.400000"],
                                           ["0", "0.750000", "0.250000", "0.300000", "0.300000"]]
@@ -96,14 +96,14 @@ def test_labels_are_exact(tricky_raw, tmp_path):
 
 def test_group_of_boxes_can_be_excluded(tricky_raw, tmp_path):
     out = str(tmp_path / "yolo")
-    stats = convert_to_yolo(tricky_raw, out, CLASSES, seed=42, include_group_of=False)
+    stats = convert_to_yolo(raw_dir=tricky_raw, output_dir=out, classes=CLASSES, seed=42, include_group_of=False)
     assert read_labels(out)["b0000000000000b2"] == [["2", "0.450000", "0.600000", "0.100000", "0.200000"]]
     assert stats["dropped"]["group_of_boxes"] == 1
 
 
 def test_class_ids_follow_the_listed_order(tricky_raw, tmp_path):
     out = str(tmp_path / "yolo")
-    convert_to_yolo(tricky_raw, out, ["Traffic sign", "Car", "Bicycle"], seed=42)
+    convert_to_yolo(raw_dir=tricky_raw, output_dir=out, classes=["Traffic sign", "Car", "Bicycle"], seed=42)
     assert [line[0] for line in read_labels(out)["a0000000000000a1"]] == ["1", "2"]
     with open(os.path.join(out, "dataset.yaml")) as f:
         spec = yaml.safe_load(f)
@@ -112,23 +112,23 @@ def test_class_ids_follow_the_listed_order(tricky_raw, tmp_path):
 
 def test_a_subset_of_classes_drops_the_rest(tricky_raw, tmp_path):
     out = str(tmp_path / "yolo")
-    stats = convert_to_yolo(tricky_raw, out, ["Bicycle", "Traffic sign"], seed=42)
+    stats = convert_to_yolo(raw_dir=tricky_raw, output_dir=out, classes=["Bicycle", "Traffic sign"], seed=42)
     labels = read_labels(out)
     assert set(labels) == {"a0000000000000a1", "b0000000000000b2", "f0000000000000f6"}
     assert labels["a0000000000000a1"] == [["0", "0.750000", "0.250000", "0.300000", "0.300000"]]
     assert stats["dropped"]["images_without_selected_boxes"] == 18
     with pytest.raises(ValueError, match="only 1 images have boxes"):
-        convert_to_yolo(tricky_raw, str(tmp_path / "one"), ["Bicycle"], seed=42)
+        convert_to_yolo(raw_dir=tricky_raw, output_dir=str(tmp_path / "one"), classes=["Bicycle"], seed=42)
 
 
 def test_dataset_yaml_resolves_relative_to_itself(tricky_raw, tmp_path):
-    from components.ultralytics_env import configure_offline
+    from components.core.ultralytics_env import configure_offline
 
     configure_offline()  # check_det_dataset fetches a font otherwise
     from ultralytics.data.utils import check_det_dataset
 
     out = tmp_path / "yolo"
-    convert_to_yolo(tricky_raw, str(out), CLASSES, seed=42)
+    convert_to_yolo(raw_dir=tricky_raw, output_dir=str(out), classes=CLASSES, seed=42)
     resolved = check_det_dataset(str(out / "dataset.yaml"))
     assert resolved["train"] == str(out / "images" / "train")
     assert resolved["test"] == str(out / "images" / "test")
@@ -139,7 +139,7 @@ def test_dataset_yaml_resolves_relative_to_itself(tricky_raw, tmp_path):
 
 
 def test_stats_count_images_and_boxes_per_class_and_split(tricky_raw, tmp_path):
-    stats = convert_to_yolo(tricky_raw, str(tmp_path / "yolo"), CLASSES, seed=42)
+    stats = convert_to_yolo(raw_dir=tricky_raw, output_dir=str(tmp_path / "yolo"), classes=CLASSES, seed=42)
     per_split = stats["splits"]
     assert sum(per_split[s]["images"] for s in per_split) == 20
     assert sum(per_split[s]["per_class"]["Car"]["boxes"] for s in per_split) == 18
@@ -164,20 +164,21 @@ def test_split_is_deterministic_and_a_partition():
 
 
 @pytest.mark.parametrize("ratios", [(0.8, 0.1, 0.2), (1.2, -0.1, -0.1), (0.5, 0.5)])
-def test_bad_split_ratios_are_refused(ratios):
-    with pytest.raises(ValueError, match="split_ratios"):
-        split_counts(100, ratios)
+def test_bad_split_ratios_are_refused_before_reading_anything(ratios, tmp_path):
+    with pytest.raises(ValueError, match="split_ratios must be three non-negative numbers"):
+        convert_to_yolo(raw_dir=str(tmp_path / "absent"), output_dir=str(tmp_path / "yolo"), classes=["Car"],
+                        split_ratios=ratios)
 
 
 def test_unknown_class_names_the_closest(tricky_raw, tmp_path):
     with pytest.raises(ValueError, match=r"'Carr' \(did you mean 'Car'"):
-        convert_to_yolo(tricky_raw, str(tmp_path / "yolo"), ["Bicycle", "Carr"], seed=42)
+        convert_to_yolo(raw_dir=tricky_raw, output_dir=str(tmp_path / "yolo"), classes=["Bicycle", "Carr"], seed=42)
 
 
 def test_missing_metadata_is_named(tricky_raw, tmp_path):
     os.remove(os.path.join(tricky_raw, oi.HIERARCHY_JSON))
     with pytest.raises(FileNotFoundError, match="hierarchy.json"):
-        convert_to_yolo(tricky_raw, str(tmp_path / "yolo"), CLASSES, seed=42)
+        convert_to_yolo(raw_dir=tricky_raw, output_dir=str(tmp_path / "yolo"), classes=CLASSES, seed=42)
 
 
 def test_cli_step_convert(tricky_raw, tmp_path):
@@ -188,7 +189,7 @@ def test_cli_step_convert(tricky_raw, tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["split_images"] == {"train": 15, "val": 3, "test": 2}
     reference = str(tmp_path / "core")
-    convert_to_yolo(tricky_raw, reference, CLASSES, seed=42)
+    convert_to_yolo(raw_dir=tricky_raw, output_dir=reference, classes=CLASSES, seed=42)
     assert read_labels(out) == read_labels(reference)
     for split in ("train", "val", "test"):
         assert sorted(os.listdir(os.path.join(out, "labels", split))) == \

@@ -11,8 +11,8 @@ import onnx
 import pytest
 import torch
 
-from components.publish import read_latest
-from components.storage import S3Url, Storage
+from components.core.publish import read_latest
+from components.core.storage import S3Url, Storage
 
 pytestmark = pytest.mark.slow
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")

@@ -8,19 +8,11 @@ import os
 import pytest
 from conftest import CLASSES
 
-from components import openimages as oi
-from components.download import (
-    METADATA_ENV,
-    cut_shards,
-    download_open_images,
-    download_shard,
-    make_plan,
-    merge_download,
-    plan_download,
-    select_images,
-)
-from components.packing import materialized, shards
-from components.storage import S3Url, Storage
+from components.core import openimages as oi
+from components.core.download import METADATA_ENV, cut_shards, download_open_images, make_plan, select_images
+from components.core.packing import materialized, shards
+from components.core.storage import S3Url, Storage
+from components.download import download_shard, merge_download, plan_download
 from pipeline.synthetic import ALL_CLASSES
 
 
@@ -43,7 +35,8 @@ def check_raw_layout(raw_dir, quota):
 
 
 def test_download_draws_a_quota_per_class_and_keeps_only_their_rows(mirror, tmp_path):
-    summary = download_open_images(str(tmp_path / "raw"), CLASSES, 6, "validation", seed=42)
+    summary = download_open_images(output_dir=str(tmp_path / "raw"), classes=CLASSES, max_samples_per_class=6,
+                                   split="validation", seed=42)
     images, detections = check_raw_layout(str(tmp_path / "raw"), 6)
     assert summary["images_per_class"] == {name: 6 for name in CLASSES}
     assert summary["images"] == len(images) <= 18
@@ -56,9 +49,12 @@ def test_download_draws_a_quota_per_class_and_keeps_only_their_rows(mirror, tmp_
 
 
 def test_download_is_determined_by_the_seed(mirror, tmp_path):
-    first = download_open_images(str(tmp_path / "a"), CLASSES, 4, "validation", seed=1)
-    again = download_open_images(str(tmp_path / "b"), CLASSES, 4, "validation", seed=1)
-    other = download_open_images(str(tmp_path / "c"), CLASSES, 4, "validation", seed=2)
+    first = download_open_images(output_dir=str(tmp_path / "a"), classes=CLASSES, max_samples_per_class=4,
+                                 split="validation", seed=1)
+    again = download_open_images(output_dir=str(tmp_path / "b"), classes=CLASSES, max_samples_per_class=4,
+                                 split="validation", seed=1)
+    other = download_open_images(output_dir=str(tmp_path / "c"), classes=CLASSES, max_samples_per_class=4,
+                                 split="validation", seed=2)
     listing = [sorted(os.listdir(tmp_path / d / oi.DATA_DIR)) for d in "abc"]
     assert first["images"] == again["images"] and listing[0] == listing[1] != listing[2]
     assert other["images_per_class"] == {name: 4 for name in CLASSES}
@@ -66,7 +62,8 @@ def test_download_is_determined_by_the_seed(mirror, tmp_path):
 
 def test_unknown_class_fails_before_downloading(mirror, tmp_path):
     with pytest.raises(ValueError, match=r"'Carr' \(did you mean 'Car'"):
-        download_open_images(str(tmp_path / "raw"), ["Bicycle", "Carr"], 5, "validation", seed=42)
+        download_open_images(output_dir=str(tmp_path / "raw"), classes=["Bicycle", "Carr"], max_samples_per_class=5,
+                             split="validation", seed=42)
     assert not (tmp_path / "raw").exists()
 
 
@@ -84,12 +81,18 @@ def test_shards_are_chunks_of_the_selection_that_never_repeat_an_image():
     assert cut_shards(selected, 10) == {"shard 0": ["both", "c1", "c2", "c3", "c4", "b1"]}
     assert cut_shards(selected, 2) == {"shard 0": ["both", "c1"], "shard 1": ["c2", "c3"], "shard 2": ["c4", "b1"]}
     assert cut_shards({"Car": ["x"], "Bus": ["x"]}, 5) == {"shard 0": ["x"]}
-    with pytest.raises(ValueError, match="download_shard_size must be positive"):
-        cut_shards(selected, 0)
+
+
+def test_plan_refuses_bad_values_by_the_parameter_rules(tmp_path):
+    with pytest.raises(ValueError, match="download_shard_size must be a positive integer, not 0"):
+        make_plan(plan_dir=str(tmp_path / "plan"), classes=CLASSES, max_samples_per_class=5, split="validation",
+                  seed=42, shard_size=0)
+    assert not (tmp_path / "plan").exists()
 
 
 def test_plan_keeps_every_row_of_the_selected_images(mirror, tmp_path):
-    plan = make_plan(str(tmp_path / "plan"), CLASSES, 5, "validation", seed=42, shard_size=2)
+    plan = make_plan(plan_dir=str(tmp_path / "plan"), classes=CLASSES, max_samples_per_class=5, split="validation",
+                     seed=42, shard_size=2)
     planned = {i for ids in plan["shards"].values() for i in ids}
     assert len(planned) == plan["images"] == sum(len(ids) for ids in plan["shards"].values())  # no image twice
     assert all(len(ids) <= 2 for ids in plan["shards"].values()) and len(plan["shards"]) > len(CLASSES)
@@ -127,7 +130,8 @@ def test_sharded_download_through_kfp_local_equals_the_unsharded_one(mirror, loc
     assert "data" not in os.listdir(merged)
     assert len(shards(str(merged))) == len(shard_dirs), "the shards' tar files are carried over, not repacked"
 
-    unsharded = download_open_images(str(local_kfp / "unsharded"), CLASSES, 5, "validation", seed=42)
+    unsharded = download_open_images(output_dir=str(local_kfp / "unsharded"), classes=CLASSES, max_samples_per_class=5,
+                                     split="validation", seed=42)
     with materialized(str(merged)) as folder:
         images, detections = check_raw_layout(folder, 5)
         assert raw_files(folder) == raw_files(local_kfp / "unsharded")
@@ -146,13 +150,15 @@ def test_open_images_metadata_is_cached_in_s3(mirror, s3, tmp_path, monkeypatch)
         monkeypatch.setenv(key, value)
     storage = Storage.from_env()
     storage.client.create_bucket(Bucket="oi-cache")
-    download_open_images(str(tmp_path / "a"), CLASSES, 3, "validation", seed=42, metadata_cache="s3://oi-cache/v7")
+    download_open_images(output_dir=str(tmp_path / "a"), classes=CLASSES, max_samples_per_class=3, split="validation",
+                         seed=42, metadata_cache="s3://oi-cache/v7")
     cached = sorted(o["key"] for o in storage.list_objects(S3Url("oi-cache", "v7")))
     assert cached == sorted(f"v7/validation/{name}" for name in oi.METADATA_FILES)
     # Without the mirror's local metadata FiftyOne would fetch the CSVs over HTTPS (the guard would
     # fail the test): the second run takes them from the cache.
     monkeypatch.delenv(METADATA_ENV)
-    again = download_open_images(str(tmp_path / "b"), CLASSES, 3, "validation", seed=42,
+    again = download_open_images(output_dir=str(tmp_path / "b"), classes=CLASSES, max_samples_per_class=3,
+                                 split="validation", seed=42,
                                  metadata_cache="s3://oi-cache/v7")
     assert sorted(os.listdir(tmp_path / "b" / oi.DATA_DIR)) == sorted(os.listdir(tmp_path / "a" / oi.DATA_DIR))
     assert again["images_per_class"] == {name: 3 for name in CLASSES}

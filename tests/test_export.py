@@ -7,8 +7,10 @@ import onnx
 import pytest
 from conftest import CLASSES
 
-from components.evaluate import evaluate, held_out_images
-from components.export import OPSET, SERVING_NAME, _detections, compare_detections, export, export_onnx
+from components.core.evaluate import held_out_images
+from components.core.export import OPSET, SERVING_NAME, _detections, compare_detections, export_onnx
+from components.evaluate import evaluate
+from components.export import export
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_export_writes_the_serving_layout_and_matches_pytorch(trained_weights, tmp_path):
     weights, data = trained_weights
     images = held_out_images(data)
-    info = export_onnx(weights, str(tmp_path / "onnx"), 128, check_images=images)
+    info = export_onnx(weights=weights, output_dir=str(tmp_path / "onnx"), imgsz=128, check_images=images)
     model_path = tmp_path / "onnx" / SERVING_NAME / "1" / "model.onnx"
     model = onnx.load(str(model_path))
     assert model.opset_import[0].version == OPSET and info["opset"] == OPSET
@@ -31,7 +33,7 @@ def test_export_writes_the_serving_layout_and_matches_pytorch(trained_weights, t
 
 def test_a_different_model_is_caught(trained_weights, base_checkpoint, tmp_path):
     weights, data = trained_weights
-    export_onnx(base_checkpoint, str(tmp_path / "other"), 128)  # an untrained model's ONNX
+    export_onnx(weights=base_checkpoint, output_dir=str(tmp_path / "other"), imgsz=128)  # an untrained model's ONNX
     problems = compare_detections(weights, str(tmp_path / "other" / SERVING_NAME / "1" / "model.onnx"),
                                   held_out_images(data), 128)
     assert problems and any("only PyTorch has" in p for p in problems)
@@ -73,10 +75,10 @@ def test_predictions_load_in_fiftyone(trained_weights, mongod, tmp_path):
     import fiftyone as fo
     import fiftyone.utils.coco as fouc
 
-    from components.evaluate import evaluate_model
+    from components.core.evaluate import evaluate_model
 
     weights, data = trained_weights
-    evaluate_model(data, weights, 128, 8, report_dir=str(tmp_path))
+    evaluate_model(data_dir=data, weights=weights, imgsz=128, batch=8, report_dir=str(tmp_path))
     dataset = fo.Dataset.from_dir(dataset_type=fo.types.COCODetectionDataset,
                                   data_path=os.path.join(data, "images", "test"),
                                   labels_path=str(tmp_path / "ground_truth.json"), label_types="detections",

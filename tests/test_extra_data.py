@@ -8,8 +8,9 @@ from conftest import CLASSES
 from PIL import Image
 from test_convert import box_row, make_raw, read_labels
 
-from components.convert import convert, convert_to_yolo
-from components.storage import S3Url, Storage
+from components.convert import convert
+from components.core.convert import convert_to_yolo
+from components.core.storage import S3Url, Storage
 from pipeline.pipeline import compile_pipeline
 
 FILLER = [f"{i:016x}" for i in range(1, 9)]
@@ -34,7 +35,8 @@ def yolo_folder(root, names=("Traffic sign", "Person", "Car")):
 
 def test_yolo_layout_is_merged_by_class_name(raw, tmp_path):
     out = str(tmp_path / "out")
-    stats = convert_to_yolo(raw, out, CLASSES, seed=42, extra_dirs=(str(yolo_folder(tmp_path / "extra")),),
+    stats = convert_to_yolo(raw_dir=raw, output_dir=out, classes=CLASSES, seed=42,
+                            extra_dirs=(str(yolo_folder(tmp_path / "extra")),),
                             allow_missing_classes=True)  # no bicycle anywhere
     labels = read_labels(out)
     # Traffic sign is class 2 here, Car 1; the Car box poked out of the image and is clamped
@@ -49,7 +51,8 @@ def test_yolo_layout_is_merged_by_class_name(raw, tmp_path):
 def test_open_images_layout_is_merged(raw, tmp_path):
     extra = make_raw(tmp_path / "extra", [box_row("eeeeeeeeeeeeeee1", "Bicycle", 0.1, 0.3, 0.1, 0.3)],
                      ["eeeeeeeeeeeeeee1"])
-    stats = convert_to_yolo(raw, str(tmp_path / "out"), CLASSES, seed=42, extra_dirs=(extra,),
+    stats = convert_to_yolo(raw_dir=raw, output_dir=str(tmp_path / "out"), classes=CLASSES, seed=42,
+                            extra_dirs=(extra,),
                             allow_missing_classes=True)  # no traffic sign anywhere
     assert read_labels(str(tmp_path / "out"))["eeeeeeeeeeeeeee1"] == [["0", "0.200000", "0.200000", "0.200000",
                                                                         "0.200000"]]
@@ -60,8 +63,8 @@ def test_unlabelled_yolo_classes_are_an_error(raw, tmp_path):
     extra = yolo_folder(tmp_path / "extra")
     os.remove(extra / "data.yaml")
     with pytest.raises(FileNotFoundError, match="names no classes"):
-        convert_to_yolo(raw, str(tmp_path / "out"), CLASSES, seed=42, extra_dirs=(str(extra),),
-                        allow_missing_classes=True)
+        convert_to_yolo(raw_dir=raw, output_dir=str(tmp_path / "out"), classes=CLASSES, seed=42,
+                        extra_dirs=(str(extra),), allow_missing_classes=True)
 
 
 def test_convert_component_fetches_extra_data_from_s3(s3, raw, tmp_path, local_kfp, monkeypatch):
@@ -85,7 +88,7 @@ def test_convert_component_fetches_extra_data_from_s3(s3, raw, tmp_path, local_k
     (run,) = (local_kfp / "pipeline-root").iterdir()
     artifact = run / "convert" / "dataset"
     assert sorted(os.listdir(artifact)) == ["dataset.yaml", "shard-00000.tar", "stats.json"]
-    from components.packing import materialized
+    from components.core.packing import materialized
 
     with materialized(str(artifact)) as folder:
         assert "extra_street1" in read_labels(folder)

@@ -6,9 +6,9 @@ import uuid
 import pytest
 import yaml
 
-from components.gate import NOT_PROMOTED, PROMOTE, decide, markdown, promotion_gate
-from components.publish import publish_files
-from components.storage import Storage
+from components.core.gate import NOT_PROMOTED, PROMOTE, decide, markdown, promotion_gate
+from components.core.publish import publish_files
+from components.core.storage import Storage
 from pipeline.pipeline import compile_pipeline
 
 
@@ -26,7 +26,8 @@ def published(s3, trained_weights, tmp_path):
     storage = Storage.from_env(s3.data_connection())
     bucket = f"gate-{uuid.uuid4().hex[:8]}"
     storage.client.create_bucket(Bucket=bucket)
-    publish_files(f"s3://{bucket}/yolo", {"weights/best.pt": trained_weights[0]}, {}, "current", storage)
+    publish_files(publish_to=f"s3://{bucket}/yolo", files={"weights/best.pt": trained_weights[0]}, record={},
+                  run_id="current", storage=storage)
     return f"s3://{bucket}/yolo", storage
 
 
@@ -42,16 +43,20 @@ def test_gate_against_the_published_model_on_the_same_split(published, trained_w
     how well a tiny model trains differs from one machine to the next."""
     target, storage = published
     _, data = trained_weights
-    best = promotion_gate(candidate(tmp_path, 1.0), data, target, 0.0, 0.0, 128, 8, storage)
+    best = promotion_gate(metrics_path=candidate(tmp_path, 1.0), data_dir=data, publish_to=target, min_map50=0.0,
+                          max_map50_drop=0.0, imgsz=128, batch=8, storage=storage)
     assert best["decision"] == PROMOTE and best["current_version"].endswith("-current")
     current = best["current_map50"]
     assert 0.0 <= current <= 1.0
-    equal = promotion_gate(candidate(tmp_path, current), data, target, 0.0, 0.0, 128, 8, storage)
+    equal = promotion_gate(metrics_path=candidate(tmp_path, current), data_dir=data, publish_to=target, min_map50=0.0,
+                           max_map50_drop=0.0, imgsz=128, batch=8, storage=storage)
     assert equal["decision"] == PROMOTE and equal["current_map50"] == current, "evaluated the same way each time"
-    worse = promotion_gate(candidate(tmp_path, current - 0.2), data, target, 0.0, 0.01, 128, 8, storage)
+    worse = promotion_gate(metrics_path=candidate(tmp_path, current - 0.2), data_dir=data, publish_to=target,
+                           min_map50=0.0, max_map50_drop=0.01, imgsz=128, batch=8, storage=storage)
     assert worse["decision"] == NOT_PROMOTED and "worse than the published model" in worse["reasons"][0]
     assert "# Model not promoted" in markdown(worse) and "Reasons:" in markdown(worse)
-    low = promotion_gate(candidate(tmp_path, 0.5), data, target, 0.6, 1.0, 128, 8, storage)
+    low = promotion_gate(metrics_path=candidate(tmp_path, 0.5), data_dir=data, publish_to=target, min_map50=0.6,
+                         max_map50_drop=1.0, imgsz=128, batch=8, storage=storage)
     assert low["decision"] == NOT_PROMOTED and low["reasons"] == ["mAP50 0.500 is below the threshold min_map50=0.600"]
 
 
@@ -59,7 +64,8 @@ def test_first_model_only_needs_the_threshold(s3, tmp_path):
     storage = Storage.from_env(s3.data_connection())
     bucket = f"gate-{uuid.uuid4().hex[:8]}"
     storage.client.create_bucket(Bucket=bucket)
-    first = promotion_gate(candidate(tmp_path, 0.3), "unused", f"s3://{bucket}/yolo", 0.25, 0.01, 128, 8, storage)
+    first = promotion_gate(metrics_path=candidate(tmp_path, 0.3), data_dir="unused", publish_to=f"s3://{bucket}/yolo",
+                           min_map50=0.25, max_map50_drop=0.01, imgsz=128, batch=8, storage=storage)
     assert first["decision"] == PROMOTE and first["current_version"] is None
     assert "none published yet" in markdown(first)
 

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.storage import ENV_KEYS
+from components.core.storage import ENV_KEYS
 from pipeline.pipeline import DATA_CONNECTION
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")

@@ -10,8 +10,8 @@ import yaml
 from kfp_standin import API, KfpStandIn
 from nbclient import NotebookClient
 
-from components.publish import publish_files
-from components.storage import Storage
+from components.core.publish import publish_files
+from components.core.storage import Storage
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 NOTEBOOK = os.path.join(ROOT, "notebooks", "run_pipeline.ipynb")
@@ -26,7 +26,8 @@ def workbench(s3, tmp_path, monkeypatch):
     metrics.write_text(json.dumps({"map50": 0.8, "map50_95": 0.55, "per_class": {"Car": {"ap50": 0.8}}}))
 
     def run_the_pipeline(run):  # what the cluster would do: the run publishes its model
-        publish_files("s3://nb-models/yolo-kfp", {"metrics.json": str(metrics)}, {}, run["run_id"], storage)
+        publish_files(publish_to="s3://nb-models/yolo-kfp", files={"metrics.json": str(metrics)}, record={},
+                      run_id=run["run_id"], storage=storage)
 
     with KfpStandIn(on_run_created=run_the_pipeline) as server:
         kubeconfig = tmp_path / "kubeconfig"

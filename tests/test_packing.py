@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from components import packing
-from components.packing import extract, materialized, pack_in_place, shards
+from components.core import packing
+from components.core.packing import extract, materialized, pack_in_place, shards
 
 
 @pytest.fixture(params=["gnu tar", "python tarfile"], autouse=True)

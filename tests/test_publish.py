@@ -6,8 +6,8 @@ import uuid
 import pytest
 import yaml
 
-from components.publish import LATEST, MANIFEST, publish_model, read_latest
-from components.storage import S3Url, Storage, StorageError, sha256_of
+from components.core.publish import LATEST, MANIFEST, publish_model, read_latest
+from components.core.storage import S3Url, Storage, StorageError, sha256_of
 
 
 class RecordingStorage(Storage):
@@ -42,7 +42,7 @@ def trained(tmp_path):
     stats = tmp_path / "stats.json"
     stats.write_text(json.dumps({"classes": ["Car"], "seed": 42, "split_ratios": [0.75, 0.125, 0.125],
                                  "source": {"split": "train", "max_samples_per_class": 300}}))
-    return str(model), str(metrics), str(stats)
+    return {"model_dir": str(model), "metrics_path": str(metrics), "stats_path": str(stats)}
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def storage_for(s3, **kwargs):
 
 def test_publish_layout_and_manifest_last(s3, target, trained):
     storage = storage_for(s3)
-    result = publish_model(target, *trained, run_id="0123456789abcdef", storage=storage)
+    result = publish_model(publish_to=target, **trained, run_id="0123456789abcdef", storage=storage)
     version, prefix = result["version"], S3Url.parse(target)
     assert version.endswith("-01234567")
     files = {"weights/best.pt", "args.yaml", "results.csv", "train_summary.json", "metrics.json",
@@ -67,7 +67,8 @@ def test_publish_layout_and_manifest_last(s3, target, trained):
     assert {k.split(f"{version}/", 1)[1] for k in storage.writes[:-2]} == files
     manifest = json.loads(storage.get_bytes(prefix.join(version, MANIFEST)))
     assert set(manifest["files"]) == files and manifest["run_id"] == "0123456789abcdef"
-    assert manifest["files"]["weights/best.pt"] == {"size": 1000, "sha256": sha256_of(f"{trained[0]}/weights/best.pt")}
+    assert manifest["files"]["weights/best.pt"] == {"size": 1000,
+                                                    "sha256": sha256_of(f"{trained['model_dir']}/weights/best.pt")}
     assert manifest["metrics"]["map50"] == 0.8 and manifest["names"] == ["Car"]
     assert manifest["parameters"]["train"]["freeze"] == 10
     assert manifest["parameters"]["download"]["max_samples_per_class"] == 300
@@ -75,10 +76,10 @@ def test_publish_layout_and_manifest_last(s3, target, trained):
 
 
 def test_interrupted_upload_leaves_no_manifest_and_latest_unmoved(s3, target, trained):
-    first = publish_model(target, *trained, run_id="aaaaaaaa", storage=storage_for(s3))
+    first = publish_model(publish_to=target, **trained, run_id="aaaaaaaa", storage=storage_for(s3))
     broken = storage_for(s3, fail_at=3)
     with pytest.raises(StorageError, match="injected"):
-        publish_model(target, *trained, run_id="bbbbbbbb", storage=broken)
+        publish_model(publish_to=target, **trained, run_id="bbbbbbbb", storage=broken)
     prefix = S3Url.parse(target)
     keys = [o["key"] for o in broken.list_objects(prefix)]
     half = [k for k in keys if "-bbbbbbbb/" in k]

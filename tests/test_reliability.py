@@ -16,13 +16,13 @@ from conftest import CLASSES
 from PIL import Image
 from test_convert import box_row, make_raw
 
-from components import openimages as oi
-from components.convert import convert_to_yolo
-from components.image_files import readable
+from components.core import openimages as oi
+from components.core.convert import convert_to_yolo
+from components.core.image_files import readable
+from components.core.storage import S3Url, Storage
+from components.core.train import resume_epoch
+from components.core.validation import parameter_problems
 from components.images import SETTINGS
-from components.storage import S3Url, Storage
-from components.train import resume_epoch
-from components.validation import parameter_problems
 from pipeline.cluster import Server
 from pipeline.pipeline import compile_pipeline, parameter_defaults
 from pipeline.seaweed import free_ports
@@ -86,7 +86,7 @@ def test_values_only_training_would_catch_are_refused_before_any_step(param, mes
 
 
 def test_a_local_base_model_is_read_for_its_depth(base_checkpoint, tmp_path):
-    from components.validation import base_model_problems
+    from components.core.validation import base_model_problems
 
     assert base_model_problems(base_checkpoint, 10) == []
     assert "freeze 25 is beyond" in base_model_problems(base_checkpoint, 25)[0]
@@ -96,8 +96,8 @@ def test_a_local_base_model_is_read_for_its_depth(base_checkpoint, tmp_path):
 
 
 def test_an_s3_base_model_is_fetched_and_checked_by_preflight(s3, base_checkpoint):
-    from components.preflight import check_s3_inputs
-    from components.storage import StorageError, sha256_of
+    from components.core.preflight import check_s3_inputs
+    from components.core.storage import StorageError, sha256_of
 
     storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="base-models")
@@ -143,7 +143,7 @@ def _raw_with_broken_images(root):
 
 def test_unreadable_images_are_dropped_and_counted(tmp_path):
     raw, ids = _raw_with_broken_images(tmp_path / "raw")
-    stats = convert_to_yolo(raw, str(tmp_path / "out"), ["Bicycle", "Car"], seed=42)
+    stats = convert_to_yolo(raw_dir=raw, output_dir=str(tmp_path / "out"), classes=["Bicycle", "Car"], seed=42)
     assert stats["dropped"]["unreadable_images"] == 3 and stats["images"] == len(ids) - 3
 
 
@@ -163,18 +163,20 @@ def test_readable_checks_end_markers_and_decodes_the_rest(tmp_path, suffix):
 def test_a_class_without_images_fails_unless_allowed(tmp_path):
     raw, _ = _raw_with_broken_images(tmp_path / "raw")
     with pytest.raises(ValueError, match=r"no image has a box of \['Traffic sign'\].*allow_missing_classes"):
-        convert_to_yolo(raw, str(tmp_path / "out"), CLASSES, seed=42)
+        convert_to_yolo(raw_dir=raw, output_dir=str(tmp_path / "out"), classes=CLASSES, seed=42)
     assert not (tmp_path / "out").exists()
-    stats = convert_to_yolo(raw, str(tmp_path / "allowed"), CLASSES, seed=42, allow_missing_classes=True)
+    stats = convert_to_yolo(raw_dir=raw, output_dir=str(tmp_path / "allowed"), classes=CLASSES, seed=42,
+                            allow_missing_classes=True)
     assert stats["splits"]["train"]["per_class"]["Traffic sign"]["boxes"] == 0
 
 
 @pytest.mark.slow
 def test_freeze_beyond_the_model_is_refused_before_training(yolo_dataset, base_checkpoint, tmp_path):
-    from components.train import train_yolo
+    from components.core.train import train_yolo
 
     with pytest.raises(ValueError, match=r"freeze 30 is beyond .*'s 25 layers \(0-24\)"):
-        train_yolo(yolo_dataset, str(tmp_path / "model"), base_checkpoint, epochs=1, batch=8, imgsz=64, freeze=30)
+        train_yolo(data_dir=yolo_dataset, output_dir=str(tmp_path / "model"), base_model=base_checkpoint, epochs=1,
+                   batch=8, imgsz=64, freeze=30)
     assert not (tmp_path / "model" / "weights").exists()
 
 
@@ -353,14 +355,16 @@ def test_a_checkpoint_cut_off_mid_write_is_moved_aside_not_resumed(tmp_path, cap
 
 
 def test_download_rerun_fetches_only_what_is_missing_or_broken(mirror, tmp_path):
-    from components.download import download_open_images
+    from components.core.download import download_open_images
 
     out = tmp_path / "raw"
-    first = download_open_images(str(out), CLASSES, 4, "validation", seed=42)
+    first = download_open_images(output_dir=str(out), classes=CLASSES, max_samples_per_class=4, split="validation",
+                                 seed=42)
     names = sorted(os.listdir(out / oi.DATA_DIR))
     os.remove(out / oi.DATA_DIR / names[0])
     open(out / oi.DATA_DIR / names[1], "wb").close()  # left broken by an interruption
-    again = download_open_images(str(out), CLASSES, 4, "validation", seed=42)
+    again = download_open_images(output_dir=str(out), classes=CLASSES, max_samples_per_class=4, split="validation",
+                                 seed=42)
     assert again["reused_images"] == len(names) - 2
     assert sorted(os.listdir(out / oi.DATA_DIR)) == names and again["images"] == first["images"]
     assert os.path.getsize(out / oi.DATA_DIR / names[1]) > 0
@@ -374,7 +378,7 @@ class Preempted(Exception):
 def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
     from ultralytics.utils.callbacks import base as callbacks  # what get_default_callbacks copies
 
-    import components.train as train_module
+    import components.core.train as train_module
 
     storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="checkpoints")
@@ -395,10 +399,12 @@ def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_
     with monkeypatch.context() as patch:
         patch.setitem(callbacks.default_callbacks, "on_model_save", [preempt_once_kept])
         with pytest.raises(Preempted):
-            train_module.train_yolo(yolo_dataset, str(tmp_path / "pod-1"), base_checkpoint, **tiny)
+            train_module.train_yolo(data_dir=yolo_dataset, output_dir=str(tmp_path / "pod-1"),
+                                    base_model=base_checkpoint, **tiny)
     assert storage.exists(kept)
     # the retry runs in a new pod: an empty output dir, the same run's checkpoint prefix
-    summary = train_module.train_yolo(yolo_dataset, str(tmp_path / "pod-2"), base_checkpoint, **tiny)
+    summary = train_module.train_yolo(data_dir=yolo_dataset, output_dir=str(tmp_path / "pod-2"),
+                                      base_model=base_checkpoint, **tiny)
     assert summary["resumed_at_epoch"] == 2 and summary["epochs"] == 3
     assert len((tmp_path / "pod-2" / "results.csv").read_text().splitlines()) == 1 + 2  # epochs 2 and 3 here
     assert not storage.exists(kept), "a finished training drops its checkpoint: an identical re-run trains anew"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from components import resources
+from components.core import resources
 
 
 def write(root, files):
@@ -63,7 +63,7 @@ def test_threads_follow_the_cpu_quota_by_ultralytics_rule():
 
 
 def test_ultralytics_thread_pools_take_the_planned_count():
-    from components.ultralytics_env import THREAD_COUNT_USERS, configure_offline, limit_threads
+    from components.core.ultralytics_env import THREAD_COUNT_USERS, configure_offline, limit_threads
 
     configure_offline()
     import importlib

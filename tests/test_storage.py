@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from components.preflight import check_s3_inputs
-from components.storage import S3Url, Storage, StorageError
-from components.train import fetch_base_model
+from components.core.preflight import check_s3_inputs
+from components.core.storage import S3Url, Storage, StorageError
+from components.core.train import fetch_base_model
 from pipeline.seaweed import free_ports
 
 

@@ -8,9 +8,11 @@ import pytest
 import torch
 from conftest import CLASSES
 
-from components.evaluate import evaluate, evaluate_model
-from components.train import fit_batch, train, train_yolo, ultralytics_device
-from components.validation import plain_numbers
+from components.core.evaluate import evaluate_model
+from components.core.train import fit_batch, train_yolo, ultralytics_device
+from components.core.validation import plain_numbers
+from components.evaluate import evaluate
+from components.train import train
 
 TINY = {"epochs": 1, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False}}
 
@@ -31,7 +33,8 @@ def test_freeze_keeps_the_backbone_and_trains_the_head(yolo_dataset, base_checkp
     monkeypatch.setitem(callbacks.default_callbacks, "on_train_start", [lambda trainer: seen.update(
         total=sum(p.numel() for p in trainer.model.parameters()),
         trainable=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad))])
-    summary = train_yolo(yolo_dataset, str(tmp_path / "model"), base_checkpoint, freeze=10, **TINY)
+    summary = train_yolo(data_dir=yolo_dataset, output_dir=str(tmp_path / "model"), base_model=base_checkpoint,
+                         freeze=10, **TINY)
     assert (summary["total_params"], summary["trainable_params"]) == (seen["total"], seen["trainable"])
     before, after = layer_tensors(base_checkpoint), layer_tensors(str(tmp_path / "model" / "weights" / "last.pt"))
     for layer in range(10):
@@ -51,12 +54,12 @@ def test_freeze_keeps_the_backbone_and_trains_the_head(yolo_dataset, base_checkp
 @pytest.mark.slow
 def test_train_writes_the_model_artifact(yolo_dataset, base_checkpoint, tmp_path):
     out = tmp_path / "model"
-    train_yolo(yolo_dataset, str(out), base_checkpoint, freeze=10, **TINY)
+    train_yolo(data_dir=yolo_dataset, output_dir=str(out), base_model=base_checkpoint, freeze=10, **TINY)
     for name in ("weights/best.pt", "weights/last.pt", "args.yaml", "results.csv", "train_summary.json"):
         assert (out / name).is_file(), name
     with open(out / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == 1  # one row per epoch
-    metrics = evaluate_model(yolo_dataset, str(out / "weights" / "best.pt"), imgsz=64, batch=8)
+    metrics = evaluate_model(data_dir=yolo_dataset, weights=str(out / "weights" / "best.pt"), imgsz=64, batch=8)
     assert set(metrics["per_class"]) == set(CLASSES)
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("map50", "map50_95", "precision", "recall"))
     assert metrics["images"] == len(os.listdir(os.path.join(yolo_dataset, "images", "test")))
@@ -75,8 +78,8 @@ class Captured(Exception):
     pass
 
 
-def ultralytics_train_args(monkeypatch, *args, **kwargs) -> dict:
-    """The arguments ``train_yolo(*args, **kwargs)`` hands Ultralytics' ``YOLO.train`` (not run)."""
+def ultralytics_train_args(monkeypatch, **kwargs) -> dict:
+    """The arguments ``train_yolo(**kwargs)`` hands Ultralytics' ``YOLO.train`` (not run)."""
     from ultralytics import YOLO
 
     def capture(model, **train_args):
@@ -84,12 +87,13 @@ def ultralytics_train_args(monkeypatch, *args, **kwargs) -> dict:
 
     monkeypatch.setattr(YOLO, "train", capture)
     with pytest.raises(Captured) as captured:
-        train_yolo(*args, **kwargs)
+        train_yolo(**kwargs)
     return captured.value.args[0]
 
 
 def test_two_gpus_reach_ultralytics_as_two_devices(yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
-    args = ultralytics_train_args(monkeypatch, yolo_dataset, str(tmp_path / "model"), base_checkpoint,
+    args = ultralytics_train_args(monkeypatch, data_dir=yolo_dataset, output_dir=str(tmp_path / "model"),
+                                  base_model=base_checkpoint,
                                   device=ultralytics_device(2), **TINY)
     assert args["device"] == "0,1" and args["batch"] == TINY["batch"]  # the run's batch: Ultralytics splits it
 
@@ -106,7 +110,8 @@ def test_auto_batch_is_resolved_before_training_and_scaled_to_the_gpus(base_chec
 
 
 def test_auto_batch_reaches_ultralytics_as_a_number(yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
-    args = ultralytics_train_args(monkeypatch, yolo_dataset, str(tmp_path / "model"), base_checkpoint,
+    args = ultralytics_train_args(monkeypatch, data_dir=yolo_dataset, output_dir=str(tmp_path / "model"),
+                                  base_model=base_checkpoint,
                                   **{**TINY, "batch": -1})
     assert args["batch"] == 16
 
@@ -142,7 +147,7 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
 def test_training_key_follows_the_dataset_and_the_settings(yolo_dataset, tmp_path):
     import shutil
 
-    from components.train import training_key
+    from components.core.train import training_key
 
     settings = {"epochs": 3, "imgsz": 64, "train_args": {"nbs": 8}}
     copy = shutil.copytree(yolo_dataset, tmp_path / "copy")
@@ -156,7 +161,7 @@ def test_training_key_follows_the_dataset_and_the_settings(yolo_dataset, tmp_pat
 
 
 def test_checkpoints_go_to_the_local_folder_else_the_bucket(monkeypatch):
-    from components.train import CHECKPOINTS_ENV, checkpoint_location
+    from components.core.train import CHECKPOINTS_ENV, checkpoint_location
 
     monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
     monkeypatch.delenv("AWS_S3_BUCKET", raising=False)
@@ -168,7 +173,7 @@ def test_checkpoints_go_to_the_local_folder_else_the_bucket(monkeypatch):
 
 
 def test_a_resumed_training_lists_each_epoch_once(tmp_path):
-    from components.train import trim_results
+    from components.core.train import trim_results
 
     (tmp_path / "results.csv").write_text("epoch,time,loss\n1,2.5,0.9\n2,5.1,0.8\n3,7.7,0.7\n")
     trim_results(str(tmp_path), 2)  # last.pt holds epoch 2: epoch 3 is trained again, its row written again

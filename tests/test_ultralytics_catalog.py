@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from components.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
+from components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
 
 
 def test_arguments_are_ultralytics_default_configuration():

@@ -45,12 +45,8 @@ def missing_files(raw_dir: str) -> list[str]:
 
 
 def check_classes(requested: list[str], known: list[str]) -> None:
-    """Refuses names that are not Open Images display names, suggesting the closest ones."""
-    if not requested:
-        raise ValueError("classes is empty: name at least one Open Images class, e.g. 'Car'")
-    duplicates = sorted({c for c in requested if requested.count(c) > 1})
-    if duplicates:
-        raise ValueError(f"classes lists {duplicates} more than once")
+    """Refuses names that are not Open Images display names, suggesting the closest ones (the form of the
+    list is a parameter rule: ``components.core.validation``)."""
     unknown = [c for c in requested if c not in known]
     if unknown:
         hints = {c: difflib.get_close_matches(c, known, n=3, cutoff=0.6) for c in unknown}

@@ -10,9 +10,11 @@ import math
 import os
 import re
 
-from components.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
+from components.core.openimages import SPLITS
+from components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
 
 CACHE_MODES = ("", "ram", "disk")
+DEFAULT_SPLIT_RATIOS = (0.75, 0.125, 0.125)  # train, val, test: the notebook's
 STRIDE = 32  # YOLOv5/v8 heads downsample by 32: image sizes must be multiples of it
 # 4096 px is 16 Mpixel a side squared; the notebook trains at 640. Beyond this a batch needs tens of GB.
 MAX_IMGSZ = 4096
@@ -65,9 +67,6 @@ def plain_numbers(args: dict) -> dict:
 
 def parameter_problems(p: dict) -> list[str]:
     """What is wrong with the parameters ``p`` (any subset of the pipeline's); empty when nothing is."""
-    from components.convert import DEFAULT_SPLIT_RATIOS
-    from components.openimages import SPLITS
-
     p = plain_numbers(p)
     problems: list[str] = []
     if "classes" in p:
@@ -154,7 +153,7 @@ def base_model_problems(base_model: str, freeze: int) -> list[str]:
     """A named Ultralytics checkpoint, or a file here that is a checkpoint deep enough for ``freeze``.
 
     ``s3://`` models are checked where the data connection is (preflight), after fetching them."""
-    from components.model_file import checkpoint_layers
+    from components.core.model_file import checkpoint_layers
 
     if base_model in MODEL_LAYERS or base_model.startswith("s3://"):
         return []

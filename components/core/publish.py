@@ -1,0 +1,95 @@
+"""Publish: the trained model, and everything needed to trust it, under ``<publish_to>/<version>/``.
+
+Files go up first, ``manifest.json`` (their sizes and SHA-256, the run, the parameters, the metrics)
+last, so a reader that finds a manifest finds a complete model. ``<publish_to>/latest`` names the
+newest version and moves only once that version's manifest is in place.
+"""
+
+import json
+import logging
+import os
+import tempfile
+import time
+
+from components.core.storage import S3Url, Storage, sha256_of
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+LATEST = "latest"
+MODEL_FILES = ("weights/best.pt", "args.yaml", "results.csv", "train_summary.json")
+
+
+def new_version(run_id: str) -> str:
+    """Sortable by time, unique per run: ``20261126-083000-1a2b3c4d``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{stamp}-{run_id[:8]}" if run_id else stamp
+
+
+def read_latest(publish_to: str, storage: Storage | None = None) -> dict | None:
+    """The manifest of the version ``latest`` names, or None where nothing was published yet."""
+    storage = storage or Storage.from_env()
+    prefix = S3Url.parse(publish_to)
+    if not storage.exists(prefix.join(LATEST)):
+        return None
+    version = json.loads(storage.get_bytes(prefix.join(LATEST)))["version"]
+    return json.loads(storage.get_bytes(prefix.join(version, MANIFEST)))
+
+
+def publish_files(*, publish_to: str, files: dict[str, str], record: dict, run_id: str = "",
+                  storage: Storage | None = None) -> dict:
+    """Uploads ``files`` ({name in the version: local path}), then the manifest, then moves ``latest``."""
+    storage = storage or Storage.from_env()
+    prefix = S3Url.parse(publish_to)
+    version = new_version(run_id)
+    target = prefix.join(version)
+    entries = {}
+    for name, path in files.items():
+        storage.upload_file(path, target.join(name))
+        entries[name] = {"size": os.path.getsize(path), "sha256": sha256_of(path)}
+        log.info("published %s", target.join(name))
+    manifest = {"version": version, "run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "files": entries, **record}
+    storage.put_bytes(target.join(MANIFEST), json.dumps(manifest, indent=2).encode())
+    storage.put_bytes(prefix.join(LATEST), json.dumps({"version": version}).encode())
+    log.info("published version %s; %s now points at it", version, prefix.join(LATEST))
+    return {"version": version, "url": str(target), "manifest": manifest}
+
+
+def _relative_files(folder: str) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(root, f), folder) for root, _, names in os.walk(folder) for f in names)
+
+
+def _load_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def publish_model(*, publish_to: str, model_dir: str, metrics_path: str, stats_path: str, run_id: str = "",
+                  storage: Storage | None = None, onnx_dir: str = "") -> dict:
+    """Publishes a train step's model with its metrics, dataset statistics and parameters.
+
+    ``onnx_dir`` (an export step's output) goes under ``serving/``: a KServe or OpenVINO Model Server
+    storage URI then points at ``<version>/serving`` or ``<version>/serving/yolo-kfp``.
+    """
+    import yaml
+
+    stats = _load_json(stats_path)
+    with open(os.path.join(model_dir, "args.yaml")) as f:
+        train_args = yaml.safe_load(f)
+    parameters = {"download": stats.get("source", {}),
+                  "convert": {k: stats[k] for k in ("classes", "seed", "split_ratios") if k in stats},
+                  "train": train_args}
+    files = {name: os.path.join(model_dir, name) for name in MODEL_FILES
+             if os.path.exists(os.path.join(model_dir, name))}
+    if onnx_dir:
+        files.update({f"serving/{name}": os.path.join(onnx_dir, name) for name in _relative_files(onnx_dir)})
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "parameters.json"), "w") as f:
+            json.dump(parameters, f, indent=2, default=str)
+        files.update({"metrics.json": metrics_path, "dataset_stats.json": stats_path,
+                      "parameters.json": os.path.join(tmp, "parameters.json")})
+        metrics = _load_json(metrics_path)
+        record = {"names": stats.get("classes"), "parameters": parameters,
+                  "metrics": {k: metrics.get(k) for k in ("map50", "map50_95", "precision", "recall")}}
+        return publish_files(publish_to=publish_to, files=files, record=record, run_id=run_id, storage=storage)
