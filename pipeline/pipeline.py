@@ -141,34 +141,34 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         """Open Images subset -> YOLO labels -> YOLOv5 transfer learning -> test-split metrics -> published model.
 
         Args:
-            classes: Open Images display names to detect; YOLO class ids follow this order.
-            max_samples_per_class: Images drawn from Open Images for each class.
-            download_shard_size: Images per download shard; a larger selection is fetched by several pods.
-            split: The Open Images split to draw from: train, validation or test.
-            seed: Seed of the image draw, the train/val/test split and training.
-            split_ratios: Shares of the images for train, val and test, e.g. [0.75, 0.125, 0.125].
-            include_group_of: Keep Open Images' group-of boxes (one box around several objects).
-            allow_missing_classes: Train even when a class ends up without any box (else the run fails).
-            base_model: Checkpoint to fine-tune: an Ultralytics name (yolov5nu.pt), a path or s3://bucket/key.
-            base_model_sha256: Expected SHA-256 of an s3:// base_model; empty: not checked.
-            epochs: Training epochs.
-            batch: Images per batch over all GPUs; -1 fits it to the GPU's memory (AutoBatch).
-            imgsz: Training and evaluation image size in pixels, a multiple of 32.
-            freeze: Layers kept frozen from the first one; 10 is the YOLOv5 backbone.
-            workers: DataLoader workers per GPU at most; fewer when the pod's CPUs or /dev/shm are short.
-            cache: Cache decoded images: empty (no), ram or disk.
-            patience: Epochs without improvement before training stops early.
-            optimizer: Ultralytics optimizer: auto, SGD, AdamW, Adam, ...
-            lr0: Initial learning rate (optimizer=auto chooses its own).
-            train_args: Any other Ultralytics training argument, as JSON, e.g. {"cos_lr": true}.
-            gpu_node_selector: Node labels the train pod must land on, e.g. {"nvidia.com/gpu.product": "..."}.
-            gpu_tolerations: More tolerations for the train pod, in Kubernetes' form, beside nvidia.com/gpu.
-            data_connection: The Secret (OpenShift AI data connection) whose AWS_* keys the S3 steps get.
-            publish_to: s3://bucket/prefix to publish a promoted model to; empty: publish nothing.
-            extra_data: s3://bucket/prefix of your own labelled images (YOLO or Open Images layout).
-            open_images_cache: s3://bucket/prefix keeping Open Images' metadata CSVs between runs.
-            min_map50: The gate: a model below this test-split mAP50 is not published.
-            max_map50_drop: The gate: how far below the published model's mAP50 a new one may fall.
+            classes: [data] Open Images display names to detect; YOLO class ids follow this order.
+            max_samples_per_class: [data] Images drawn from Open Images for each class.
+            download_shard_size: [data] Images per download shard: a larger selection is fetched by several pods.
+            split: [data] The Open Images split to draw from: train, validation or test.
+            seed: [data] Seed of the image draw, the train/val/test split and training.
+            split_ratios: [data] Shares of the images for train, val and test, e.g. [0.75, 0.125, 0.125].
+            include_group_of: [data] Keep Open Images' group-of boxes (one box around several objects).
+            allow_missing_classes: [data] Train even when a class ends up without any box (else the run fails).
+            base_model: [training] Checkpoint to fine-tune: Ultralytics name (yolov5nu.pt), path or s3://bucket/key.
+            base_model_sha256: [training] Expected SHA-256 of an s3:// base_model; empty: not checked.
+            epochs: [training] Epochs to train.
+            batch: [training] Images per batch over all GPUs; -1 fits it to the GPU's memory (AutoBatch).
+            imgsz: [training] Training and evaluation image size in pixels, a multiple of 32.
+            freeze: [training] Layers kept frozen from the first one; 10 is the YOLOv5 backbone.
+            workers: [training] DataLoader workers per GPU at most; fewer when the pod's CPUs or /dev/shm are few.
+            cache: [training] Cache decoded images: empty (no), ram or disk.
+            patience: [training] Epochs without improvement before training stops early.
+            optimizer: [training] Ultralytics optimizer: auto, SGD, AdamW, Adam, ...
+            lr0: [training] Initial learning rate (optimizer=auto chooses its own).
+            train_args: [training] Any other Ultralytics training argument, as JSON, e.g. {"cos_lr": true}.
+            gpu_node_selector: [GPU] Node labels the train pod must land on, e.g. {"nvidia.com/gpu.product": "X"}.
+            gpu_tolerations: [GPU] More tolerations for the train pod, in Kubernetes' form, beside nvidia.com/gpu.
+            data_connection: [S3] The Secret (OpenShift AI data connection) whose AWS_* keys the S3 steps get.
+            publish_to: [publishing] s3://bucket/prefix to publish a promoted model to; empty: publish nothing.
+            extra_data: [data] s3://bucket/prefix of your own labelled images (YOLO or Open Images layout).
+            open_images_cache: [data] s3://bucket/prefix keeping Open Images' metadata CSVs between runs.
+            min_map50: [gate] A model below this test-split mAP50 is not published.
+            max_map50_drop: [gate] How far below the published model's mAP50 a new one may fall.
         """
         run = locals()
         checks = preflight(**{name: run[name] for name in preflight.component_spec.inputs})
