@@ -30,7 +30,12 @@ os.environ.update({
     "FIFTYONE_DO_NOT_TRACK": "true",
     "FIFTYONE_DATASET_ZOO_DIR": os.path.join(SESSION_DIR, "fiftyone-zoo"),
     "MPLCONFIGDIR": os.path.join(SESSION_DIR, "matplotlib"),
+    # Every temporary file of the tests and of what they start (kfp.local's task folders, a killed step's
+    # work dirs) lands in the session's folder, which goes at exit: nothing is left in /tmp.
+    "TMPDIR": os.path.join(SESSION_DIR, "tmp"),
 })
+os.makedirs(os.environ["TMPDIR"])
+tempfile.tempdir = os.environ["TMPDIR"]
 sys.path.insert(0, NETGUARD_DIR)
 import netguard  # noqa: E402
 
