@@ -3,8 +3,9 @@
 kfp.local runs in a child process, in a process group of its own, and each task as a subprocess of
 it (``SubprocessRunner(use_venv=False)``), with the artifacts under ``<output dir>/pipeline-root``:
 Ctrl-C stops the whole group at once, even while kfp.local sleeps before a retry. A failed step ends
-in one line naming the step, the exception from its log and what to do. At the end the final outputs are gathered in the
-output dir: ``metrics.json``, ``best.pt``, ``model.onnx``, ``report.html`` and ``timings.json``.
+in one line naming the step, the exception from its log and what to do. At the end the final outputs
+are gathered in the output dir: ``metrics.json``, ``best.pt``, ``model.onnx``, ``report.html`` and
+``timings.json``.
 """
 
 import collections
