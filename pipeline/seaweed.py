@@ -36,15 +36,17 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def remove_stale_sockets(directory: str = "/tmp") -> None:
-    """Removes the sockets weed leaves in /tmp (its gRPC ones go there whatever it is told) that no process
-    listens on any more."""
+def stale_sockets(directory: str = "/tmp") -> list[str]:
+    """The sockets weed left in /tmp (its gRPC ones go there whatever it is told) that no process listens on."""
     with open("/proc/net/unix") as f:
         bound = {line.split()[-1] for line in f.read().splitlines()[1:] if len(line.split()) > 7}
-    for path in glob.glob(os.path.join(directory, "seaweedfs-*.sock")):
-        if path not in bound:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+    return [path for path in glob.glob(os.path.join(directory, "seaweedfs-*.sock")) if path not in bound]
+
+
+def remove_stale_sockets() -> None:
+    for path in stale_sockets():
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def weed_binary() -> str:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from pipeline.lifeline import marked_processes, stop_marked
+from pipeline.seaweed import stale_sockets
 
 pytestmark = pytest.mark.slow
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
@@ -40,17 +41,10 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def stale_weed_sockets() -> set[str]:
-    """SeaweedFS's sockets in /tmp (where it puts some whatever TMPDIR says) that nothing listens on."""
-    with open("/proc/net/unix") as f:
-        bound = {line.split()[-1] for line in f.read().splitlines()[1:]}
-    return set(glob.glob("/tmp/seaweedfs-*.sock")) - bound
-
-
 def assert_nothing_left(tmpdir) -> None:
-    wait_for(lambda: not processes_under(tmpdir) and not os.listdir(tmpdir) and not stale_weed_sockets(), 30,
+    wait_for(lambda: not processes_under(tmpdir) and not os.listdir(tmpdir) and not stale_sockets(), 30,
              "the run's processes and files to go")
-    assert not processes_under(tmpdir) and os.listdir(tmpdir) == [] and stale_weed_sockets() == set()
+    assert not processes_under(tmpdir) and os.listdir(tmpdir) == [] and stale_sockets() == []
 
 
 def test_killed_or_interrupted_run_local_leaves_nothing_and_resumes(base_checkpoint, tmp_path):
