@@ -90,15 +90,15 @@ def test_a_failed_step_is_told_in_one_line_with_its_cause():
            "    Traceback (most recent call last):",
            '      File "/x/a.py", line 9, in <module>',
            "        fetch()",
-           "    components.storage.StorageError: S3 download of s3://b/k at AWS S3 failed:",
+           "    components.core.storage.StorageError: S3 download of s3://b/k at AWS S3 failed:",
            "    NoSuchKey: not found",
            "",
            "",
            "2026-12-01 06:42:35,600 INFO root: Skipping task merge-download"]
     assert failed_step(message) == "download-shard"
-    assert last_exception(log) == ("components.storage.StorageError: S3 download of s3://b/k at AWS S3 failed: "
+    assert last_exception(log) == ("components.core.storage.StorageError: S3 download of s3://b/k at AWS S3 failed: "
                                    "NoSuchKey: not found")
     assert failure_line(message, log) == (
-        "step 'download-shard' failed: components.storage.StorageError: S3 download of s3://b/k at AWS S3 failed: "
+        "step 'download-shard' failed: components.core.storage.StorageError: S3 download of s3://b/k at AWS S3 failed: "
         "NoSuchKey: not found -- check the data connection (AWS_* variables: endpoint, keys, bucket) and run again")
     assert failure_line(message, log[:1]).startswith("step 'download-shard' failed without a Python error")

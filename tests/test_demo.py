@@ -64,7 +64,7 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
     assert failed.returncode != 0 and time.monotonic() - started < 60
     output = failed.stdout + failed.stderr
     last = failed.stderr.strip().splitlines()[-1]  # the cause, on one line, last, without colour codes
-    assert last.startswith("yolo-kfp: error: step 'preflight' failed: components.storage.StorageError: preflight: "
+    assert last.startswith("yolo-kfp: error: step 'preflight' failed: components.core.storage.StorageError: preflight: "
                            "publish_to=s3://models/yolo-kfp is not usable") and "SignatureDoesNotMatch" in last
     assert last.endswith("-- check the data connection (AWS_* variables: endpoint, keys, bucket) and run again")
     assert "\x1b[" not in failed.stderr
