@@ -125,10 +125,6 @@ class Storage:
                           if_missing=None)
         return head is not None
 
-    def require(self, url: S3Url) -> None:
-        """Fails, naming the object, unless it exists and can be read."""
-        self._call("read of", url, lambda: self.client.head_object(Bucket=url.bucket, Key=url.key))
-
     def list_objects(self, prefix: S3Url) -> list[dict]:
         """Every object under ``prefix``: key, size and ETag."""
         def pages():

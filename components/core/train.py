@@ -24,15 +24,16 @@ from components.core.validation import check, check_freeze, plain_numbers, train
 
 log = logging.getLogger(__name__)
 
+CHECKPOINTS_ENV = "YOLO_KFP_CHECKPOINTS"  # a local folder for checkpoints (run-local sets it), else the bucket's
+CHECKPOINT_POLL_SECONDS = 10.0  # how often the durable copy of last.pt is brought up to date
+SETTLE_SECONDS = 1.0  # a last.pt unchanged for this long has been written whole
+
 
 def dataset_yaml(data_dir: str) -> str:
     path = os.path.join(data_dir, "dataset.yaml")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{data_dir} holds no dataset.yaml: is it the output of the convert step?")
     return path
-
-
-CHECKPOINT_POLL_SECONDS = 10.0  # how often the durable copy of last.pt is brought up to date
 
 
 def ultralytics_device(gpus: int) -> str:
@@ -78,10 +79,6 @@ def resume_epoch(last: str) -> int | None:
         log.warning("checkpoint %s does not load (%s): moved aside, not resumed from", last, error)
         return None
     return None if epoch is None or epoch < 0 else epoch + 1  # Ultralytics marks a finished run with -1
-
-
-CHECKPOINTS_ENV = "YOLO_KFP_CHECKPOINTS"  # a local folder for checkpoints (run-local sets it), else the bucket's
-SETTLE_SECONDS = 1.0  # a last.pt unchanged for this long has been written whole
 
 
 def training_key(data_dir: str, settings: dict) -> str:

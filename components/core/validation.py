@@ -11,12 +11,13 @@ import os
 import re
 
 from components.core.openimages import SPLITS
+from components.core.storage import is_s3
 from components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
 
 CACHE_MODES = ("", "ram", "disk")
 DEFAULT_SPLIT_RATIOS = (0.75, 0.125, 0.125)  # train, val, test: the notebook's
 STRIDE = 32  # YOLOv5/v8 heads downsample by 32: image sizes must be multiples of it
-# 4096 px is 16 Mpixel a side squared; the notebook trains at 640. Beyond this a batch needs tens of GB.
+# 4096 px a side is 16.8 Mpixel an image (the notebook trains at 640); beyond it a batch needs tens of GB.
 MAX_IMGSZ = 4096
 # Training values that are pipeline parameters of their own: train_args may not set them a second time.
 NAMED_TRAINING_ARGS = ("epochs", "batch", "imgsz", "freeze", "workers", "cache", "patience", "optimizer", "lr0",
@@ -155,7 +156,7 @@ def base_model_problems(base_model: str, freeze: int) -> list[str]:
     ``s3://`` models are checked where the data connection is (preflight), after fetching them."""
     from components.core.model_file import checkpoint_layers
 
-    if base_model in MODEL_LAYERS or base_model.startswith("s3://"):
+    if base_model in MODEL_LAYERS or is_s3(base_model):
         return []
     if not os.path.isfile(base_model):
         close = difflib.get_close_matches(base_model, sorted(MODEL_LAYERS), n=1)
