@@ -2,10 +2,11 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
-from components.images import DATA_IMAGE, component
+from components.images import DATA_IMAGE, Resources, component
 
 
-@component(DATA_IMAGE, timeout_hours=4, data_connection=True)
+@component(DATA_IMAGE, timeout_hours=4, data_connection=True,
+           resources=Resources(cpu="1", cpu_limit="2", memory="4Gi"))
 def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios: list, include_group_of: bool,
             extra_data: str, extra_data_fingerprint: str, allow_missing_classes: bool, dataset: Output[Dataset],
             dataset_stats: Output[Artifact], dataset_report: Output[Markdown]):

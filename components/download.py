@@ -4,10 +4,12 @@ from typing import List
 
 from kfp.dsl import Dataset, Input, Output
 
-from components.images import DATA_IMAGE, component
+from components.images import DATA_IMAGE, Resources, component
 
 
-@component(DATA_IMAGE, timeout_hours=6, retries=3, data_connection=True)
+# Streams the metadata CSVs (the train split's boxes are over 2 GB) a batch at a time.
+@component(DATA_IMAGE, timeout_hours=6, retries=3, data_connection=True,
+           resources=Resources(cpu="1", cpu_limit="2", memory="4Gi"))
 def plan_download(classes: list, max_samples_per_class: int, split: str, seed: int, shard_size: int,
                   open_images_cache: str, plan: Output[Dataset]) -> list:
     """Selects up to max_samples_per_class Open Images V7 images per class and cuts them into shards of at
@@ -37,7 +39,8 @@ def plan_download(classes: list, max_samples_per_class: int, split: str, seed: i
     return list(record["shards"])
 
 
-@component(DATA_IMAGE, timeout_hours=12, retries=3)  # fetches only the images it lacks
+# Fetches only the images it lacks; FiftyOne's mongod runs in the pod.
+@component(DATA_IMAGE, timeout_hours=12, retries=3, resources=Resources(cpu="1", cpu_limit="2", memory="4Gi"))
 def download_shard(plan: Input[Dataset], shard: str, raw_shard: Output[Dataset]):
     """Downloads the images of one shard of the plan from Open Images (FiftyOne's download code), packed
     into tar shards under data/. A retried step fetches only the images it does not have intact.
@@ -58,7 +61,7 @@ def download_shard(plan: Input[Dataset], shard: str, raw_shard: Output[Dataset])
     raw_shard.metadata.update(record)
 
 
-@component(DATA_IMAGE, timeout_hours=4)
+@component(DATA_IMAGE, timeout_hours=4, resources=Resources(cpu="500m", cpu_limit="1", memory="2Gi"))
 def merge_download(plan: Input[Dataset], shards: Input[List[Dataset]], raw_dataset: Output[Dataset]):
     """Joins the downloaded shards into one raw dataset in FiftyOne's OpenImagesV7Dataset layout.
 

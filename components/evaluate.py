@@ -2,10 +2,11 @@
 
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from components.images import TRAIN_IMAGE, component
+from components.images import TRAIN_IMAGE, Resources, component
 
 
-@component(TRAIN_IMAGE, timeout_hours=4)
+# On a CPU node: a test batch of 256 images at 640 px, with the model's activations, takes a few GB.
+@component(TRAIN_IMAGE, timeout_hours=4, resources=Resources(cpu="2", cpu_limit="4", memory="8Gi"))
 def evaluate(dataset: Input[Dataset], model: Input[Model], imgsz: int, batch: int, metrics: Output[Metrics],
              metrics_json: Output[Artifact], confusion: Output[ClassificationMetrics], report: Output[HTML],
              predictions: Output[Dataset]):

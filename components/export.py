@@ -2,10 +2,10 @@
 
 from kfp.dsl import Dataset, Input, Model, Output
 
-from components.images import TRAIN_IMAGE, component
+from components.images import TRAIN_IMAGE, Resources, component
 
 
-@component(TRAIN_IMAGE, timeout_hours=2)
+@component(TRAIN_IMAGE, timeout_hours=2, resources=Resources(cpu="1", cpu_limit="2", memory="4Gi"))
 def export(model: Input[Model], dataset: Input[Dataset], imgsz: int, onnx_model: Output[Model]):
     """Exports the trained model to ONNX (fixed image size, opset recorded, class names in its metadata)
     as yolo-kfp/1/model.onnx, the layout OpenVINO Model Server and KServe read, after checking with

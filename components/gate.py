@@ -2,10 +2,12 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
-from components.images import TRAIN_IMAGE, component
+from components.images import TRAIN_IMAGE, Resources, component
 
 
-@component(TRAIN_IMAGE, timeout_hours=4, data_connection=True)
+# Evaluates the published model on the same split, as evaluate does.
+@component(TRAIN_IMAGE, timeout_hours=4, data_connection=True,
+           resources=Resources(cpu="2", cpu_limit="4", memory="8Gi"))
 def gate(metrics_json: Input[Artifact], dataset: Input[Dataset], publish_to: str, min_map50: float,
          max_map50_drop: float, imgsz: int, batch: int, report: Output[Markdown]) -> str:
     """Decides whether to publish: the candidate needs mAP50 >= min_map50 and, against the model that

@@ -1,5 +1,6 @@
 """The container images the components run in, and the decorator that defines a component with its task
-settings: its image, its timeout, its retries, whether it needs the data connection or a GPU node.
+settings: its image, its timeout, its retries, its CPU and memory, whether it needs the data connection
+or a GPU node.
 
 Each component states these once, where it is defined; the pipeline applies them to every task alike
 (``pipeline.pipeline.apply_step_settings``), so a new step is wired without lists to keep in sync.
@@ -18,6 +19,23 @@ TRAIN_IMAGE = f"{REGISTRY}/train:{TAG}"  # train, evaluate, export, gate: CUDA P
 
 
 @dataclass(frozen=True)
+class Resources:
+    """A pod's CPU and memory as Kubernetes quantities: the requests the scheduler reserves, the limits it
+    may not pass. Every pod has both, so a namespace whose ResourceQuota counts ``limits.*`` admits it,
+    and the code inside can size itself from its cgroup limits. Memory's limit defaults to its request:
+    a pod that uses more than it reserved is the first one evicted when the node runs short."""
+
+    cpu: str
+    cpu_limit: str
+    memory: str
+    memory_limit: str = ""
+
+    def __post_init__(self):
+        if not self.memory_limit:
+            object.__setattr__(self, "memory_limit", self.memory)
+
+
+@dataclass(frozen=True)
 class StepSettings:
     """How a component's tasks run on the cluster."""
 
@@ -26,6 +44,7 @@ class StepSettings:
     retries: int = 0  # for transient faults (a dropped connection, a preempted node), with backoff
     retry_backoff_seconds: int = 60  # doubled at each retry, at most an hour
     data_connection: bool = False  # gets the data connection's AWS_* variables
+    resources: Resources = Resources(cpu="500m", cpu_limit="1", memory="1Gi")  # a GPU step: the compile options'
     gpu: bool = False  # runs on a GPU node (the compile options size it)
     cache: bool = True  # False: run every time (what it checks can change between runs)
 

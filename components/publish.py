@@ -2,10 +2,11 @@
 
 from kfp.dsl import Artifact, Input, Model
 
-from components.images import DATA_IMAGE, component
+from components.images import DATA_IMAGE, Resources, component
 
 
-@component(DATA_IMAGE, timeout_hours=2, data_connection=True)
+@component(DATA_IMAGE, timeout_hours=2, data_connection=True,
+           resources=Resources(cpu="500m", cpu_limit="1", memory="2Gi"))
 def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[Artifact],
             dataset_stats: Input[Artifact], publish_to: str, run_id: str) -> str:
     """Publishes the model under publish_to/<version>/ (weights, ONNX in serving/, args, metrics,

@@ -59,3 +59,4 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     model.metadata.update({k: summary[k] for k in ("names", "epochs", "trainable_params", "total_params",
                                                     "seconds") if k in summary})
     model.metadata["framework"] = "ultralytics"
+    model.metadata["checkpoints"] = checkpoint_to  # where a retry or an identical re-run resumes from

@@ -14,6 +14,7 @@ import sys
 from kfp_server_api.exceptions import ApiException
 
 from components.core.storage import StorageError
+from pipeline import servers
 from pipeline.pipeline import SHM_VOLUMES, CompileOptions, compile_pipeline, parameter_defaults
 
 DEFAULTS = parameter_defaults()
@@ -34,11 +35,28 @@ def _print_json(value) -> None:
     print(json.dumps(value, indent=2))
 
 
+def _json_object(kind: type):
+    """An argparse type: JSON text of ``kind`` (a dict or a list)."""
+    def parse(text: str):
+        try:
+            value = json.loads(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
+        if not isinstance(value, kind):
+            raise argparse.ArgumentTypeError(f"wants a JSON {'object' if kind is dict else 'list'}, not {text!r}")
+        return value
+
+    parse.__name__ = f"JSON {kind.__name__}"
+    return parse
+
+
 def _options(args) -> CompileOptions:
-    return CompileOptions(gpus=args.gpus, cpu_per_gpu=args.cpu_per_gpu, memory_per_gpu=args.memory_per_gpu,
-                          shm_size=args.shm_size, shm_volume=args.shm_volume, image_registry=args.image_registry,
-                          image_tag=args.image_tag, kueue_queue=args.kueue_queue,
-                          download_parallelism=args.download_parallelism)
+    return CompileOptions(server=args.server, gpus=args.gpus, cpu_per_gpu=args.cpu_per_gpu,
+                          memory_per_gpu=args.memory_per_gpu, shm_size=args.shm_size, shm_volume=args.shm_volume,
+                          image_registry=args.image_registry, image_tag=args.image_tag, kueue_queue=args.kueue_queue,
+                          download_parallelism=args.download_parallelism, step_resources=args.step_resources,
+                          data_connection=args.data_connection, gpu_node_selector=args.gpu_node_selector,
+                          gpu_tolerations=args.gpu_tolerations)
 
 
 def _server(args):
@@ -105,7 +123,7 @@ def cmd_schedule(args) -> None:
         print(f"disabled {cluster.disable_schedule(server, args.disable)}")
     elif args.cron:
         recurring_id = cluster.schedule(server, args.cron, args.name, parse_params(args.param), args.experiment,
-                                        args.catch_up)
+                                        args.catch_up, servers.server_target(args.server))
         print(f"recurring run {args.name} ({recurring_id}) at {cluster.six_field_cron(args.cron)!r}")
     else:
         raise ValueError("schedule needs --cron, --list or --disable NAME")
@@ -195,15 +213,25 @@ def _add_step_parsers(steps) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _add_server_target(p) -> None:
+    p.add_argument("--server", default=servers.DEFAULT, metavar="TARGET",
+                   help=f"the pipeline server the YAML is written for, kfp-X.Y (KFP backend) or rhoai-X.Y "
+                        f"(OpenShift AI), from kfp-2.2 / rhoai-2.15 up, e.g. {', '.join(servers.TARGETS)} "
+                        f"(default: {servers.DEFAULT}); see the README's table of what each one drops")
+
+
 def _add_compile_options(p) -> None:
+    _add_server_target(p)
     p.add_argument("--gpus", type=int, default=CompileOptions.gpus,
                    help="GPUs of the train pod; more than one trains with Ultralytics' DDP")
-    p.add_argument("--cpu-per-gpu", default=CompileOptions.cpu_per_gpu, help="the train pod's CPU request per GPU")
+    p.add_argument("--cpu-per-gpu", default=CompileOptions.cpu_per_gpu,
+                   help="the train pod's CPU request and limit per GPU")
     p.add_argument("--memory-per-gpu", default=CompileOptions.memory_per_gpu,
-                   help="the train pod's memory request per GPU (/dev/shm is added on top)")
+                   help="the train pod's memory request and limit per GPU (/dev/shm is added on top)")
     p.add_argument("--shm-size", default=CompileOptions.shm_size, help="the train pod's /dev/shm per GPU")
     p.add_argument("--shm-volume", default=CompileOptions.shm_volume, choices=SHM_VOLUMES,
-                   help="emptydir: memory-backed (KFP backend 2.3+); ephemeral: a per-pod PVC, for older servers")
+                   help="emptydir: memory-backed (KFP backend 2.3+); ephemeral: a per-pod PVC (default: emptydir "
+                        "where the server applies it)")
     p.add_argument("--image-registry", default=CompileOptions.image_registry,
                    help="registry (and namespace) of the data and train images, e.g. a mirror")
     p.add_argument("--image-tag", default=CompileOptions.image_tag, help="tag of the data and train images")
@@ -211,6 +239,15 @@ def _add_compile_options(p) -> None:
                    help="Kueue LocalQueue the train pod waits in (label kueue.x-k8s.io/queue-name)")
     p.add_argument("--download-parallelism", type=int, default=CompileOptions.download_parallelism,
                    help="download shards fetched at once")
+    p.add_argument("--step-resources", type=_json_object(dict), default={}, metavar="JSON",
+                   help='CPU and memory of other steps than train, e.g. \'{"evaluate": {"memory": "16Gi", '
+                        '"cpu_limit": "8"}}\' (keys cpu, cpu_limit, memory, memory_limit)')
+    p.add_argument("--data-connection", default=CompileOptions.data_connection,
+                   help="for servers older than KFP 2.5 only (elsewhere a run parameter): the data connection Secret")
+    p.add_argument("--gpu-node-selector", type=_json_object(dict), default={}, metavar="JSON",
+                   help="for servers older than KFP 2.5 only (elsewhere a run parameter): the train pod's node labels")
+    p.add_argument("--gpu-tolerations", type=_json_object(list), default=[], metavar="JSON",
+                   help="for servers older than KFP 2.5 only (elsewhere a run parameter): more train pod tolerations")
 
 
 def _add_server_options(p) -> None:
@@ -253,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default="yolo-kfp")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a pipeline parameter (JSON)")
     p.add_argument("--catch-up", action="store_true", help="run the schedules missed while paused")
+    _add_server_target(p)
     p.add_argument("--list", action="store_true", help="list the recurring runs")
     p.add_argument("--disable", metavar="NAME", help="disable the recurring run of this name")
     p.set_defaults(func=cmd_schedule)

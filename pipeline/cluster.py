@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from pipeline import servers
 from pipeline.parameters import convert_params
 from pipeline.pipeline import PIPELINE_NAME, CompileOptions, compile_pipeline
 
@@ -114,6 +115,7 @@ def submit(server: Server, params: dict, experiment: str = DEFAULT_EXPERIMENT, r
            options: CompileOptions = CompileOptions()) -> str:
     """Starts a run of the freshly compiled pipeline; returns its id."""
     params = convert_params(params)
+    servers.check_run_parameters(params, options.target)
     client = server.client()
     with tempfile.TemporaryDirectory() as workdir:
         result = client.create_run_from_pipeline_package(
@@ -161,9 +163,10 @@ def latest_version(client, pipeline_id: str) -> str:
 
 
 def schedule(server: Server, cron: str, name: str, params: dict, experiment: str = DEFAULT_EXPERIMENT,
-             catch_up: bool = False) -> str:
-    """A recurring run of the latest uploaded version, one at a time; returns its id."""
+             catch_up: bool = False, target: servers.ServerTarget = servers.server_target()) -> str:
+    """A recurring run of the latest uploaded version (compiled for ``target``), one at a time; returns its id."""
     cron, params = six_field_cron(cron), convert_params(params)
+    servers.check_run_parameters(params, target)
     client = server.client()
     pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
     if pipeline_id is None:

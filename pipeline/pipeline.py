@@ -8,11 +8,15 @@ instead, recorded in the pipeline's description.
 """
 
 import inspect
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from kfp import compiler, dsl, kubernetes
+from google.protobuf import json_format
+from kfp import dsl, kubernetes
+from kfp.compiler import pipeline_spec_builder
 from kfp.dsl import HTML, Artifact, Model, pipeline_context
+from kfp.pipeline_spec import pipeline_spec_pb2
 from kubernetes.utils.quantity import parse_quantity
 
 from components.convert import convert
@@ -22,16 +26,20 @@ from components.download import download_shard, merge_download, plan_download
 from components.evaluate import evaluate
 from components.export import export
 from components.gate import gate
-from components.images import REGISTRY, SETTINGS, TAG, image_ref
+from components.images import REGISTRY, SETTINGS, TAG, Resources, image_ref
 from components.preflight import preflight
 from components.publish import publish
 from components.train import train
+from pipeline import servers
 
 PIPELINE_NAME = "yolo-kfp"
 GPU_RESOURCE = "nvidia.com/gpu"
 SHM_VOLUMES = ("emptydir", "ephemeral")
 DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+RESOURCE_FIELDS = ("cpu", "cpu_limit", "memory", "memory_limit")
+TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
+TOLERATION_ARGUMENTS = {"tolerationSeconds": "toleration_seconds"}  # kfp.kubernetes.add_toleration's name
 BINARY_UNITS = {"Ti": 2 ** 40, "Gi": 2 ** 30, "Mi": 2 ** 20, "Ki": 2 ** 10}
 
 
@@ -53,28 +61,68 @@ def memory_quantity(size: float) -> str:
 
 @dataclass(frozen=True)
 class CompileOptions:
-    """Pod settings KFP cannot take as runtime parameters."""
+    """Pod settings KFP cannot take as runtime parameters, and the server the YAML is written for."""
 
+    server: str = servers.DEFAULT  # kfp-X.Y or rhoai-X.Y: the platform spec is written for what it applies
     gpus: int = 1  # GPUs of the train pod; more than one trains with Ultralytics' DDP, the batch split across them
-    cpu_per_gpu: str = "8"  # the train pod's CPU request per GPU
-    memory_per_gpu: str = "24Gi"  # its memory request per GPU, /dev/shm added on top
+    cpu_per_gpu: str = "8"  # the train pod's CPU request and limit per GPU
+    memory_per_gpu: str = "24Gi"  # its memory request and limit per GPU, /dev/shm added on top
     shm_size: str = "8Gi"  # memory-backed /dev/shm per GPU for DataLoader workers (Docker's 64 MB crashes them)
     # "emptydir": a Memory emptyDir (KFP backend 2.3+). "ephemeral": a generic ephemeral volume (a PVC
-    # made per pod, disk-backed) for older servers that reject or ignore emptyDir mounts.
-    shm_volume: str = "emptydir"
+    # made per pod, disk-backed) for older servers that reject or ignore emptyDir mounts. Empty: by server.
+    shm_volume: str = ""
     image_registry: str = REGISTRY  # where the data and train images are pulled from
     image_tag: str = TAG
     kueue_queue: str = ""  # a Kueue LocalQueue: the train pod waits in it for its GPUs
     download_parallelism: int = 3  # download shards fetched at once
+    # {step: {"cpu", "cpu_limit", "memory", "memory_limit"}}: overrides what the step declares
+    step_resources: dict = field(default_factory=dict)
+    # Servers older than KFP 2.5 cannot take these from a run: they are fixed when compiling for one.
+    data_connection: str = DATA_CONNECTION
+    gpu_node_selector: dict = field(default_factory=dict)
+    gpu_tolerations: list = field(default_factory=list)
 
     def __post_init__(self):
-        if self.shm_volume not in SHM_VOLUMES:
+        target = self.target
+        if self.shm_volume not in ("", *SHM_VOLUMES):
             raise ValueError(f"shm_volume must be one of {SHM_VOLUMES}, not {self.shm_volume!r}")
+        if self.shm_volume == "emptydir" and not target.features.empty_dir:
+            raise ValueError(f"{target.name} does not apply emptyDir mounts (KFP backend 2.3 does): use "
+                             "--shm-volume ephemeral, or leave it out")
         for name in ("gpus", "download_parallelism"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be 1 or more, not {getattr(self, name)!r}")
         for text in (self.cpu_per_gpu, self.memory_per_gpu, self.shm_size):
             quantity(text)
+        self._check_pod_settings(target)
+        for step in self.step_resources:
+            self.resources(step)
+
+    def _check_pod_settings(self, target: servers.ServerTarget) -> None:
+        given = [name for name, value in (("data_connection", self.data_connection != DATA_CONNECTION),
+                                          ("gpu_node_selector", self.gpu_node_selector),
+                                          ("gpu_tolerations", self.gpu_tolerations)) if value]
+        if target.features.run_pod_settings:
+            if given:
+                raise ValueError(f"--{given[0].replace('_', '-')} is for servers that cannot take it from a run "
+                                 f"(older than KFP 2.5); {target.name} can: set the run parameter {given[0]}")
+            return
+        if not isinstance(self.gpu_node_selector, dict) or not all(
+                isinstance(v, str) for v in self.gpu_node_selector.values()):
+            raise ValueError(f"gpu_node_selector must be a JSON object of label: value strings, "
+                             f"not {self.gpu_node_selector!r}")
+        for toleration in self.gpu_tolerations:
+            if not isinstance(toleration, dict) or set(toleration) - set(TOLERATION_FIELDS):
+                raise ValueError(f"each of gpu_tolerations must be a Kubernetes toleration with fields among "
+                                 f"{', '.join(TOLERATION_FIELDS)}, not {toleration!r}")
+
+    @property
+    def target(self) -> servers.ServerTarget:
+        return servers.server_target(self.server)
+
+    @property
+    def shm_mount(self) -> str:
+        return self.shm_volume or ("emptydir" if self.target.features.empty_dir else "ephemeral")
 
     @property
     def train_cpu(self) -> str:
@@ -86,14 +134,46 @@ class CompileOptions:
 
     @property
     def train_memory(self) -> str:
-        """The memory request: a memory-backed /dev/shm counts against the pod's memory."""
+        """The memory request and limit: a memory-backed /dev/shm counts against the pod's memory."""
         return memory_quantity((quantity(self.memory_per_gpu) + quantity(self.shm_size)) * self.gpus)
 
+    def resources(self, step: str) -> Resources:
+        """What a (non-GPU) step's pod requests and may use: its own declaration, with any override."""
+        if step not in SETTINGS or SETTINGS[step].gpu:
+            steps = sorted(name for name, settings in SETTINGS.items() if not settings.gpu)
+            raise ValueError(f"step_resources: {step!r} is not a step sized this way; the steps: {', '.join(steps)} "
+                             "(the train pod: --cpu-per-gpu, --memory-per-gpu, --shm-size)")
+        override = self.step_resources.get(step, {})
+        if not isinstance(override, dict):
+            raise ValueError(f"step_resources: {step} wants an object like {{\"memory\": \"8Gi\"}}, not {override!r}")
+        unknown = set(override) - set(RESOURCE_FIELDS)
+        if unknown:
+            raise ValueError(f"step_resources: {step} has {sorted(unknown)[0]!r}; known: {', '.join(RESOURCE_FIELDS)}")
+        declared = SETTINGS[step].resources
+        values = {name: str(override.get(name, getattr(declared, name))) for name in RESOURCE_FIELDS}
+        if "memory" in override and "memory_limit" not in override:
+            values["memory_limit"] = values["memory"]
+        for kind in ("cpu", "memory"):
+            try:
+                request, limit = quantity(values[kind]), quantity(values[f"{kind}_limit"])
+            except ValueError as error:
+                raise ValueError(f"step_resources: {step}: {error}") from None
+            if limit < request:
+                raise ValueError(f"step_resources: {step}'s {kind}_limit {values[kind + '_limit']} is below its "
+                                 f"{kind} request {values[kind]}")
+        return Resources(**values)
+
     def describe(self) -> str:
-        return (f"compile options: gpus={self.gpus} cpu_per_gpu={self.cpu_per_gpu} "
-                f"memory_per_gpu={self.memory_per_gpu} shm_size={self.shm_size} shm_volume={self.shm_volume} "
+        sized = " ".join(f"{step}={r.cpu}/{r.cpu_limit}cpu,{r.memory}/{r.memory_limit}"
+                         for step, r in ((s, self.resources(s)) for s in sorted(SETTINGS) if not SETTINGS[s].gpu))
+        pod_settings = "" if self.target.features.run_pod_settings else (
+            f" data_connection={self.data_connection} gpu_node_selector={json.dumps(self.gpu_node_selector)} "
+            f"gpu_tolerations={json.dumps(self.gpu_tolerations)}")
+        return (f"compile options: {self.target.describe()} gpus={self.gpus} cpu_per_gpu={self.cpu_per_gpu} "
+                f"memory_per_gpu={self.memory_per_gpu} shm_size={self.shm_size} shm_volume={self.shm_mount} "
                 f"kueue_queue={self.kueue_queue or '-'} download_parallelism={self.download_parallelism} "
-                f"images={self.image_registry}/{{data,train}}:{self.image_tag}")
+                f"images={self.image_registry}/{{data,train}}:{self.image_tag}{pod_settings} "
+                f"resources (request/limit): {sized}")
 
 
 # What a run hands back (run-local gathers these into its output dir).
@@ -207,7 +287,12 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
 
 
 def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selector, gpu_tolerations) -> None:
-    """Every task of the pipeline being defined gets what its component declares (``components.images``)."""
+    """Every task of the pipeline being defined gets what its component declares (``components.images``).
+
+    On a server that cannot take pod settings from a run (``servers``), the compile options give them."""
+    if not options.target.features.run_pod_settings:
+        data_connection = options.data_connection
+        gpu_node_selector, gpu_tolerations = options.gpu_node_selector, options.gpu_tolerations
     for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():
         settings = SETTINGS[task.component_spec.name]
         task.container_spec.image = image_ref(settings.image, options.image_registry, options.image_tag)
@@ -219,27 +304,43 @@ def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selec
             with_data_connection(task, data_connection)
         if settings.gpu:
             on_gpu_node(task, gpu_node_selector, gpu_tolerations, options)
+        else:
+            sized(task, options.resources(task.component_spec.name))
         if not settings.cache:
             task.set_caching_options(False)
 
 
+def sized(task, resources: Resources) -> None:
+    task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu_limit)
+    task.set_memory_request(resources.memory).set_memory_limit(resources.memory_limit)
+
+
 def with_data_connection(task, secret_name) -> None:
-    """The data connection's keys as environment variables; a run without S3 needs no such Secret."""
+    """The data connection's keys as environment variables; a run without S3 needs no such Secret (on
+    servers that apply ``optional``, ``servers``)."""
     kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env={k: k for k in ENV_KEYS},
                                  optional=True)
 
 
 def on_gpu_node(task, node_selector, tolerations, options: CompileOptions) -> None:
-    """GPUs, CPU and memory requests scaled by the GPU count, a memory-backed /dev/shm, the GPU taint and
-    the run's extra tolerations tolerated, the run's node selector, and the Kueue queue if any."""
+    """GPUs, CPU and memory scaled by the GPU count (limits equal to requests: the pod holds the node's GPUs
+    anyway), a /dev/shm the memory limit covers, the GPU taint and the extra tolerations tolerated, the
+    node selector, and the Kueue queue if any. The selector and tolerations are run parameters (channels)
+    where the server takes them from a run, else fixed values."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(options.gpus)
-    task.set_cpu_request(options.train_cpu).set_memory_request(options.train_memory)
+    sized(task, Resources(cpu=options.train_cpu, cpu_limit=options.train_cpu, memory=options.train_memory))
     kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
-    kubernetes.add_toleration_json(task, tolerations)
-    kubernetes.add_node_selector_json(task, node_selector)
+    if options.target.features.run_pod_settings:
+        kubernetes.add_toleration_json(task, tolerations)
+        kubernetes.add_node_selector_json(task, node_selector)
+    else:
+        for toleration in tolerations:
+            kubernetes.add_toleration(task, **{TOLERATION_ARGUMENTS.get(k, k): v for k, v in toleration.items()})
+        for label, value in node_selector.items():
+            kubernetes.add_node_selector(task, label, value)
     if options.kueue_queue:
         kubernetes.add_pod_label(task, KUEUE_QUEUE_LABEL, options.kueue_queue)
-    if options.shm_volume == "ephemeral":
+    if options.shm_mount == "ephemeral":
         kubernetes.add_ephemeral_volume(task, volume_name="dshm", mount_path="/dev/shm",
                                         access_modes=["ReadWriteOnce"], size=options.shm_limit)
     else:
@@ -263,5 +364,13 @@ def parameter_types() -> dict[str, type]:
 
 
 def compile_pipeline(output: str, options: CompileOptions = CompileOptions()) -> str:
-    compiler.Compiler().compile(make_pipeline(options), package_path=output)
+    """Writes the pipeline YAML for ``options.server``: kfp compiles it, ``servers.adapt`` rewrites it to what
+    that server parses and applies, and kfp's own writer writes it."""
+    func = make_pipeline(options)
+    spec, platform = (json_format.MessageToDict(m) for m in (func.pipeline_spec, func.platform_spec))
+    servers.adapt(spec, platform, options.target)
+    pipeline_spec_builder.write_pipeline_spec_to_file(
+        pipeline_spec=json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec()),
+        pipeline_description=func.description,
+        platform_spec=json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec()), package_path=output)
     return output

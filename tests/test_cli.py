@@ -71,9 +71,9 @@ def test_compile_options_for_several_gpus_and_a_queue(tmp_path):
     assert main(["compile", "--output", str(tmp_path / "p.yaml"), "--gpus", "2", "--cpu-per-gpu", "4",
                  "--memory-per-gpu", "16Gi", "--kueue-queue", "gpu-team", "--download-parallelism", "6"]) == 0
     text = (tmp_path / "p.yaml").read_text()
-    assert "compile options: gpus=2 cpu_per_gpu=4 memory_per_gpu=16Gi shm_size=8Gi" in text
+    assert "gpus=2 cpu_per_gpu=4 memory_per_gpu=16Gi shm_size=8Gi" in text
     assert "kueue_queue=gpu-team download_parallelism=6" in text
-    assert "resourceMemoryRequest: 48Gi" in text and "sizeLimit: 16Gi" in text
+    assert "resourceMemoryRequest: 48Gi" in text and "resourceMemoryLimit: 48Gi" in text and "sizeLimit: 16Gi" in text
 
 
 def test_a_failed_step_is_told_in_one_line_with_its_cause():

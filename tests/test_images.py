@@ -1,6 +1,6 @@
 """The component images: lint-clean Containerfiles that run as non-root, and compiled pipelines that
-name exactly our images (overridable at compile time). CI builds the data image and runs a step in it
-(.ci/image-smoke.sh)."""
+name exactly our images (overridable at compile time). CI builds both images and runs convert, train,
+evaluate and export in them (.ci/image-smoke.sh)."""
 
 import glob
 import os

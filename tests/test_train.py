@@ -117,29 +117,43 @@ def test_auto_batch_reaches_ultralytics_as_a_number(yolo_dataset, base_checkpoin
 
 
 @pytest.mark.slow
-def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_checkpoint, local_kfp):
+def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_checkpoint, local_kfp, monkeypatch):
+    """Run twice on the same data (the second time an identical copy at another path, as a re-run gets a new
+    artifact): both trainings keep their checkpoints under the same key, so KFP can cache the step and a
+    re-run after a failure resumes where the first one stopped."""
+    import shutil
+
     from kfp import dsl
     from kfp.dsl import Dataset
 
+    from components.core.train import CHECKPOINTS_ENV
+
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(local_kfp / "checkpoints"))
+    copy = shutil.copytree(yolo_dataset, local_kfp / "dataset-copy")
+
     @dsl.pipeline
-    def train_then_evaluate():
-        data = dsl.importer(artifact_uri=yolo_dataset, artifact_class=Dataset, reimport=False)
+    def train_then_evaluate(dataset_uri: str):
+        data = dsl.importer(artifact_uri=dataset_uri, artifact_class=Dataset, reimport=False)
         trained = train(dataset=data.output, base_model=base_checkpoint, base_model_sha256="", epochs=1, batch=8,
                         imgsz=64, freeze=10, workers=0, cache="", patience=100, optimizer="auto", lr0=0.01, seed=0,
-                        train_args={"nbs": 8, "plots": False}, gpus=1)
+                        train_args={"nbs": 8, "plots": False}, gpus=1).set_caching_options(False)
         evaluate(dataset=data.output, model=trained.outputs["model"], imgsz=64, batch=8)
 
-    train_then_evaluate()
-    run_dir = local_kfp / "pipeline-root"
-    (run_root,) = [p for p in run_dir.iterdir() if p.is_dir()]
-    model_dir = run_root / "train" / "model"
-    assert (model_dir / "weights" / "best.pt").is_file()
-    with open(run_root / "train" / "executor_output.json") as f:
-        metadata = json.load(f)["artifacts"]["model"]["artifacts"][0]["metadata"]
-    assert metadata["names"] == CLASSES and metadata["trainable_params"] < metadata["total_params"]
-    with open(run_root / "evaluate" / "metrics_json") as f:
+    train_then_evaluate(dataset_uri=yolo_dataset)
+    train_then_evaluate(dataset_uri=str(copy))
+    run_roots = sorted(p for p in (local_kfp / "pipeline-root").iterdir() if p.is_dir())
+    assert len(run_roots) == 2
+    checkpoints = []
+    for run_root in run_roots:
+        assert (run_root / "train" / "model" / "weights" / "best.pt").is_file()
+        with open(run_root / "train" / "executor_output.json") as f:
+            metadata = json.load(f)["artifacts"]["model"]["artifacts"][0]["metadata"]
+        assert metadata["names"] == CLASSES and metadata["trainable_params"] < metadata["total_params"]
+        checkpoints.append(metadata["checkpoints"])
+    assert checkpoints[0] == checkpoints[1] and checkpoints[0].startswith(str(local_kfp / "checkpoints"))
+    with open(run_roots[-1] / "evaluate" / "metrics_json") as f:
         metrics = json.load(f)
-    with open(run_root / "evaluate" / "executor_output.json") as f:
+    with open(run_roots[-1] / "evaluate" / "executor_output.json") as f:
         logged = json.load(f)["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert logged["map50"] == metrics["map50"] and set(metrics["per_class"]) == set(CLASSES)
 

@@ -1,0 +1,101 @@
+"""The pipeline servers a compiled YAML is written for, and what each of them parses and applies.
+
+kfp-kubernetes 2.17 writes the newest form of every pod setting: ``secretAsEnv[].optional`` (even
+false), the Secret's name as ``secretNameParameter`` (even a constant), tolerations and node selectors
+from run parameters as ``tolerationJson``/``nodeSelectorJson``. Drivers up to KFP 2.4.1 fail a step on
+a field they do not know; KFP 2.5 and OpenShift AI 2.19–2.25 drop it silently (the Secret then becomes
+required, the run's tolerations vanish). So for an older server the compiled platform spec is
+rewritten to what that server parses *and applies* (``adapt``), and the settings it cannot take from
+a run become compile options.
+
+Backends by OpenShift AI release: 2.15–2.18 → KFP 2.2.0; 2.19–2.21 → 2.4.0; 2.22–2.25 → 2.5.0;
+3.0–3.3 → 2.14.3 with the ``optional`` change of 2.15; 3.4 → 2.16.0.
+"""
+
+import re
+from dataclasses import dataclass
+
+RUN_POD_SETTINGS = ("data_connection", "gpu_node_selector", "gpu_tolerations")  # run parameters only from KFP 2.5
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a KFP backend applies of the platform spec, by the backend version that first did."""
+
+    kfp: str  # the oldest backend with exactly these features
+    empty_dir: bool  # emptyDirMounts: a memory-backed /dev/shm (2.3)
+    run_pod_settings: bool  # secretNameParameter, nodeSelectorJson, tolerationJson from run parameters (2.5)
+    optional_secret: bool  # secretAsEnv.optional: runs without a data connection Secret (2.15)
+
+
+KFP_FEATURES = (
+    Features("2.2", empty_dir=False, run_pod_settings=False, optional_secret=False),
+    Features("2.3", empty_dir=True, run_pod_settings=False, optional_secret=False),
+    Features("2.5", empty_dir=True, run_pod_settings=True, optional_secret=False),
+    Features("2.15", empty_dir=True, run_pod_settings=True, optional_secret=True),
+)
+# OpenShift AI release -> the KFP backend whose features its Data Science Pipelines have.
+RHOAI_BACKENDS = (("2.15", "2.2"), ("2.19", "2.4"), ("2.22", "2.5"), ("3.0", "2.15"), ("3.4", "2.16"))
+FLOOR = {"kfp": "2.2", "rhoai": "2.15"}
+WHY_FLOOR = ("older servers cannot give the train pod a larger /dev/shm (generic ephemeral volumes came in KFP 2.2), "
+             "and PyTorch's DataLoader workers crash in the default 64 MB")
+# Named in --help and in the README; any version from the floor up is taken.
+TARGETS = ("kfp-2.2", "kfp-2.3", "kfp-2.4", "kfp-2.5", "kfp-2.15", "kfp-2.16",
+           "rhoai-2.16", "rhoai-2.19", "rhoai-2.22", "rhoai-3.0", "rhoai-3.4")
+DEFAULT = "kfp-2.16"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _newest_at_or_below(version: str, table):
+    return [entry for entry in table if _version(entry[0]) <= _version(version)][-1]
+
+
+@dataclass(frozen=True)
+class ServerTarget:
+    name: str  # as asked: kfp-2.4, rhoai-2.24, ...
+    kfp: str  # the KFP backend it runs (major.minor)
+    features: Features
+
+    def describe(self) -> str:
+        return f"server={self.name} (written for KFP backend {self.features.kfp}+)"
+
+
+def server_target(name: str = DEFAULT) -> ServerTarget:
+    """``kfp-X.Y`` (a KFP backend) or ``rhoai-X.Y`` (an OpenShift AI release), from the supported floor up."""
+    match = re.fullmatch(r"(kfp|rhoai)-(\d+\.\d+)(?:\.\d+)?", name.strip().lower())
+    if not match:
+        raise ValueError(f"--server {name!r} is not a server: use kfp-X.Y (a KFP backend) or rhoai-X.Y "
+                         f"(an OpenShift AI release), e.g. {', '.join(TARGETS)}")
+    family, version = match.groups()
+    if _version(version) < _version(FLOOR[family]):
+        raise ValueError(f"--server {name}: yolo-kfp needs KFP 2.2 (OpenShift AI 2.15) or newer: {WHY_FLOOR}")
+    kfp = _newest_at_or_below(version, RHOAI_BACKENDS)[1] if family == "rhoai" else version
+    features = [f for f in KFP_FEATURES if _version(f.kfp) <= _version(kfp)][-1]
+    return ServerTarget(f"{family}-{version}", kfp, features)
+
+
+def adapt(pipeline_spec: dict, platform_spec: dict, target: ServerTarget) -> None:
+    """Rewrites the compiled specs in place to what ``target`` parses and applies."""
+    executors = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for config in executors.values():
+        for secret in config.get("secretAsEnv", []):
+            if not target.features.optional_secret:
+                secret.pop("optional", None)
+            if not target.features.run_pod_settings:
+                secret["secretName"] = secret.pop("secretNameParameter")["runtimeValue"]["constant"]
+    if not target.features.run_pod_settings:
+        inputs = pipeline_spec["root"]["inputDefinitions"]["parameters"]
+        for name in RUN_POD_SETTINGS:
+            del inputs[name]
+
+
+def check_run_parameters(params: dict, target: ServerTarget) -> None:
+    """Refuses run parameters that ``target``'s form does not have (``adapt`` removed them)."""
+    if target.features.run_pod_settings:
+        return
+    for name in (n for n in RUN_POD_SETTINGS if n in params):
+        raise ValueError(f"{name} is not a run parameter on {target.name}, which cannot take pod settings from a "
+                         f"run (KFP 2.5 can): give it when compiling, --{name.replace('_', '-')}")

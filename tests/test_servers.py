@@ -1,0 +1,148 @@
+"""Server targets: the compiled YAML for each pipeline server parses as that server parses it, applies
+what it sets there, and every pod carries the requests and limits a quota namespace admits."""
+
+import json
+
+import pytest
+import yaml
+from server_schemas import SCHEMAS, parse_errors
+
+from pipeline import servers
+from pipeline.cli import main
+from pipeline.pipeline import CompileOptions, compile_pipeline, quantity
+
+# The targets named in --help, and the backend whose schema each one parses with.
+TARGET_SCHEMAS = {"kfp-2.2": "2.2", "rhoai-2.16": "2.2", "kfp-2.3": "2.3", "kfp-2.4": "2.4", "rhoai-2.19": "2.4",
+                  "kfp-2.5": "2.5", "rhoai-2.22": "2.5", "kfp-2.15": "2.15", "rhoai-3.0": "2.15",
+                  "kfp-2.16": "2.16", "rhoai-3.4": "2.16"}
+# Parsed but not applied by OpenShift AI 2.19's driver (KFP 2.4.0 with later protos): a run would lose them.
+IGNORED_ON_RHOAI_2_19 = ("secretNameParameter", "nodeSelectorJson", "tolerationJson")
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """Each target's YAML, with a GPU toleration and node label where they are compile options."""
+    folder = tmp_path_factory.mktemp("targets")
+
+    def compile_for(target: str):
+        fixed = {} if servers.server_target(target).features.run_pod_settings else {
+            "gpu_tolerations": [{"key": "team", "operator": "Equal", "value": "vision", "effect": "NoSchedule"}],
+            "gpu_node_selector": {"nvidia.com/gpu.product": "NVIDIA-A100"}, "data_connection": "my-bucket"}
+        path = compile_pipeline(str(folder / f"{target}.yaml"), CompileOptions(server=target, kueue_queue="gpu",
+                                                                              **fixed))
+        with open(path) as f:
+            return list(yaml.safe_load_all(f))
+
+    return {target: compile_for(target) for target in TARGET_SCHEMAS}
+
+
+def executors(documents) -> dict:
+    return documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_targets_named_in_help_are_the_ones_checked():
+    assert set(servers.TARGETS) == set(TARGET_SCHEMAS)
+    assert servers.DEFAULT in servers.TARGETS
+
+
+@pytest.mark.parametrize("target", sorted(TARGET_SCHEMAS))
+def test_each_target_parses_strictly_with_its_servers_schema(compiled, target):
+    assert parse_errors(SCHEMAS[TARGET_SCHEMAS[target]], *compiled[target]) == {}
+
+
+def test_the_schema_check_can_fail(compiled):
+    """The default YAML is refused by the KFP 2.5 schema; what is compiled for OpenShift AI 2.22 is not."""
+    errors = parse_errors(SCHEMAS["2.5"], *compiled[servers.DEFAULT])
+    assert errors and all("optional" in error for error in errors.values()), errors
+    assert parse_errors(SCHEMAS["2.5"], *compiled["rhoai-2.22"]) == {}
+
+
+@pytest.mark.parametrize("target", ["rhoai-2.19", "kfp-2.4", "kfp-2.2"])
+def test_older_targets_carry_no_field_their_driver_drops(compiled, target):
+    text = json.dumps(compiled[target])
+    for field in (*IGNORED_ON_RHOAI_2_19, '"optional"'):
+        assert field not in text, field
+    secrets = [s for config in executors(compiled[target]).values() for s in config.get("secretAsEnv", [])]
+    assert secrets and {s["secretName"] for s in secrets} == {"my-bucket"}
+    train = executors(compiled[target])["exec-train"]
+    assert {"key": "team", "operator": "Equal", "value": "vision", "effect": "NoSchedule"} in train["tolerations"]
+    assert train["nodeSelector"] == {"labels": {"nvidia.com/gpu.product": "NVIDIA-A100"}}
+    assert train["podMetadata"] == {"labels": {"kueue.x-k8s.io/queue-name": "gpu"}}
+    form = compiled[target][0]["root"]["inputDefinitions"]["parameters"]
+    assert not set(servers.RUN_POD_SETTINGS) & set(form), "the run form offers what the server would ignore"
+    assert f"server={target}" in compiled[target][0]["pipelineInfo"]["description"]
+
+
+def test_shm_is_a_generic_ephemeral_volume_below_kfp_2_3_and_memory_from_2_3(compiled):
+    (volume,) = executors(compiled["kfp-2.2"])["exec-train"]["genericEphemeralVolume"]
+    assert volume["mountPath"] == "/dev/shm" and volume["size"] == "8Gi"
+    assert "emptyDirMounts" not in executors(compiled["kfp-2.2"])["exec-train"]
+    for target in ("kfp-2.3", "rhoai-2.19", servers.DEFAULT):
+        (mount,) = executors(compiled[target])["exec-train"]["emptyDirMounts"]
+        assert mount["medium"] == "Memory" and mount["mountPath"] == "/dev/shm"
+
+
+def test_kfp_2_5_takes_pod_settings_from_the_run_but_the_secret_is_required(compiled):
+    config = executors(compiled["rhoai-2.22"])
+    assert all("optional" not in s for c in config.values() for s in c.get("secretAsEnv", []))
+    assert {"tolerationJson": {"componentInputParameter": "gpu_tolerations"}} in config["exec-train"]["tolerations"]
+    assert set(servers.RUN_POD_SETTINGS) <= set(compiled["rhoai-2.22"][0]["root"]["inputDefinitions"]["parameters"])
+    assert all(s["optional"] for c in executors(compiled["rhoai-3.0"]).values() for s in c.get("secretAsEnv", []))
+
+
+@pytest.mark.parametrize("target", sorted(TARGET_SCHEMAS))
+def test_every_executor_has_cpu_and_memory_requests_and_limits(compiled, target):
+    steps = compiled[target][0]["deploymentSpec"]["executors"]
+    assert len(steps) == 10
+    for name, executor in steps.items():
+        resources = executor["container"]["resources"]
+        for kind in ("Cpu", "Memory"):
+            request, limit = resources[f"resource{kind}Request"], resources[f"resource{kind}Limit"]
+            assert quantity(limit) >= quantity(request) > 0, (name, kind)
+            # what servers before the string forms read
+            assert resources[f"{kind.lower()}Limit"] >= resources[f"{kind.lower()}Request"] > 0, (name, kind)
+    train = steps["exec-train"]["container"]["resources"]
+    assert quantity(train["resourceMemoryLimit"]) >= quantity("24Gi") + quantity("8Gi")
+
+
+def test_targets_resolve_by_release_and_refuse_below_the_floor():
+    assert servers.server_target("rhoai-2.24").features.kfp == "2.5"
+    assert servers.server_target("rhoai-2.20").features.kfp == "2.3"  # the 2.4 driver: emptyDir, no run settings
+    assert servers.server_target("kfp-2.14.3").features.kfp == "2.5"  # `optional` came in 2.15
+    assert servers.server_target("rhoai-3.2").features.optional_secret
+    assert servers.server_target("kfp-2.17").features.kfp == "2.15"  # newer servers read what 2.15 does
+    for old in ("kfp-2.1", "rhoai-2.14", "kfp-1.8"):
+        with pytest.raises(ValueError, match="needs KFP 2.2"):
+            servers.server_target(old)
+    with pytest.raises(ValueError, match="kfp-X.Y"):
+        servers.server_target("openshift-4.16")
+
+
+def test_run_parameters_an_older_server_cannot_take_are_refused_before_submitting(capsys):
+    code = main(["submit", "--host", "http://127.0.0.1:9", "--server", "rhoai-2.19",
+                 "--param", 'gpu_tolerations=[{"key": "a", "operator": "Exists"}]'])
+    assert code == 2
+    assert "gpu_tolerations is not a run parameter on rhoai-2.19" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--gpu-tolerations is for servers"):
+        CompileOptions(gpu_tolerations=[{"key": "a", "operator": "Exists"}])
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"server": "kfp-2.2", "shm_volume": "emptydir"}, "does not apply emptyDir"),
+    ({"step_resources": {"train": {"cpu": "4"}}}, "--cpu-per-gpu"),
+    ({"step_resources": {"evaluate": {"cpu": "8"}}}, "cpu_limit 4 is below its cpu request 8"),
+    ({"step_resources": {"evaluate": {"gpu": "1"}}}, "known: cpu, cpu_limit, memory, memory_limit"),
+    ({"server": "kfp-2.4", "gpu_tolerations": [{"taint": "x"}]}, "fields among key"),
+])
+def test_compile_options_a_server_would_reject_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        CompileOptions(**options)
+
+
+def test_step_resources_override_what_a_step_declares(tmp_path):
+    options = CompileOptions(step_resources={"evaluate": {"memory": "16Gi", "cpu_limit": "8"}})
+    spec, _ = yaml.safe_load_all(open(compile_pipeline(str(tmp_path / "p.yaml"), options)))
+    resources = spec["deploymentSpec"]["executors"]["exec-evaluate"]["container"]["resources"]
+    assert (resources["resourceMemoryRequest"], resources["resourceMemoryLimit"]) == ("16Gi", "16Gi")
+    assert (resources["resourceCpuRequest"], resources["resourceCpuLimit"]) == ("2", "8")
+    assert "evaluate=2/8cpu,16Gi/16Gi" in spec["pipelineInfo"]["description"]
