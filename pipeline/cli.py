@@ -60,10 +60,11 @@ def _options(args) -> CompileOptions:
 
 
 def _server(args):
-    from pipeline.cluster import Server, resolve_token
+    from pipeline.cluster import Server, current_namespace, dashboard_url, resolve_token
 
     return Server(host=args.host, token=resolve_token(args.token), ca_bundle=args.ca_bundle,
-                  verify_ssl=not args.insecure, ui_host=args.ui_host)
+                  verify_ssl=not args.insecure, ui_host=args.ui_host, dashboard=dashboard_url(),
+                  namespace=current_namespace())
 
 
 def cmd_compile(args) -> None:
@@ -116,17 +117,20 @@ def cmd_schedule(args) -> None:
     from pipeline.parameters import parse_params
 
     server = _server(args)
+    changes = [(action, getattr(args, action)) for action in cluster.SCHEDULE_ACTIONS if getattr(args, action)]
     if args.list:
         for row in cluster.list_schedules(server):
             print("  ".join(f"{k}={v}" for k, v in row.items()))
-    elif args.disable:
-        print(f"disabled {cluster.disable_schedule(server, args.disable)}")
+    elif changes:
+        action, name = changes[0]
+        print(f"{action}d {name}: {cluster.change_schedule(server, name, action)}")
     elif args.cron:
-        recurring_id = cluster.schedule(server, args.cron, args.name, parse_params(args.param), args.experiment,
-                                        args.catch_up, servers.server_target(args.server))
-        print(f"recurring run {args.name} ({recurring_id}) at {cluster.six_field_cron(args.cron)!r}")
+        recurring_id, version = cluster.schedule(server, args.cron, args.name, parse_params(args.param),
+                                                 args.experiment, args.catch_up, servers.server_target(args.server))
+        print(f"recurring run {args.name} ({recurring_id}) at {cluster.six_field_cron(args.cron)!r} "
+              f"({cluster.TIME_ZONE}), running {version}")
     else:
-        raise ValueError("schedule needs --cron, --list or --disable NAME")
+        raise ValueError("schedule needs --cron, --list, --enable NAME, --disable NAME or --delete NAME")
 
 
 def cmd_download(args) -> None:
@@ -253,9 +257,12 @@ def _add_compile_options(p) -> None:
 def _add_server_options(p) -> None:
     p.add_argument("--host", required=True, help="the pipeline server's URL (the DSPA route)")
     p.add_argument("--token", help="bearer token (default: $KFP_TOKEN, $KF_PIPELINES_TOKEN, the pod's token)")
-    p.add_argument("--ca-bundle", help="CA bundle for the route's certificate")
+    p.add_argument("--ca-bundle", help="CA bundle for the server's certificate (default: in a workbench the "
+                                       "service CA for *.svc hosts, else the cluster's trusted bundle, else the "
+                                       "system store)")
     p.add_argument("--insecure", action="store_true", help="do not verify the route's certificate")
-    p.add_argument("--ui-host", help="base URL for run links (default: --host)")
+    p.add_argument("--ui-host", help="a KFP UI for run links (default: in a workbench the OpenShift AI "
+                                     "dashboard's run page, else --host)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,14 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("schedule", help="recurring runs of the latest uploaded version")
     _add_server_options(p)
-    p.add_argument("--cron", help="six fields, seconds first: '0 0 3 * * 1' is Mondays at 03:00")
+    p.add_argument("--cron", help="six fields, seconds first, in UTC (the server's scheduler): '0 0 3 * * 1' is "
+                                  "Mondays at 03:00 UTC; or @hourly, @daily, @weekly (Sunday 00:00), @monthly")
     p.add_argument("--name", default="yolo-kfp-retraining")
     p.add_argument("--experiment", default="yolo-kfp")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a pipeline parameter (JSON)")
     p.add_argument("--catch-up", action="store_true", help="run the schedules missed while paused")
     _add_server_target(p)
     p.add_argument("--list", action="store_true", help="list the recurring runs")
-    p.add_argument("--disable", metavar="NAME", help="disable the recurring run of this name")
+    for action in ("enable", "disable", "delete"):
+        p.add_argument(f"--{action}", metavar="NAME", help=f"{action} the recurring run of this name")
     p.set_defaults(func=cmd_schedule)
 
     p = commands.add_parser("run-local", help="run the whole pipeline here through kfp.local")

@@ -1,20 +1,27 @@
 """Talking to a Data Science Pipelines (KFP v2) server: submit runs, upload versions, schedule retraining.
 
 Authentication as OpenShift routes want it: a bearer token from ``--token``, else ``KFP_TOKEN`` or
-``KF_PIPELINES_TOKEN``, else the service-account token a workbench pod carries; a CA bundle or
-``verify_ssl=False`` for routes with private certificates.
+``KF_PIPELINES_TOKEN``, else the service-account token a workbench pod carries. TLS as a workbench
+needs it: an explicit CA bundle, else the cluster's service CA for a ``*.svc`` host, else the cluster's
+trusted bundle, else the system store (``pick_ca_bundle``); ``verify_ssl=False`` only when asked.
 """
 
+import contextlib
+import io
 import json
 import logging
 import os
+import re
 import socket
 import ssl
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+
+import kfp_server_api
 
 from pipeline import servers
 from pipeline.parameters import convert_params
@@ -42,26 +49,90 @@ def resolve_token(flag: str | None, token_file: str = SERVICE_ACCOUNT_TOKEN) -> 
     return None
 
 
+# KFP's scheduler understands these too; written out, the six-field form says exactly when they fire.
+PREDEFINED_SCHEDULES = {"@hourly": "0 0 * * * *", "@daily": "0 0 0 * * *", "@midnight": "0 0 0 * * *",
+                        "@weekly": "0 0 0 * * 0", "@monthly": "0 0 0 1 * *", "@yearly": "0 0 0 1 1 *",
+                        "@annually": "0 0 0 1 1 *"}
+TIME_ZONE = "UTC"  # the time zone of the scheduled-workflow controller of Data Science Pipelines
+
+
 def six_field_cron(expression: str) -> str:
-    """KFP's cron has six fields, seconds first; a five-field expression would silently mean another time."""
+    """KFP's cron has six fields, seconds first; a five-field expression would silently mean another time,
+    and a seconds field with more than one value would start several runs a minute."""
+    expression = PREDEFINED_SCHEDULES.get(expression.strip().lower(), expression)
     fields = expression.split()
-    if len(fields) == 6:
-        return " ".join(fields)
     if len(fields) == 5:
         raise ValueError(f"cron {expression!r} has five fields, but KFP's cron has six, seconds first: sent as it "
                          f"is, it would run at other times than it says. The same schedule in KFP's form: "
                          f"'0 {' '.join(fields)}'")
-    raise ValueError(f"cron {expression!r} must have six fields: second minute hour day-of-month month "
-                     "day-of-week, e.g. '0 0 3 * * 1' for Mondays at 03:00")
+    if len(fields) != 6:
+        raise ValueError(f"cron {expression!r} must have six fields: second minute hour day-of-month month "
+                         "day-of-week, e.g. '0 0 3 * * 1' for Mondays at 03:00 UTC, or one of "
+                         f"{', '.join(PREDEFINED_SCHEDULES)}")
+    if fields[0].isdigit() and int(fields[0]) > 59:
+        raise ValueError(f"cron {expression!r}: its first field is the second, 0 to 59, not {fields[0]}")
+    if not fields[0].isdigit():
+        raise ValueError(f"cron {expression!r} fires more than once a minute (its first field, {fields[0]!r}, is "
+                         "the second): each firing starts a training run. Use one second, e.g. "
+                         f"'0 {' '.join(fields[1:])}'")
+    return " ".join(fields)
+
+
+# Where an OpenShift AI workbench finds the CAs that sign the pipeline server's certificate (the
+# environment names other paths, for tests): the cluster's service CA, which signs *.svc services, and
+# the cluster's trusted bundle (odh-trusted-ca-bundle), mounted when the platform is configured with one.
+SERVICE_CA = ("YOLO_KFP_SERVICE_CA", "/var/run/secrets/kubernetes.io/serviceaccount/service-ca.crt")
+TRUSTED_CA = ("YOLO_KFP_TRUSTED_CA", "/etc/pki/tls/custom-certs/ca-bundle.crt")
+SYSTEM_STORE = "the system's CA store"
+
+
+def _path(setting: tuple[str, str]) -> str:
+    return os.environ.get(*setting)
+
+
+def is_service_host(host: str) -> bool:
+    hostname = urllib.parse.urlparse(host).hostname or ""
+    return hostname.endswith(".svc") or ".svc." in hostname
+
+
+def pick_ca_bundle(host: str, explicit: str | None) -> tuple[str | None, list[str]]:
+    """The CA bundle to verify ``host`` with: ``explicit``, else the service CA for a *.svc host, else the
+    trusted bundle, else none (the system store); and what was tried, for the error that names it."""
+    if explicit:
+        return explicit, [explicit]
+    tried = []
+    candidates = ([_path(SERVICE_CA)] if is_service_host(host) else []) + [_path(TRUSTED_CA)]
+    for path in candidates:
+        if os.path.exists(path):
+            return path, [*tried, path]
+        tried.append(f"{path} (missing)")
+    return None, [*tried, SYSTEM_STORE]
 
 
 @dataclass
 class Server:
     host: str
     token: str | None = None
-    ca_bundle: str | None = None
-    verify_ssl: bool = True
-    ui_host: str | None = None
+    ca_bundle: str | None = None  # explicit; else chosen by pick_ca_bundle
+    verify_ssl: bool = True  # False only when asked (--insecure)
+    ui_host: str | None = None  # a KFP UI for run links
+    dashboard: str | None = None  # the OpenShift AI dashboard, for run links
+    namespace: str | None = None  # the project, for the dashboard's run links
+
+    def __post_init__(self):
+        self.tried: list[str] = []
+        if self.host.startswith("https://") and self.verify_ssl:
+            self.ca_bundle, self.tried = pick_ca_bundle(self.host, self.ca_bundle)
+            log.info("%s: %s", self.host, self.verification)
+
+    @property
+    def verification(self) -> str:
+        """How the server's certificate is checked, in words."""
+        if not self.host.startswith("https://"):
+            return "plain HTTP, no TLS"
+        if not self.verify_ssl:
+            return "TLS not verified (--insecure)"
+        return f"TLS verified with {self.ca_bundle or SYSTEM_STORE}"
 
     def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.ca_bundle)
@@ -84,6 +155,10 @@ class Server:
                              "route of the DSPA's API server (oc get route ds-pipeline-dspa)?") from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise ValueError(f"the certificate of {self.host} is not signed by a CA in what was tried: "
+                                 f"{', '.join(self.tried)} ({reason.verify_message}); pass --ca-bundle FILE (the CA "
+                                 "that signed the route or service), or --insecure") from None
             raise ValueError(f"cannot reach the pipeline server at {self.host}: {reason}") from None
         if status in (401, 403):
             raise ValueError(f"the pipeline server at {self.host} refused the request ({status}): pass a token "
@@ -104,7 +179,25 @@ class Server:
                           verify_ssl=self.verify_ssl, ui_host=self.ui_host)
 
     def run_link(self, run_id: str) -> str:
+        """The run's page: on the KFP UI if one is named, else on the OpenShift AI dashboard, else on the host."""
+        if not self.ui_host and self.dashboard and self.namespace:
+            return f"{self.dashboard.rstrip('/')}/pipelineRuns/{self.namespace}/runs/{run_id}"
         return f"{(self.ui_host or self.host).rstrip('/')}/#/runs/details/{run_id}"
+
+
+@contextlib.contextmanager
+def own_links():
+    """kfp.Client prints, or in a notebook displays, links of its own, built from the API host: from a
+    workbench those are *.svc URLs that no browser opens. Here only ours (``Server.run_link``) are shown."""
+    from kfp.client import auth
+
+    is_ipython = auth.is_ipython
+    auth.is_ipython = lambda: False
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        auth.is_ipython = is_ipython
 
 
 def _compiled(options: CompileOptions, workdir: str) -> str:
@@ -117,7 +210,7 @@ def submit(server: Server, params: dict, experiment: str = DEFAULT_EXPERIMENT, r
     params = convert_params(params)
     servers.check_run_parameters(params, options.target)
     client = server.client()
-    with tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory() as workdir, own_links():
         result = client.create_run_from_pipeline_package(
             _compiled(options, workdir), arguments=params, experiment_name=experiment,
             run_name=run_name or f"{PIPELINE_NAME} {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -143,7 +236,7 @@ def upload(server: Server, version: str | None = None, options: CompileOptions =
     """Uploads the pipeline as a new version of the pipeline named yolo-kfp (created on first upload)."""
     client = server.client()
     version = version or time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
-    with tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory() as workdir, own_links():
         path = _compiled(options, workdir)
         pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
         if pipeline_id is None:
@@ -163,21 +256,41 @@ def latest_version(client, pipeline_id: str) -> str:
 
 
 def schedule(server: Server, cron: str, name: str, params: dict, experiment: str = DEFAULT_EXPERIMENT,
-             catch_up: bool = False, target: servers.ServerTarget = servers.server_target()) -> str:
-    """A recurring run of the latest uploaded version (compiled for ``target``), one at a time; returns its id."""
+             catch_up: bool = False, target: servers.ServerTarget = servers.server_target()) -> tuple[str, str]:
+    """A recurring run of the pipeline, one run at a time; returns its id and which version it runs.
+
+    From KFP 2.5 (kubeflow/pipelines#11560) a recurring run given the pipeline but no version runs the
+    pipeline's latest version at each trigger, so a later ``upload`` is picked up; older servers need a
+    version, and the schedule stays on the one that is latest now."""
     cron, params = six_field_cron(cron), convert_params(params)
     servers.check_run_parameters(params, target)
     client = server.client()
+    if any(s["name"] == name for s in list_schedules(server)):
+        raise ValueError(f"a recurring run named {name!r} exists: pick another --name, or --delete {name} first")
     pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
     if pipeline_id is None:
         raise ValueError(f"no pipeline named {PIPELINE_NAME} on {server.host}: run yolo-kfp upload first")
-    experiment_id = client.create_experiment(experiment).experiment_id
-    recurring = client.create_recurring_run(
-        experiment_id=experiment_id, job_name=name, cron_expression=cron, max_concurrency=1,
-        no_catchup=not catch_up, params=params, pipeline_id=pipeline_id,
-        version_id=latest_version(client, pipeline_id))
-    log.info("scheduled %s (%s) at cron %r", name, recurring.recurring_run_id, cron)
-    return recurring.recurring_run_id
+    version_id = latest_version(client, pipeline_id)
+    with own_links():
+        experiment_id = client.create_experiment(experiment).experiment_id
+        if servers.follows_latest_version(target):
+            recurring = client._recurring_run_api.recurring_run_service_create_recurring_run(  # the SDK wants a version
+                recurring_run=kfp_server_api.V2beta1RecurringRun(
+                    display_name=name, experiment_id=experiment_id, mode=kfp_server_api.RecurringRunMode.ENABLE,
+                    pipeline_version_reference=kfp_server_api.V2beta1PipelineVersionReference(pipeline_id=pipeline_id),
+                    runtime_config=kfp_server_api.V2beta1RuntimeConfig(parameters=params), no_catchup=not catch_up,
+                    trigger=kfp_server_api.V2beta1Trigger(cron_schedule=kfp_server_api.V2beta1CronSchedule(cron=cron)),
+                    max_concurrency=1))
+            version = "the latest version at each run"
+        else:
+            log.warning("%s cannot follow the latest version (KFP 2.5 can): this schedule stays on version %s; "
+                        "schedule again after the next upload", target.name, version_id)
+            recurring = client.create_recurring_run(
+                experiment_id=experiment_id, job_name=name, cron_expression=cron, max_concurrency=1,
+                no_catchup=not catch_up, params=params, pipeline_id=pipeline_id, version_id=version_id)
+            version = f"version {version_id}"
+    log.info("scheduled %s (%s) at cron %r %s", name, recurring.recurring_run_id, cron, TIME_ZONE)
+    return recurring.recurring_run_id, version
 
 
 def list_schedules(server: Server) -> list[dict]:
@@ -186,16 +299,19 @@ def list_schedules(server: Server) -> list[dict]:
              "cron": r.trigger.cron_schedule.cron if r.trigger and r.trigger.cron_schedule else None} for r in runs]
 
 
-def disable_schedule(server: Server, name: str) -> str:
+SCHEDULE_ACTIONS = {"enable": "enable_recurring_run", "disable": "disable_recurring_run",
+                    "delete": "delete_recurring_run"}
+
+
+def change_schedule(server: Server, name: str, action: str) -> str:
+    """Enables, disables or deletes the recurring run named ``name``; returns its id."""
     matches = [s for s in list_schedules(server) if s["name"] == name]
     if not matches:
         raise ValueError(f"no recurring run named {name!r}; yolo-kfp schedule --list shows them")
     client = server.client()
     for match in matches:
-        client.disable_recurring_run(match["id"])
+        getattr(client, SCHEDULE_ACTIONS[action])(match["id"])
     return ", ".join(m["id"] for m in matches)
-
-
 
 
 DSPA = ("datasciencepipelinesapplications.opendatahub.io", "v1", "datasciencepipelinesapplications")
@@ -215,8 +331,9 @@ def current_namespace(default: str = "default") -> str:
         return default
 
 
-def find_pipeline_server(namespace: str) -> str:
-    """The URL of the namespace's pipeline server, read from its DataSciencePipelinesApplication.
+def find_pipeline_server(namespace: str) -> tuple[str, str | None]:
+    """The URL of the namespace's pipeline server, read from its DataSciencePipelinesApplication, and its
+    route if it has one.
 
     Inside the cluster the API server's service is preferred (no route, no OAuth proxy hop); outside,
     its route.
@@ -236,4 +353,21 @@ def find_pipeline_server(namespace: str) -> str:
     url = url or api_server.get("externalUrl") or api_server.get("url")
     if not url:
         raise ValueError(f"pipeline server {items[0]['metadata']['name']!r} in {namespace!r} is not ready yet")
-    return url
+    route = api_server.get("externalUrl")
+    return url, None if not route or is_service_host(route) else route
+
+
+def dashboard_url() -> str | None:
+    """The OpenShift AI dashboard that started this workbench: its Jupyter arguments name it (hub_host)."""
+    match = re.search(r'"hub_host"\s*:\s*"([^"]+)"', os.environ.get("NOTEBOOK_ARGS", ""))
+    return match[1] if match else None
+
+
+def workbench_server(namespace: str, host: str = "") -> Server:
+    """The namespace's pipeline server as a workbench reaches it: ``host`` or the one its DSPA names, the
+    workbench's token, and run links to the dashboard's run page (else the DSPA's route) that a browser
+    outside the cluster opens."""
+    found, route = find_pipeline_server(namespace)
+    dashboard = dashboard_url()
+    return Server(host=host or found, token=resolve_token(None), ui_host=None if dashboard else route,
+                  dashboard=dashboard, namespace=namespace)

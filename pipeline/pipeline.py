@@ -272,7 +272,8 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         with dsl.If(publish_to != "", name="publish-requested"):
             gate_task = gate(metrics_json=evaluate_task.outputs["metrics_json"],
                              dataset=convert_task.outputs["dataset"], publish_to=publish_to, min_map50=min_map50,
-                             max_map50_drop=max_map50_drop, imgsz=imgsz, batch=batch)
+                             max_map50_drop=max_map50_drop, imgsz=imgsz, batch=batch,
+                             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
             with dsl.If(gate_task.outputs["Output"] == PROMOTE, name="promoted"):
                 publish(model=train_task.outputs["model"], onnx_model=export_task.outputs["onnx_model"],
                         metrics_json=evaluate_task.outputs["metrics_json"],

@@ -99,3 +99,9 @@ def check_run_parameters(params: dict, target: ServerTarget) -> None:
     for name in (n for n in RUN_POD_SETTINGS if n in params):
         raise ValueError(f"{name} is not a run parameter on {target.name}, which cannot take pod settings from a "
                          f"run (KFP 2.5 can): give it when compiling, --{name.replace('_', '-')}")
+
+
+def follows_latest_version(target: ServerTarget) -> bool:
+    """Whether a recurring run without a version runs the pipeline's latest one (kubeflow/pipelines#11560,
+    KFP 2.5)."""
+    return _version(target.features.kfp) >= _version("2.5")

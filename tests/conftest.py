@@ -178,3 +178,49 @@ def trained_weights():
                workers=0,
                overrides={"nbs": 16, "plots": False})
     return os.path.join(out, "weights", "best.pt"), data
+
+
+SERVICE_HOST = "ds-pipeline-dspa.yolo-project.svc.cluster.local"  # the name a DSPA's API service has
+
+
+@pytest.fixture(scope="session")
+def test_ca():
+    """A CA made here and a server certificate it signs for the pipeline server's service name, localhost
+    and 127.0.0.1: {"ca": ..., "cert": ..., "key": ...} as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = os.path.join(SESSION_DIR, "tls")
+    os.makedirs(folder)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def certificate(subject, key, issuer, issuer_key, extensions):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=1)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "yolo-kfp test service CA")])
+    ca = certificate(ca_name, ca_key, ca_name, ca_key, [(x509.BasicConstraints(ca=True, path_length=None), True)])
+    names = x509.SubjectAlternativeName([x509.DNSName(SERVICE_HOST), x509.DNSName("localhost"),
+                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    server = certificate(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVICE_HOST)]), server_key, ca_name,
+                         ca_key, [(names, False), (x509.BasicConstraints(ca=False, path_length=None), True)])
+    paths = {"ca": os.path.join(folder, "ca.pem"), "cert": os.path.join(folder, "server.pem"),
+             "key": os.path.join(folder, "server-key.pem")}
+    for path, data in ((paths["ca"], ca.public_bytes(serialization.Encoding.PEM)),
+                       (paths["cert"], server.public_bytes(serialization.Encoding.PEM)),
+                       (paths["key"], server_key.private_bytes(serialization.Encoding.PEM,
+                                                               serialization.PrivateFormat.PKCS8,
+                                                               serialization.NoEncryption()))):
+        with open(path, "wb") as f:
+            f.write(data)
+    return paths

@@ -9,6 +9,7 @@ import email
 import email.policy
 import json
 import re
+import ssl
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ class KfpStandIn:
     recurring: dict = field(default_factory=dict)
     on_run_created: object = None  # called with the run: plays the cluster running it
     namespace: str = "yolo-project"
+    tls: tuple[str, str] | None = None  # (certificate chain, key): serve HTTPS
+    hostname: str = "127.0.0.1"  # the name its URL has (the tests' network guard resolves it to 127.0.0.1)
+    route: str | None = None  # what the DSPA's status gives as its route (default: the URL it serves)
 
     def start(self) -> "KfpStandIn":
         standin = self
@@ -58,7 +62,12 @@ class KfpStandIn:
                 standin._handle(self, "DELETE")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        scheme = "https" if self.tls else "http"
+        self.url = f"{scheme}://{self.hostname}:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -118,6 +127,8 @@ class KfpStandIn:
             ("POST", f"{API}/recurringruns", lambda m: self._create_recurring(body)),
             ("GET", f"{API}/recurringruns", lambda m: self._list("recurringRuns", self.recurring, query)),
             ("POST", f"{API}/recurringruns/([^/:]+):disable", lambda m: self._set_status(m[1], "DISABLED")),
+            ("POST", f"{API}/recurringruns/([^/:]+):enable", lambda m: self._set_status(m[1], "ENABLED")),
+            ("DELETE", f"{API}/recurringruns/([^/:]+)", lambda m: self.recurring.pop(m[1]) and {}),
             # the Kubernetes API's view of the DataSciencePipelinesApplication that serves this API
             ("GET", f"{DSPA_API}/namespaces/([^/]+)/datasciencepipelinesapplications", lambda m: self._dspa(m[1])),
         ]
@@ -190,7 +201,7 @@ class KfpStandIn:
         items = [] if namespace != self.namespace else [{
             "apiVersion": "datasciencepipelinesapplications.opendatahub.io/v1",
             "kind": "DataSciencePipelinesApplication", "metadata": {"name": "dspa", "namespace": namespace},
-            "status": {"components": {"apiServer": {"url": self.url, "externalUrl": self.url}}}}]
+            "status": {"components": {"apiServer": {"url": self.url, "externalUrl": self.route or self.url}}}}]
         return {"apiVersion": "datasciencepipelinesapplications.opendatahub.io/v1",
                 "kind": "DataSciencePipelinesApplicationList", "items": items}
 

@@ -6,7 +6,7 @@ import uuid
 import pytest
 import yaml
 
-from components.core.gate import NOT_PROMOTED, PROMOTE, decide, markdown, promotion_gate
+from components.core.gate import NOT_PROMOTED, PROMOTE, decide, markdown, promotion_gate, read_decision, record_decision
 from components.core.publish import publish_files
 from components.core.storage import Storage
 from pipeline.pipeline import compile_pipeline
@@ -68,6 +68,27 @@ def test_first_model_only_needs_the_threshold(s3, tmp_path):
                            min_map50=0.25, max_map50_drop=0.01, imgsz=128, batch=8, storage=storage)
     assert first["decision"] == PROMOTE and first["current_version"] is None
     assert "none published yet" in markdown(first)
+
+
+def test_each_runs_decision_is_kept_for_whoever_started_it(s3):
+    storage = Storage.from_env(s3.data_connection())
+    bucket = f"gate-{uuid.uuid4().hex[:8]}"
+    storage.client.create_bucket(Bucket=bucket)
+    refused = {"decision": NOT_PROMOTED, "reasons": ["mAP50 0.100 is below the threshold min_map50=0.250"]}
+    assert read_decision(f"s3://{bucket}/yolo", "run-1", storage) is None
+    record_decision(publish_to=f"s3://{bucket}/yolo", run_id="run-1", result=refused, storage=storage)
+    assert read_decision(f"s3://{bucket}/yolo", "run-1", storage) == refused
+    assert storage.exists(f"s3://{bucket}/yolo/decisions/run-1.json")
+
+
+def test_the_gate_is_never_served_from_the_cache(tmp_path):
+    """The published model it compares with changes between runs; a cached decision would be stale."""
+    with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
+        spec = next(yaml.safe_load_all(f))
+    tasks = {name: task for component in spec["components"].values() for name, task in
+             component.get("dag", {}).get("tasks", {}).items()}
+    assert tasks["gate"]["cachingOptions"] == {}  # KFP writes enableCache: false as nothing
+    assert tasks["gate"]["inputs"]["parameters"]["run_id"] == {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
 
 
 def test_pipeline_compiles_the_gate_as_a_condition_on_publish(tmp_path):

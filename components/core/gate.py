@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 PROMOTE = "promote"
 NOT_PROMOTED = "not promoted"
+DECISIONS = "decisions"  # <publish_to>/decisions/<run id>.json
 
 
 def decide(candidate: float, min_map50: float, current: float | None, max_drop: float) -> list[str]:
@@ -52,6 +53,22 @@ def promotion_gate(*, metrics_path: str, data_dir: str, publish_to: str, min_map
               "min_map50": min_map50, "max_map50_drop": max_map50_drop}
     log.info("gate: %s %s", result["decision"], reasons)
     return result
+
+
+def decision_url(publish_to: str, run_id: str) -> S3Url:
+    """Where a run's gate decision is kept: beside the published versions, one JSON per run."""
+    return S3Url.parse(publish_to).join(DECISIONS, f"{run_id}.json")
+
+
+def record_decision(*, publish_to: str, run_id: str, result: dict, storage: Storage | None = None) -> None:
+    """Keeps the decision where whoever started the run can read why its model was (not) promoted."""
+    (storage or Storage.from_env()).put_bytes(decision_url(publish_to, run_id), json.dumps(result).encode())
+
+
+def read_decision(publish_to: str, run_id: str, storage: Storage | None = None) -> dict | None:
+    """The gate's decision for ``run_id``, or None if its gate has not decided (yet)."""
+    storage, url = storage or Storage.from_env(), decision_url(publish_to, run_id)
+    return json.loads(storage.get_bytes(url)) if storage.exists(url) else None
 
 
 def markdown(result: dict) -> str:
