@@ -4,12 +4,18 @@ PYTHON ?= python3
 
 .PHONY: setup demo test compile
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/mlflow/bin/mlflow
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -e ".[dev]"
 	touch $@
+
+# MLflow's tracking server for the tests, in its own environment: the full MLflow wants other versions
+# of pyarrow and starlette than FiftyOne (the project's environment has only its client).
+$(VENV)/mlflow/bin/mlflow: $(VENV)/.installed
+	$(PYTHON) -m venv $(VENV)/mlflow
+	$(VENV)/mlflow/bin/pip install "mlflow==3.17.2"
 
 demo: setup
 	$(VENV)/bin/yolo-kfp run-local --demo --output-dir out/demo

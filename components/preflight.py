@@ -7,7 +7,8 @@ from components.images import DATA_IMAGE, component
 def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cache: str, classes: list,
               max_samples_per_class: int, download_shard_size: int, split: str, split_ratios: list, epochs: int,
               batch: int, imgsz: int, freeze: int, cache: str, optimizer: str, train_args: dict, min_map50: float,
-              max_map50_drop: float, base_model_sha256: str) -> str:
+              max_map50_drop: float, base_model_sha256: str, mlflow_tracking_uri: str, mlflow_experiment: str,
+              registered_model_name: str) -> str:
     """Checks the run's parameters and its access to every S3 location (publish_to, base_model,
     extra_data, open_images_cache) before any work.
 
@@ -35,6 +36,9 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
         min_map50: The gate's threshold.
         max_map50_drop: The gate's allowed drop against the published model.
         base_model_sha256: Expected SHA-256 of an s3:// base_model; empty: not checked.
+        mlflow_tracking_uri: An MLflow tracking server's URL, or empty.
+        mlflow_experiment: The MLflow experiment's name.
+        registered_model_name: The MLflow registered model's name.
     """
     import logging
 
@@ -48,7 +52,9 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
         "epochs": epochs, "batch": batch, "imgsz": imgsz, "freeze": freeze, "cache": cache, "optimizer": optimizer,
         "train_args": dict(train_args), "base_model": base_model, "min_map50": min_map50,
         "max_map50_drop": max_map50_drop, "publish_to": publish_to, "extra_data": extra_data,
-        "open_images_cache": open_images_cache, "base_model_sha256": base_model_sha256})
+        "open_images_cache": open_images_cache, "base_model_sha256": base_model_sha256,
+        "mlflow_tracking_uri": mlflow_tracking_uri, "mlflow_experiment": mlflow_experiment,
+        "registered_model_name": registered_model_name})
         + base_model_problems(base_model, freeze))
     return check_s3_inputs(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
                            open_images_cache=open_images_cache,

@@ -8,10 +8,15 @@ from components.images import DATA_IMAGE, Resources, component
 @component(DATA_IMAGE, timeout_hours=2, data_connection=True,
            resources=Resources(cpu="500m", cpu_limit="1", memory="2Gi"))
 def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[Artifact],
-            dataset_stats: Input[Artifact], publish_to: str, run_id: str) -> str:
+            dataset_stats: Input[Artifact], publish_to: str, run_id: str, mlflow_tracking_uri: str,
+            registered_model_name: str) -> str:
     """Publishes the model under publish_to/<version>/ (weights, ONNX in serving/, args, metrics,
     dataset statistics, parameters, run id), writes manifest.json last, then points publish_to/latest
     at the version.
+
+    With mlflow_tracking_uri set, the model is also registered in MLflow's model registry as a new
+    version of registered_model_name, its source the published serving/ folder (the ONNX model in the
+    layout OpenVINO Model Server and KServe read), linked to the training's MLflow run.
 
     Returns the published version's S3 URL.
 
@@ -22,12 +27,19 @@ def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[A
         dataset_stats: The convert step's stats.json.
         publish_to: s3://bucket/prefix to publish under.
         run_id: The KFP run's id, recorded in the manifest.
+        mlflow_tracking_uri: The MLflow tracking server to register the model in; empty: none.
+        registered_model_name: The registered model the published version is added to.
     """
     import logging
 
+    from components.core import tracking
     from components.core.publish import publish_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return publish_model(publish_to=publish_to, model_dir=model.path, metrics_path=metrics_json.path,
-                         stats_path=dataset_stats.path, run_id=run_id,
-                         onnx_dir=onnx_model.path)["url"]
+    url = publish_model(publish_to=publish_to, model_dir=model.path, metrics_path=metrics_json.path,
+                        stats_path=dataset_stats.path, run_id=run_id, onnx_dir=onnx_model.path)["url"]
+    if mlflow_tracking_uri:
+        tracking.register_model(tracking_uri=mlflow_tracking_uri, run_id=model.metadata["mlflow_run_id"],
+                                name=registered_model_name, source=f"{url}/serving",
+                                tags={tracking.RUN_ID_TAG: run_id, "format": "onnx"})
+    return url

@@ -9,7 +9,7 @@ from components.images import TRAIN_IMAGE, component
 @component(TRAIN_IMAGE, timeout_hours=72, retries=3, retry_backoff_seconds=120, data_connection=True, gpu=True)
 def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epochs: int, batch: int, imgsz: int,
           freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float, seed: int,
-          train_args: dict, gpus: int, model: Output[Model]):
+          train_args: dict, gpus: int, mlflow_tracking_uri: str, mlflow_experiment: str, model: Output[Model]):
     """Fine-tunes a YOLO checkpoint (Ultralytics) on the YOLO dataset with its first `freeze` layers frozen.
 
     base_model is an Ultralytics checkpoint name, a path in the image or an s3:// URL (checked against
@@ -18,7 +18,8 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     further Ultralytics arguments. gpus > 1 trains on all of them with Ultralytics' DDP (batch is the
     total, split across them). Each epoch's checkpoint is also kept in the data connection's bucket
     under yolo-kfp/checkpoints/<key>/, the key made of the dataset and these settings, so a retried
-    (preempted) step or an identical re-run resumes where it stopped.
+    (preempted) step or an identical re-run resumes where it stopped. With mlflow_tracking_uri set, the
+    training is logged to an MLflow run (components.core.tracking), named in the model's metadata.
 
     Args:
         dataset: The YOLO dataset of the convert step.
@@ -36,21 +37,35 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
         seed: Training seed.
         train_args: Further Ultralytics training arguments.
         gpus: GPUs of the pod (a compile option); more than one trains with DDP.
+        mlflow_tracking_uri: An MLflow tracking server to log the training to; empty: none.
+        mlflow_experiment: The MLflow experiment of the training's run.
         model: The trained model: weights/{best,last}.pt, args.yaml, results.csv, train_summary.json.
     """
     import logging
 
+    from components.core import tracking
     from components.core.packing import materialized
-    from components.core.train import checkpoint_location, train_yolo, training_key, ultralytics_device
+    from components.core.train import (
+        checkpoint_location,
+        dataset_fingerprint,
+        train_yolo,
+        training_key,
+        ultralytics_device,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = {"base_model": base_model, "base_model_sha256": base_model_sha256, "epochs": epochs, "batch": batch,
                 "imgsz": imgsz, "freeze": freeze, "workers": workers, "cache": cache, "patience": patience,
                 "optimizer": optimizer, "lr0": lr0, "seed": seed, "train_args": dict(train_args), "gpus": gpus}
     with materialized(dataset.path) as data_dir:
-        checkpoint_to = checkpoint_location(training_key(data_dir, settings))
+        key = training_key(data_dir, settings)
+        checkpoint_to = checkpoint_location(key)
         if not checkpoint_to:
             logging.warning("no data connection bucket: checkpoints stay in the pod, a retry starts over")
+        if mlflow_tracking_uri:
+            mlflow_run = tracking.start_training_run(
+                tracking_uri=mlflow_tracking_uri, experiment=mlflow_experiment, training=key, params=settings,
+                tags={tracking.DATASET_TAG: dataset_fingerprint(data_dir)})
         summary = train_yolo(data_dir=data_dir, output_dir=model.path, base_model=base_model, epochs=epochs,
                              batch=batch, imgsz=imgsz, freeze=freeze, workers=workers, cache=cache,
                              device=ultralytics_device(gpus), patience=patience, optimizer=optimizer, lr0=lr0,
@@ -60,3 +75,6 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
                                                     "seconds") if k in summary})
     model.metadata["framework"] = "ultralytics"
     model.metadata["checkpoints"] = checkpoint_to  # where a retry or an identical re-run resumes from
+    if mlflow_tracking_uri:
+        tracking.finish_training_run(tracking_uri=mlflow_tracking_uri, run_id=mlflow_run, output_dir=model.path)
+        model.metadata["mlflow_run_id"] = mlflow_run

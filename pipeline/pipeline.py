@@ -29,6 +29,7 @@ from components.gate import gate
 from components.images import REGISTRY, SETTINGS, TAG, Resources, image_ref
 from components.preflight import preflight
 from components.publish import publish
+from components.track import track
 from components.train import train
 from pipeline import servers
 
@@ -217,6 +218,9 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         open_images_cache: str = "",
         min_map50: float = 0.25,
         max_map50_drop: float = 0.01,
+        mlflow_tracking_uri: str = "",
+        mlflow_experiment: str = "yolo-kfp",
+        registered_model_name: str = "yolo-kfp",
     ) -> Outputs:
         """Open Images subset -> YOLO labels -> YOLOv5 transfer learning -> test-split metrics -> published model.
 
@@ -249,6 +253,9 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
             open_images_cache: [data] s3://bucket/prefix keeping Open Images' metadata CSVs between runs.
             min_map50: [gate] A model below this test-split mAP50 is not published.
             max_map50_drop: [gate] How far below the published model's mAP50 a new one may fall.
+            mlflow_tracking_uri: [tracking] An MLflow tracking server (http(s)://) to log the run to; empty: none.
+            mlflow_experiment: [tracking] The MLflow experiment the training's run goes to.
+            registered_model_name: [tracking] The MLflow registered model a published model becomes a version of.
         """
         run = locals()
         checks = preflight(**{name: run[name] for name in preflight.component_spec.inputs})
@@ -265,10 +272,14 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         train_task = train(dataset=convert_task.outputs["dataset"], base_model=base_model,
                            base_model_sha256=base_model_sha256, epochs=epochs, batch=batch, imgsz=imgsz,
                            freeze=freeze, workers=workers, cache=cache, patience=patience, optimizer=optimizer,
-                           lr0=lr0, seed=seed, train_args=train_args, gpus=options.gpus)
+                           lr0=lr0, seed=seed, train_args=train_args, gpus=options.gpus,
+                           mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment)
         evaluate_task = evaluate(dataset=convert_task.outputs["dataset"], model=train_task.outputs["model"],
                                  imgsz=imgsz, batch=batch)
         export_task = export(model=train_task.outputs["model"], dataset=convert_task.outputs["dataset"], imgsz=imgsz)
+        with dsl.If(mlflow_tracking_uri != "", name="tracking-requested"):
+            track(model=train_task.outputs["model"], metrics_json=evaluate_task.outputs["metrics_json"],
+                  mlflow_tracking_uri=mlflow_tracking_uri, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         with dsl.If(publish_to != "", name="publish-requested"):
             gate_task = gate(metrics_json=evaluate_task.outputs["metrics_json"],
                              dataset=convert_task.outputs["dataset"], publish_to=publish_to, min_map50=min_map50,
@@ -278,7 +289,8 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                 publish(model=train_task.outputs["model"], onnx_model=export_task.outputs["onnx_model"],
                         metrics_json=evaluate_task.outputs["metrics_json"],
                         dataset_stats=convert_task.outputs["dataset_stats"], publish_to=publish_to,
-                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, mlflow_tracking_uri=mlflow_tracking_uri,
+                        registered_model_name=registered_model_name)
         apply_step_settings(options, data_connection, gpu_node_selector, gpu_tolerations)
         return Outputs(
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],

@@ -28,6 +28,7 @@ os.environ.update({
     "YOLO_OFFLINE": "1",
     "YOLO_CONFIG_DIR": os.path.join(SESSION_DIR, "yolo-config"),
     "FIFTYONE_DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
     "FIFTYONE_DATASET_ZOO_DIR": os.path.join(SESSION_DIR, "fiftyone-zoo"),
     "MPLCONFIGDIR": os.path.join(SESSION_DIR, "matplotlib"),
     # Every temporary file of the tests and of what they start (kfp.local's task folders, a killed step's
@@ -115,6 +116,15 @@ def s3():
     from pipeline.seaweed import SeaweedS3
 
     with SeaweedS3(public_read_buckets=(oi.BUCKET,)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mlflow_server():
+    """A real MLflow tracking server (SQLite store, served artifacts) on 127.0.0.1."""
+    from pipeline.mlflow_server import MlflowServer
+
+    with MlflowServer(os.path.join(SESSION_DIR, "mlflow")) as server:
         yield server
 
 

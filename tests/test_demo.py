@@ -10,6 +10,7 @@ import time
 import onnx
 import pytest
 import torch
+from mlflow import MlflowClient
 
 from components.core.publish import read_latest
 from components.core.storage import S3Url, Storage
@@ -23,12 +24,13 @@ def run_demo(out, env, *params):
     return subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
 
 
-def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
+def test_run_local_demo_learns_and_publishes(mongod, s3, mlflow_server, tmp_path):
     storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="models")
     env = dict(os.environ, **s3.data_connection())
     out = tmp_path / "demo"
-    result = run_demo(out, env, "publish_to=s3://models/yolo-kfp")
+    tracked = f"mlflow_tracking_uri={mlflow_server.url}"
+    result = run_demo(out, env, "publish_to=s3://models/yolo-kfp", tracked)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "synthetic" in result.stdout
     assert "model published: s3://models/yolo-kfp/" in result.stdout
@@ -57,6 +59,7 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
             "serving/yolo-kfp/1/model.onnx", "serving/export.json"} <= set(manifest["files"])
     published = storage.get_bytes(S3Url("models", f"yolo-kfp/{manifest['version']}/weights/best.pt"))
     assert published == (out / "best.pt").read_bytes()
+    check_tracking(mlflow_server.url, metrics, manifest)
 
     wrong = dict(env, AWS_SECRET_ACCESS_KEY="a-wrong-secret-for-the-test")
     started = time.monotonic()
@@ -72,8 +75,29 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]
 
     # a retrained model that does not clear the gate: the run ends green, nothing is published
-    refused = run_demo(out, env, "publish_to=s3://models/yolo-kfp", "min_map50=0.99", "epochs=2")
+    refused = run_demo(out, env, "publish_to=s3://models/yolo-kfp", "min_map50=0.99", "epochs=2", tracked)
     assert refused.returncode == 0, refused.stderr[-3000:]
     assert "model not promoted: mAP50 " in refused.stdout
     assert "is below the threshold min_map50=0.990" in refused.stdout
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]
+    client = MlflowClient(mlflow_server.url)
+    runs = client.search_runs([client.get_experiment_by_name("yolo-kfp").experiment_id])
+    assert len(runs) == 2 and {r.data.params["epochs"] for r in runs} == {"2", "25"}
+    assert len(client.search_model_versions("name = 'yolo-kfp'")) == 1, "the refused model registered nothing"
+
+
+def check_tracking(url: str, metrics: dict, manifest: dict) -> None:
+    """The training's MLflow run: its settings, one step per epoch, the test metrics, the KFP run; and the
+    published model as a registered model version whose source is the published ONNX."""
+    client = MlflowClient(url)
+    (run,) = client.search_runs([client.get_experiment_by_name("yolo-kfp").experiment_id])
+    assert run.data.params["epochs"] == "25" and run.data.params["imgsz"] == "160"
+    epochs = client.get_metric_history(run.info.run_id, "metrics/mAP50B")
+    assert [m.step for m in epochs] == list(range(1, 26))
+    assert run.data.metrics["test_map50"] == metrics["map50"]
+    assert run.data.tags["kfp.run_id"] == manifest["run_id"] and run.data.tags["yolo-kfp.dataset"]
+    assert run.info.status == "FINISHED"
+    assert "weights/best.pt" in {a.path for a in client.list_artifacts(run.info.run_id, "weights")}
+    (version,) = client.search_model_versions("name = 'yolo-kfp'")
+    assert version.run_id == run.info.run_id and version.tags["kfp.run_id"] == manifest["run_id"]
+    assert version.source == f"s3://models/yolo-kfp/{manifest['version']}/serving"

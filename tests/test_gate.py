@@ -8,7 +8,7 @@ import yaml
 
 from components.core.gate import NOT_PROMOTED, PROMOTE, decide, markdown, promotion_gate, read_decision, record_decision
 from components.core.publish import publish_files
-from components.core.storage import Storage
+from components.core.storage import S3Url, Storage
 from pipeline.pipeline import compile_pipeline
 
 
@@ -78,7 +78,7 @@ def test_each_runs_decision_is_kept_for_whoever_started_it(s3):
     assert read_decision(f"s3://{bucket}/yolo", "run-1", storage) is None
     record_decision(publish_to=f"s3://{bucket}/yolo", run_id="run-1", result=refused, storage=storage)
     assert read_decision(f"s3://{bucket}/yolo", "run-1", storage) == refused
-    assert storage.exists(f"s3://{bucket}/yolo/decisions/run-1.json")
+    assert storage.exists(S3Url.parse(f"s3://{bucket}/yolo/decisions/run-1.json"))
 
 
 def test_the_gate_is_never_served_from_the_cache(tmp_path):
@@ -94,7 +94,8 @@ def test_the_gate_is_never_served_from_the_cache(tmp_path):
 def test_pipeline_compiles_the_gate_as_a_condition_on_publish(tmp_path):
     with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
         spec = next(yaml.safe_load_all(f))
-    (outer_name, outer), = [(n, t) for n, t in spec["root"]["dag"]["tasks"].items() if "triggerPolicy" in t]
+    (outer_name, outer), = [(n, t) for n, t in spec["root"]["dag"]["tasks"].items()
+                            if "publish_to" in t.get("triggerPolicy", {}).get("condition", "")]
     assert outer["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--publish_to'] != ''"
     inner_dag = spec["components"][f"comp-{outer_name}"]["dag"]["tasks"]
     (inner_name,) = set(inner_dag) - {"gate"}

@@ -157,10 +157,10 @@ def test_data_connection_secret_is_referenced_by_name_only(tmp_path, monkeypatch
 def test_publish_runs_only_when_asked_and_after_evaluation(compiled):
     spec, _ = compiled
     tasks = spec["root"]["dag"]["tasks"]
-    (condition,) = [t for t in tasks.values() if "triggerPolicy" in t]
-    rule = condition["triggerPolicy"]["condition"]
-    assert "publish_to" in rule and "!= ''" in rule
-    assert "evaluate" in condition["dependentTasks"]
+    conditions = {t["triggerPolicy"]["condition"]: t for t in tasks.values() if "triggerPolicy" in t}
+    assert set(conditions) == {"inputs.parameter_values['pipelinechannel--publish_to'] != ''",
+                               "inputs.parameter_values['pipelinechannel--mlflow_tracking_uri'] != ''"}
+    assert all("evaluate" in condition["dependentTasks"] for condition in conditions.values())
     assert tasks["plan-download"]["dependentTasks"] == ["preflight"]
 
 
@@ -195,7 +195,7 @@ def test_every_input_of_the_pipeline_and_of_each_component_explains_itself(compi
     assert set(inputs) == set(parameter_defaults())
     assert {name for name, p in inputs.items() if not p.get("description", "").strip()} == set()
     steps = {name: c for name, c in spec["components"].items() if "executorLabel" in c}  # not KFP's own DAGs
-    assert len(steps) == 10
+    assert len(steps) == 11
     for name, component in steps.items():
         for kind in ("parameters", "artifacts"):
             for key, value in component.get("inputDefinitions", {}).get(kind, {}).items():

@@ -93,7 +93,7 @@ def test_kfp_2_5_takes_pod_settings_from_the_run_but_the_secret_is_required(comp
 @pytest.mark.parametrize("target", sorted(TARGET_SCHEMAS))
 def test_every_executor_has_cpu_and_memory_requests_and_limits(compiled, target):
     steps = compiled[target][0]["deploymentSpec"]["executors"]
-    assert len(steps) == 10
+    assert len(steps) == 11
     for name, executor in steps.items():
         resources = executor["container"]["resources"]
         for kind in ("Cpu", "Memory"):

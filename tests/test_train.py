@@ -65,6 +65,18 @@ def test_train_writes_the_model_artifact(yolo_dataset, base_checkpoint, tmp_path
     assert metrics["images"] == len(os.listdir(os.path.join(yolo_dataset, "images", "test")))
 
 
+def test_mlflow_callback_of_ultralytics_stays_off(yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
+    """With MLflow's client installed, Ultralytics would log every training to ./mlruns (its callback runs
+    under pytest only in tests named test_mlflow*): tracking here is explicit, never that."""
+    from ultralytics.utils import SETTINGS
+
+    monkeypatch.chdir(tmp_path)
+    train_yolo(data_dir=yolo_dataset, output_dir=str(tmp_path / "model"), base_model=base_checkpoint, freeze=10,
+               **TINY)
+    assert SETTINGS["mlflow"] is False
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+
+
 def test_numbers_from_kfp_dicts_become_ints():
     assert plain_numbers({"nbs": 16.0, "lr0": 0.5, "cos_lr": True}) == {"nbs": 16, "lr0": 0.5, "cos_lr": True}
 

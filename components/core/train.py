@@ -81,11 +81,10 @@ def resume_epoch(last: str) -> int | None:
     return None if epoch is None or epoch < 0 else epoch + 1  # Ultralytics marks a finished run with -1
 
 
-def training_key(data_dir: str, settings: dict) -> str:
-    """What defines a training, as a short digest: the training settings and the dataset (``dataset.yaml``
-    and the label files' content, the images' names and sizes; not its report, which holds timings).
-    Equal for a retried pod and for an identical re-run."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+def dataset_fingerprint(data_dir: str) -> str:
+    """What identifies a YOLO dataset, as a short digest: ``dataset.yaml`` and the label files' content, the
+    images' names and sizes; not its report, which holds timings."""
+    digest = hashlib.sha256()
     with open(dataset_yaml(data_dir), "rb") as f:
         digest.update(f.read())
     for folder in ("images", "labels"):
@@ -97,6 +96,14 @@ def training_key(data_dir: str, settings: dict) -> str:
                 if folder == "labels":
                     with open(path, "rb") as f:
                         digest.update(f.read())
+    return digest.hexdigest()[:20]
+
+
+def training_key(data_dir: str, settings: dict) -> str:
+    """What defines a training, as a short digest: the training settings and the dataset's fingerprint.
+    Equal for a retried pod and for an identical re-run."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    digest.update(dataset_fingerprint(data_dir).encode())
     return digest.hexdigest()[:20]
 
 

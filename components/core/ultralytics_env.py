@@ -35,6 +35,9 @@ def amp_supported(model) -> bool:
     return device.type == "cuda" and not AMP_UNSAFE_GPU.search(torch.cuda.get_device_name(device))
 
 
+INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
+
+
 def configure_offline() -> Path:
     """Sets up the environment and returns Ultralytics' config dir (writable, holding the fonts)."""
     os.environ["YOLO_OFFLINE"] = "1"
@@ -44,7 +47,14 @@ def configure_offline() -> Path:
     if not os.environ.get("YOLO_CONFIG_DIR") or not os.access(os.environ["YOLO_CONFIG_DIR"], os.W_OK):
         os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="yolo-config-")
     import ultralytics.engine.trainer
-    from ultralytics.utils import USER_CONFIG_DIR
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
+
+    # Ultralytics' own integrations log wherever their library is importable (MLflow's client is: to
+    # ./mlruns by default); tracking here is explicit (components.core.tracking). The settings file
+    # lives in YOLO_CONFIG_DIR, so DDP's worker processes read the same.
+    integrations = {name: False for name in INTEGRATIONS if SETTINGS.get(name)}
+    if integrations:
+        SETTINGS.update(integrations)
 
     for name in FONT_NAMES:
         if not (USER_CONFIG_DIR / name).exists():

@@ -121,6 +121,12 @@ def parameter_problems(p: dict) -> list[str]:
             _s3_or_empty(name, p[name], problems)
     if p.get("base_model_sha256") and not re.fullmatch(r"[0-9a-fA-F]{64}", p["base_model_sha256"]):
         problems.append("base_model_sha256 must be empty or 64 hexadecimal digits")
+    if p.get("mlflow_tracking_uri") and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", str(p["mlflow_tracking_uri"])):
+        problems.append(f"mlflow_tracking_uri must be empty or an MLflow tracking server's http(s):// URL, not "
+                        f"{p['mlflow_tracking_uri']!r}")
+    for name in ("mlflow_experiment", "registered_model_name"):
+        if name in p and not (isinstance(p[name], str) and p[name].strip()):
+            problems.append(f"{name} must be a non-empty name, not {p[name]!r}")
     return problems
 
 

@@ -1,0 +1,95 @@
+"""MLflow experiment tracking and model registration, when a run names a tracking server.
+
+The train step opens one MLflow run per training and logs its settings, each epoch's metrics (read from
+Ultralytics' ``results.csv``, which only rank 0 writes, so the same under DDP) and its weights; the
+track step adds the test-split metrics and the KFP run's tags to that run; the publish step registers a
+promoted model as a new version of a registered model, its source the published ONNX in S3. Credentials,
+if the server wants any, come from MLflow's own environment variables (``MLFLOW_TRACKING_TOKEN``, or
+``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``), never from a run parameter.
+"""
+
+import csv
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+RUN_ID_TAG = "kfp.run_id"
+DATASET_TAG = "yolo-kfp.dataset"  # the dataset's fingerprint
+TRAINING_TAG = "yolo-kfp.training"  # the training's key: its checkpoints' folder
+
+
+def _client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _numbers(row: dict) -> dict[str, float]:
+    """A results.csv row's metrics under names MLflow accepts (no parentheses), the epoch left out."""
+    metrics = {}
+    for name, value in row.items():
+        name = name.strip().replace("(", "").replace(")", "")
+        if name != "epoch" and value.strip():
+            metrics[name] = float(value)
+    return metrics
+
+
+def start_training_run(*, tracking_uri: str, experiment: str, training: str, params: dict, tags: dict) -> str:
+    """The MLflow run of the training ``training`` (its key) in ``experiment`` (made if missing): the one a
+    retried pod left unfinished, else a new one with ``params`` and ``tags``; returns its id."""
+    client = _client(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    unfinished = client.search_runs([experiment_id], max_results=1, filter_string=(
+        f"tags.`{TRAINING_TAG}` = '{training}' and attributes.status = 'RUNNING'"))
+    if unfinished:
+        log.info("MLflow run %s goes on (a retried training)", unfinished[0].info.run_id)
+        return unfinished[0].info.run_id
+    run = client.create_run(experiment_id, tags={**tags, TRAINING_TAG: training})
+    for name, value in params.items():
+        client.log_param(run.info.run_id, name, value)
+    log.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment, tracking_uri)
+    return run.info.run_id
+
+
+def finish_training_run(*, tracking_uri: str, run_id: str, output_dir: str) -> None:
+    """Logs each epoch of ``results.csv`` as a metric step, and the weights and logs as artifacts."""
+    client = _client(tracking_uri)
+    with open(os.path.join(output_dir, "results.csv")) as f:
+        for row in csv.DictReader(f):
+            epoch = int(float(row.get("epoch") or row.get(" epoch") or 0))
+            for name, value in _numbers(row).items():
+                client.log_metric(run_id, name, value, step=epoch)
+    for name in ("results.csv", "args.yaml", "train_summary.json"):
+        if os.path.exists(os.path.join(output_dir, name)):
+            client.log_artifact(run_id, os.path.join(output_dir, name))
+    client.log_artifact(run_id, os.path.join(output_dir, "weights", "best.pt"), artifact_path="weights")
+    client.set_terminated(run_id)
+
+
+def log_evaluation(*, tracking_uri: str, run_id: str, metrics: dict, tags: dict) -> None:
+    """Adds the test-split metrics (``test_`` names) and ``tags`` to the training's MLflow run."""
+    client = _client(tracking_uri)
+    for name in ("map50", "map50_95", "precision", "recall"):
+        client.log_metric(run_id, f"test_{name}", float(metrics[name]))
+    for name, value in metrics.get("per_class", {}).items():
+        if value.get("ap50") is not None:
+            client.log_metric(run_id, f"test_ap50_{name.replace(' ', '_')}", float(value["ap50"]))
+    for name, value in tags.items():
+        client.set_tag(run_id, name, value)
+
+
+def register_model(*, tracking_uri: str, run_id: str, name: str, source: str, tags: dict) -> str:
+    """A new version of the registered model ``name`` (made if missing), ``source`` its files; returns it."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(name, source, run_id=run_id, tags=tags)
+    log.info("registered %s version %s in MLflow (%s)", name, version.version, source)
+    return str(version.version)

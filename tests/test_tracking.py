@@ -1,0 +1,52 @@
+"""MLflow tracking and registration against a real MLflow tracking server on 127.0.0.1."""
+
+import uuid
+
+from mlflow import MlflowClient
+
+from components.core import tracking
+
+RESULTS = """epoch,time,train/box_loss,metrics/mAP50(B),metrics/mAP50-95(B)
+1,3.1,1.9,0.10,0.05
+2,6.0,1.5,0.40,0.20
+3,9.2,1.2,0.60,0.30
+"""
+
+
+def training_output(folder):
+    (folder / "weights").mkdir(parents=True)
+    (folder / "weights" / "best.pt").write_bytes(b"weights")
+    (folder / "results.csv").write_text(RESULTS)
+    (folder / "args.yaml").write_text("epochs: 3\n")
+    return folder
+
+
+def test_a_training_is_logged_evaluated_and_registered(mlflow_server, tmp_path):
+    experiment, key = f"exp-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:20]
+    run_id = tracking.start_training_run(tracking_uri=mlflow_server.url, experiment=experiment, training=key,
+                                         params={"epochs": 3, "train_args": {"cos_lr": True}},
+                                         tags={tracking.DATASET_TAG: "d1"})
+    assert tracking.start_training_run(tracking_uri=mlflow_server.url, experiment=experiment, training=key,
+                                       params={}, tags={}) == run_id, "a retried pod goes on in the same run"
+    tracking.finish_training_run(tracking_uri=mlflow_server.url, run_id=run_id,
+                                 output_dir=str(training_output(tmp_path / "model")))
+    tracking.log_evaluation(tracking_uri=mlflow_server.url, run_id=run_id, tags={tracking.RUN_ID_TAG: "kfp-1"},
+                            metrics={"map50": 0.7, "map50_95": 0.4, "precision": 0.8, "recall": 0.6,
+                                     "per_class": {"Traffic sign": {"ap50": 0.5}, "Car": {"ap50": None}}})
+    name = f"model-{uuid.uuid4().hex[:6]}"
+    for expected in ("1", "2"):
+        assert tracking.register_model(tracking_uri=mlflow_server.url, run_id=run_id, name=name,
+                                       source="s3://models/yolo-kfp/v1/serving", tags={"format": "onnx"}) == expected
+
+    client = MlflowClient(mlflow_server.url)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"epochs": "3", "train_args": "{'cos_lr': True}"}
+    assert [m.value for m in client.get_metric_history(run_id, "metrics/mAP50B")] == [0.1, 0.4, 0.6]
+    assert [m.step for m in client.get_metric_history(run_id, "metrics/mAP50B")] == [1, 2, 3]
+    assert run.data.metrics["test_map50"] == 0.7 and run.data.metrics["test_ap50_Traffic_sign"] == 0.5
+    assert run.data.tags[tracking.RUN_ID_TAG] == "kfp-1" and run.data.tags[tracking.DATASET_TAG] == "d1"
+    assert run.data.tags[tracking.TRAINING_TAG] == key
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"results.csv", "args.yaml", "weights"}
+    version = client.get_model_version(name, "2")
+    assert version.source == "s3://models/yolo-kfp/v1/serving" and version.run_id == run_id
