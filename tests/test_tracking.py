@@ -50,3 +50,12 @@ def test_a_training_is_logged_evaluated_and_registered(mlflow_server, tmp_path):
     assert {a.path for a in client.list_artifacts(run_id)} >= {"results.csv", "args.yaml", "weights"}
     version = client.get_model_version(name, "2")
     assert version.source == "s3://models/yolo-kfp/v1/serving" and version.run_id == run_id
+
+
+def test_fiftyone_imports_after_mlflow_in_one_process():
+    """mlflow installs importlib_metadata's finder for the whole process; a version of it that raises on
+    the metadata field voxel51-eta reads but lacks breaks FiftyOne's import (a notebook, a test run)."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", "import mlflow, fiftyone"], check=True, timeout=300)

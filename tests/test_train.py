@@ -148,7 +148,8 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
         data = dsl.importer(artifact_uri=dataset_uri, artifact_class=Dataset, reimport=False)
         trained = train(dataset=data.output, base_model=base_checkpoint, base_model_sha256="", epochs=1, batch=8,
                         imgsz=64, freeze=10, workers=0, cache="", patience=100, optimizer="auto", lr0=0.01, seed=0,
-                        train_args={"nbs": 8, "plots": False}, gpus=1).set_caching_options(False)
+                        train_args={"nbs": 8, "plots": False}, gpus=1, mlflow_tracking_uri="",
+                        mlflow_experiment="").set_caching_options(False)
         evaluate(dataset=data.output, model=trained.outputs["model"], imgsz=64, batch=8)
 
     train_then_evaluate(dataset_uri=yolo_dataset)
