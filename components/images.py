@@ -1,6 +1,6 @@
 """The container images the components run in, and the decorator that defines a component with its task
 settings: its image, its timeout, its retries, its CPU and memory, whether it needs the data connection
-or a GPU node.
+or a GPU node, or MLflow's credentials.
 
 Each component states these once, where it is defined; the pipeline applies them to every task alike
 (``pipeline.pipeline.apply_step_settings``), so a new step is wired without lists to keep in sync.
@@ -44,6 +44,7 @@ class StepSettings:
     retries: int = 0  # for transient faults (a dropped connection, a preempted node), with backoff
     retry_backoff_seconds: int = 60  # doubled at each retry, at most an hour
     data_connection: bool = False  # gets the data connection's AWS_* variables
+    mlflow_connection: bool = False  # gets the MLflow connection's MLFLOW_TRACKING_* credentials
     resources: Resources = Resources(cpu="500m", cpu_limit="1", memory="1Gi")  # a GPU step: the compile options'
     gpu: bool = False  # runs on a GPU node (the compile options size it)
     cache: bool = True  # False: run every time (what it checks can change between runs)

@@ -8,9 +8,10 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
               max_samples_per_class: int, download_shard_size: int, split: str, split_ratios: list, epochs: int,
               batch: int, imgsz: int, freeze: int, cache: str, optimizer: str, train_args: dict, min_map50: float,
               max_map50_drop: float, base_model_sha256: str, mlflow_tracking_uri: str, mlflow_experiment: str,
-              registered_model_name: str) -> str:
+              registered_model_name: str, model_registry_url: str) -> str:
     """Checks the run's parameters and its access to every S3 location (publish_to, base_model,
-    extra_data, open_images_cache) before any work.
+    extra_data, open_images_cache) before any work, and to the Kubeflow Model Registry when a published
+    model is to be registered there.
 
     Fails the run in its first step, naming what is wrong: the parameter rules of the CLI, the base
     model's depth against freeze (an s3:// checkpoint is fetched for it and its checksum checked).
@@ -38,11 +39,14 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
         base_model_sha256: Expected SHA-256 of an s3:// base_model; empty: not checked.
         mlflow_tracking_uri: An MLflow tracking server's URL, or empty.
         mlflow_experiment: The MLflow experiment's name.
-        registered_model_name: The MLflow registered model's name.
+        registered_model_name: The registered model's name (MLflow, Kubeflow Model Registry).
+        model_registry_url: A Kubeflow Model Registry's REST address, or empty: with publish_to set, the
+            registry is reached with the pod's token (address, TLS, permissions).
     """
     import logging
 
     from components.core.preflight import check_s3_inputs
+    from components.core.registry import check_access
     from components.core.validation import base_model_problems, check, parameter_problems
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -54,8 +58,11 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
         "max_map50_drop": max_map50_drop, "publish_to": publish_to, "extra_data": extra_data,
         "open_images_cache": open_images_cache, "base_model_sha256": base_model_sha256,
         "mlflow_tracking_uri": mlflow_tracking_uri, "mlflow_experiment": mlflow_experiment,
-        "registered_model_name": registered_model_name})
+        "registered_model_name": registered_model_name, "model_registry_url": model_registry_url})
         + base_model_problems(base_model, freeze))
-    return check_s3_inputs(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
-                           open_images_cache=open_images_cache,
-                           base_model_sha256=base_model_sha256, freeze=freeze)
+    fingerprint = check_s3_inputs(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
+                                  open_images_cache=open_images_cache,
+                                  base_model_sha256=base_model_sha256, freeze=freeze)
+    if publish_to and model_registry_url:  # only a published model is registered
+        check_access(registry_url=model_registry_url)
+    return fingerprint

@@ -5,11 +5,11 @@ from kfp.dsl import Artifact, Input, Model
 from components.images import DATA_IMAGE, Resources, component
 
 
-@component(DATA_IMAGE, timeout_hours=2, data_connection=True,
+@component(DATA_IMAGE, timeout_hours=2, data_connection=True, mlflow_connection=True,
            resources=Resources(cpu="500m", cpu_limit="1", memory="2Gi"))
 def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[Artifact],
             dataset_stats: Input[Artifact], publish_to: str, run_id: str, mlflow_tracking_uri: str,
-            registered_model_name: str) -> str:
+            registered_model_name: str, model_registry_url: str) -> str:
     """Publishes the model under publish_to/<version>/ (weights, ONNX in serving/, args, metrics,
     dataset statistics, parameters, run id), writes manifest.json last, then points publish_to/latest
     at the version.
@@ -17,6 +17,11 @@ def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[A
     With mlflow_tracking_uri set, the model is also registered in MLflow's model registry as a new
     version of registered_model_name, its source the published serving/ folder (the ONNX model in the
     layout OpenVINO Model Server and KServe read), linked to the training's MLflow run.
+
+    With model_registry_url set, the model is also registered in the Kubeflow Model Registry as a new
+    version (named by the run id) of registered_model_name: its model artifact's URI is the published
+    serving/yolo-kfp folder (s3://, a KServe storage URI), its format onnx and the opset, with the test
+    metrics and the run id; authenticated with the pod's service-account token.
 
     Returns the published version's S3 URL.
 
@@ -29,17 +34,24 @@ def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[A
         run_id: The KFP run's id, recorded in the manifest.
         mlflow_tracking_uri: The MLflow tracking server to register the model in; empty: none.
         registered_model_name: The registered model the published version is added to.
+        model_registry_url: The Kubeflow Model Registry (http(s)://host[:port]) to register it in; empty: none.
     """
     import logging
 
     from components.core import tracking
     from components.core.publish import publish_model
+    from components.core.registry import serving_location
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     url = publish_model(publish_to=publish_to, model_dir=model.path, metrics_path=metrics_json.path,
                         stats_path=dataset_stats.path, run_id=run_id, onnx_dir=onnx_model.path)["url"]
     if mlflow_tracking_uri:
         tracking.register_model(tracking_uri=mlflow_tracking_uri, run_id=model.metadata["mlflow_run_id"],
-                                name=registered_model_name, source=f"{url}/serving",
+                                name=registered_model_name, source=serving_location(url, onnx_model.path)["uri"],
                                 tags={tracking.RUN_ID_TAG: run_id, "format": "onnx"})
+    if model_registry_url:
+        from components.core.registry import register_published_model
+
+        register_published_model(registry_url=model_registry_url, name=registered_model_name, version_url=url,
+                                 onnx_dir=onnx_model.path, metrics_path=metrics_json.path, run_id=run_id)
     return url

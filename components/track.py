@@ -6,7 +6,8 @@ from components.images import DATA_IMAGE, Resources, component
 
 
 # Never from the cache: it tags the training's MLflow run with this KFP run, whichever run trained it.
-@component(DATA_IMAGE, timeout_hours=1, cache=False, resources=Resources(cpu="250m", cpu_limit="500m", memory="512Mi"))
+@component(DATA_IMAGE, timeout_hours=1, cache=False, mlflow_connection=True,
+           resources=Resources(cpu="250m", cpu_limit="500m", memory="512Mi"))
 def track(model: Input[Model], metrics_json: Input[Artifact], mlflow_tracking_uri: str, run_id: str):
     """Adds the test-split metrics and the KFP run's id to the training's MLflow run.
 

@@ -6,7 +6,8 @@ from components.images import TRAIN_IMAGE, component
 
 
 # A retry (a preempted GPU node) resumes from the last epoch checkpoint.
-@component(TRAIN_IMAGE, timeout_hours=72, retries=3, retry_backoff_seconds=120, data_connection=True, gpu=True)
+@component(TRAIN_IMAGE, timeout_hours=72, retries=3, retry_backoff_seconds=120, data_connection=True, gpu=True,
+           mlflow_connection=True)
 def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epochs: int, batch: int, imgsz: int,
           freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float, seed: int,
           train_args: dict, gpus: int, mlflow_tracking_uri: str, mlflow_experiment: str, model: Output[Model]):

@@ -56,7 +56,7 @@ def _options(args) -> CompileOptions:
                           image_registry=args.image_registry, image_tag=args.image_tag, kueue_queue=args.kueue_queue,
                           download_parallelism=args.download_parallelism, step_resources=args.step_resources,
                           data_connection=args.data_connection, gpu_node_selector=args.gpu_node_selector,
-                          gpu_tolerations=args.gpu_tolerations)
+                          gpu_tolerations=args.gpu_tolerations, mlflow_connection=args.mlflow_connection)
 
 
 def _server(args):
@@ -74,9 +74,10 @@ def cmd_compile(args) -> None:
 
 def cmd_run_local(args) -> None:
     from pipeline.local import run_local
+    from pipeline.mlflow_server import reopen_command
     from pipeline.parameters import parse_params
 
-    result = run_local(args.output_dir, parse_params(args.param), demo=args.demo)
+    result = run_local(args.output_dir, parse_params(args.param), demo=args.demo, mlflow=args.mlflow)
     metrics = result["metrics"]
     print(f"\nmAP50 {metrics['map50']:.3f}  mAP50-95 {metrics['map50_95']:.3f}  precision {metrics['precision']:.3f}"
           f"  recall {metrics['recall']:.3f}  (test split, {metrics['images']} images)")
@@ -89,6 +90,9 @@ def cmd_run_local(args) -> None:
     print(f"model {result['publication']}")
     if "notice" in result:
         print(result["notice"])
+    if args.mlflow:
+        print(f"MLflow's UI on this run: {' '.join(reopen_command(os.path.join(args.output_dir, 'mlflow')))}, "
+              "then open http://127.0.0.1:5000")
 
 
 def cmd_submit(args) -> int:
@@ -175,6 +179,48 @@ def cmd_evaluate(args) -> None:
     _print_json(metrics)
 
 
+def cmd_predict(args) -> None:
+    missing = [path for path in args.images if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(f"no such image: {', '.join(missing)}")
+    if args.model and not os.path.isfile(args.model):
+        raise FileNotFoundError(f"no such model: {args.model} (run-local leaves model.onnx in its --output-dir)")
+    import importlib.util
+
+    if any(importlib.util.find_spec(name) is None for name in ("numpy", "cv2")):
+        raise ValueError("predict needs numpy and OpenCV: pip install 'yolo-kfp[train]' (the base install has neither)")
+    from components.core import predict
+
+    if args.model:
+        results = predict.predict_local(model=args.model, images=args.images, engine=args.engine, conf=args.conf)
+    else:
+        results = predict.predict_remote(url=args.url, images=args.images, names=args.classes, token=args.token,
+                                         ca_bundle=args.ca_bundle, conf=args.conf)
+    for path, detections in zip(args.images, results):
+        print(f"{path}: {len(detections)} boxes")
+        for d in detections:
+            print(f"  {d.name:<20} {d.confidence:.3f}  " + " ".join(f"{v:.1f}" for v in d.box))
+
+
+def _add_predict_parser(commands) -> None:
+    from components.core.analysis import CONFIDENCE
+
+    p = commands.add_parser("predict", help="boxes of an exported model on images: run here (--model) or by a "
+                                            "KServe v2 endpoint (--url)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="an exported model.onnx (run-local leaves one in its --output-dir)")
+    source.add_argument("--url", help="a served model's KServe v2 URL: https://HOST/v2/models/NAME")
+    p.add_argument("--engine", default="onnxruntime", choices=("onnxruntime", "openvino"),
+                   help="with --model: the runtime (openvino: the engine of OpenVINO Model Server)")
+    p.add_argument("--classes", type=_classes, default=DEFAULTS["classes"],
+                   help="with --url: the class names in training order (v2 metadata has none)")
+    p.add_argument("--token", default="", help="with --url: a bearer token (an endpoint with token auth)")
+    p.add_argument("--ca-bundle", default="", help="with --url: CA bundle of the endpoint's certificate")
+    p.add_argument("--conf", type=float, default=CONFIDENCE, help="lowest confidence printed")
+    p.set_defaults(func=cmd_predict)
+
+
 def _add_step_parsers(steps) -> None:
     d = DEFAULTS
     p = steps.add_parser("download", help="Open Images subset through FiftyOne's zoo -> raw dataset dir")
@@ -252,6 +298,9 @@ def _add_compile_options(p) -> None:
                    help="for servers older than KFP 2.5 only (elsewhere a run parameter): the train pod's node labels")
     p.add_argument("--gpu-tolerations", type=_json_object(list), default=[], metavar="JSON",
                    help="for servers older than KFP 2.5 only (elsewhere a run parameter): more train pod tolerations")
+    p.add_argument("--mlflow-connection", default=CompileOptions.mlflow_connection, metavar="SECRET",
+                   help="for servers older than KFP 2.15 only (elsewhere the run parameter mlflow_connection, "
+                        "optional): a Secret with MLflow's credentials, which must then exist")
 
 
 def _add_server_options(p) -> None:
@@ -307,9 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("run-local", help="run the whole pipeline here through kfp.local")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--demo", action="store_true", help="synthetic offline Open Images mirror, small settings")
+    p.add_argument("--mlflow", action="store_true", help="log to an MLflow tracking server started for the run "
+                                                         "(its store kept in OUTPUT_DIR/mlflow)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help=f"override a pipeline parameter (JSON values); known: {', '.join(DEFAULTS)}")
     p.set_defaults(func=cmd_run_local)
+
+    _add_predict_parser(commands)
 
     step = commands.add_parser("step", help="run one step alone on directories")
     _add_step_parsers(step.add_subparsers(dest="step", required=True))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import kfp_server_api
 
+from components.core.tls import SYSTEM_STORE, is_service_host, pick_ca_bundle
 from pipeline import servers
 from pipeline.parameters import convert_params
 from pipeline.pipeline import PIPELINE_NAME, CompileOptions, compile_pipeline
@@ -76,37 +77,6 @@ def six_field_cron(expression: str) -> str:
                          "the second): each firing starts a training run. Use one second, e.g. "
                          f"'0 {' '.join(fields[1:])}'")
     return " ".join(fields)
-
-
-# Where an OpenShift AI workbench finds the CAs that sign the pipeline server's certificate (the
-# environment names other paths, for tests): the cluster's service CA, which signs *.svc services, and
-# the cluster's trusted bundle (odh-trusted-ca-bundle), mounted when the platform is configured with one.
-SERVICE_CA = ("YOLO_KFP_SERVICE_CA", "/var/run/secrets/kubernetes.io/serviceaccount/service-ca.crt")
-TRUSTED_CA = ("YOLO_KFP_TRUSTED_CA", "/etc/pki/tls/custom-certs/ca-bundle.crt")
-SYSTEM_STORE = "the system's CA store"
-
-
-def _path(setting: tuple[str, str]) -> str:
-    return os.environ.get(*setting)
-
-
-def is_service_host(host: str) -> bool:
-    hostname = urllib.parse.urlparse(host).hostname or ""
-    return hostname.endswith(".svc") or ".svc." in hostname
-
-
-def pick_ca_bundle(host: str, explicit: str | None) -> tuple[str | None, list[str]]:
-    """The CA bundle to verify ``host`` with: ``explicit``, else the service CA for a *.svc host, else the
-    trusted bundle, else none (the system store); and what was tried, for the error that names it."""
-    if explicit:
-        return explicit, [explicit]
-    tried = []
-    candidates = ([_path(SERVICE_CA)] if is_service_host(host) else []) + [_path(TRUSTED_CA)]
-    for path in candidates:
-        if os.path.exists(path):
-            return path, [*tried, path]
-        tried.append(f"{path} (missing)")
-    return None, [*tried, SYSTEM_STORE]
 
 
 @dataclass

@@ -9,6 +9,7 @@ are gathered in the output dir: ``metrics.json``, ``best.pt``, ``model.onnx``, `
 """
 
 import collections
+import contextlib
 import glob
 import importlib.util
 import json
@@ -27,6 +28,7 @@ from components.core.openimages import check_classes
 from components.core.train import CHECKPOINTS_ENV
 from components.core.validation import base_model_problems, check
 from pipeline.lifeline import RunScope
+from pipeline.mlflow_server import MlflowServer, mlflow_binary
 from pipeline.pipeline import parameter_defaults, yolo_pipeline
 
 log = logging.getLogger(__name__)
@@ -223,8 +225,9 @@ def _child(request: str) -> int:
     return 1 if "failed" in answer else 0
 
 
-def run_local(output_dir: str, params: dict, demo: bool = False) -> dict:
-    """The whole pipeline on this machine; ``demo`` first starts the offline Open Images mirror.
+def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = False) -> dict:
+    """The whole pipeline on this machine; ``demo`` first starts the offline Open Images mirror, ``mlflow``
+    an MLflow tracking server that the run logs to, its store kept in ``<output_dir>/mlflow``.
 
     Whatever ends the run (success, a failed step, Ctrl-C, SIGKILL), no process of it stays and nothing
     of it is left in the temporary directory (``pipeline.lifeline``). Epoch checkpoints are kept under
@@ -233,6 +236,10 @@ def run_local(output_dir: str, params: dict, demo: bool = False) -> dict:
     if missing:
         raise ValueError(f"run-local runs every step here and needs {', '.join(missing)}: "
                          "pip install 'yolo-kfp[local]' (the base install only compiles and submits)")
+    if mlflow and params.get("mlflow_tracking_uri"):
+        raise ValueError("--mlflow starts a tracking server for the run: leave out mlflow_tracking_uri, or --mlflow")
+    if mlflow:
+        mlflow_binary()  # present, before any work
     defaults = parameter_defaults()
     if demo:
         from pipeline.synthetic import ALL_CLASSES
@@ -244,7 +251,11 @@ def run_local(output_dir: str, params: dict, demo: bool = False) -> dict:
     output_dir = os.path.abspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     checkpoints = {CHECKPOINTS_ENV: os.path.join(output_dir, "checkpoints")}
-    with RunScope():
+    with RunScope(), contextlib.ExitStack() as servers:
+        if mlflow:
+            server = servers.enter_context(MlflowServer(os.path.join(output_dir, "mlflow")))
+            log.info("MLflow's UI, while the run lasts: %s", server.url)
+            params = {**params, "mlflow_tracking_uri": server.url}
         if not demo:
             return run_in_child(output_dir, params, checkpoints)
         from pipeline.demo import NOTICE, demo_environment

@@ -1,7 +1,7 @@
-"""An MLflow tracking server on 127.0.0.1 for the tests: ``mlflow server`` with a SQLite store and its
-artifacts in a folder it serves, in an environment of its own (``make setup`` makes ``.venv/mlflow``):
-the full MLflow wants other versions of pyarrow and starlette than FiftyOne, so only its client
-(``mlflow-skinny``) shares the project's environment.
+"""An MLflow tracking server on 127.0.0.1 for the tests and ``run-local --mlflow``: ``mlflow server`` with
+a SQLite store and its artifacts in a folder it serves, in an environment of its own (``make setup``
+makes ``.venv/mlflow``): the full MLflow wants other versions of pyarrow and starlette than FiftyOne, so
+only its client (``mlflow-skinny``) shares the project's environment.
 """
 
 from __future__ import annotations
@@ -30,6 +30,19 @@ def mlflow_binary() -> str:
     return found
 
 
+def server_command(workdir: str, port: int) -> list[str]:
+    """``mlflow server`` on 127.0.0.1 with its store (SQLite) and artifacts in ``workdir``."""
+    workdir = os.path.abspath(workdir)
+    return [mlflow_binary(), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{os.path.join(workdir, 'mlflow.db')}",
+            "--artifacts-destination", os.path.join(workdir, "artifacts")]
+
+
+def reopen_command(workdir: str) -> list[str]:
+    """The command that serves a finished run's store again, on MLflow's usual port."""
+    return server_command(workdir, 5000)
+
+
 @dataclass
 class MlflowServer:
     workdir: str
@@ -41,10 +54,8 @@ class MlflowServer:
         os.makedirs(self.workdir, exist_ok=True)
         self._log = open(os.path.join(self.workdir, "server.log"), "w")
         self._process = subprocess.Popen(
-            [mlflow_binary(), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{os.path.join(self.workdir, 'mlflow.db')}",
-             "--artifacts-destination", os.path.join(self.workdir, "artifacts")],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **QUIET}, start_new_session=True)
+            server_command(self.workdir, port), stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, **QUIET}, start_new_session=True)
         deadline = time.monotonic() + self.start_timeout
         while not self._healthy():
             if self._process.poll() is not None or time.monotonic() > deadline:

@@ -22,6 +22,7 @@ from kubernetes.utils.quantity import parse_quantity
 from components.convert import convert
 from components.core.gate import PROMOTE
 from components.core.storage import ENV_KEYS
+from components.core.tracking import CREDENTIAL_KEYS
 from components.download import download_shard, merge_download, plan_download
 from components.evaluate import evaluate
 from components.export import export
@@ -37,6 +38,7 @@ PIPELINE_NAME = "yolo-kfp"
 GPU_RESOURCE = "nvidia.com/gpu"
 SHM_VOLUMES = ("emptydir", "ephemeral")
 DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
+MLFLOW_CONNECTION = "yolo-kfp-mlflow"  # a Secret with MLflow's credentials, if its server wants any
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RESOURCE_FIELDS = ("cpu", "cpu_limit", "memory", "memory_limit")
 TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
@@ -82,6 +84,9 @@ class CompileOptions:
     data_connection: str = DATA_CONNECTION
     gpu_node_selector: dict = field(default_factory=dict)
     gpu_tolerations: list = field(default_factory=list)
+    # Servers older than KFP 2.15 require every Secret a pod names: the MLflow credentials' Secret is named
+    # only when compiling for one, and must then exist.
+    mlflow_connection: str = ""
 
     def __post_init__(self):
         target = self.target
@@ -96,6 +101,9 @@ class CompileOptions:
         for text in (self.cpu_per_gpu, self.memory_per_gpu, self.shm_size):
             quantity(text)
         self._check_pod_settings(target)
+        if self.mlflow_connection and target.features.optional_secret:
+            raise ValueError(f"--mlflow-connection is for servers that require every Secret (older than KFP 2.15); "
+                             f"{target.name} can do without it: set the run parameter mlflow_connection")
         for step in self.step_resources:
             self.resources(step)
 
@@ -221,6 +229,8 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
         mlflow_tracking_uri: str = "",
         mlflow_experiment: str = "yolo-kfp",
         registered_model_name: str = "yolo-kfp",
+        model_registry_url: str = "",
+        mlflow_connection: str = MLFLOW_CONNECTION,
     ) -> Outputs:
         """Open Images subset -> YOLO labels -> YOLOv5 transfer learning -> test-split metrics -> published model.
 
@@ -255,7 +265,9 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
             max_map50_drop: [gate] How far below the published model's mAP50 a new one may fall.
             mlflow_tracking_uri: [tracking] An MLflow tracking server (http(s)://) to log the run to; empty: none.
             mlflow_experiment: [tracking] The MLflow experiment the training's run goes to.
-            registered_model_name: [tracking] The MLflow registered model a published model becomes a version of.
+            registered_model_name: [tracking] The registered model (MLflow, Model Registry) a published model joins.
+            model_registry_url: [tracking] A Kubeflow Model Registry (http(s)://host[:port]) to register it in.
+            mlflow_connection: [tracking] A Secret with MLFLOW_TRACKING_TOKEN (or _USERNAME, _PASSWORD); optional.
         """
         run = locals()
         checks = preflight(**{name: run[name] for name in preflight.component_spec.inputs})
@@ -290,8 +302,8 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                         metrics_json=evaluate_task.outputs["metrics_json"],
                         dataset_stats=convert_task.outputs["dataset_stats"], publish_to=publish_to,
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, mlflow_tracking_uri=mlflow_tracking_uri,
-                        registered_model_name=registered_model_name)
-        apply_step_settings(options, data_connection, gpu_node_selector, gpu_tolerations)
+                        registered_model_name=registered_model_name, model_registry_url=model_registry_url)
+        apply_step_settings(options, data_connection, gpu_node_selector, gpu_tolerations, mlflow_connection)
         return Outputs(
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],
             export_task.outputs["onnx_model"])
@@ -299,13 +311,17 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
     return yolo_pipeline
 
 
-def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selector, gpu_tolerations) -> None:
+def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selector, gpu_tolerations,
+                        mlflow_connection) -> None:
     """Every task of the pipeline being defined gets what its component declares (``components.images``).
 
     On a server that cannot take pod settings from a run (``servers``), the compile options give them."""
     if not options.target.features.run_pod_settings:
         data_connection = options.data_connection
         gpu_node_selector, gpu_tolerations = options.gpu_node_selector, options.gpu_tolerations
+    with_mlflow_connection = options.target.features.optional_secret or bool(options.mlflow_connection)
+    if not options.target.features.optional_secret:
+        mlflow_connection = options.mlflow_connection
     for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():
         settings = SETTINGS[task.component_spec.name]
         task.container_spec.image = image_ref(settings.image, options.image_registry, options.image_tag)
@@ -315,6 +331,9 @@ def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selec
                            backoff_factor=2, backoff_max_duration="1h")
         if settings.data_connection:
             with_data_connection(task, data_connection)
+        if settings.mlflow_connection and with_mlflow_connection:
+            kubernetes.use_secret_as_env(task, secret_name=mlflow_connection,
+                                         secret_key_to_env={k: k for k in CREDENTIAL_KEYS}, optional=True)
         if settings.gpu:
             on_gpu_node(task, gpu_node_selector, gpu_tolerations, options)
         else:

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 RUN_POD_SETTINGS = ("data_connection", "gpu_node_selector", "gpu_tolerations")  # run parameters only from KFP 2.5
+OPTIONAL_SECRETS = ("mlflow_connection",)  # run parameters only from KFP 2.15: a Secret a run may not have
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,17 @@ def adapt(pipeline_spec: dict, platform_spec: dict, target: ServerTarget) -> Non
                 secret.pop("optional", None)
             if not target.features.run_pod_settings:
                 secret["secretName"] = secret.pop("secretNameParameter")["runtimeValue"]["constant"]
-    if not target.features.run_pod_settings:
-        inputs = pipeline_spec["root"]["inputDefinitions"]["parameters"]
-        for name in RUN_POD_SETTINGS:
-            del inputs[name]
+    inputs = pipeline_spec["root"]["inputDefinitions"]["parameters"]
+    for name in (RUN_POD_SETTINGS if not target.features.run_pod_settings else ()) + (
+            OPTIONAL_SECRETS if not target.features.optional_secret else ()):
+        del inputs[name]
 
 
 def check_run_parameters(params: dict, target: ServerTarget) -> None:
     """Refuses run parameters that ``target``'s form does not have (``adapt`` removed them)."""
+    for name in (n for n in OPTIONAL_SECRETS if n in params and not target.features.optional_secret):
+        raise ValueError(f"{name} is not a run parameter on {target.name}, which requires every Secret a pod names "
+                         f"(KFP 2.15 does not): give it when compiling, --{name.replace('_', '-')}")
     if target.features.run_pod_settings:
         return
     for name in (n for n in RUN_POD_SETTINGS if n in params):

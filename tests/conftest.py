@@ -21,6 +21,8 @@ NETGUARD_DIR = os.path.join(TESTS_DIR, "netguard")
 SESSION_DIR = tempfile.mkdtemp(prefix="yolo-kfp-tests-")
 NETGUARD_LOG = os.path.join(SESSION_DIR, "netguard.log")
 CLASSES = ["Bicycle", "Car", "Traffic sign"]
+# Upstream CRDs and API documents, kept beside the project rather than in its git (tests/schemas/README.md)
+SHARED_SCHEMAS = os.path.join(TESTS_DIR, "..", "..", "shared", "schemas")
 
 os.environ.update({
     "YOLO_KFP_NETGUARD_LOG": NETGUARD_LOG,
@@ -48,6 +50,15 @@ def _guard_lines() -> list[str]:
         return []
     with open(NETGUARD_LOG) as f:
         return f.readlines()
+
+
+def shared_schema(name: str) -> str:
+    """The path of an upstream schema in ``../shared/schemas``; where a clone has none, the test is skipped."""
+    path = os.path.join(SHARED_SCHEMAS, name)
+    if not os.path.exists(path):
+        pytest.skip(f"{name} is not in ../shared/schemas beside the project: the upstream schemas are kept out "
+                    "of its git (tests/schemas/README.md says where each comes from)")
+    return path
 
 
 @pytest.fixture(autouse=True)

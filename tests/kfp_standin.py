@@ -9,12 +9,11 @@ import email
 import email.policy
 import json
 import re
-import ssl
-import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+from http_standin import Recorded, StandIn, answer_json
 
 API = "/apis/v2beta1"
 DSPA_API = "/apis/datasciencepipelinesapplications.opendatahub.io/v1"
@@ -22,16 +21,7 @@ NOW = "2026-11-26T08:00:00Z"
 
 
 @dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict
-    headers: dict  # names in lower case
-    body: object
-
-
-@dataclass
-class KfpStandIn:
+class KfpStandIn(StandIn):
     final_state: str = "SUCCEEDED"
     requests: list[Recorded] = field(default_factory=list)
     experiments: dict = field(default_factory=dict)
@@ -45,41 +35,7 @@ class KfpStandIn:
     hostname: str = "127.0.0.1"  # the name its URL has (the tests' network guard resolves it to 127.0.0.1)
     route: str | None = None  # what the DSPA's status gives as its route (default: the URL it serves)
 
-    def start(self) -> "KfpStandIn":
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                standin._handle(self, "GET")
-
-            def do_POST(self):
-                standin._handle(self, "POST")
-
-            def do_DELETE(self):
-                standin._handle(self, "DELETE")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if self.tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*self.tls)
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        scheme = "https" if self.tls else "http"
-        self.url = f"{scheme}://{self.hostname}:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    methods = ("GET", "POST", "DELETE")
 
     def calls(self, method: str, pattern: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and re.fullmatch(pattern, r.path)]
@@ -92,13 +48,7 @@ class KfpStandIn:
         body = self._body(handler)
         headers = {name.lower(): value for name, value in handler.headers.items()}
         self.requests.append(Recorded(method, url.path, query, headers, body))
-        status, payload = self._route(method, url.path, query, body)
-        data = json.dumps(payload).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        answer_json(handler, *self._route(method, url.path, query, body))
 
     @staticmethod
     def _body(handler):

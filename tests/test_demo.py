@@ -14,25 +14,26 @@ from mlflow import MlflowClient
 
 from components.core.publish import read_latest
 from components.core.storage import S3Url, Storage
+from pipeline.mlflow_server import MlflowServer, reopen_command
 
 pytestmark = pytest.mark.slow
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
 
-def run_demo(out, env, *params):
+def run_demo(out, env, *params, mlflow=False):
     args = [CLI, "run-local", "--demo", "--output-dir", str(out), *(a for p in params for a in ("--param", p))]
-    return subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+    return subprocess.run(args + ["--mlflow"] * mlflow, capture_output=True, text=True, timeout=900, env=env)
 
 
-def test_run_local_demo_learns_and_publishes(mongod, s3, mlflow_server, tmp_path):
+def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
     storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="models")
     env = dict(os.environ, **s3.data_connection())
     out = tmp_path / "demo"
-    tracked = f"mlflow_tracking_uri={mlflow_server.url}"
-    result = run_demo(out, env, "publish_to=s3://models/yolo-kfp", tracked)
+    result = run_demo(out, env, "publish_to=s3://models/yolo-kfp", mlflow=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "synthetic" in result.stdout
+    assert f"MLflow's UI on this run: {' '.join(reopen_command(str(out / 'mlflow')))}" in result.stdout
     assert "model published: s3://models/yolo-kfp/" in result.stdout
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -59,7 +60,9 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, mlflow_server, tmp_path
             "serving/yolo-kfp/1/model.onnx", "serving/export.json"} <= set(manifest["files"])
     published = storage.get_bytes(S3Url("models", f"yolo-kfp/{manifest['version']}/weights/best.pt"))
     assert published == (out / "best.pt").read_bytes()
-    check_tracking(mlflow_server.url, metrics, manifest)
+    with MlflowServer(str(out / "mlflow")) as reopened:  # the run's server has stopped; its store stays
+        check_tracking(reopened.url, metrics, manifest)
+    check_predict(out / "model.onnx", tmp_path / "images")
 
     wrong = dict(env, AWS_SECRET_ACCESS_KEY="a-wrong-secret-for-the-test")
     started = time.monotonic()
@@ -75,15 +78,28 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, mlflow_server, tmp_path
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]
 
     # a retrained model that does not clear the gate: the run ends green, nothing is published
-    refused = run_demo(out, env, "publish_to=s3://models/yolo-kfp", "min_map50=0.99", "epochs=2", tracked)
+    refused = run_demo(out, env, "publish_to=s3://models/yolo-kfp", "min_map50=0.99", "epochs=2", mlflow=True)
     assert refused.returncode == 0, refused.stderr[-3000:]
     assert "model not promoted: mAP50 " in refused.stdout
     assert "is below the threshold min_map50=0.990" in refused.stdout
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]
-    client = MlflowClient(mlflow_server.url)
-    runs = client.search_runs([client.get_experiment_by_name("yolo-kfp").experiment_id])
-    assert len(runs) == 2 and {r.data.params["epochs"] for r in runs} == {"2", "25"}
-    assert len(client.search_model_versions("name = 'yolo-kfp'")) == 1, "the refused model registered nothing"
+    with MlflowServer(str(out / "mlflow")) as reopened:
+        client = MlflowClient(reopened.url)
+        runs = client.search_runs([client.get_experiment_by_name("yolo-kfp").experiment_id])
+        assert len(runs) == 2 and {r.data.params["epochs"] for r in runs} == {"2", "25"}
+        assert len(client.search_model_versions("name = 'yolo-kfp'")) == 1, "the refused model registered nothing"
+
+
+def check_predict(model, folder) -> None:
+    """The README's ``yolo-kfp predict --model out/demo/model.onnx IMAGE``, on images like the demo's."""
+    from pipeline import synthetic
+
+    synthetic.write_split(str(folder), "test", 2, seed=3)
+    images = sorted(str(p) for p in (folder / "data").glob("*.jpg"))
+    result = subprocess.run([CLI, "predict", "--model", str(model), *images], capture_output=True, text=True,
+                            timeout=300, check=True)
+    boxes = [line.split() for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert boxes and all(b[0] in ("Bicycle", "Car", "Traffic") for b in boxes), result.stdout
 
 
 def check_tracking(url: str, metrics: dict, manifest: dict) -> None:
@@ -100,4 +116,4 @@ def check_tracking(url: str, metrics: dict, manifest: dict) -> None:
     assert "weights/best.pt" in {a.path for a in client.list_artifacts(run.info.run_id, "weights")}
     (version,) = client.search_model_versions("name = 'yolo-kfp'")
     assert version.run_id == run.info.run_id and version.tags["kfp.run_id"] == manifest["run_id"]
-    assert version.source == f"s3://models/yolo-kfp/{manifest['version']}/serving"
+    assert version.source == f"s3://models/yolo-kfp/{manifest['version']}/serving/yolo-kfp"

@@ -9,12 +9,12 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from conftest import shared_schema
 
 from components.core.storage import ENV_KEYS
 from pipeline.pipeline import DATA_CONNECTION
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-SCHEMAS = os.path.join(os.path.dirname(__file__), "schemas")  # vendored upstream CRDs: tests/schemas/README.md
 CRDS = ["dspa-crd-v2.17.0.yaml", "dspa-crd-head.yaml"]
 KUBERNETES_VERSION = "1.31"  # OpenShift 4.18
 
@@ -55,7 +55,7 @@ def unknown_fields(obj, schema, path="spec"):
 
 @pytest.mark.parametrize("crd", CRDS)
 def test_pipeline_server_validates_against_the_operator_crd(built, crd):
-    with open(os.path.join(SCHEMAS, crd)) as f:
+    with open(shared_schema(crd)) as f:
         definition = yaml.safe_load(f)
     (v1,) = [v for v in definition["spec"]["versions"] if v["name"] == "v1"]
     schema = v1["schema"]["openAPIV3Schema"]
@@ -78,7 +78,8 @@ def test_data_connection_is_a_dashboard_s3_connection(built):
 
 def test_values_to_change_are_marked_and_documented():
     readme = open(os.path.join(ROOT, "manifests", "README.md")).read()
-    for name in os.listdir(os.path.join(ROOT, "manifests")):
-        text = open(os.path.join(ROOT, "manifests", name)).read()
-        if name.endswith(".yaml") and "CHANGE-ME" in text:
-            assert name in readme, f"manifests/README.md should say what to change in {name}"
+    for folder, _, names in os.walk(os.path.join(ROOT, "manifests")):
+        for path in (os.path.join(folder, n) for n in names if n.endswith(".yaml")):
+            name = os.path.relpath(path, os.path.join(ROOT, "manifests"))
+            if "CHANGE-ME" in open(path).read():
+                assert f"`{name}`" in readme, f"manifests/README.md should say what to change in {name}"

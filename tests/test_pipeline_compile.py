@@ -145,8 +145,8 @@ def test_data_connection_secret_is_referenced_by_name_only(tmp_path, monkeypatch
     assert credential_like == []
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for step in ("exec-preflight", "exec-plan-download", "exec-convert", "exec-train", "exec-publish"):
-        (env,) = executors[step]["secretAsEnv"]
-        assert env["secretNameParameter"]["componentInputParameter"].endswith("data_connection")
+        (env,) = [s for s in executors[step]["secretAsEnv"]
+                  if s["secretNameParameter"]["componentInputParameter"].endswith("data_connection")]
         assert env["optional"] is True
         assert {m["envVar"] for m in env["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                                           "AWS_S3_ENDPOINT", "AWS_DEFAULT_REGION", "AWS_S3_BUCKET"}

@@ -7,6 +7,7 @@ import pytest
 import yaml
 from server_schemas import SCHEMAS, parse_errors
 
+from components.core.tracking import CREDENTIAL_KEYS
 from pipeline import servers
 from pipeline.cli import main
 from pipeline.pipeline import CompileOptions, compile_pipeline, quantity
@@ -28,6 +29,8 @@ def compiled(tmp_path_factory):
         fixed = {} if servers.server_target(target).features.run_pod_settings else {
             "gpu_tolerations": [{"key": "team", "operator": "Equal", "value": "vision", "effect": "NoSchedule"}],
             "gpu_node_selector": {"nvidia.com/gpu.product": "NVIDIA-A100"}, "data_connection": "my-bucket"}
+        if not servers.server_target(target).features.optional_secret:
+            fixed["mlflow_connection"] = "my-mlflow"
         path = compile_pipeline(str(folder / f"{target}.yaml"), CompileOptions(server=target, kueue_queue="gpu",
                                                                               **fixed))
         with open(path) as f:
@@ -63,7 +66,7 @@ def test_older_targets_carry_no_field_their_driver_drops(compiled, target):
     for field in (*IGNORED_ON_RHOAI_2_19, '"optional"'):
         assert field not in text, field
     secrets = [s for config in executors(compiled[target]).values() for s in config.get("secretAsEnv", [])]
-    assert secrets and {s["secretName"] for s in secrets} == {"my-bucket"}
+    assert secrets and {s["secretName"] for s in secrets} == {"my-bucket", "my-mlflow"}
     train = executors(compiled[target])["exec-train"]
     assert {"key": "team", "operator": "Equal", "value": "vision", "effect": "NoSchedule"} in train["tolerations"]
     assert train["nodeSelector"] == {"labels": {"nvidia.com/gpu.product": "NVIDIA-A100"}}
@@ -88,6 +91,30 @@ def test_kfp_2_5_takes_pod_settings_from_the_run_but_the_secret_is_required(comp
     assert {"tolerationJson": {"componentInputParameter": "gpu_tolerations"}} in config["exec-train"]["tolerations"]
     assert set(servers.RUN_POD_SETTINGS) <= set(compiled["rhoai-2.22"][0]["root"]["inputDefinitions"]["parameters"])
     assert all(s["optional"] for c in executors(compiled["rhoai-3.0"]).values() for s in c.get("secretAsEnv", []))
+
+
+def mlflow_secrets(documents) -> dict:
+    return {name: secret for name, config in executors(documents).items() for secret in config.get("secretAsEnv", [])
+            if {e["secretKey"] for e in secret["keyToEnv"]} == set(CREDENTIAL_KEYS)}
+
+
+def test_mlflow_credentials_come_from_a_secret_a_run_may_lack_where_the_server_allows_it(compiled, tmp_path):
+    newest = mlflow_secrets(compiled["kfp-2.16"])
+    assert set(newest) == {"exec-train", "exec-track", "exec-publish"}
+    assert all(s["optional"] and s["secretNameParameter"]["componentInputParameter"].endswith("mlflow_connection")
+               for s in newest.values())
+    assert compiled["kfp-2.16"][0]["root"]["inputDefinitions"]["parameters"]["mlflow_connection"]
+    # older servers require every Secret: only the one named when compiling, and no run parameter
+    assert {s["secretNameParameter"]["runtimeValue"]["constant"] for s in mlflow_secrets(
+        compiled["rhoai-2.22"]).values()} == {"my-mlflow"}
+    assert {s["secretName"] for s in mlflow_secrets(compiled["kfp-2.2"]).values()} == {"my-mlflow"}
+    assert all("optional" not in s for s in mlflow_secrets(compiled["rhoai-2.22"]).values())
+    with open(compile_pipeline(str(tmp_path / "p.yaml"), CompileOptions(server="rhoai-2.22"))) as f:
+        unnamed = list(yaml.safe_load_all(f))
+    assert not mlflow_secrets(unnamed)
+    assert "mlflow_connection" not in unnamed[0]["root"]["inputDefinitions"]["parameters"]
+    with pytest.raises(ValueError, match="--mlflow-connection is for servers that require every Secret"):
+        CompileOptions(mlflow_connection="my-mlflow")
 
 
 @pytest.mark.parametrize("target", sorted(TARGET_SCHEMAS))
@@ -123,6 +150,9 @@ def test_run_parameters_an_older_server_cannot_take_are_refused_before_submittin
                  "--param", 'gpu_tolerations=[{"key": "a", "operator": "Exists"}]'])
     assert code == 2
     assert "gpu_tolerations is not a run parameter on rhoai-2.19" in capsys.readouterr().err
+    assert main(["submit", "--host", "http://127.0.0.1:9", "--server", "rhoai-2.22",
+                 "--param", 'mlflow_connection="mine"']) == 2
+    assert "mlflow_connection is not a run parameter on rhoai-2.22" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--gpu-tolerations is for servers"):
         CompileOptions(gpu_tolerations=[{"key": "a", "operator": "Exists"}])
 

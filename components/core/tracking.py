@@ -5,7 +5,8 @@ Ultralytics' ``results.csv``, which only rank 0 writes, so the same under DDP) a
 track step adds the test-split metrics and the KFP run's tags to that run; the publish step registers a
 promoted model as a new version of a registered model, its source the published ONNX in S3. Credentials,
 if the server wants any, come from MLflow's own environment variables (``MLFLOW_TRACKING_TOKEN``, or
-``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``), never from a run parameter.
+``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``), which the pipeline sets from a Secret
+(its ``mlflow_connection`` parameter), never from a run parameter.
 """
 
 import csv
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 RUN_ID_TAG = "kfp.run_id"
 DATASET_TAG = "yolo-kfp.dataset"  # the dataset's fingerprint
 TRAINING_TAG = "yolo-kfp.training"  # the training's key: its checkpoints' folder
+# MLflow's client reads these from the environment: a token, or a user and password (basic auth)
+CREDENTIAL_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
 def _client(tracking_uri: str):

@@ -11,6 +11,7 @@ import os
 import re
 
 from components.core.openimages import SPLITS
+from components.core.registry import url_problems
 from components.core.storage import is_s3
 from components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
 
@@ -127,7 +128,7 @@ def parameter_problems(p: dict) -> list[str]:
     for name in ("mlflow_experiment", "registered_model_name"):
         if name in p and not (isinstance(p[name], str) and p[name].strip()):
             problems.append(f"{name} must be a non-empty name, not {p[name]!r}")
-    return problems
+    return problems + url_problems(p.get("model_registry_url", ""))
 
 
 def train_args_problems(train_args) -> list[str]:

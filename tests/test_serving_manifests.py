@@ -1,0 +1,211 @@
+"""manifests/serving/ builds with kustomize; the InferenceService and its ServingRuntime validate against
+KServe's CRDs as OpenShift AI ships them (tests/schemas/README.md), with no field the CRDs do
+not declare; the built-in kinds validate against Kubernetes' schemas; and the model it serves is the one
+the pipeline publishes, read through the pipeline's data connection."""
+
+import copy
+import functools
+import os
+import shutil
+import subprocess
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from conftest import shared_schema
+from test_manifests import KUBERNETES_VERSION
+
+from components.core.export import SERVING_NAME
+from pipeline.pipeline import DATA_CONNECTION
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+SERVING = os.path.join(ROOT, "manifests", "serving")
+# opendatahub-io/kserve release tags: KServe 0.14 (OpenShift AI 2.16's era), 0.15.2 (3.0-3.3), 0.17 (3.4)
+RELEASES = ["kserve-odh-v2.22", "kserve-odh-v3.3", "kserve-odh-v3.4"]
+CRD_FILES = {"InferenceService": "serving.kserve.io_inferenceservices.yaml",
+             "ServingRuntime": "serving.kserve.io_servingruntimes.yaml"}
+ISVC = ("InferenceService", SERVING_NAME)
+RUNTIME = ("ServingRuntime", SERVING_NAME)
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the InferenceService CRD is 1 MB of YAML
+
+
+def kustomize(folder: str) -> dict:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed (.ci/run installs it)"
+    out = subprocess.run([kubectl, "kustomize", folder], capture_output=True, text=True, check=True).stdout
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out)}
+
+
+@pytest.fixture(scope="module")
+def built():
+    return kustomize(SERVING)
+
+
+@functools.cache
+def crd(release: str, kind: str) -> dict:
+    with open(shared_schema(os.path.join(release, CRD_FILES[kind]))) as f:
+        return yaml.load(f, Loader=LOADER)
+
+
+def schema_for(obj: dict, release: str) -> dict:
+    """The openAPIV3Schema of the CRD version that obj's apiVersion names; fails if that version is not served."""
+    definition = crd(release, obj["kind"])
+    group, version = obj["apiVersion"].split("/")
+    assert (group, obj["kind"]) == (definition["spec"]["group"], definition["spec"]["names"]["kind"])
+    served = {v["name"]: v for v in definition["spec"]["versions"] if v.get("served")}
+    assert version in served, f"{obj['kind']} {version} is not served by {release} (it serves {sorted(served)})"
+    return served[version]["schema"]["openAPIV3Schema"]
+
+
+def undeclared_fields(value, schema: dict, path: str = "") -> list[str]:
+    """Fields the schema does not declare, in objects and lists alike: the API server would drop them
+    silently (pruning), so a misspelled field would be lost without an error."""
+    if isinstance(value, list):
+        items = schema.get("items", {})
+        return [f for i, item in enumerate(value) for f in undeclared_fields(item, items, f"{path}[{i}]")]
+    if not isinstance(value, dict):
+        return []
+    if "properties" in schema:
+        found = []
+        for key, item in value.items():
+            if key in schema["properties"]:
+                found += undeclared_fields(item, schema["properties"][key], f"{path}.{key}")
+            elif not schema.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in schema:
+                found.append(f"{path}.{key}")
+        return found
+    if isinstance(schema.get("additionalProperties"), dict):
+        values = schema["additionalProperties"]
+        return [f for key, item in value.items() for f in undeclared_fields(item, values, f"{path}.{key}")]
+    return []
+
+
+def problems(obj: dict, release: str) -> list[str]:
+    schema = schema_for(obj, release)
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
+    return errors + [f"{path[1:]}: not declared by the CRD" for path in undeclared_fields(obj, schema)]
+
+
+def test_builds_the_expected_objects(built):
+    assert set(built) == {ISVC, RUNTIME, ("ServiceAccount", f"{SERVING_NAME}-sa"),
+                          ("Role", f"{SERVING_NAME}-view-role"), ("RoleBinding", f"{SERVING_NAME}-view")}
+    with open(os.path.join(ROOT, "manifests", "kustomization.yaml")) as f:
+        project = yaml.safe_load(f)["namespace"]  # the pipeline server's project, where the data connection is
+    assert {d["metadata"]["namespace"] for d in built.values()} == {project}
+
+
+def test_serving_is_not_part_of_the_pipeline_server():
+    with open(os.path.join(ROOT, "manifests", "kustomization.yaml")) as f:
+        resources = yaml.safe_load(f)["resources"]
+    assert not [r for r in resources if r.strip("./").startswith("serving")]
+    assert not [key for key in kustomize(os.path.join(ROOT, "manifests")) if key[0] in CRD_FILES]
+
+
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("kind", sorted(CRD_FILES))
+def test_kserve_objects_validate_against_the_crds(built, kind, release):
+    (obj,) = [d for (k, _), d in built.items() if k == kind]
+    assert problems(obj, release) == []
+
+
+def test_builtin_kinds_validate_against_kubernetes_schemas(built):
+    for (kind, _), obj in built.items():
+        if kind not in CRD_FILES:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def _model(isvc):
+    return isvc["spec"]["predictor"]["model"]
+
+
+BREAKAGES = {  # name: (change to the InferenceService or the ServingRuntime, what the check must say)
+    "misspelled field": (lambda isvc, _: _model(isvc).update(storgae=_model(isvc).pop("storage")),
+                         "spec.predictor.model.storgae: not declared"),
+    "field in the wrong place": (lambda isvc, _: isvc["spec"]["predictor"].update(runtime=_model(isvc)["runtime"]),
+                                 "spec.predictor.runtime: not declared"),
+    "wrong type": (lambda isvc, _: _model(isvc)["modelFormat"].update(version=1),
+                   "spec.predictor.model.modelFormat.version: 1 is not of type 'string'"),
+    "misspelled field in a list": (lambda _, rt: rt["spec"]["supportedModelFormats"][0].update(autoselect=True),
+                                   "spec.supportedModelFormats[0].autoselect: not declared"),
+    "required field missing": (lambda _, rt: rt["spec"]["containers"][0].pop("name"),
+                               "spec.containers.0: 'name' is a required property"),
+    "version not served": (lambda _, rt: rt.update(apiVersion="serving.kserve.io/v1beta1"),
+                           "ServingRuntime v1beta1 is not served"),
+}
+
+
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_a_broken_object_is_rejected(built, breakage, release):
+    isvc, runtime = copy.deepcopy(built[ISVC]), copy.deepcopy(built[RUNTIME])
+    change, expected = BREAKAGES[breakage]
+    change(isvc, runtime)
+    try:
+        found = problems(isvc, release) + problems(runtime, release)
+    except AssertionError as e:  # an apiVersion the CRD does not serve
+        found = [str(e)]
+    assert [p for p in found if expected in p], f"{breakage} went unnoticed: {found}"
+
+
+def test_the_model_is_the_published_one_read_through_the_data_connection(built):
+    model = built[ISVC]["spec"]["predictor"]["model"]
+    assert "storageUri" not in model
+    assert model["storage"]["key"] == DATA_CONNECTION  # the pipeline's data_connection default
+    path = model["storage"]["path"]
+    # publish puts the export's <SERVING_NAME>/1/model.onnx under <prefix>/<version>/serving/: OVMS reads
+    # /mnt/models/1/model.onnx. <prefix>/latest is a file naming the version, so the path names one.
+    assert path.endswith(f"/serving/{SERVING_NAME}") and not path.startswith(("/", "s3://"))
+    assert "latest" not in path.split("/")
+    # OVMS serves the model under the InferenceService's name: /v2/models/<SERVING_NAME>
+    assert built[ISVC]["metadata"]["name"] == SERVING_NAME
+
+
+def test_the_data_connection_is_one_the_model_controller_reads(built):
+    """odh-model-controller copies data connections into storage-config only with both labels."""
+    secret = kustomize(os.path.join(ROOT, "manifests"))[("Secret", DATA_CONNECTION)]
+    assert {k: secret["metadata"]["labels"].get(k) for k in ("opendatahub.io/dashboard", "opendatahub.io/managed")} == {
+        "opendatahub.io/dashboard": "true", "opendatahub.io/managed": "true"}
+    assert secret["metadata"]["annotations"]["opendatahub.io/connection-type"] == "s3"
+    assert secret["metadata"]["namespace"] == built[ISVC]["metadata"]["namespace"]
+
+
+def test_the_runtime_serves_the_model(built):
+    isvc, runtime = built[ISVC], built[RUNTIME]["spec"]
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["runtime"] == RUNTIME[1]
+    formats = [(f["name"], f.get("version")) for f in runtime["supportedModelFormats"]]
+    assert (model["modelFormat"]["name"], model["modelFormat"].get("version")) in formats
+    assert "v2" in runtime["protocolVersions"]
+    (container,) = runtime["containers"]
+    assert container["name"] == "kserve-container"
+    args = dict(a.lstrip("-").split("=", 1) for a in container["args"] if "=" in a)
+    assert args["model_name"] == "{{.Name}}" and args["model_path"] == "/mnt/models"  # where KServe puts storage
+    assert [p["containerPort"] for p in container["ports"]] == [int(args["rest_port"])]
+    assert runtime["annotations"]["prometheus.io/port"] == args["rest_port"]
+
+
+def test_deployment_mode_route_and_token_auth(built):
+    meta = built[ISVC]["metadata"]
+    assert meta["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert meta["labels"]["networking.kserve.io/visibility"] == "exposed"
+    assert meta["labels"]["opendatahub.io/dashboard"] == "true"
+    assert meta["annotations"]["security.opendatahub.io/enable-auth"] == "true"
+    # the proxy admits a token that may `get` the InferenceService: the service account's Role grants that
+    role, binding = built[("Role", f"{SERVING_NAME}-view-role")], built[("RoleBinding", f"{SERVING_NAME}-view")]
+    assert role["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+                              "resourceNames": [meta["name"]], "verbs": ["get"]}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{SERVING_NAME}-sa",
+                                    "namespace": meta["namespace"]}]
+
+
+def test_values_to_change_are_marked_and_documented():
+    readme = open(os.path.join(ROOT, "manifests", "README.md")).read()
+    assert "manifests/serving/" in readme
+    marked = [name for name in sorted(os.listdir(SERVING))
+              if name.endswith(".yaml") and "CHANGE-ME" in open(os.path.join(SERVING, name)).read()]
+    assert marked == ["inferenceservice.yaml", "kustomization.yaml", "servingruntime.yaml"]
+    for name in marked:
+        assert f"serving/{name}" in readme, f"manifests/README.md should say what to change in serving/{name}"
