@@ -1,6 +1,8 @@
 """Serving the exported model: OpenVINO (the engine of OpenVINO Model Server) detects what PyTorch
 detects, and ``yolo-kfp predict`` prints the boxes of a local ONNX file or of a KServe v2 endpoint."""
 
+import re
+
 import numpy as np
 import pytest
 from conftest import CLASSES
@@ -13,6 +15,7 @@ from pipeline.cli import main
 
 pytestmark = pytest.mark.slow
 IMGSZ = 128
+BOX_LINE = re.compile(r"\D.*\s\d\.\d{3}(\s+-?\d+\.\d){4}")
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +49,20 @@ def test_a_different_decoding_is_caught(exported):
 
 
 def printed_boxes(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith("  ")]
+    """The box lines (class, confidence, x0 y0 x1 y1), whatever else shares the captured output."""
+    return [line.strip() for line in output.splitlines() if BOX_LINE.fullmatch(line.strip())]
 
 
 def test_predict_prints_boxes_with_class_names_here_and_from_a_kserve_v2_endpoint(exported, capsys):
     _, model, images = exported
-    assert main(["predict", "--model", model, *images[:3]]) == 0
+    assert main(["predict", "--model", model, "--engine", "openvino", *images[:3]]) == 0
     local = capsys.readouterr().out
     boxes = printed_boxes(local)
     assert boxes and all(line.split()[0] in " ".join(CLASSES) for line in boxes)
     assert f"{images[0]}: " in local
     with KServeV2Standin(model, SERVING_NAME, token="secret") as server:
         assert main(["predict", "--url", server.url, "--token", "secret", *images[:3]]) == 0
-        assert printed_boxes(capsys.readouterr().out) == boxes, "OVMS' engine behind v2 REST: the same boxes"
+        assert printed_boxes(capsys.readouterr().out) == boxes, "the same engine behind v2 REST: the same boxes"
         assert main(["predict", "--url", server.url, images[0]]) == 1
         assert "answered 401" in capsys.readouterr().err
     assert {method for method, _, _ in server.requests} == {"GET", "POST"}
