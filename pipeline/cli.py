@@ -191,11 +191,12 @@ def cmd_predict(args) -> None:
         raise ValueError("predict needs numpy and OpenCV: pip install 'yolo-kfp[train]' (the base install has neither)")
     from components.core import predict
 
+    conf = {} if args.conf is None else {"conf": args.conf}
     if args.model:
-        results = predict.predict_local(model=args.model, images=args.images, engine=args.engine, conf=args.conf)
+        results = predict.predict_local(model=args.model, images=args.images, engine=args.engine, **conf)
     else:
         results = predict.predict_remote(url=args.url, images=args.images, names=args.classes, token=args.token,
-                                         ca_bundle=args.ca_bundle, conf=args.conf)
+                                         ca_bundle=args.ca_bundle, **conf)
     for path, detections in zip(args.images, results):
         print(f"{path}: {len(detections)} boxes")
         for d in detections:
@@ -203,8 +204,6 @@ def cmd_predict(args) -> None:
 
 
 def _add_predict_parser(commands) -> None:
-    from components.core.analysis import CONFIDENCE
-
     p = commands.add_parser("predict", help="boxes of an exported model on images: run here (--model) or by a "
                                             "KServe v2 endpoint (--url)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -217,7 +216,7 @@ def _add_predict_parser(commands) -> None:
                    help="with --url: the class names in training order (v2 metadata has none)")
     p.add_argument("--token", default="", help="with --url: a bearer token (an endpoint with token auth)")
     p.add_argument("--ca-bundle", default="", help="with --url: CA bundle of the endpoint's certificate")
-    p.add_argument("--conf", type=float, default=CONFIDENCE, help="lowest confidence printed")
+    p.add_argument("--conf", type=float, help="lowest confidence printed (default: the one evaluation counts)")
     p.set_defaults(func=cmd_predict)
 
 

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -102,3 +104,12 @@ def test_a_failed_step_is_told_in_one_line_with_its_cause():
         "step 'download-shard' failed: components.core.storage.StorageError: S3 download of s3://b/k at AWS S3 failed: "
         "NoSuchKey: not found -- check the data connection (AWS_* variables: endpoint, keys, bucket) and run again")
     assert failure_line(message, log[:1]).startswith("step 'download-shard' failed without a Python error")
+
+
+def test_the_commands_are_defined_without_the_heavy_libraries():
+    """The base install (a workbench) has no numpy, OpenCV, torch or FiftyOne: building the parser of every
+    command, predict's included, may not import them."""
+    code = ("import sys; from pipeline.cli import build_parser; build_parser(); "
+            "print(sorted({'numpy', 'cv2', 'torch', 'fiftyone', 'pandas'} & set(sys.modules)))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert found.strip() == "[]"
