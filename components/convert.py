@@ -2,11 +2,12 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
+from components.core.measured import memory
 from components.images import DATA_IMAGE, Resources, component
 
 
 @component(DATA_IMAGE, timeout_hours=4, data_connection=True,
-           resources=Resources(cpu="1", cpu_limit="2", memory="4Gi"))
+           resources=Resources(cpu="1", cpu_limit="2", memory=memory("convert")))
 def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios: list, include_group_of: bool,
             extra_data: str, extra_data_fingerprint: str, allow_missing_classes: bool, dataset: Output[Dataset],
             dataset_stats: Output[Artifact], dataset_report: Output[Markdown]):

@@ -4,12 +4,13 @@ from typing import List
 
 from kfp.dsl import Dataset, Input, Output
 
+from components.core.measured import memory
 from components.images import DATA_IMAGE, Resources, component
 
 
-# Streams the metadata CSVs (the train split's boxes are over 2 GB) a batch at a time.
+# Streams the metadata CSVs (the train split's boxes are over 2 GB) a piece at a time, on both CPUs.
 @component(DATA_IMAGE, timeout_hours=6, retries=3, data_connection=True,
-           resources=Resources(cpu="1", cpu_limit="2", memory="4Gi"))
+           resources=Resources(cpu="1", cpu_limit="2", memory=memory("plan-download")))
 def plan_download(classes: list, max_samples_per_class: int, split: str, seed: int, shard_size: int,
                   open_images_cache: str, plan: Output[Dataset]) -> list:
     """Selects up to max_samples_per_class Open Images V7 images per class and cuts them into shards of at
@@ -40,7 +41,8 @@ def plan_download(classes: list, max_samples_per_class: int, split: str, seed: i
 
 
 # Fetches only the images it lacks; FiftyOne's mongod runs in the pod.
-@component(DATA_IMAGE, timeout_hours=12, retries=3, resources=Resources(cpu="1", cpu_limit="2", memory="4Gi"))
+@component(DATA_IMAGE, timeout_hours=12, retries=3,
+           resources=Resources(cpu="1", cpu_limit="2", memory=memory("download-shard")))
 def download_shard(plan: Input[Dataset], shard: str, raw_shard: Output[Dataset]):
     """Downloads the images of one shard of the plan from Open Images (FiftyOne's download code), packed
     into tar shards under data/. A retried step fetches only the images it does not have intact.
@@ -61,7 +63,7 @@ def download_shard(plan: Input[Dataset], shard: str, raw_shard: Output[Dataset])
     raw_shard.metadata.update(record)
 
 
-@component(DATA_IMAGE, timeout_hours=4, resources=Resources(cpu="500m", cpu_limit="1", memory="2Gi"))
+@component(DATA_IMAGE, timeout_hours=4, resources=Resources(cpu="500m", cpu_limit="1", memory=memory("merge-download")))
 def merge_download(plan: Input[Dataset], shards: Input[List[Dataset]], raw_dataset: Output[Dataset]):
     """Joins the downloaded shards into one raw dataset in FiftyOne's OpenImagesV7Dataset layout.
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import CLASSES
 
 from components.core import openimages as oi
-from components.core.download import METADATA_ENV, cut_shards, download_open_images, make_plan, select_images
+from components.core.download import METADATA_ENV, cut_shards, download_open_images, make_plan, scan_csv, select_scanned
 from components.core.packing import materialized, shards
 from components.core.storage import S3Url, Storage
 from components.download import download_shard, merge_download, plan_download
@@ -67,13 +67,32 @@ def test_unknown_class_fails_before_downloading(mirror, tmp_path):
     assert not (tmp_path / "raw").exists()
 
 
-def test_each_class_is_drawn_by_the_seed_alone():
+def plain_selection(candidates, quota, seed):
+    """The draw as the plan made it before its one-pass scan: each class's candidates sorted, shuffled with the
+    seed and the class name, the first ``quota``."""
+    import random
+
+    selected = {}
+    for name, image_ids in candidates.items():
+        ordered = sorted(image_ids)
+        random.Random(f"{seed}:{name}").shuffle(ordered)
+        selected[name] = ordered[:quota]
+    return selected
+
+
+def test_each_class_is_drawn_by_the_seed_alone(tmp_path):
+    mids = {"Car": ALL_CLASSES["Car"], "Bicycle": ALL_CLASSES["Bicycle"]}
     candidates = {"Car": {f"{i:04d}" for i in range(50)}, "Bicycle": {f"{i:04d}" for i in range(30, 60)}}
-    first = select_images(candidates, 10, seed=3)
-    assert first == select_images(dict(reversed(candidates.items())), 10, seed=3)  # not the classes' order
-    assert first != select_images(candidates, 10, seed=4)
+    rows = sorted([image_id, "xclick", mids[name], 1, "0.1", "0.5", "0.2", "0.9", 0, 0, 0, 0, 0, *[-1] * 8]
+                  for name, ids in candidates.items() for image_id in ids)
+    write_detections(str(tmp_path / "detections.csv"), rows)
+    scan = scan_csv(str(tmp_path / "detections.csv"), sorted(mids.values()))
+    first = select_scanned(scan, mids, 10, seed=3)
+    assert first == select_scanned(scan, dict(reversed(mids.items())), 10, seed=3)  # not the classes' order
+    assert first != select_scanned(scan, mids, 10, seed=4)
+    assert first == plain_selection(candidates, 10, seed=3)
     assert len(first["Car"]) == 10 and set(first["Car"]) <= candidates["Car"]
-    assert sorted(select_images(candidates, 100, seed=3)["Bicycle"]) == sorted(candidates["Bicycle"])
+    assert sorted(select_scanned(scan, mids, 100, seed=3)["Bicycle"]) == sorted(candidates["Bicycle"])
 
 
 def test_shards_are_chunks_of_the_selection_that_never_repeat_an_image():
@@ -162,3 +181,136 @@ def test_open_images_metadata_is_cached_in_s3(mirror, s3, tmp_path, monkeypatch)
                                  metadata_cache="s3://oi-cache/v7")
     assert sorted(os.listdir(tmp_path / "b" / oi.DATA_DIR)) == sorted(os.listdir(tmp_path / "a" / oi.DATA_DIR))
     assert again["images_per_class"] == {name: 3 for name in CLASSES}
+
+
+# The plan step at Open Images' size (bench/metadata_scale.py): one pass over detections.csv on every
+# core, in pieces read into buffers used again and again, rows copied as they are written. These check it
+# against the plain reading of the same CSVs, with pieces of a few hundred bytes so that every edge occurs.
+
+def write_detections(path, rows, newline="\n"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        f.write(",".join(oi.DETECTION_COLUMNS) + newline)
+        for row in rows:
+            f.write(",".join(map(str, row)) + newline)
+
+
+def detection_rows(seed, apart, images=60):
+    """Rows as Open Images writes them (sorted by ImageID, or some images' rows apart), a few very long lines."""
+    import random
+
+    rng = random.Random(seed)
+    labels = [*ALL_CLASSES.values(), "/m/0decoy"]
+    rows = []
+    for i in range(images):
+        image_id = f"{rng.getrandbits(64):016x}"
+        for _ in range(rng.randint(1, 6)):
+            source = rng.choice(["xclick", "activemil", "x" * 700 if rng.random() < 0.02 else "human"])
+            rows.append([image_id, source, rng.choice(labels), 1, "0.100000", "0.500000", "0.200000", "0.900000",
+                         0, 1, 0, 0, 0, *[-1] * 8])
+    rows.sort(key=lambda r: r[0])
+    if apart:
+        rows[5], rows[-5] = rows[-5], rows[5]
+    return rows
+
+
+def plain_candidates(path, mids):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {mid: {r["ImageID"] for r in rows if r["LabelName"] == mid} for mid in mids}
+
+
+@pytest.mark.parametrize("newline, apart", [("\n", False), ("\r\n", True)])
+def test_one_pass_over_the_detections_finds_and_copies_what_a_plain_reading_does(tmp_path, monkeypatch, newline,
+                                                                                  apart):
+    from components.core import download
+
+    source = str(tmp_path / "detections.csv")
+    write_detections(source, detection_rows(7, apart), newline)
+    with open(source, "a") as f:
+        f.write("\nfffdecafbad00000,xclick,/m/0k4j,1,0.1,0.2,0.3,0.4,0,0,0,0,0,-1,-1,-1,-1,-1,-1,-1,-1")  # no newline
+    mids = sorted(ALL_CLASSES.values())
+    expected = plain_candidates(source, mids)
+    for piece in (97, 400, 1 << 20):  # lines longer than a piece, pieces of a few lines, one piece
+        monkeypatch.setattr(download, "CHUNK_BYTES", piece)
+        scan = download.scan_csv(source, mids)
+        assert {mid: scan.candidates(mid).to_pylist() for mid in mids} == {m: sorted(i) for m, i in expected.items()}
+        by_name = {name: ALL_CLASSES[name] for name in CLASSES}
+        drawn = download.select_scanned(scan, by_name, 4, seed=3)
+        assert drawn == plain_selection({name: expected[mid] for name, mid in by_name.items()}, 4, seed=3)
+        wanted = {i for ids in drawn.values() for i in ids} | {"fffdecafbad00000"}
+        rows = download.keep_rows(scan, source, str(tmp_path / "kept.csv"), wanted)
+        with open(source, "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+        kept = [line for line in lines[1:] if line.split(b",")[0].decode() in wanted]
+        with open(tmp_path / "kept.csv", "rb") as f:
+            assert f.read() == ",".join(oi.DETECTION_COLUMNS).encode() + b"\n" + b"".join(kept)  # as written
+        assert rows == len(kept)
+
+
+def test_rows_of_the_image_list_are_copied_as_written_quotes_and_all(tmp_path, monkeypatch):
+    from components.core import download
+
+    source = tmp_path / "image_ids.csv"
+    titles = ['"Bike, parked"', "Street", '"He said ""stop"""', ""]
+    lines = [f"{i:016x},train,https://x/{i}.jpg,,,,Ann,{titles[i % 4]},{i},md5==,,0.0\n" for i in range(200)]
+    source.write_text(",".join(oi.IMAGE_ID_COLUMNS) + "\n" + lines[0] + "\n" + "".join(lines[1:]))  # an empty line
+    wanted = {f"{i:016x}" for i in range(0, 200, 7)}
+    monkeypatch.setattr(download, "CHUNK_BYTES", 300)
+    kept = download.keep_rows(download.scan_csv(str(source)), str(source), str(tmp_path / "kept.csv"), wanted)
+    assert kept == len(wanted)
+    assert (tmp_path / "kept.csv").read_text() == (",".join(oi.IMAGE_ID_COLUMNS) + "\n"
+                                                   + "".join(line for line in lines if line[:16] in wanted))
+    with open(tmp_path / "kept.csv", newline="") as f:
+        assert [r["Title"] for r in csv.DictReader(f)][:3] == ["Bike, parked", "", 'He said "stop"']
+    source.write_text(",".join(oi.IMAGE_ID_COLUMNS) + "\n")  # no rows at all
+    assert download.keep_rows(download.scan_csv(str(source)), str(source), str(tmp_path / "kept.csv"), wanted) == 0
+    assert (tmp_path / "kept.csv").read_text() == ",".join(oi.IMAGE_ID_COLUMNS) + "\n"
+    source.write_text(",".join(oi.IMAGE_ID_COLUMNS) + '\n0000000000000001,train,u,,,,Ann,"two\nlines",1,m,,0.0\n')
+    with pytest.raises(ValueError, match="line break"):
+        download.scan_csv(str(source))
+
+
+def test_the_plan_reads_a_local_mirror_in_place(mirror, tmp_path, monkeypatch):
+    from components.core import download
+
+    monkeypatch.setattr(download, "_copy_metadata", lambda *a: pytest.fail("the mirror's files were copied"))
+    plan = make_plan(plan_dir=str(tmp_path / "plan"), classes=CLASSES, max_samples_per_class=5, split="validation",
+                     seed=42, shard_size=100)
+    assert plan["images_per_class"] == {name: 5 for name in CLASSES}
+
+
+def test_missing_metadata_is_fetched_without_reading_the_image_list(mirror, tmp_path, monkeypatch):
+    """FiftyOne's whole download reads the split's image list into Python lists (1.7 M rows for train:
+    2.4 GiB); the plan fetches the files with its download helpers alone."""
+    import eta.core.web as etaw
+    import fiftyone.utils.openimages as fouo
+
+    from components.core import download
+
+    sources = {"train-images-boxable-with-rotation.csv": oi.IMAGE_IDS_CSV, "oidv6-train-annotations-bbox.csv":
+               oi.DETECTIONS_CSV, "class-descriptions-boxable.csv": oi.CLASSES_CSV}
+    fetched = []
+
+    def download_file(url, path=None, quiet=False):  # Open Images' servers, from the mirror's files
+        name = url.rsplit("/", 1)[-1]
+        fetched.append(name)
+        if name == "bbox_labels_600_hierarchy.json":
+            with open(path, "w") as f:
+                json.dump({"LabelName": "/m/0bl9f", "Subcategory": [{"LabelName": m} for m in ALL_CLASSES.values()]}, f)
+            return
+        with open(os.path.join(mirror, sources[name])) as f:
+            text = f.read()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+
+    monkeypatch.setattr(etaw, "download_file", download_file)
+    monkeypatch.setattr(fouo, "_load_all_image_ids", lambda *a, **k: pytest.fail("read the whole image list"))
+    download._fetch_metadata(str(tmp_path), "train")
+    assert oi.missing_files(str(tmp_path)) == []
+    assert sorted(fetched) == sorted([*sources, "bbox_labels_600_hierarchy.json"])
+    with open(tmp_path / oi.HIERARCHY_JSON) as f:
+        assert {s["LabelName"] for s in json.load(f)["Subcategory"]} == set(ALL_CLASSES)  # display names
+    download._fetch_metadata(str(tmp_path), "train")  # all there: nothing fetched again
+    assert len(fetched) == 4

@@ -14,14 +14,13 @@ def _has_complete_markers(path: str) -> bool:
     if markers is None:
         return False
     start, end = markers
-    with open(path, "rb") as f:
-        if f.read(len(start)) != start:
-            return False
-        f.seek(0, os.SEEK_END)
-        if f.tell() < len(start) + len(end):
-            return False
-        f.seek(-len(end), os.SEEK_END)
-        return f.read() == end
+    fd = os.open(path, os.O_RDONLY)  # unbuffered: the convert step checks every image, a few bytes of each
+    try:
+        size = os.fstat(fd).st_size
+        return (size >= len(start) + len(end) and os.pread(fd, len(start), 0) == start
+                and os.pread(fd, len(end), size - len(end)) == end)
+    finally:
+        os.close(fd)
 
 
 def readable(path: str) -> bool:
