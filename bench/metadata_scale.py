@@ -319,14 +319,15 @@ def evict(paths: list[str]) -> None:
 
 # What the child runs: the work, then its own counters (/proc/self/io) and peak as JSON on the last line.
 CHILD = """
-import json, os, resource, sys, time
+import json, os, sys, time
 sys.path.insert(0, {root!r})
 started = time.perf_counter()
 {code}
 seconds = time.perf_counter() - started
 with open("/proc/self/io") as f:
     io = dict((k, int(v)) for k, v in (line.split(": ") for line in f.read().splitlines()))
-maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+with open("/proc/self/status") as f:  # VmHWM: ru_maxrss would count the parent's memory, which exec carries over
+    maxrss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024
 print(json.dumps({{"work_seconds": seconds, "io": io, "maxrss": maxrss, "result": result}}))
 """
 
@@ -334,7 +335,7 @@ print(json.dumps({{"work_seconds": seconds, "io": io, "maxrss": maxrss, "result"
 def child(code: str, env: dict | None = None) -> dict:
     run = measured([sys.executable, "-c", CHILD.format(root=ROOT, code=code)], env=env)
     report = json.loads(run["stdout"].strip().splitlines()[-1])
-    # the sampling can miss a short peak, which the kernel's count for the child itself does not
+    # the sampling can miss a short peak, which the kernel's high-water mark for the child itself does not
     return {**run, **report, "peak_rss": max(run["peak_rss"], report["maxrss"])}
 
 
