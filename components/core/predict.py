@@ -141,8 +141,12 @@ def _local_runner(model: str, engine: str):
 def predict_local(*, model: str, images: list[str], engine: str = "onnxruntime",
                   conf: float = CONFIDENCE) -> list[list[Detection]]:
     """Detections per image of the ONNX file ``model`` (its class names and input size from its metadata)."""
-    run = _local_runner(model, engine)
     names, size = model_names_and_size(model)
+    return _detect_each(_local_runner(model, engine), images, size, names, conf)
+
+
+def _detect_each(run, images: list[str], size: tuple[int, int], names: list[str], conf: float) -> list[list[Detection]]:
+    """Each image letterboxed to ``size``, through ``run`` (a tensor in, the model's output out), decoded."""
     results = []
     for path in images:
         image = letterbox(path, size)
@@ -175,13 +179,12 @@ def predict_remote(*, url: str, images: list[str], names: list[str], token: str 
     metadata = _request(url, token, context)
     (model_input,), output_name = metadata["inputs"], metadata["outputs"][0]["name"]
     size = tuple(int(d) for d in model_input["shape"][2:])
-    results = []
-    for path in images:
-        image = letterbox(path, size)
+
+    def infer(tensor: np.ndarray) -> np.ndarray:
         answer = _request(f"{url}/infer", token, context, {"inputs": [
-            {"name": model_input["name"], "shape": list(image.tensor.shape), "datatype": "FP32",
-             "data": image.tensor.ravel().tolist()}]})
+            {"name": model_input["name"], "shape": list(tensor.shape), "datatype": "FP32",
+             "data": tensor.ravel().tolist()}]})
         (output,) = [o for o in answer["outputs"] if o["name"] == output_name]
-        results.append(decode(np.array(output["data"], dtype=np.float32).reshape(output["shape"]), image, names,
-                              conf))
-    return results
+        return np.array(output["data"], dtype=np.float32).reshape(output["shape"])
+
+    return _detect_each(infer, images, size, names, conf)
