@@ -257,6 +257,15 @@ class ModelRegistryStandIn(StandIn):
             raise ApiError(404, f"no {what}")
         return found[0]
 
+    @classmethod
+    def _found(cls, items, query: dict, what: str, parents=None) -> dict:
+        """The first of ``items`` a find call's query names: by name, externalId and, where the resource has a
+        parent (``parents`` gives its parents' ids), parentResourceId."""
+        return cls._one([item for item in items
+                         if all(key not in query or item.get(key) == query[key] for key in ("name", "externalId"))
+                         and (parents is None or "parentResourceId" not in query
+                              or query["parentResourceId"] in parents(item))], what)
+
     @staticmethod
     def _get(store: dict, ident: str, what: str) -> dict:
         if ident not in store:
@@ -269,10 +278,7 @@ class ModelRegistryStandIn(StandIn):
         return 200, self._page(list(self.registered_models.values()), query)
 
     def _findRegisteredModel(self, params, query, body):
-        return 200, self._one([m for m in self.registered_models.values()
-                               if ("name" not in query or m["name"] == query["name"])
-                               and ("externalId" not in query or m.get("externalId") == query["externalId"])],
-                              f"registered model {query}")
+        return 200, self._found(self.registered_models.values(), query, f"registered model {query}")
 
     def _createRegisteredModel(self, params, query, body):
         if any(m["name"] == body["name"] for m in self.registered_models.values()):
@@ -290,12 +296,8 @@ class ModelRegistryStandIn(StandIn):
                                 if v["registeredModelId"] == params["registeredmodelId"]], query)
 
     def _findModelVersion(self, params, query, body):
-        return 200, self._one([v for v in self.model_versions.values()
-                               if ("name" not in query or v["name"] == query["name"])
-                               and ("parentResourceId" not in query
-                                    or v["registeredModelId"] == query["parentResourceId"])
-                               and ("externalId" not in query or v.get("externalId") == query["externalId"])],
-                              f"model version {query}")
+        return 200, self._found(self.model_versions.values(), query, f"model version {query}",
+                                parents=lambda v: [v["registeredModelId"]])
 
     def _createModelVersion(self, params, query, body):
         self._get(self.registered_models, body["registeredModelId"], "registered model")
@@ -333,12 +335,9 @@ class ModelRegistryStandIn(StandIn):
         return 200, self._page(found, query)
 
     def _findModelArtifact(self, params, query, body):
-        return 200, self._public(self._one(
-            [a for a in self.artifacts.values() if a["artifactType"] == "model-artifact"
-             and ("name" not in query or a.get("name") == query["name"])
-             and ("parentResourceId" not in query or query["parentResourceId"] in a["modelVersionIds"])
-             and ("externalId" not in query or a.get("externalId") == query["externalId"])],
-            f"model artifact {query}"))
+        return 200, self._public(self._found(
+            [a for a in self.artifacts.values() if a["artifactType"] == "model-artifact"], query,
+            f"model artifact {query}", parents=lambda a: a["modelVersionIds"]))
 
     def _getModelArtifact(self, params, query, body):
         return 200, self._public(self._get(self.artifacts, params["modelartifactId"], "model artifact"))
