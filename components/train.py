@@ -45,14 +45,9 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     import logging
 
     from components.core import tracking
+    from components.core.checkpoints import Checkpoints, checkpoint_location
     from components.core.packing import materialized
-    from components.core.train import (
-        checkpoint_location,
-        dataset_fingerprint,
-        train_yolo,
-        training_key,
-        ultralytics_device,
-    )
+    from components.core.train import dataset_fingerprint, train_yolo, training_key, ultralytics_device
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = {"base_model": base_model, "base_model_sha256": base_model_sha256, "epochs": epochs, "batch": batch,
@@ -61,21 +56,25 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     with materialized(dataset.path) as data_dir:
         key = training_key(data_dir, settings)
         checkpoint_to = checkpoint_location(key)
-        if not checkpoint_to:
+        # the lease on the key's checkpoints: a retried pod takes over its own, an identical run at once keeps its own
+        checkpoints = Checkpoints(checkpoint_to).claim() if checkpoint_to else None
+        if not checkpoints:
             logging.warning("no data connection bucket: checkpoints stay in the pod, a retry starts over")
         if mlflow_tracking_uri:
-            mlflow_run = tracking.start_training_run(
+            mlflow_run = (checkpoints and checkpoints.record.get("mlflow_run")) or tracking.start_training_run(
                 tracking_uri=mlflow_tracking_uri, experiment=mlflow_experiment, training=key, params=settings,
                 tags={tracking.DATASET_TAG: dataset_fingerprint(data_dir)})
+            if checkpoints:
+                checkpoints.note(mlflow_run=mlflow_run)  # a retried pod goes on in the same MLflow run
         summary = train_yolo(data_dir=data_dir, output_dir=model.path, base_model=base_model, epochs=epochs,
                              batch=batch, imgsz=imgsz, freeze=freeze, workers=workers, cache=cache,
                              device=ultralytics_device(gpus), patience=patience, optimizer=optimizer, lr0=lr0,
                              seed=seed, overrides=dict(train_args),
-                             base_model_sha256=base_model_sha256, checkpoint_to=checkpoint_to)
+                             base_model_sha256=base_model_sha256, checkpoints=checkpoints)
     model.metadata.update({k: summary[k] for k in ("names", "epochs", "trainable_params", "total_params",
                                                     "seconds") if k in summary})
     model.metadata["framework"] = "ultralytics"
-    model.metadata["checkpoints"] = checkpoint_to  # where a retry or an identical re-run resumes from
+    model.metadata["checkpoints"] = checkpoints.place.location if checkpoints and checkpoints.place else ""
     if mlflow_tracking_uri:
         tracking.finish_training_run(tracking_uri=mlflow_tracking_uri, run_id=mlflow_run, output_dir=model.path)
         model.metadata["mlflow_run_id"] = mlflow_run

@@ -24,8 +24,8 @@ import tempfile
 import threading
 import time
 
+from components.core.checkpoints import CHECKPOINTS_ENV
 from components.core.openimages import check_classes
-from components.core.train import CHECKPOINTS_ENV
 from components.core.validation import base_model_problems, check
 from pipeline.lifeline import RunScope
 from pipeline.mlflow_server import MlflowServer, mlflow_binary

@@ -6,7 +6,7 @@ import uuid
 import pytest
 import yaml
 
-from components.core.publish import LATEST, MANIFEST, publish_model, read_latest
+from components.core.publish import LATEST, MANIFEST, RUNS, publish_model, read_latest
 from components.core.storage import S3Url, Storage, StorageError, sha256_of
 
 
@@ -26,6 +26,12 @@ class RecordingStorage(Storage):
     def put_bytes(self, url, data):
         super().put_bytes(url, data)
         self.writes.append(url.key)
+
+    def put_if(self, url, data, etag):
+        written = super().put_if(url, data, etag)
+        if written:
+            self.writes.append(url.key)
+        return written
 
 
 @pytest.fixture
@@ -63,8 +69,9 @@ def test_publish_layout_and_manifest_last(s3, target, trained):
     assert version.endswith("-01234567")
     files = {"weights/best.pt", "args.yaml", "results.csv", "train_summary.json", "metrics.json",
              "dataset_stats.json", "parameters.json"}
+    assert storage.writes[0] == prefix.join(RUNS, "0123456789abcdef.json").key  # the run's version, first
     assert storage.writes[-2:] == [prefix.join(version, MANIFEST).key, prefix.join(LATEST).key]
-    assert {k.split(f"{version}/", 1)[1] for k in storage.writes[:-2]} == files
+    assert {k.split(f"{version}/", 1)[1] for k in storage.writes[1:-2]} == files
     manifest = json.loads(storage.get_bytes(prefix.join(version, MANIFEST)))
     assert set(manifest["files"]) == files and manifest["run_id"] == "0123456789abcdef"
     assert manifest["files"]["weights/best.pt"] == {"size": 1000,

@@ -52,7 +52,7 @@ CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
     ({"train_args": {"nonsense": 1}}, "train_args has 'nonsense', which is not an Ultralytics training argument"),
     ({"train_args": {"cos_lrr": True}}, "(did you mean 'cos_lr'?)"),
     ({"train_args": {"epochs": 3}}, "train_args sets 'epochs', which is a parameter of its own: set epochs instead"),
-    ({"train_args": {"data": "x.yaml"}}, "train_args sets 'data', which the train step sets itself"),
+    ({"train_args": {"data": "x.yaml"}}, "train_args may not set 'data': the dataset is the convert step's"),
 ])
 def test_bad_parameters_are_named(params, message):
     problems = parameter_problems({**parameter_defaults(), **params})
@@ -378,13 +378,14 @@ class Preempted(Exception):
 def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
     from ultralytics.utils.callbacks import base as callbacks  # what get_default_callbacks copies
 
+    import components.core.checkpoints as checkpoints_module
     import components.core.train as train_module
 
     storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="checkpoints")
     monkeypatch.setattr(Storage, "from_env", classmethod(lambda cls, env=None: storage))
-    monkeypatch.setattr(train_module, "CHECKPOINT_POLL_SECONDS", 0.1)
-    monkeypatch.setattr(train_module, "SETTLE_SECONDS", 0.1)
+    monkeypatch.setattr(checkpoints_module, "CHECKPOINT_POLL_SECONDS", 0.1)
+    monkeypatch.setattr(checkpoints_module, "SETTLE_SECONDS", 0.1)
     kept = S3Url("checkpoints", "yolo-kfp/checkpoints/run-1/last.pt")
 
     def preempt_once_kept(trainer):  # the node goes away right after the first checkpoint is stored
@@ -394,17 +395,19 @@ def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_
         raise Preempted()
 
     prefix = "s3://checkpoints/yolo-kfp/checkpoints/run-1"
-    tiny = {"epochs": 3, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False},
-            "checkpoint_to": prefix}
+    tiny = {"epochs": 3, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False}}
     with monkeypatch.context() as patch:
         patch.setitem(callbacks.default_callbacks, "on_model_save", [preempt_once_kept])
         with pytest.raises(Preempted):
             train_module.train_yolo(data_dir=yolo_dataset, output_dir=str(tmp_path / "pod-1"),
-                                    base_model=base_checkpoint, **tiny)
+                                    base_model=base_checkpoint,
+                                    checkpoints=checkpoints_module.Checkpoints(prefix).claim(wait=0), **tiny)
     assert storage.exists(kept)
-    # the retry runs in a new pod: an empty output dir, the same run's checkpoint prefix
+    # the retry runs in a new pod: an empty output dir, the same run's checkpoint prefix, the lease let go
+    retry = checkpoints_module.Checkpoints(prefix).claim(wait=0)
+    assert retry.holds_lease
     summary = train_module.train_yolo(data_dir=yolo_dataset, output_dir=str(tmp_path / "pod-2"),
-                                      base_model=base_checkpoint, **tiny)
+                                      base_model=base_checkpoint, checkpoints=retry, **tiny)
     assert summary["resumed_at_epoch"] == 2 and summary["epochs"] == 3
     assert len((tmp_path / "pod-2" / "results.csv").read_text().splitlines()) == 1 + 2  # epochs 2 and 3 here
     assert not storage.exists(kept), "a finished training drops its checkpoint: an identical re-run trains anew"

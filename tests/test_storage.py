@@ -92,12 +92,13 @@ def test_unreachable_endpoint(capfd):
     assert f"127.0.0.1:{port}" in message and "s3://b/k" in message
 
 
-def test_base_model_from_s3_is_checked_against_its_sha256(storage, bucket, tmp_path, monkeypatch):
+def test_base_model_from_s3_is_checked_against_its_sha256(storage, bucket, base_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(Storage, "from_env", classmethod(lambda cls, env=None: storage))
-    storage.put_bytes(S3Url(bucket, "base/yolo.pt"), b"weights")
-    good = hashlib.sha256(b"weights").hexdigest()
+    weights = open(base_checkpoint, "rb").read()
+    storage.put_bytes(S3Url(bucket, "base/yolo.pt"), weights)
+    good = hashlib.sha256(weights).hexdigest()
     path = fetch_base_model(f"s3://{bucket}/base/yolo.pt", good, str(tmp_path))
-    assert open(path, "rb").read() == b"weights"
+    assert open(path, "rb").read() == weights
     with pytest.raises(ValueError, match="SHA-256 .* not the expected 0{64}: refusing"):
         fetch_base_model(f"s3://{bucket}/base/yolo.pt", "0" * 64, str(tmp_path / "again"))
     assert fetch_base_model("yolov5nu.pt", "", str(tmp_path)) == "yolov5nu.pt"

@@ -27,16 +27,17 @@ def test_a_training_is_logged_evaluated_and_registered(mlflow_server, tmp_path):
                                          params={"epochs": 3, "train_args": {"cos_lr": True}},
                                          tags={tracking.DATASET_TAG: "d1"})
     assert tracking.start_training_run(tracking_uri=mlflow_server.url, experiment=experiment, training=key,
-                                       params={}, tags={}) == run_id, "a retried pod goes on in the same run"
+                                       params={}, tags={}) != run_id, "an identical run at once gets its own run"
     tracking.finish_training_run(tracking_uri=mlflow_server.url, run_id=run_id,
                                  output_dir=str(training_output(tmp_path / "model")))
     tracking.log_evaluation(tracking_uri=mlflow_server.url, run_id=run_id, tags={tracking.RUN_ID_TAG: "kfp-1"},
                             metrics={"map50": 0.7, "map50_95": 0.4, "precision": 0.8, "recall": 0.6,
                                      "per_class": {"Traffic sign": {"ap50": 0.5}, "Car": {"ap50": None}}})
     name = f"model-{uuid.uuid4().hex[:6]}"
-    for expected in ("1", "2"):
+    for kfp_run, expected in (("kfp-1", "1"), ("kfp-1", "1"), ("kfp-2", "2")):  # kfp-1's publish step retried
         assert tracking.register_model(tracking_uri=mlflow_server.url, run_id=run_id, name=name,
-                                       source="s3://models/yolo-kfp/v1/serving", tags={"format": "onnx"}) == expected
+                                       source="s3://models/yolo-kfp/v1/serving",
+                                       tags={"format": "onnx", tracking.RUN_ID_TAG: kfp_run}) == expected
 
     client = MlflowClient(mlflow_server.url)
     run = client.get_run(run_id)

@@ -138,7 +138,7 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
     from kfp import dsl
     from kfp.dsl import Dataset
 
-    from components.core.train import CHECKPOINTS_ENV
+    from components.core.checkpoints import CHECKPOINTS_ENV
 
     monkeypatch.setenv(CHECKPOINTS_ENV, str(local_kfp / "checkpoints"))
     copy = shutil.copytree(yolo_dataset, local_kfp / "dataset-copy")
@@ -188,7 +188,7 @@ def test_training_key_follows_the_dataset_and_the_settings(yolo_dataset, tmp_pat
 
 
 def test_checkpoints_go_to_the_local_folder_else_the_bucket(monkeypatch):
-    from components.core.train import CHECKPOINTS_ENV, checkpoint_location
+    from components.core.checkpoints import CHECKPOINTS_ENV, checkpoint_location
 
     monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
     monkeypatch.delenv("AWS_S3_BUCKET", raising=False)

@@ -35,6 +35,7 @@ def decide(candidate: float, min_map50: float, current: float | None, max_drop: 
 def promotion_gate(*, metrics_path: str, data_dir: str, publish_to: str, min_map50: float, max_map50_drop: float,
                    imgsz: int, batch: int, storage: Storage | None = None) -> dict:
     """Evaluates the published model on this test split and decides; returns the decision and its figures."""
+    from components.core import safe_checkpoint
     from components.core.evaluate import evaluate_model
 
     with open(metrics_path) as f:
@@ -46,6 +47,7 @@ def promotion_gate(*, metrics_path: str, data_dir: str, publish_to: str, min_map
         with tempfile.TemporaryDirectory() as work:
             weights = os.path.join(work, "best.pt")
             storage.download_file(S3Url.parse(publish_to).join(current["version"], "weights", "best.pt"), weights)
+            safe_checkpoint.load(weights, "the published model")  # anyone who can write the bucket could plant it
             current_map50 = evaluate_model(data_dir=data_dir, weights=weights, imgsz=imgsz, batch=batch)["map50"]
     reasons = decide(candidate, min_map50, current_map50, max_map50_drop)
     result = {"decision": NOT_PROMOTED if reasons else PROMOTE, "reasons": reasons, "candidate_map50": candidate,

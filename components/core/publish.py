@@ -2,7 +2,10 @@
 
 Files go up first, ``manifest.json`` (their sizes and SHA-256, the run, the parameters, the metrics)
 last, so a reader that finds a manifest finds a complete model. ``<publish_to>/latest`` names the
-newest version and moves only once that version's manifest is in place.
+newest version and moves only once that version's manifest is in place, and only forward: runs that
+publish at once may finish in any order, so it is compared before it is written, with the S3 server's
+conditional write. A retried publish of a run goes on with the version it began
+(``<publish_to>/runs/<run id>.json``), so a run publishes, and registers, one version.
 """
 
 import json
@@ -11,12 +14,14 @@ import os
 import tempfile
 import time
 
-from components.core.storage import S3Url, Storage, sha256_of
+from components.core.storage import S3Url, Storage, StorageError, sha256_of
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 LATEST = "latest"
+RUNS = "runs"  # <publish_to>/runs/<run id>.json: the version a run publishes
+LATEST_ATTEMPTS = 10  # compare-and-set rounds against other publishers before giving up
 MODEL_FILES = ("weights/best.pt", "args.yaml", "results.csv", "train_summary.json")
 
 
@@ -36,12 +41,39 @@ def read_latest(publish_to: str, storage: Storage | None = None) -> dict | None:
     return json.loads(storage.get_bytes(prefix.join(version, MANIFEST)))
 
 
+def run_version(prefix: S3Url, run_id: str, storage: Storage) -> str:
+    """The version this run publishes: the one it began if it began one (a retried step), else a new one."""
+    if not run_id:
+        return new_version(run_id)
+    claim = prefix.join(RUNS, f"{run_id}.json")
+    version = new_version(run_id)
+    if storage.put_if(claim, json.dumps({"version": version}).encode(), None):
+        return version
+    return json.loads(storage.get_bytes(claim))["version"]
+
+
+def move_latest(prefix: S3Url, version: str, storage: Storage) -> str:
+    """Points ``latest`` at ``version`` unless it names a newer one; returns the version it names after."""
+    url = prefix.join(LATEST)
+    for _ in range(LATEST_ATTEMPTS):
+        current = storage.get_tagged(url)
+        named = json.loads(current[0])["version"] if current else None
+        if named is not None and named >= version:
+            log.info("%s names %s, newer than %s: left as it is", url, named, version)
+            return named
+        if storage.put_if(url, json.dumps({"version": version}).encode(), current[1] if current else None):
+            log.info("published version %s; %s now points at it", version, url)
+            return version
+    raise StorageError(f"{url} kept changing under {LATEST_ATTEMPTS} attempts to point it at {version}: "
+                       "too many runs publishing at once? Run the publish step again")
+
+
 def publish_files(*, publish_to: str, files: dict[str, str], record: dict, run_id: str = "",
                   storage: Storage | None = None) -> dict:
     """Uploads ``files`` ({name in the version: local path}), then the manifest, then moves ``latest``."""
     storage = storage or Storage.from_env()
     prefix = S3Url.parse(publish_to)
-    version = new_version(run_id)
+    version = run_version(prefix, run_id, storage)
     target = prefix.join(version)
     entries = {}
     for name, path in files.items():
@@ -51,9 +83,8 @@ def publish_files(*, publish_to: str, files: dict[str, str], record: dict, run_i
     manifest = {"version": version, "run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "files": entries, **record}
     storage.put_bytes(target.join(MANIFEST), json.dumps(manifest, indent=2).encode())
-    storage.put_bytes(prefix.join(LATEST), json.dumps({"version": version}).encode())
-    log.info("published version %s; %s now points at it", version, prefix.join(LATEST))
-    return {"version": version, "url": str(target), "manifest": manifest}
+    latest = move_latest(prefix, version, storage)
+    return {"version": version, "url": str(target), "manifest": manifest, "latest": latest}
 
 
 def _relative_files(folder: str) -> list[str]:

@@ -15,6 +15,9 @@ from functools import cached_property
 ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_S3_ENDPOINT", "AWS_DEFAULT_REGION", "AWS_S3_BUCKET")
 MULTIPART_THRESHOLD = 64 << 20
 NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+# A conditional write lost to another writer (412), or raced one on AWS (409).
+CONFLICT = ("412", "PreconditionFailed", "409", "ConditionalRequestConflict")
+NOT_IMPLEMENTED = ("501", "NotImplemented")  # a server without conditional writes
 _RAISE = object()
 
 
@@ -80,8 +83,9 @@ class Storage:
         return boto3.client("s3", endpoint_url=self.endpoint or None, region_name=self.region, config=config,
                             **credentials)
 
-    def _call(self, operation: str, url: S3Url, func, if_missing=_RAISE):
-        """Runs one S3 call; returns ``if_missing`` instead of failing where the object does not exist."""
+    def _call(self, operation: str, url: S3Url, func, if_missing=_RAISE, answers: dict | None = None):
+        """Runs one S3 call; returns ``if_missing`` instead of failing where the object does not exist, and
+        ``answers[code]`` where the server answers with an error code listed there."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -91,6 +95,8 @@ class Storage:
             code = str(info.get("Code") or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
             if code in NOT_FOUND and if_missing is not _RAISE:
                 return if_missing
+            if code in (answers or {}):
+                return answers[code]
             reason = f"{code}: {info.get('Message') or _meaning(code)}"
         except (BotoCoreError, OSError) as error:
             reason = f"{type(error).__name__}: {error}"
@@ -119,6 +125,24 @@ class Storage:
     def get_bytes(self, url: S3Url) -> bytes:
         return self._call("download of", url,
                           lambda: self.client.get_object(Bucket=url.bucket, Key=url.key)["Body"].read())
+
+    def get_tagged(self, url: S3Url) -> tuple[bytes, str] | None:
+        """An object's content and ETag (what ``put_if`` compares with), or None where there is none."""
+        answer = self._call("download of", url, lambda: self.client.get_object(Bucket=url.bucket, Key=url.key),
+                            if_missing=None)
+        return None if answer is None else (answer["Body"].read(), answer["ETag"])
+
+    def put_if(self, url: S3Url, data: bytes, etag: str | None) -> bool:
+        """Writes ``data`` only while the object is the one ``etag`` names (None: while there is none), with
+        the server's conditional write; False where another writer came first. A server without
+        conditional writes takes it as a plain write: the caller compared just before."""
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        answers = {**dict.fromkeys(CONFLICT, False), **dict.fromkeys(NOT_IMPLEMENTED, None)}
+        written = self._call("conditional upload to", url, lambda: self.client.put_object(
+            Bucket=url.bucket, Key=url.key, Body=data, **condition), answers=answers)
+        if written is None:
+            self.put_bytes(url, data)
+        return written is not False
 
     def exists(self, url: S3Url) -> bool:
         head = self._call("check of", url, lambda: self.client.head_object(Bucket=url.bucket, Key=url.key),

@@ -39,16 +39,12 @@ def _numbers(row: dict) -> dict[str, float]:
 
 
 def start_training_run(*, tracking_uri: str, experiment: str, training: str, params: dict, tags: dict) -> str:
-    """The MLflow run of the training ``training`` (its key) in ``experiment`` (made if missing): the one a
-    retried pod left unfinished, else a new one with ``params`` and ``tags``; returns its id."""
+    """A new MLflow run of the training ``training`` (its key) in ``experiment`` (made if missing), with
+    ``params`` and ``tags``; returns its id. A retried pod goes on in its predecessor's run, which the
+    checkpoints' lease names (``components.core.checkpoints``): two identical runs at once each get one."""
     client = _client(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    unfinished = client.search_runs([experiment_id], max_results=1, filter_string=(
-        f"tags.`{TRAINING_TAG}` = '{training}' and attributes.status = 'RUNNING'"))
-    if unfinished:
-        log.info("MLflow run %s goes on (a retried training)", unfinished[0].info.run_id)
-        return unfinished[0].info.run_id
     run = client.create_run(experiment_id, tags={**tags, TRAINING_TAG: training})
     for name, value in params.items():
         client.log_param(run.info.run_id, name, value)
@@ -84,7 +80,8 @@ def log_evaluation(*, tracking_uri: str, run_id: str, metrics: dict, tags: dict)
 
 
 def register_model(*, tracking_uri: str, run_id: str, name: str, source: str, tags: dict) -> str:
-    """A new version of the registered model ``name`` (made if missing), ``source`` its files; returns it."""
+    """A new version of the registered model ``name`` (made if missing), ``source`` its files; returns it.
+    A retried publish of the same KFP run (``tags[RUN_ID_TAG]``) finds the version it registered before."""
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking_uri)
@@ -93,6 +90,11 @@ def register_model(*, tracking_uri: str, run_id: str, name: str, source: str, ta
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+    if tags.get(RUN_ID_TAG):
+        earlier = client.search_model_versions(f"name = '{name}' and tags.`{RUN_ID_TAG}` = '{tags[RUN_ID_TAG]}'")
+        if earlier:
+            log.info("%s version %s holds KFP run %s already", name, earlier[0].version, tags[RUN_ID_TAG])
+            return str(earlier[0].version)
     version = client.create_model_version(name, source, run_id=run_id, tags=tags)
     log.info("registered %s version %s in MLflow (%s)", name, version.version, source)
     return str(version.version)

@@ -14,19 +14,16 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
-import threading
 import time
 
-from components.core.storage import S3Url, Storage, StorageError, check_checksum, is_s3
+from components.core import safe_checkpoint
+from components.core.checkpoints import Checkpoints, keeping_checkpoint
+from components.core.safe_checkpoint import drop_label_caches
+from components.core.storage import S3Url, Storage, check_checksum, is_s3
 from components.core.validation import check, check_freeze, plain_numbers, train_args_problems
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS_ENV = "YOLO_KFP_CHECKPOINTS"  # a local folder for checkpoints (run-local sets it), else the bucket's
-CHECKPOINT_POLL_SECONDS = 10.0  # how often the durable copy of last.pt is brought up to date
-SETTLE_SECONDS = 1.0  # a last.pt unchanged for this long has been written whole
 
 
 def dataset_yaml(data_dir: str) -> str:
@@ -51,13 +48,17 @@ def parameter_counts(model, freeze: int) -> dict:
 
 
 def fetch_base_model(base_model: str, sha256: str, workdir: str) -> str:
-    """A local path for ``base_model``: an ``s3://`` URL is downloaded and, given ``sha256``, verified."""
-    if not is_s3(base_model):
-        return base_model
-    url = S3Url.parse(base_model)
-    path = Storage.from_env().download_file(url, os.path.join(workdir, os.path.basename(url.key) or "base.pt"))
-    check_checksum(path, sha256, f"base_model {base_model}")
-    log.info("base model %s -> %s", base_model, path)
+    """A local path for ``base_model``: an ``s3://`` URL is downloaded and, given ``sha256``, verified. A
+    checkpoint file (downloaded or given as a path) must load weights-only: it came from outside this run."""
+    path = base_model
+    if is_s3(base_model):
+        url = S3Url.parse(base_model)
+        # not its own name: Ultralytics takes a file called yolov5n.pt for yolov5nu.pt and would download that
+        path = Storage.from_env().download_file(url, os.path.join(workdir, "base-model.pt"))
+        check_checksum(path, sha256, f"base_model {base_model}")
+        log.info("base model %s -> %s", base_model, path)
+    if os.path.isfile(path) and path.endswith(".pt"):
+        safe_checkpoint.load(path, "base_model")
     return path
 
 
@@ -66,17 +67,16 @@ def resume_epoch(last: str) -> int | None:
 
     A checkpoint that does not load (the pod was killed while Ultralytics wrote it) is moved aside to
     ``last.pt.unreadable``: the run then restores the copy in S3, or starts over, instead of failing on
-    every retry.
+    every retry. One that holds more than an Ultralytics checkpoint does (planted in the bucket) is
+    refused: ``safe_checkpoint.UnsafeCheckpoint``.
     """
     if not os.path.exists(last):
         return None
-    import torch
-
     try:
-        epoch = torch.load(last, map_location="cpu", weights_only=False).get("epoch", -1)
-    except Exception as error:  # truncated zip, bad pickle: torch raises several kinds
+        epoch = safe_checkpoint.load(last, "the epoch checkpoint").get("epoch", -1)
+    except safe_checkpoint.UnreadableCheckpoint as error:
         os.replace(last, last + ".unreadable")
-        log.warning("checkpoint %s does not load (%s): moved aside, not resumed from", last, error)
+        log.warning("%s: moved aside, not resumed from", error)
         return None
     return None if epoch is None or epoch < 0 else epoch + 1  # Ultralytics marks a finished run with -1
 
@@ -107,54 +107,6 @@ def training_key(data_dir: str, settings: dict) -> str:
     return digest.hexdigest()[:20]
 
 
-def checkpoint_location(key: str) -> str:
-    """Where a training's epoch checkpoints are kept: ``$YOLO_KFP_CHECKPOINTS/<key>``, else the data
-    connection's bucket under ``yolo-kfp/checkpoints/<key>``, else nowhere ("")."""
-    if os.environ.get(CHECKPOINTS_ENV):
-        return os.path.join(os.environ[CHECKPOINTS_ENV], key)
-    bucket = os.environ.get("AWS_S3_BUCKET", "")
-    return f"s3://{bucket}/yolo-kfp/checkpoints/{key}" if bucket else ""
-
-
-class CheckpointPlace:
-    """The durable copy of ``last.pt``: a local folder or an S3 prefix."""
-
-    def __init__(self, location: str):
-        self.location = location
-        self.url = S3Url.parse(location).join("last.pt") if is_s3(location) else None
-        self.storage = Storage.from_env() if self.url else None
-        self.path = None if self.url else os.path.join(location, "last.pt")
-
-    def exists(self) -> bool:
-        return self.storage.exists(self.url) if self.url else os.path.exists(self.path)
-
-    def fetch(self, target: str) -> None:
-        if self.url:
-            self.storage.download_file(self.url, target)
-        else:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(self.path, target)
-
-    def keep(self, path: str) -> None:
-        """Stores ``path``; a failure is logged, not raised: training goes on, a retry resumes from an older epoch."""
-        try:
-            if self.url:
-                self.storage.upload_file(path, self.url)
-            else:
-                os.makedirs(self.location, exist_ok=True)
-                shutil.copyfile(path, self.path + ".partial")
-                os.replace(self.path + ".partial", self.path)
-        except (StorageError, OSError) as error:
-            log.warning("checkpoint not kept: %s", error)
-
-    def discard(self) -> None:
-        """After a finished training: an identical re-run then trains anew instead of resuming a finished run."""
-        if self.url:
-            self.storage.delete(self.url)
-        else:
-            shutil.rmtree(self.location, ignore_errors=True)
-
-
 def trim_results(output_dir: str, epochs_done: int) -> None:
     """Drops the rows of ``results.csv`` past the checkpoint's epoch: a pod killed between writing an epoch's
     row and its checkpoint trains that epoch again, and Ultralytics appends its row a second time."""
@@ -168,47 +120,11 @@ def trim_results(output_dir: str, epochs_done: int) -> None:
         f.write("\n".join([header, *kept]) + "\n")
 
 
-def restore_checkpoint(place: CheckpointPlace, last: str) -> None:
+def restore_checkpoint(checkpoints: Checkpoints, last: str) -> None:
     """Fetches the durable copy of ``last.pt`` (a retried pod starts empty) unless one is already here."""
-    if not os.path.exists(last) and place.exists():
-        place.fetch(last)
-        log.info("checkpoint %s restored", place.location)
-
-
-def _signature(path: str) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
-
-
-@contextlib.contextmanager
-def keeping_checkpoint(last: str, place: CheckpointPlace):
-    """While the block runs, copies ``last`` to ``place`` whenever it changes (polled: DDP workers write it in
-    processes of their own). A file is copied once it has stayed the same for ``SETTLE_SECONDS``, and only
-    while it can be resumed from (the finished run's stripped ``last.pt`` is the model artifact itself)."""
-    stop = threading.Event()
-
-    def keep() -> None:
-        kept = _signature(last)
-        with tempfile.TemporaryDirectory(prefix="checkpoint-") as work:
-            while not stop.wait(CHECKPOINT_POLL_SECONDS):
-                current = _signature(last)
-                if current is None or current == kept or stop.wait(SETTLE_SECONDS) or _signature(last) != current:
-                    continue
-                copy = shutil.copyfile(last, os.path.join(work, "last.pt"))
-                if _signature(last) == current and resume_epoch(copy) is not None:  # whole, and resumable
-                    place.keep(copy)
-                kept = current
-
-    thread = threading.Thread(target=keep, name="keep-checkpoint", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    if not os.path.exists(last) and checkpoints.place.exists():
+        checkpoints.place.fetch(last)
+        log.info("checkpoint %s restored", checkpoints.place.location)
 
 
 def gpu_count(device: str) -> int:
@@ -258,13 +174,14 @@ def fit_to_pod(workers: int, cache: str, batch: int, imgsz: int, gpus: int, data
 def train_yolo(*, data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", epochs: int = 50, batch: int = 256,
                imgsz: int = 640, freeze: int = 10, workers: int = 8, cache: str = "", device: str = "",
                patience: int = 100, optimizer: str = "auto", lr0: float = 0.01, seed: int = 42,
-               overrides: dict | None = None, base_model_sha256: str = "", checkpoint_to: str = "") -> dict:
+               overrides: dict | None = None, base_model_sha256: str = "",
+               checkpoints: Checkpoints | None = None) -> dict:
     """Fine-tunes ``base_model`` on the YOLO dataset in ``data_dir``; writes weights and logs to ``output_dir``.
 
     ``base_model`` is an Ultralytics checkpoint name, a local path or an ``s3://`` URL. Every epoch
-    leaves ``output_dir/weights/last.pt`` (and a copy under ``checkpoint_to``, a local folder or an S3
-    prefix, if given): run again on the same output dir, or with the same ``checkpoint_to``, training
-    resumes from the last finished epoch instead of starting over. A finished training removes the copy.
+    leaves ``output_dir/weights/last.pt`` (and a copy in ``checkpoints``, claimed, if given): run again on
+    the same output dir, or with the same checkpoints' location, training resumes from the last finished
+    epoch instead of starting over. A finished training removes the copy.
     """
     from components.core.ultralytics_env import configure_offline
 
@@ -275,37 +192,39 @@ def train_yolo(*, data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt
     started = time.monotonic()
     output_dir = os.path.abspath(output_dir)
     last = os.path.join(output_dir, "weights", "last.pt")
-    place = CheckpointPlace(checkpoint_to) if checkpoint_to else None
-    start = resume_epoch(last)
-    if start is None and place:
-        restore_checkpoint(place, last)
+    with checkpoints.released_on_failure() if checkpoints else contextlib.nullcontext():
         start = resume_epoch(last)
-    gpus = gpu_count(device)
-    common = {"data": dataset_yaml(data_dir), **({"device": device} if device else {})}
-    with tempfile.TemporaryDirectory(prefix="yolo-base-") as work:
-        if start is None:
-            model = YOLO(fetch_base_model(base_model, base_model_sha256, work))
-            check_freeze(freeze, len(model.model.model), base_model)
-            batch = fit_batch(model, batch, imgsz, gpus)
-            args = {**common, "epochs": epochs, "batch": batch, "imgsz": imgsz, "freeze": freeze,
-                    "patience": patience, "optimizer": optimizer, "lr0": lr0, "seed": seed,
-                    # save_dir, not project/name: Ultralytics renames a run called "model" after its weights
-                    "save_dir": output_dir, **plain_numbers(overrides or {})}
-        else:
-            log.info("resuming %s at epoch %d of %d", last, start + 1, epochs)
-            trim_results(output_dir, start)
-            # save_dir: a retried pod may mount the artifact elsewhere than the checkpoint remembers
-            model, args = YOLO(last), {**common, "resume": True, "save_dir": output_dir}
-            batch = int(model.ckpt["train_args"]["batch"])
-        workers, cache = fit_to_pod(workers, cache, batch, imgsz, gpus, data_dir)
-        args.update(workers=workers, cache=cache or False)
-        log.info("Ultralytics train %s", args)
-        training_started = time.monotonic()
-        with keeping_checkpoint(last, place) if place else contextlib.nullcontext():
-            model.train(**args)
-        training_seconds = round(time.monotonic() - training_started, 2)
-    if place:
-        place.discard()
+        if start is None and checkpoints:
+            restore_checkpoint(checkpoints, last)
+            start = resume_epoch(last)
+        drop_label_caches(data_dir)
+        gpus = gpu_count(device)
+        common = {"data": dataset_yaml(data_dir), **({"device": device} if device else {})}
+        with tempfile.TemporaryDirectory(prefix="yolo-base-") as work:
+            if start is None:
+                model = YOLO(fetch_base_model(base_model, base_model_sha256, work))
+                check_freeze(freeze, len(model.model.model), base_model)
+                batch = fit_batch(model, batch, imgsz, gpus)
+                args = {**common, "epochs": epochs, "batch": batch, "imgsz": imgsz, "freeze": freeze,
+                        "patience": patience, "optimizer": optimizer, "lr0": lr0, "seed": seed,
+                        # save_dir, not project/name: Ultralytics renames a run called "model" after its weights
+                        "save_dir": output_dir, **plain_numbers(overrides or {})}
+            else:
+                log.info("resuming %s at epoch %d of %d", last, start + 1, epochs)
+                trim_results(output_dir, start)
+                # save_dir: a retried pod may mount the artifact elsewhere than the checkpoint remembers
+                model, args = YOLO(last), {**common, "resume": True, "save_dir": output_dir}
+                batch = int(model.ckpt["train_args"]["batch"])
+            workers, cache = fit_to_pod(workers, cache, batch, imgsz, gpus, data_dir)
+            args.update(workers=workers, cache=cache or False)
+            log.info("Ultralytics train %s", args)
+            training_started = time.monotonic()
+            keeping = keeping_checkpoint(last, checkpoints, resume_epoch) if checkpoints else contextlib.nullcontext()
+            with keeping:
+                model.train(**args)
+            training_seconds = round(time.monotonic() - training_started, 2)
+        if checkpoints:
+            checkpoints.finish()
     trainer = model.trainer
     counts = parameter_counts(model.model, freeze)
     summary = {"base_model": base_model, "names": list(trainer.data["names"].values()), "epochs": trainer.epochs,

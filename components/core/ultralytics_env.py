@@ -1,4 +1,5 @@
-"""Ultralytics without a network: what a disconnected GPU node needs before ``import ultralytics``.
+"""Ultralytics without a network, and without unpickling code: what a disconnected GPU node needs before
+``import ultralytics``.
 
 ``YOLO_OFFLINE`` stops version checks, telemetry and pip auto-installs. Two downloads remain: the
 Arial font behind every plot (answered by a local font placed where Ultralytics looks first) and the
@@ -39,8 +40,10 @@ INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "
 
 
 def configure_offline() -> Path:
-    """Sets up the environment and returns Ultralytics' config dir (writable, holding the fonts)."""
+    """Sets up the environment and returns Ultralytics' config dir (writable, holding the fonts). Every
+    checkpoint Ultralytics loads after this is loaded weights-only (``components.core.safe_checkpoint``)."""
     os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"  # read when Ultralytics is first imported
     if os.environ.get("YOLO_CONFIG_DIR"):
         with contextlib.suppress(OSError):
             os.makedirs(os.environ["YOLO_CONFIG_DIR"], exist_ok=True)

@@ -23,8 +23,24 @@ MAX_IMGSZ = 4096
 # Training values that are pipeline parameters of their own: train_args may not set them a second time.
 NAMED_TRAINING_ARGS = ("epochs", "batch", "imgsz", "freeze", "workers", "cache", "patience", "optimizer", "lr0",
                        "seed")
-# Ultralytics arguments the train step sets itself.
-STEP_TRAINING_ARGS = ("data", "device", "save_dir", "project", "name", "resume", "model", "mode", "task")
+# Ultralytics arguments that would read files from elsewhere, move the run's outputs, or let another split in
+# (each a key of the pinned Ultralytics' default.yaml): the train step sets them, or a parameter does the job.
+STEP_TRAINING_ARGS = {
+    "cfg": "set each value as a train_args key of its own (a config file would set values no parameter records)",
+    "data": "the dataset is the convert step's: choose it with classes, max_samples_per_class and extra_data",
+    "model": "set base_model", "pretrained": "set base_model (the checkpoint whose weights are fine-tuned)",
+    "distill_model": "leave it out: a teacher checkpoint is not part of this pipeline",
+    "resume": "leave it out: a retried or identical run resumes from its checkpoint by itself",
+    "project": "leave it out: the train step writes to its output artifact",
+    "name": "leave it out: the train step writes to its output artifact",
+    "save_dir": "leave it out: the train step writes to its output artifact",
+    "exist_ok": "leave it out: the train step writes to its output artifact",
+    "save": "leave it out: the train step's output is the saved weights",
+    "device": "set the GPU count with the compile option --gpus",
+    "split": "leave it out: training validates on the val split; the test split is for the evaluate step",
+    "source": "leave it out: it is a prediction argument", "tracker": "leave it out: it is a tracking argument",
+    "mode": "leave it out: the train step trains", "task": "leave it out: the pipeline trains a detector",
+}
 # The Python types of the pipeline's parameters, as KFP declares them.
 KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a JSON list",
          dict: "a JSON object"}
@@ -141,7 +157,7 @@ def train_args_problems(train_args) -> list[str]:
             problems.append(f"train_args sets {key!r}, which is a parameter of its own: set {key} instead "
                             "(else the recorded parameter would not be what was trained)")
         elif key in STEP_TRAINING_ARGS:
-            problems.append(f"train_args sets {key!r}, which the train step sets itself: leave it out")
+            problems.append(f"train_args may not set {key!r}: {STEP_TRAINING_ARGS[key]}")
         elif key not in ARGUMENTS:
             close = difflib.get_close_matches(key, sorted(ARGUMENTS), n=1)
             problems.append(f"train_args has {key!r}, which is not an Ultralytics training argument"

@@ -1,0 +1,190 @@
+"""Runs that overlap stay correct: the checkpoints' lease, ``latest`` that only moves forward, one published and
+registered version per run. Against the real S3 server the tests start, and a local folder."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import components.core.checkpoints as checkpoints_module
+from components.core import publish
+from components.core.checkpoints import Checkpoints
+from components.core.storage import S3Url, Storage
+
+
+@pytest.fixture
+def storage(s3):
+    storage = Storage.from_env(s3.data_connection())
+    name = f"runs-{os.urandom(4).hex()}"
+    storage.client.create_bucket(Bucket=name)
+    storage.test_bucket = name
+    return storage
+
+
+@pytest.fixture(params=["s3", "folder"])
+def location(request, tmp_path, monkeypatch):
+    """A checkpoint location of each kind: an S3 prefix on the test server, a local folder."""
+    if request.param == "folder":
+        return str(tmp_path / "checkpoints" / "k1")
+    storage = request.getfixturevalue("storage")
+    monkeypatch.setattr(Storage, "from_env", classmethod(lambda cls, env=None: storage))
+    return f"s3://{storage.test_bucket}/yolo-kfp/checkpoints/k1"
+
+
+def stored(place) -> bytes | None:
+    found = place.read(checkpoints_module.LAST)
+    return found and found[0]
+
+
+def weights(tmp_path, content: bytes) -> str:
+    path = tmp_path / f"{content.decode()}.pt"
+    path.write_bytes(content)
+    return str(path)
+
+
+def test_an_identical_run_at_once_keeps_its_own_checkpoint(location, tmp_path):
+    first = Checkpoints(location).claim(wait=0)
+    second = Checkpoints(location).claim(wait=0)
+    assert first.holds_lease and not second.holds_lease
+    first.place.keep(weights(tmp_path, b"first"))
+    second.place.keep(weights(tmp_path, b"second"))
+    assert stored(first.place) == b"first" and stored(second.place) == b"second"
+    first.finish()
+    assert stored(first.place) is None and stored(second.place) == b"second", "the first took only its own"
+    second.finish()
+    assert stored(second.place) is None
+
+
+def test_a_lapsed_lease_is_taken_over_with_its_notes(location, tmp_path, monkeypatch):
+    stopped = Checkpoints(location).claim(wait=0)  # then its node went away: no renewal, no release
+    stopped.note(mlflow_run="m1")
+    stopped.place.keep(weights(tmp_path, b"epoch3"))
+    monkeypatch.setattr(checkpoints_module, "LEASE_SECONDS", 0.2)
+    time.sleep(0.3)
+    retry = Checkpoints(location).claim(wait=0)
+    assert retry.holds_lease and retry.record == {"mlflow_run": "m1"} and stored(retry.place) == b"epoch3"
+    assert not stopped.renew() and stopped.place is None, "the stopped one no longer writes there"
+    stopped.finish()
+    assert stored(retry.place) == b"epoch3", "nor removes what the new holder resumes from"
+
+
+def test_a_failed_attempt_hands_its_lease_on_at_once(location, tmp_path):
+    failed = Checkpoints(location).claim(wait=0)
+    failed.note(mlflow_run="m2")
+    with pytest.raises(RuntimeError), failed.released_on_failure():
+        raise RuntimeError("preempted")
+    retry = Checkpoints(location).claim(wait=0)
+    assert retry.holds_lease and retry.record == {"mlflow_run": "m2"}
+
+
+def test_a_held_lease_is_waited_for_before_going_alone(location, monkeypatch):
+    holder = Checkpoints(location).claim(wait=0)
+    monkeypatch.setattr(checkpoints_module, "CHECKPOINT_POLL_SECONDS", 0.1)
+    started = time.monotonic()
+    alone = Checkpoints(location).claim(wait=0.5)
+    assert not alone.holds_lease and time.monotonic() - started >= 0.5
+    assert holder.renew()
+
+
+def test_lease_lapse_is_shorter_than_the_train_steps_first_retry():
+    from components.images import SETTINGS
+    from components.train import train  # noqa: F401  (registers its settings)
+
+    assert checkpoints_module.LEASE_SECONDS < SETTINGS["train"].retry_backoff_seconds
+
+
+@pytest.mark.slow
+def test_two_identical_trainings_at_once_both_finish(yolo_dataset, base_checkpoint, tmp_path):
+    """Two processes train the same dataset with the same settings into one checkpoint location, overlapping."""
+    location = str(tmp_path / "checkpoints" / "k1")
+    script = textwrap.dedent(f"""
+        import json, sys
+        import components.core.checkpoints as c
+        from components.core.train import train_yolo
+        c.CHECKPOINT_POLL_SECONDS = c.SETTLE_SECONDS = 0.2
+        checkpoints = c.Checkpoints({location!r}).claim(wait=1)
+        summary = train_yolo(data_dir={yolo_dataset!r}, output_dir=sys.argv[1], base_model={base_checkpoint!r},
+                             epochs=3, batch=8, imgsz=64, workers=0, overrides={{"nbs": 8, "plots": False}},
+                             checkpoints=checkpoints)
+        print(json.dumps({{"shared": checkpoints.holds_lease, "epochs": summary["epochs"]}}))
+    """)
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"model-{i}")], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for i in range(2)]
+    answers = []
+    for run in runs:
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err[-2000:]
+        answers.append(json.loads(out.strip().splitlines()[-1]))
+    assert sorted(a["shared"] for a in answers) == [False, True] and all(a["epochs"] == 3 for a in answers)
+    left = [os.path.join(root, f) for root, _, files in os.walk(location) for f in files if f.endswith(".pt")]
+    assert left == [], "each removed its own checkpoint once finished"
+
+
+def published(storage, prefix: S3Url) -> list[str]:
+    return sorted({o["key"].split("/")[-2] for o in storage.list_objects(prefix) if o["key"].endswith("manifest.json")})
+
+
+def latest(storage, prefix: S3Url) -> str:
+    return json.loads(storage.get_bytes(prefix.join(publish.LATEST)))["version"]
+
+
+def test_publishes_that_finish_out_of_order_leave_latest_on_the_newer(storage, tmp_path, monkeypatch):
+    prefix = S3Url(storage.test_bucket, "models/yolo")
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    older_may_finish = threading.Event()
+    move = publish.move_latest
+
+    def slow_for_the_older(prefix, version, storage):
+        if version.endswith("aaaaaaaa"):
+            assert older_may_finish.wait(60)
+        return move(prefix, version, storage)
+
+    monkeypatch.setattr(publish, "move_latest", slow_for_the_older)
+    results = {}
+    older = threading.Thread(target=lambda: results.update(older=publish.publish_files(
+        publish_to=str(prefix), files={"model.bin": str(model)}, record={}, run_id="aaaaaaaa-1", storage=storage)))
+    older.start()
+    while len(published(storage, prefix)) < 1:  # the older run's manifest is up; it has not moved latest yet
+        time.sleep(0.05)
+    results["newer"] = publish.publish_files(publish_to=str(prefix), files={"model.bin": str(model)}, record={},
+                                             run_id="bbbbbbbb-2", storage=storage)
+    older_may_finish.set()
+    older.join(60)
+    assert results["older"]["version"] < results["newer"]["version"]
+    assert latest(storage, prefix) == results["newer"]["version"] == results["older"]["latest"]
+
+
+def test_latest_is_compared_and_set_against_a_writer_in_between(storage):
+    """Another publish writes latest between this one's read and its write: the conditional write notices."""
+    prefix = S3Url(storage.test_bucket, "models/race")
+    storage.put_bytes(prefix.join(publish.LATEST), json.dumps({"version": "20260101-000000-a"}).encode())
+    read = storage.get_tagged
+    sneaked = []
+
+    def read_then_sneak_in(url):
+        answer = read(url)
+        if not sneaked:
+            sneaked.append(storage.put_bytes(url, json.dumps({"version": "20260301-000000-c"}).encode()))
+        return answer
+
+    storage.get_tagged = read_then_sneak_in
+    assert publish.move_latest(prefix, "20260201-000000-b", storage) == "20260301-000000-c"
+    assert latest(storage, prefix) == "20260301-000000-c"
+
+
+def test_a_retried_publish_goes_on_with_its_version(storage, tmp_path):
+    prefix = S3Url(storage.test_bucket, "models/retried")
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    first = publish.publish_files(publish_to=str(prefix), files={"model.bin": str(model)}, record={},
+                                  run_id="cccccccc-3", storage=storage)
+    time.sleep(1.1)  # a new stamp, were the version made anew
+    again = publish.publish_files(publish_to=str(prefix), files={"model.bin": str(model)}, record={},
+                                  run_id="cccccccc-3", storage=storage)
+    assert again["version"] == first["version"] and published(storage, prefix) == [first["version"]]

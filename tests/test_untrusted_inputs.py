@@ -1,0 +1,168 @@
+"""What enters from the bucket or a user's value is checked before it is believed: planted pickles never run,
+train_args cannot reach outside the run."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from components.core import safe_checkpoint
+from components.core.checkpoints import Checkpoints
+from components.core.storage import S3Url, Storage
+from components.core.validation import STEP_TRAINING_ARGS, base_model_problems, parameter_problems
+from pipeline.pipeline import parameter_defaults
+
+CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
+
+
+class Payload:
+    """Unpickled, it creates ``marker``: what a planted checkpoint would do with the pod's credentials."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def planted_checkpoint(path, marker) -> str:
+    import torch
+
+    torch.save({"epoch": 3, "model": Payload(marker), "train_args": {"batch": 8}}, path)
+    return str(path)
+
+
+@pytest.fixture
+def bucket(s3):
+    storage = Storage.from_env(s3.data_connection())
+    name = f"trust-{os.urandom(4).hex()}"
+    storage.client.create_bucket(Bucket=name)
+    return storage, name
+
+
+@pytest.fixture
+def on_bucket(bucket, monkeypatch):
+    storage, name = bucket
+    monkeypatch.setattr(Storage, "from_env", classmethod(lambda cls, env=None: storage))
+    return storage, name
+
+
+def test_the_payload_runs_when_unpickled_the_usual_way(tmp_path):
+    """The planted file of the tests below is a real payload: loaded as Ultralytics would by default, it runs."""
+    import torch
+
+    marker = tmp_path / "ran"
+    torch.load(planted_checkpoint(tmp_path / "evil.pt", marker), weights_only=False)
+    assert marker.exists()
+
+
+def test_a_planted_resume_checkpoint_never_runs(on_bucket, yolo_dataset, base_checkpoint, tmp_path):
+    from components.core.train import train_yolo
+
+    storage, name = on_bucket
+    marker = tmp_path / "ran"
+    prefix = f"s3://{name}/yolo-kfp/checkpoints/k1"
+    storage.upload_file(planted_checkpoint(tmp_path / "last.pt", marker), S3Url.parse(prefix).join("last.pt"))
+    checkpoints = Checkpoints(prefix).claim(wait=0)
+    started = time.monotonic()
+    with pytest.raises(safe_checkpoint.UnsafeCheckpoint, match=r"holds posix\.system, which no Ultralytics"):
+        train_yolo(data_dir=yolo_dataset, output_dir=str(tmp_path / "model"), base_model=base_checkpoint, epochs=1,
+                   batch=8, imgsz=64, workers=0, checkpoints=checkpoints)
+    assert time.monotonic() - started < 30 and not marker.exists()
+    assert Checkpoints(prefix).claim(wait=0).holds_lease, "the failed attempt let go of its lease"
+
+
+def test_a_planted_s3_base_model_never_runs(on_bucket, tmp_path):
+    from components.core.preflight import check_s3_inputs
+    from components.core.storage import StorageError
+    from components.core.train import fetch_base_model
+
+    storage, name = on_bucket
+    marker = tmp_path / "ran"
+    storage.upload_file(planted_checkpoint(tmp_path / "evil.pt", marker), S3Url(name, "base/yolov5n.pt"))
+    url = f"s3://{name}/base/yolov5n.pt"
+    with pytest.raises(StorageError, match=r"names posix\.system, which no Ultralytics checkpoint does"):
+        check_s3_inputs(base_model=url, freeze=10, storage=storage)  # preflight, before any GPU pod
+    with pytest.raises(safe_checkpoint.UnsafeCheckpoint, match=r"base_model .* holds posix\.system"):
+        fetch_base_model(url, "", str(tmp_path))  # the train step, had preflight been skipped
+    assert not marker.exists()
+
+
+def test_a_planted_local_base_model_is_refused_before_any_work(tmp_path):
+    marker = tmp_path / "ran"
+    evil = planted_checkpoint(tmp_path / "evil.pt", marker)
+    (problem,) = base_model_problems(evil, 10)
+    assert "names posix.system, which no Ultralytics checkpoint does" in problem
+    assert not marker.exists()
+
+
+def test_a_planted_published_model_never_runs_in_the_gate(on_bucket, yolo_dataset, tmp_path):
+    from components.core.gate import promotion_gate
+
+    storage, name = on_bucket
+    marker = tmp_path / "ran"
+    publish_to = S3Url(name, "models/yolo")
+    storage.put_bytes(publish_to.join("latest"), json.dumps({"version": "v1"}).encode())
+    storage.put_bytes(publish_to.join("v1", "manifest.json"), json.dumps({"version": "v1"}).encode())
+    storage.upload_file(planted_checkpoint(tmp_path / "best.pt", marker), publish_to.join("v1", "weights", "best.pt"))
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"map50": 0.9}))
+    with pytest.raises(safe_checkpoint.UnsafeCheckpoint, match="the published model .* holds posix.system"):
+        promotion_gate(metrics_path=str(metrics), data_dir=yolo_dataset, publish_to=str(publish_to), min_map50=0.5,
+                       max_map50_drop=0.05, imgsz=64, batch=8, storage=storage)
+    assert not marker.exists()
+
+
+def test_genuine_checkpoints_load_weights_only(base_checkpoint):
+    checkpoint = safe_checkpoint.load(base_checkpoint, "base_model")
+    assert type(checkpoint["model"]).__name__ == "DetectionModel"
+
+
+def test_a_cut_off_checkpoint_is_unreadable_not_unsafe(base_checkpoint, tmp_path):
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(open(base_checkpoint, "rb").read()[:20000])
+    with pytest.raises(safe_checkpoint.UnreadableCheckpoint, match="does not load"):
+        safe_checkpoint.load(str(cut), "the epoch checkpoint")
+
+
+@pytest.mark.slow
+def test_a_label_cache_that_came_with_the_data_is_never_unpickled(yolo_dataset, base_checkpoint, tmp_path):
+    from components.core.train import train_yolo
+
+    data = shutil.copytree(yolo_dataset, tmp_path / "data")
+    marker = tmp_path / "ran"
+    cache = data / "labels" / "train.cache"
+    with open(cache, "wb") as f:  # Ultralytics' cache format: np.save of a dict, loaded with allow_pickle=True
+        np.save(f, np.array({"version": "1.0.3", "payload": Payload(marker)}, dtype=object), allow_pickle=True)
+    train_yolo(data_dir=str(data), output_dir=str(tmp_path / "model"), base_model=base_checkpoint, epochs=1, batch=8,
+               imgsz=64, workers=0, overrides={"plots": False, "val": False})
+    assert not marker.exists()
+    assert cache.exists(), "Ultralytics wrote its own cache in its place"
+
+
+@pytest.mark.parametrize("key", sorted(STEP_TRAINING_ARGS))
+def test_train_args_that_reach_outside_the_run_are_refused(key):
+    (problem,) = parameter_problems({**parameter_defaults(), "train_args": {key: "/some/file.yaml"}})
+    assert problem.startswith(f"train_args may not set {key!r}: ")
+
+
+def test_every_refused_train_arg_is_one_ultralytics_knows():
+    from components.core.ultralytics_catalog import ARGUMENTS
+
+    assert set(STEP_TRAINING_ARGS) - ARGUMENTS == {"save_dir"}  # not in default.yaml, but train() takes it
+
+
+@pytest.mark.parametrize("key", ["cfg", "pretrained", "distill_model", "project", "device"])
+def test_train_args_cfg_and_its_kind_stop_the_cli_within_seconds(key, tmp_path):
+    started = time.monotonic()
+    result = subprocess.run([CLI, "run-local", "--output-dir", str(tmp_path / "out"), "--param",
+                             f'train_args={{"{key}": "/some/file.yaml"}}'], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 10
+    (last,) = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and f"train_args may not set {key!r}" in last
+    assert not (tmp_path / "out").exists()
