@@ -326,6 +326,8 @@ def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selec
         settings = SETTINGS[task.component_spec.name]
         task.container_spec.image = image_ref(settings.image, options.image_registry, options.image_tag)
         kubernetes.set_timeout(task, settings.timeout_hours * 3600)
+        if options.target.features.security_context:  # the images run as UID 1001 (images/*.Containerfile)
+            kubernetes.set_security_context(task, run_as_non_root=True)
         if settings.retries:
             task.set_retry(num_retries=settings.retries, backoff_duration=f"{settings.retry_backoff_seconds}s",
                            backoff_factor=2, backoff_max_duration="1h")

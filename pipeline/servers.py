@@ -27,6 +27,10 @@ class Features:
     empty_dir: bool  # emptyDirMounts: a memory-backed /dev/shm (2.3)
     run_pod_settings: bool  # secretNameParameter, nodeSelectorJson, tolerationJson from run parameters (2.5)
     optional_secret: bool  # secretAsEnv.optional: runs without a data connection Secret (2.15)
+    # securityContext.runAsNonRoot per task (2.16): with what the 2.16 compiler adds to every step (no
+    # privilege escalation, capabilities dropped, RuntimeDefault seccomp) the pods pass Pod Security
+    # "restricted". Older servers have no such field; OpenShift's restricted-v2 SCC sets the same at admission.
+    security_context: bool = False
 
 
 KFP_FEATURES = (
@@ -34,6 +38,7 @@ KFP_FEATURES = (
     Features("2.3", empty_dir=True, run_pod_settings=False, optional_secret=False),
     Features("2.5", empty_dir=True, run_pod_settings=True, optional_secret=False),
     Features("2.15", empty_dir=True, run_pod_settings=True, optional_secret=True),
+    Features("2.16", empty_dir=True, run_pod_settings=True, optional_secret=True, security_context=True),
 )
 # OpenShift AI release -> the KFP backend whose features its Data Science Pipelines have.
 RHOAI_BACKENDS = (("2.15", "2.2"), ("2.19", "2.4"), ("2.22", "2.5"), ("3.0", "2.15"), ("3.4", "2.16"))
@@ -43,7 +48,7 @@ WHY_FLOOR = ("older servers cannot give the train pod a larger /dev/shm (generic
 # Named in --help and in the README; any version from the floor up is taken.
 TARGETS = ("kfp-2.2", "kfp-2.3", "kfp-2.4", "kfp-2.5", "kfp-2.15", "kfp-2.16",
            "rhoai-2.16", "rhoai-2.19", "rhoai-2.22", "rhoai-3.0", "rhoai-3.4")
-DEFAULT = "kfp-2.16"
+DEFAULT = "kfp-2.15"  # the oldest server of OpenShift AI 3.x: the committed YAML runs on all of them
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -1,7 +1,9 @@
 """Server targets: the compiled YAML for each pipeline server parses as that server parses it, applies
 what it sets there, and every pod carries the requests and limits a quota namespace admits."""
 
+import glob
 import json
+import os
 
 import pytest
 import yaml
@@ -137,7 +139,8 @@ def test_targets_resolve_by_release_and_refuse_below_the_floor():
     assert servers.server_target("rhoai-2.20").features.kfp == "2.3"  # the 2.4 driver: emptyDir, no run settings
     assert servers.server_target("kfp-2.14.3").features.kfp == "2.5"  # `optional` came in 2.15
     assert servers.server_target("rhoai-3.2").features.optional_secret
-    assert servers.server_target("kfp-2.17").features.kfp == "2.15"  # newer servers read what 2.15 does
+    assert servers.server_target("kfp-2.17").features.kfp == "2.16"  # newer servers read what 2.16 does
+    assert servers.server_target("rhoai-3.3").features.kfp == "2.15"
     for old in ("kfp-2.1", "rhoai-2.14", "kfp-1.8"):
         with pytest.raises(ValueError, match="needs KFP 2.2"):
             servers.server_target(old)
@@ -176,3 +179,27 @@ def test_step_resources_override_what_a_step_declares(tmp_path):
     assert (resources["resourceMemoryRequest"], resources["resourceMemoryLimit"]) == ("16Gi", "16Gi")
     assert (resources["resourceCpuRequest"], resources["resourceCpuLimit"]) == ("2", "8")
     assert "evaluate=2/8cpu,16Gi/16Gi" in spec["pipelineInfo"]["description"]
+
+
+@pytest.mark.parametrize("target", sorted(TARGET_SCHEMAS))
+def test_steps_run_as_non_root_where_the_server_applies_it(compiled, target):
+    """KFP 2.16's compiler gives every step's container allowPrivilegeEscalation false, capabilities
+    dropped and RuntimeDefault seccomp; runAsNonRoot (the images' USER 1001) is the task's own. Older
+    servers refuse the field (the strict parse above), so their YAML has none."""
+    contexts = {name: config.get("securityContext") for name, config in executors(compiled[target]).items()}
+    assert len(contexts) == 11
+    if servers.server_target(target).features.security_context:
+        assert set(map(str, contexts.values())) == {str({"runAsNonRoot": True})}, contexts
+    else:
+        assert set(contexts.values()) == {None}, contexts
+    assert servers.server_target(target).features.security_context == (target in ("kfp-2.16", "rhoai-3.4"))
+
+
+def test_the_images_run_as_a_numeric_non_root_user():
+    """runAsNonRoot needs a numeric USER: the kubelet cannot check a name, and refuses to start the pod."""
+    files = glob.glob(os.path.join(os.path.dirname(__file__), "..", "images", "*.Containerfile"))
+    assert len(files) == 2
+    for path in files:
+        with open(path) as f:
+            users = [line.split()[1] for line in f if line.startswith("USER ")]
+        assert users and users[-1].isdigit() and int(users[-1]) != 0, (path, users)

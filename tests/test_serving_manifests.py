@@ -1,7 +1,7 @@
 """manifests/serving/ builds with kustomize; the InferenceService and its ServingRuntime validate against
 KServe's CRDs as OpenShift AI ships them (tests/schemas/README.md), with no field the CRDs do
 not declare; the built-in kinds validate against Kubernetes' schemas; and the model it serves is the one
-the pipeline publishes, read through the pipeline's data connection."""
+the pipeline publishes (read with the serving side's own read-only connection: test_manifest_security.py)."""
 
 import copy
 import functools
@@ -17,7 +17,6 @@ from conftest import shared_schema
 from test_manifests import KUBERNETES_VERSION
 
 from components.core.export import SERVING_NAME
-from pipeline.pipeline import DATA_CONNECTION
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SERVING = os.path.join(ROOT, "manifests", "serving")
@@ -89,7 +88,8 @@ def problems(obj: dict, release: str) -> list[str]:
 
 def test_builds_the_expected_objects(built):
     assert set(built) == {ISVC, RUNTIME, ("ServiceAccount", f"{SERVING_NAME}-sa"),
-                          ("Role", f"{SERVING_NAME}-view-role"), ("RoleBinding", f"{SERVING_NAME}-view")}
+                          ("Role", f"{SERVING_NAME}-view-role"), ("RoleBinding", f"{SERVING_NAME}-view"),
+                          ("NetworkPolicy", f"{SERVING_NAME}-predictor-ingress")}
     with open(os.path.join(ROOT, "manifests", "kustomization.yaml")) as f:
         project = yaml.safe_load(f)["namespace"]  # the pipeline server's project, where the data connection is
     assert {d["metadata"]["namespace"] for d in built.values()} == {project}
@@ -148,10 +148,9 @@ def test_a_broken_object_is_rejected(built, breakage, release):
     assert [p for p in found if expected in p], f"{breakage} went unnoticed: {found}"
 
 
-def test_the_model_is_the_published_one_read_through_the_data_connection(built):
+def test_the_model_is_the_published_one(built):
     model = built[ISVC]["spec"]["predictor"]["model"]
-    assert "storageUri" not in model
-    assert model["storage"]["key"] == DATA_CONNECTION  # the pipeline's data_connection default
+    assert "storageUri" not in model and model["storage"]["key"]  # a data connection's name
     path = model["storage"]["path"]
     # publish puts the export's <SERVING_NAME>/1/model.onnx under <prefix>/<version>/serving/: OVMS reads
     # /mnt/models/1/model.onnx. <prefix>/latest is a file naming the version, so the path names one.
@@ -159,15 +158,6 @@ def test_the_model_is_the_published_one_read_through_the_data_connection(built):
     assert "latest" not in path.split("/")
     # OVMS serves the model under the InferenceService's name: /v2/models/<SERVING_NAME>
     assert built[ISVC]["metadata"]["name"] == SERVING_NAME
-
-
-def test_the_data_connection_is_one_the_model_controller_reads(built):
-    """odh-model-controller copies data connections into storage-config only with both labels."""
-    secret = kustomize(os.path.join(ROOT, "manifests"))[("Secret", DATA_CONNECTION)]
-    assert {k: secret["metadata"]["labels"].get(k) for k in ("opendatahub.io/dashboard", "opendatahub.io/managed")} == {
-        "opendatahub.io/dashboard": "true", "opendatahub.io/managed": "true"}
-    assert secret["metadata"]["annotations"]["opendatahub.io/connection-type"] == "s3"
-    assert secret["metadata"]["namespace"] == built[ISVC]["metadata"]["namespace"]
 
 
 def test_the_runtime_serves_the_model(built):
@@ -206,6 +196,6 @@ def test_values_to_change_are_marked_and_documented():
     assert "manifests/serving/" in readme
     marked = [name for name in sorted(os.listdir(SERVING))
               if name.endswith(".yaml") and "CHANGE-ME" in open(os.path.join(SERVING, name)).read()]
-    assert marked == ["inferenceservice.yaml", "kustomization.yaml", "servingruntime.yaml"]
+    assert marked == ["data-connection.yaml", "inferenceservice.yaml", "kustomization.yaml", "servingruntime.yaml"]
     for name in marked:
         assert f"serving/{name}" in readme, f"manifests/README.md should say what to change in serving/{name}"
