@@ -320,7 +320,7 @@ def _add_token_options(p, scope: str, default: str = "") -> None:
 
 def _add_server_options(p) -> None:
     p.add_argument("--host", required=True, help="the pipeline server's URL (the DSPA route)")
-    _add_token_options(p, "", " (default: $KFP_TOKEN, $KF_PIPELINES_TOKEN, the pod's token)")
+    _add_token_options(p, "", " (without it or --token: $KFP_TOKEN, $KF_PIPELINES_TOKEN, the pod's token)")
     p.add_argument("--ca-bundle", help="CA bundle for the server's certificate (default: in a workbench the "
                                        "service CA for *.svc hosts, else the cluster's trusted bundle, else the "
                                        "system store)")
