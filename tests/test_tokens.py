@@ -256,3 +256,10 @@ def test_tracking_refuses_a_uri_with_credentials():
         tracking.start_training_run(tracking_uri=f"http://u:{SECRET}@127.0.0.1:1", experiment="e", training="k",
                                     params={}, tags={})
     assert SECRET not in str(refused.value) and "mlflow_connection" in str(refused.value)
+
+
+def test_run_links_are_shown_without_credentials():
+    server = Server("https://ds-pipeline-dspa.ns.svc:8443", verify_ssl=False, ui_host=f"https://u:{SECRET}@ui.example.com")
+    assert server.run_link("r1") == "https://***@ui.example.com/#/runs/details/r1"
+    server = Server("https://x.svc", verify_ssl=False, dashboard=f"https://u:{SECRET}@dashboard", namespace="ns")
+    assert SECRET not in server.run_link("r1")
