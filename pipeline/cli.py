@@ -62,9 +62,10 @@ def _options(args) -> CompileOptions:
 def _server(args):
     from pipeline.cluster import Server, current_namespace, dashboard_url, resolve_token
 
-    return Server(host=args.host, token=resolve_token(args.token), ca_bundle=args.ca_bundle,
-                  verify_ssl=not args.insecure, ui_host=args.ui_host, dashboard=dashboard_url(),
-                  namespace=current_namespace())
+    return Server(host=args.host, token=resolve_token(args.token, given_file=args.token_file),
+                  ca_bundle=args.ca_bundle, verify_ssl=not args.insecure, ui_host=args.ui_host,
+                  dashboard=dashboard_url(), namespace=current_namespace(),
+                  allow_plain_http_token=args.allow_plain_http_token)
 
 
 def cmd_compile(args) -> None:
@@ -195,8 +196,12 @@ def cmd_predict(args) -> None:
     if args.model:
         results = predict.predict_local(model=args.model, images=args.images, engine=args.engine, **conf)
     else:
-        results = predict.predict_remote(url=args.url, images=args.images, names=args.classes, token=args.token,
-                                         ca_bundle=args.ca_bundle, **conf)
+        from components.core.urls import read_token_file
+
+        token = read_token_file(args.token_file) if args.token_file else args.token
+        results = predict.predict_remote(url=args.url, images=args.images, names=args.classes, token=token,
+                                         ca_bundle=args.ca_bundle,
+                                         allow_plain_http_token=args.allow_plain_http_token, **conf)
     for path, detections in zip(args.images, results):
         print(f"{path}: {len(detections)} boxes")
         for d in detections:
@@ -214,7 +219,7 @@ def _add_predict_parser(commands) -> None:
                    help="with --model: the runtime (openvino: the engine of OpenVINO Model Server)")
     p.add_argument("--classes", type=_classes, default=DEFAULTS["classes"],
                    help="with --url: the class names in training order (v2 metadata has none)")
-    p.add_argument("--token", default="", help="with --url: a bearer token (an endpoint with token auth)")
+    _add_token_options(p, "with --url: ")
     p.add_argument("--ca-bundle", default="", help="with --url: CA bundle of the endpoint's certificate")
     p.add_argument("--conf", type=float, help="lowest confidence printed (default: the one evaluation counts)")
     p.set_defaults(func=cmd_predict)
@@ -302,9 +307,20 @@ def _add_compile_options(p) -> None:
                         "optional): a Secret with MLflow's credentials, which must then exist")
 
 
+def _add_token_options(p, scope: str, default: str = "") -> None:
+    token = p.add_mutually_exclusive_group()
+    token.add_argument("--token-file", metavar="FILE", help=f"{scope}a file holding the bearer token, e.g. "
+                                                            f"--token-file <(oc whoami -t){default}")
+    token.add_argument("--token", help=f"{scope}the bearer token itself: visible to anyone in ps and kept in "
+                                       "shell history; prefer --token-file or an environment variable")
+    p.add_argument("--allow-plain-http-token", action="store_true",
+                   help="send the token to an http:// server too (readable on the way): only where the network "
+                        "between is yours, e.g. a test server on 127.0.0.1")
+
+
 def _add_server_options(p) -> None:
     p.add_argument("--host", required=True, help="the pipeline server's URL (the DSPA route)")
-    p.add_argument("--token", help="bearer token (default: $KFP_TOKEN, $KF_PIPELINES_TOKEN, the pod's token)")
+    _add_token_options(p, "", " (without it or --token: $KFP_TOKEN, $KF_PIPELINES_TOKEN, the pod's token)")
     p.add_argument("--ca-bundle", help="CA bundle for the server's certificate (default: in a workbench the "
                                        "service CA for *.svc hosts, else the cluster's trusted bundle, else the "
                                        "system store)")

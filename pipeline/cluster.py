@@ -1,7 +1,9 @@
 """Talking to a Data Science Pipelines (KFP v2) server: submit runs, upload versions, schedule retraining.
 
-Authentication as OpenShift routes want it: a bearer token from ``--token``, else ``KFP_TOKEN`` or
-``KF_PIPELINES_TOKEN``, else the service-account token a workbench pod carries. TLS as a workbench
+Authentication as OpenShift routes want it: a bearer token from ``--token`` or ``--token-file``, else
+``KFP_TOKEN`` or ``KF_PIPELINES_TOKEN``, else the service-account token a workbench pod carries; it goes
+over TLS only (plain HTTP when asked: ``allow_plain_http_token``) and never to another origin than the
+host's (``components.core.urls``; kfp.Client's urllib3 drops it on such a redirect itself). TLS as a workbench
 needs it: an explicit CA bundle, else the cluster's service CA for a ``*.svc`` host, else the cluster's
 trusted bundle, else the system store (``pick_ca_bundle``); ``verify_ssl=False`` only when asked.
 """
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import kfp_server_api
 
 from components.core.tls import SYSTEM_STORE, is_service_host, pick_ca_bundle
+from components.core.urls import read_token_file, redact, refuse_credentials_in, refuse_plain_http_token, urlopen
 from pipeline import servers
 from pipeline.parameters import convert_params
 from pipeline.pipeline import PIPELINE_NAME, CompileOptions, compile_pipeline
@@ -37,10 +40,13 @@ FINAL_STATES = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
 DEFAULT_EXPERIMENT = PIPELINE_NAME
 
 
-def resolve_token(flag: str | None, token_file: str = SERVICE_ACCOUNT_TOKEN) -> str | None:
-    """The flag, else the environment, else the pod's service-account token, else none."""
+def resolve_token(flag: str | None, token_file: str = SERVICE_ACCOUNT_TOKEN, given_file: str | None = None
+                  ) -> str | None:
+    """The flag, else the file given, else the environment, else the pod's service-account token, else none."""
     if flag:
         return flag
+    if given_file:
+        return read_token_file(given_file)
     for name in TOKEN_ENVS:
         if os.environ.get(name):
             return os.environ[name]
@@ -88,8 +94,12 @@ class Server:
     ui_host: str | None = None  # a KFP UI for run links
     dashboard: str | None = None  # the OpenShift AI dashboard, for run links
     namespace: str | None = None  # the project, for the dashboard's run links
+    allow_plain_http_token: bool = False  # send the token over plain HTTP (a test server on 127.0.0.1)
 
     def __post_init__(self):
+        refuse_credentials_in("the pipeline server's URL", self.host,
+                              "pass the token by --token-file or KFP_TOKEN")
+        refuse_plain_http_token(self.host, self.token, self.allow_plain_http_token)
         self.tried: list[str] = []
         if self.host.startswith("https://") and self.verify_ssl:
             self.ca_bundle, self.tried = pick_ca_bundle(self.host, self.ca_bundle)
@@ -116,7 +126,7 @@ class Server:
         url = f"{self.host.rstrip('/')}{HEALTHZ}"
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"} if self.token else {})
         try:
-            with urllib.request.urlopen(request, timeout=timeout, context=self._ssl_context()) as response:
+            with urlopen(request, timeout=timeout, context=self._ssl_context()) as response:
                 status, kind, body = response.status, response.headers.get("Content-Type", ""), response.read(65536)
         except urllib.error.HTTPError as error:
             status, kind, body = error.code, error.headers.get("Content-Type", ""), b""
@@ -129,10 +139,10 @@ class Server:
                 raise ValueError(f"the certificate of {self.host} is not signed by a CA in what was tried: "
                                  f"{', '.join(self.tried)} ({reason.verify_message}); pass --ca-bundle FILE (the CA "
                                  "that signed the route or service), or --insecure") from None
-            raise ValueError(f"cannot reach the pipeline server at {self.host}: {reason}") from None
+            raise ValueError(f"cannot reach the pipeline server at {self.host}: {redact(reason)}") from None
         if status in (401, 403):
             raise ValueError(f"the pipeline server at {self.host} refused the request ({status}): pass a token "
-                             "(--token \"$(oc whoami -t)\" or KFP_TOKEN) that may use it")
+                             "(--token-file FILE or KFP_TOKEN) that may use it")
         try:
             answer = json.loads(body) if status == 200 and "json" in kind else None
         except ValueError:
@@ -151,8 +161,8 @@ class Server:
     def run_link(self, run_id: str) -> str:
         """The run's page: on the KFP UI if one is named, else on the OpenShift AI dashboard, else on the host."""
         if not self.ui_host and self.dashboard and self.namespace:
-            return f"{self.dashboard.rstrip('/')}/pipelineRuns/{self.namespace}/runs/{run_id}"
-        return f"{(self.ui_host or self.host).rstrip('/')}/#/runs/details/{run_id}"
+            return redact(f"{self.dashboard.rstrip('/')}/pipelineRuns/{self.namespace}/runs/{run_id}")
+        return redact(f"{(self.ui_host or self.host).rstrip('/')}/#/runs/details/{run_id}")
 
 
 @contextlib.contextmanager
@@ -333,11 +343,11 @@ def dashboard_url() -> str | None:
     return match[1] if match else None
 
 
-def workbench_server(namespace: str, host: str = "") -> Server:
+def workbench_server(namespace: str, host: str = "", allow_plain_http_token: bool = False) -> Server:
     """The namespace's pipeline server as a workbench reaches it: ``host`` or the one its DSPA names, the
     workbench's token, and run links to the dashboard's run page (else the DSPA's route) that a browser
     outside the cluster opens."""
     found, route = find_pipeline_server(namespace)
     dashboard = dashboard_url()
     return Server(host=host or found, token=resolve_token(None), ui_host=None if dashboard else route,
-                  dashboard=dashboard, namespace=namespace)
+                  dashboard=dashboard, namespace=namespace, allow_plain_http_token=allow_plain_http_token)

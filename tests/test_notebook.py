@@ -39,7 +39,7 @@ def workbench(s3, tmp_path, monkeypatch, test_ca):
     metrics.write_text(json.dumps({"map50": 0.8, "map50_95": 0.55, "per_class": {"Car": {"ap50": 0.8}}}))
     publish_to = f"s3://{bucket}/yolo-kfp"
 
-    def start(tls=False, service_ca=None, refused=False):
+    def start(tls=False, service_ca=None, refused=False, plain_http_token="true"):
         def run_the_pipeline(run):  # what the cluster would do: the run publishes its model, or the gate refuses it
             if refused:
                 record_decision(publish_to=publish_to, run_id=run["run_id"], storage=storage, result={
@@ -60,6 +60,7 @@ def workbench(s3, tmp_path, monkeypatch, test_ca):
         }))
         for key, value in {"KUBECONFIG": str(kubeconfig), "KFP_TOKEN": "workbench-token", "POLL_SECONDS": "0.01",
                            "PUBLISH_TO": publish_to, "YOLO_KFP_LOOPBACK_HOSTS": SERVICE_HOST,
+                           "ALLOW_PLAIN_HTTP_TOKEN": "" if tls else plain_http_token,
                            "YOLO_KFP_SERVICE_CA": service_ca or str(tmp_path / "no-service-ca.crt"),
                            "YOLO_KFP_TRUSTED_CA": str(tmp_path / "no-trusted-bundle.crt"),
                            "NOTEBOOK_ARGS": f'--ServerApp.tornado_settings={{"user":"ada","hub_host":"{DASHBOARD}",'
@@ -93,6 +94,15 @@ def test_notebook_runs_top_to_bottom(workbench):
     assert run.headers["authorization"] == "Bearer workbench-token"
     assert run.body["runtime_config"]["parameters"]["epochs"] == 50
     assert "mAP50 0.800" in outputs and "Car" in outputs
+
+
+def test_a_plain_http_server_gets_no_token_unless_the_notebook_allows_it(workbench):
+    server = workbench(plain_http_token="")
+    with pytest.raises(CellExecutionError) as failure:
+        execute()
+    assert f"refusing to send a token to {server.url} over plain HTTP" in str(failure.value)
+    assert server.calls("GET", f"{API}/healthz") == [] and server.calls("POST", f"{API}/runs") == []
+    assert "workbench-token" not in str([r.headers for r in server.requests])
 
 
 def test_in_a_workbench_the_service_is_verified_with_the_service_ca_and_the_link_opens_outside(workbench, test_ca):

@@ -61,7 +61,7 @@ def test_predict_prints_boxes_with_class_names_here_and_from_a_kserve_v2_endpoin
     assert boxes and all(line.split()[0] in " ".join(CLASSES) for line in boxes)
     assert f"{images[0]}: " in local
     with KServeV2Standin(model, SERVING_NAME, token="secret") as server:
-        assert main(["predict", "--url", server.url, "--token", "secret", *images[:3]]) == 0
+        assert main(["predict", "--url", server.url, "--token", "secret", "--allow-plain-http-token", *images[:3]]) == 0
         assert printed_boxes(capsys.readouterr().out) == boxes, "the same engine behind v2 REST: the same boxes"
         assert main(["predict", "--url", server.url, images[0]]) == 1
         assert "answered 401" in capsys.readouterr().err

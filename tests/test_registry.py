@@ -16,6 +16,7 @@ from model_registry_standin import ModelRegistryStandIn
 from components.core import registry, tls
 from components.core.export import OPSET
 from components.core.registry import RegistryError, register_published_model, url_problems
+from components.core.urls import redact
 from pipeline.pipeline import compile_pipeline
 
 TOKEN = "sa-token-of-the-pipeline-runner"
@@ -194,7 +195,7 @@ def test_a_registry_address_is_scheme_host_and_port(url):
 def test_anything_else_is_refused_in_one_line_before_any_request(url, exported):
     (problem,) = url_problems(url)
     assert problem.startswith("model_registry_url must be empty or a Kubeflow Model Registry's REST address")
-    assert "\n" not in problem and repr(url) in problem
+    assert "\n" not in problem and repr(redact(url)) in problem  # user-info masked: https://***@registry
     with pytest.raises(ValueError, match="model_registry_url must be"):
         register_published_model(registry_url=url, name="m", version_url="s3://b/v", run_id="r", **exported)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from components.core.analysis import CONFIDENCE, iou
+from components.core.urls import redact, refuse_credentials_in, refuse_plain_http_token, urlopen
 
 NMS_IOU = 0.7  # Ultralytics' predict default
 MAX_DETECTIONS = 300  # per image, as Ultralytics
@@ -158,22 +159,27 @@ def _request(url: str, token: str, context: ssl.SSLContext | None, body: dict | 
     headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
     data = None if body is None else json.dumps(body).encode()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=60,
-                                    context=context) as answer:
+        with urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=60, context=context) as answer:
             return json.load(answer)
     except urllib.error.HTTPError as error:  # the server's reason is in the body ({"error": ...} in KServe v2)
-        raise ConnectionError(f"{url} answered {error.code} {error.reason}: {error.read()[:500].decode()}") from None
+        raise ConnectionError(f"{url} answered {error.code} {error.reason}: "
+                              f"{redact(error.read()[:500].decode(errors='replace'))}") from None
+    except urllib.error.URLError as error:
+        raise ConnectionError(f"cannot reach {url}: {redact(error.reason)}") from None
 
 
 def predict_remote(*, url: str, images: list[str], names: list[str], token: str = "", ca_bundle: str = "",
-                   conf: float = CONFIDENCE) -> list[list[Detection]]:
+                   conf: float = CONFIDENCE, allow_plain_http_token: bool = False) -> list[list[Detection]]:
     """Detections per image from the KServe v2 model at ``url`` (``http://host/v2/models/<name>``).
 
     The server's model metadata gives the input's name and size; v2 metadata has no class names, so
-    they are given (in the order the model was trained with: the pipeline's ``classes``).
+    they are given (in the order the model was trained with: the pipeline's ``classes``). A token goes
+    over TLS only, unless ``allow_plain_http_token``, and never to another origin.
     """
     if not url.startswith(("http://", "https://")) or "/v2/models/" not in url:
-        raise ValueError(f"--url must be a KServe v2 model URL, http(s)://HOST/v2/models/NAME, not {url!r}")
+        raise ValueError(f"--url must be a KServe v2 model URL, http(s)://HOST/v2/models/NAME, not {redact(url)!r}")
+    refuse_credentials_in("--url", url, "pass a token by --token-file")
+    refuse_plain_http_token(url, token, allow_plain_http_token)
     context = ssl.create_default_context(cafile=ca_bundle or None) if url.startswith("https://") else None
     url = url.rstrip("/")
     metadata = _request(url, token, context)

@@ -29,6 +29,7 @@ import re
 import time
 
 from components.core.tls import SYSTEM_STORE, pick_ca_bundle
+from components.core.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def url_problems(url: str) -> list[str]:
         return []
     return [f"model_registry_url must be empty or a Kubeflow Model Registry's REST address, http(s)://host[:port] "
             f"without a path (e.g. https://registry-rest.apps.example.com or http://model-registry.kubeflow.svc"
-            f":8080), not {url!r}"]
+            f":8080), not {redact(url)!r}"]
 
 
 def _address(url: str) -> tuple[str, int, bool]:

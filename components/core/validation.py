@@ -14,6 +14,7 @@ from components.core.openimages import SPLITS
 from components.core.registry import url_problems
 from components.core.storage import is_s3
 from components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
+from components.core.urls import has_credentials, redact
 
 CACHE_MODES = ("", "ram", "disk")
 DEFAULT_SPLIT_RATIOS = (0.75, 0.125, 0.125)  # train, val, test: the notebook's
@@ -53,7 +54,7 @@ def _positive_int(name: str, value, problems: list[str]) -> None:
 
 def _s3_or_empty(name: str, value: str, problems: list[str]) -> None:
     if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?", value):
-        problems.append(f"{name} must be empty or an S3 URL like s3://bucket/prefix, not {value!r}")
+        problems.append(f"{name} must be empty or an S3 URL like s3://bucket/prefix, not {redact(value)!r}")
 
 
 def convert_parameter(name: str, value, kind: type):
@@ -138,13 +139,25 @@ def parameter_problems(p: dict) -> list[str]:
             _s3_or_empty(name, p[name], problems)
     if p.get("base_model_sha256") and not re.fullmatch(r"[0-9a-fA-F]{64}", p["base_model_sha256"]):
         problems.append("base_model_sha256 must be empty or 64 hexadecimal digits")
-    if p.get("mlflow_tracking_uri") and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", str(p["mlflow_tracking_uri"])):
-        problems.append(f"mlflow_tracking_uri must be empty or an MLflow tracking server's http(s):// URL, not "
-                        f"{p['mlflow_tracking_uri']!r}")
+    problems += mlflow_uri_problems(p.get("mlflow_tracking_uri", ""))
     for name in ("mlflow_experiment", "registered_model_name"):
         if name in p and not (isinstance(p[name], str) and p[name].strip()):
             problems.append(f"{name} must be a non-empty name, not {p[name]!r}")
     return problems + url_problems(p.get("model_registry_url", ""))
+
+
+def mlflow_uri_problems(uri) -> list[str]:
+    """An MLflow tracking server's http(s):// URL, without credentials: a run parameter is shown on the run's
+    page and stored with the run; MLflow's credentials come from the Secret named by mlflow_connection."""
+    if not uri:
+        return []
+    if has_credentials(uri):
+        return [f"mlflow_tracking_uri {redact(uri)} has credentials in it, which the run's page and MLflow would "
+                "show: leave them out and put them in the Secret named by mlflow_connection (MLFLOW_TRACKING_TOKEN, "
+                "or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"]
+    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", str(uri)):
+        return [f"mlflow_tracking_uri must be empty or an MLflow tracking server's http(s):// URL, not {redact(uri)!r}"]
+    return []
 
 
 def train_args_problems(train_args) -> list[str]:

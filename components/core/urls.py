@@ -1,0 +1,85 @@
+"""Credentials and URLs: a token goes only to the origin it was given for, and no URL is repeated with
+the credentials someone wrote into it.
+
+- ``redact`` masks the user-info (``user:password@``) of every URL in a text: a URL, an error, a log line.
+- ``refuse_plain_http_token`` refuses to send a token over plain HTTP unless the caller allows it.
+- ``urlopen`` is urllib's, except that a request carrying credentials is not redirected to another
+  origin (scheme, host, port): urllib's own redirect handler copies every header, ``Authorization``
+  included, to wherever a server points, https:// to http:// too.
+"""
+
+import re
+import urllib.parse
+import urllib.request
+
+USER_INFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#'\"]*@")
+CREDENTIAL_HEADERS = ("Authorization", "Proxy-authorization", "Cookie")  # as urllib.request.Request spells them
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def redact(text: str) -> str:
+    """``text`` with the user-info of each URL in it masked: ``http://user:pw@host/`` -> ``http://***@host/``."""
+    return USER_INFO.sub(r"\g<scheme>***@", str(text))
+
+
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` carries a user name or password (``user@`` or ``user:pass@``)."""
+    return bool(USER_INFO.match(str(url).strip()))
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port, the default port filled in: what a browser calls the URL's origin."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a number: no origin is equal to it
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
+
+
+def refuse_credentials_in(name: str, url: str, instead: str) -> None:
+    """One line, the URL masked, when ``url`` (the value of ``name``) has credentials written into it."""
+    if has_credentials(url):
+        raise ValueError(f"{name} {redact(url)} has credentials in it, which would be shown and stored wherever the "
+                         f"URL is: leave them out and {instead}")
+
+
+def refuse_plain_http_token(url: str, token: str | None, allowed: bool) -> None:
+    """A bearer token over plain HTTP is readable by anyone on the way: refused unless ``allowed``."""
+    if token and urllib.parse.urlsplit(url).scheme.lower() == "http" and not allowed:
+        raise ValueError(f"refusing to send a token to {redact(url)} over plain HTTP, where anyone on the way reads "
+                         "it: use the server's https:// address, or pass --allow-plain-http-token where the network "
+                         "between is yours (a test server on 127.0.0.1)")
+
+
+def read_token_file(path: str) -> str:
+    """The token in ``path`` (``--token-file``), which must hold one."""
+    try:
+        with open(path) as f:
+            token = f.read().strip()
+    except OSError as error:
+        raise ValueError(f"--token-file {path} cannot be read ({error.strerror})") from None
+    if not token:
+        raise ValueError(f"--token-file {path} is empty: it must hold the bearer token")
+    return token
+
+
+class CrossOriginRedirect(ValueError):
+    """A server pointed a request that carries credentials at another origin."""
+
+
+class _KeepCredentialsAtHome(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        carries = any(req.has_header(name) for name in CREDENTIAL_HEADERS)
+        if carries and origin(newurl) != origin(req.full_url):
+            raise CrossOriginRedirect(
+                f"{redact(req.full_url)} redirected to {redact(newurl)}, another origin (scheme, host or port): the "
+                "token is not sent there and the redirect is not followed; if that is the server, use its address")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def urlopen(request: urllib.request.Request, *, timeout: float, context=None):
+    """``urllib.request.urlopen`` whose redirects keep a request's credentials at its origin."""
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _KeepCredentialsAtHome)
+    return opener.open(request, timeout=timeout)

@@ -1,0 +1,265 @@
+"""Tokens stay with their host: no credential follows a redirect to another origin or to plain HTTP, a
+token goes over plain HTTP only when asked, and no URL is repeated with the secret written into it.
+
+A redirecting server sends every request on to a second server at another origin, which records the
+headers it receives: the token must never arrive there.
+"""
+
+import contextlib
+import io
+import logging
+
+import pytest
+from http_standin import Served, answer_json
+from kfp_standin import API, KfpStandIn
+from model_registry_standin import ModelRegistryStandIn
+
+from components.core.urls import CrossOriginRedirect, has_credentials, origin, redact
+from pipeline.cli import main
+from pipeline.cluster import Server, resolve_token
+
+TOKEN = "tok-that-must-stay-home"
+SECRET = "s3cret"
+
+
+@contextlib.contextmanager
+def redirecting(to: str, tls: tuple[str, str] | None = None, code: int = 302):
+    """A server that answers every request with ``code`` to the same path at ``to`` (``{path}`` is filled in)."""
+    def handle(request, method):
+        request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        request.send_response(code)
+        request.send_header("Location", to.replace("{path}", request.path) if "{path}" in to else to + request.path)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    served = Served(handle, ("GET", "POST"), tls)
+    try:
+        yield served
+    finally:
+        served.close()
+
+
+def tokens_seen(requests) -> list[str]:
+    return [value for r in requests for name, value in r.headers.items()
+            if name in ("authorization", "cookie", "proxy-authorization")]
+
+
+@pytest.fixture
+def elsewhere():
+    """The second server, at another origin than any redirecting one (its own port, the name localhost)."""
+    with KfpStandIn(hostname="localhost") as standin:
+        yield standin
+
+
+@pytest.fixture
+def token_file(tmp_path):
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    return str(path)
+
+
+@pytest.fixture
+def tls(test_ca):
+    return test_ca["cert"], test_ca["key"]
+
+
+# -- redirects ----------------------------------------------------------------------------------------
+
+def test_the_health_check_keeps_its_token_through_a_redirect_at_the_same_origin():
+    seen = []
+
+    def handle(request, method):
+        seen.append(request.headers.get("Authorization"))
+        if "moved" not in request.path:
+            request.send_response(302)
+            request.send_header("Location", f"{request.path}?moved=1")
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+        else:
+            answer_json(request, 200, {"multi_user": False})
+
+    served = Served(handle, ("GET",))
+    try:
+        Server(served.url, token=TOKEN, allow_plain_http_token=True).reachable()
+    finally:
+        served.close()
+    assert seen == [f"Bearer {TOKEN}"] * 2
+
+
+@pytest.mark.parametrize("https", [False, True], ids=["http-to-another-origin", "https-to-http"])
+def test_the_health_check_does_not_follow_a_redirect_elsewhere_with_the_token(elsewhere, test_ca, tls, https):
+    with redirecting(elsewhere.url, tls if https else None) as redirector:
+        server = Server(redirector.url, token=TOKEN, ca_bundle=test_ca["ca"], allow_plain_http_token=not https)
+        with pytest.raises(CrossOriginRedirect, match="another origin"):
+            server.reachable()
+    assert elsewhere.requests == []
+
+
+def test_submit_says_where_it_was_redirected_without_the_secrets(elsewhere, token_file, capsys, caplog):
+    with redirecting(f"http://u:{SECRET}@localhost:{elsewhere.url.rsplit(':', 1)[1]}{{path}}") as redirector:
+        assert main(["submit", "--host", redirector.url, "--token-file", token_file,
+                     "--allow-plain-http-token"]) == 2
+    captured = capsys.readouterr()
+    assert f"{redirector.url}{API}/healthz redirected to http://***@localhost" in captured.err
+    for text in (captured.out, captured.err, caplog.text):
+        assert SECRET not in text and TOKEN not in text
+    assert elsewhere.requests == []
+
+
+@pytest.mark.parametrize("https", [False, True], ids=["http-to-another-origin", "https-to-http"])
+def test_kfp_clients_calls_reach_another_origin_without_the_token(elsewhere, test_ca, tls, https):
+    """kfp.Client's REST client (kfp_server_api on urllib3 2.x) strips the token itself on such a redirect."""
+    import kfp
+
+    with redirecting(elsewhere.url, tls if https else None) as redirector, contextlib.redirect_stdout(io.StringIO()):
+        client = kfp.Client(host=redirector.url, existing_token=TOKEN, ssl_ca_cert=test_ca["ca"])
+        client.create_experiment("exp-a")
+        client.list_experiments()
+    assert elsewhere.calls("GET", f"{API}/healthz") and elsewhere.calls("GET", f"{API}/experiments"), \
+        "the redirects were followed"
+    assert tokens_seen(elsewhere.requests) == []
+
+
+def test_predict_does_not_follow_a_redirect_elsewhere_with_the_token(elsewhere):
+    from components.core.predict import predict_remote
+
+    with redirecting(elsewhere.url) as redirector:
+        with pytest.raises(CrossOriginRedirect, match="another origin"):
+            predict_remote(url=f"{redirector.url}/v2/models/yolo-kfp", images=[], names=["Car"], token=TOKEN,
+                           allow_plain_http_token=True)
+    assert elsewhere.requests == []
+
+
+@pytest.mark.parametrize("https", [False, True], ids=["http-to-another-origin", "https-to-http"])
+def test_the_model_registry_client_reaches_another_origin_without_the_token(test_ca, tls, https):
+    """The official client (aiohttp) drops the token on a redirect to another origin."""
+    from components.core import registry
+
+    with ModelRegistryStandIn(hostname="localhost") as standin:
+        with redirecting(standin.url, tls if https else None) as redirector:
+            with pytest.raises(registry.RegistryError):  # the stand-in refuses a request without a token
+                registry.connect(redirector.url, token=TOKEN, ca_bundle=test_ca["ca"], attempts=1)
+        assert standin.requests, "the redirect was followed"
+        assert tokens_seen(standin.requests) == []
+
+
+def test_mlflow_reaches_another_origin_without_its_token(elsewhere, monkeypatch):
+    """MLflow's client (requests) drops MLFLOW_TRACKING_TOKEN on a redirect to another host."""
+    from components.core import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
+    with redirecting(elsewhere.url) as redirector:
+        with pytest.raises(Exception):  # the second server is no MLflow
+            tracking._client(redirector.url).get_experiment_by_name("exp")
+    assert elsewhere.requests, "the redirect was followed"
+    assert tokens_seen(elsewhere.requests) == []
+
+
+# -- plain HTTP ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["submit"], ["upload"], ["schedule", "--list"]])
+def test_a_token_is_not_sent_over_plain_http_unless_allowed(elsewhere, token_file, capsys, command):
+    assert main([command[0], "--host", elsewhere.url, "--token-file", token_file, *command[1:]]) == 2
+    error = capsys.readouterr().err
+    assert f"refusing to send a token to {elsewhere.url} over plain HTTP" in error
+    assert "--allow-plain-http-token" in error and len(error.strip().splitlines()) == 1
+    assert elsewhere.requests == []
+
+
+def test_predict_sends_no_token_over_plain_http_unless_allowed(elsewhere, tmp_path, capsys):
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"not looked at")
+    assert main(["predict", "--url", f"{elsewhere.url}/v2/models/yolo-kfp", "--token", TOKEN, str(image)]) == 2
+    assert "over plain HTTP" in capsys.readouterr().err
+    assert elsewhere.requests == []
+
+
+def test_without_a_token_plain_http_needs_no_flag(elsewhere, monkeypatch, tmp_path):
+    for name in ("KFP_TOKEN", "KF_PIPELINES_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["upload", "--host", elsewhere.url]) == 0
+    assert elsewhere.calls("POST", f"{API}/pipelines/upload") and tokens_seen(elsewhere.requests) == []
+
+
+# -- where the token comes from -----------------------------------------------------------------------
+
+def test_submit_takes_the_token_from_a_file(elsewhere, token_file):
+    assert main(["submit", "--host", elsewhere.url, "--token-file", token_file, "--allow-plain-http-token"]) == 0
+    (created,) = elsewhere.calls("POST", f"{API}/runs")
+    assert created.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_token_file_comes_before_the_environment_and_must_hold_a_token(token_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("KFP_TOKEN", "env-token")
+    assert resolve_token(None, given_file=token_file) == TOKEN
+    assert resolve_token(None) == "env-token"
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        resolve_token(None, given_file=str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="cannot be read"):
+        resolve_token(None, given_file=str(tmp_path / "missing"))
+
+
+def test_token_and_token_file_are_one_or_the_other(token_file, capsys):
+    with pytest.raises(SystemExit):
+        main(["submit", "--host", "https://x.example.com", "--token", "t", "--token-file", token_file])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+# -- secrets written into URLs ------------------------------------------------------------------------
+
+def test_redact_masks_user_info_wherever_a_url_is():
+    assert redact(f"http://user:{SECRET}@host:5000/x") == "http://***@host:5000/x"
+    assert redact("https://user@host/") == "https://***@host/"
+    assert redact(f"failed: 'http://a:{SECRET}@h/p?q=x@y' and s3://k:{SECRET}@bucket/k") == \
+        "failed: 'http://***@h/p?q=x@y' and s3://***@bucket/k"
+    assert redact("https://host/path@not-user-info") == "https://host/path@not-user-info"
+    assert has_credentials("http://u@h") and not has_credentials("http://h/u@x")
+    assert origin("https://Host") == origin("https://host:443") != origin("http://host:443")
+
+
+@pytest.mark.parametrize("param, names", [
+    (f"mlflow_tracking_uri=http://user:{SECRET}@mlflow.example.com", "mlflow_connection"),
+    (f"mlflow_tracking_uri=https://{SECRET}@mlflow.example.com", "mlflow_connection"),
+    (f"model_registry_url=http://user:{SECRET}@registry.example.com", "model_registry_url"),
+])
+def test_a_parameter_with_credentials_in_its_url_is_refused_without_repeating_them(elsewhere, token_file, capsys,
+                                                                                  caplog, param, names):
+    caplog.set_level(logging.DEBUG)
+    assert main(["submit", "--host", elsewhere.url, "--token-file", token_file, "--allow-plain-http-token",
+                 "--param", param]) == 2
+    captured = capsys.readouterr()
+    assert names in captured.err
+    for text in (captured.out, captured.err, caplog.text):
+        assert SECRET not in text
+    assert elsewhere.calls("POST", f"{API}/runs") == []
+
+
+@pytest.mark.parametrize("args", [
+    ["submit", "--host", f"http://u:{SECRET}@127.0.0.1:1", "--token", TOKEN],
+    ["predict", "--url", f"http://u:{SECRET}@127.0.0.1:1/v2/models/m", "IMAGE"],
+])
+def test_a_host_with_credentials_in_its_url_is_named_without_them(args, tmp_path, capsys, caplog):
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"not looked at")
+    assert main([str(image) if a == "IMAGE" else a for a in args]) == 2
+    captured = capsys.readouterr()
+    assert "http://***@127.0.0.1:1" in captured.err and "has credentials in it" in captured.err
+    for text in (captured.out, captured.err, caplog.text):
+        assert SECRET not in text and TOKEN not in text
+
+
+def test_tracking_refuses_a_uri_with_credentials():
+    from components.core import tracking
+
+    with pytest.raises(ValueError) as refused:
+        tracking.start_training_run(tracking_uri=f"http://u:{SECRET}@127.0.0.1:1", experiment="e", training="k",
+                                    params={}, tags={})
+    assert SECRET not in str(refused.value) and "mlflow_connection" in str(refused.value)
+
+
+def test_run_links_are_shown_without_credentials():
+    server = Server("https://ds-pipeline-dspa.ns.svc:8443", verify_ssl=False, ui_host=f"https://u:{SECRET}@ui.example.com")
+    assert server.run_link("r1") == "https://***@ui.example.com/#/runs/details/r1"
+    server = Server("https://x.svc", verify_ssl=False, dashboard=f"https://u:{SECRET}@dashboard", namespace="ns")
+    assert SECRET not in server.run_link("r1")
