@@ -2,6 +2,7 @@
 
 import io
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -141,6 +142,17 @@ def test_extraction_refuses_hostile_archives_whole(tmp_path, outside, case):
 def test_extraction_refuses_what_only_some_tar_readers_read(tmp_path, outside):
     with pytest.raises(ValueError, match="data after its end"):
         extract(_hidden_tail(tmp_path / "bad.tar"), str(outside))
+    assert not outside.exists()
+
+
+def test_extraction_refuses_a_sparse_file(tmp_path, outside):
+    (tmp_path / "images").mkdir()
+    with open(tmp_path / "images" / "s.jpg", "wb") as f:
+        f.truncate(1 << 20)
+    subprocess.run(["tar", "--create", "--sparse", "--format=posix", "--file", tmp_path / "bad.tar", "--directory",
+                    tmp_path, "images/s.jpg"], check=True)  # a pax-format sparse member has the regular type
+    with pytest.raises(ValueError, match="member 'images/s.jpg' is a sparse file"):
+        extract(str(tmp_path / "bad.tar"), str(outside))
     assert not outside.exists()
 
 

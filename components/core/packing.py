@@ -125,6 +125,8 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
     """Why a member, on its own, cannot be in a shard (None when it can)."""
     if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
         return f"is {_KINDS.get(member.type, f'of tar type {member.type!r}')}, not a regular file or folder"
+    if member.sparse is not None:  # pax-format sparse files have the regular type; the packer writes none
+        return "is a sparse file, not a regular file"
     if member.name.startswith("/"):
         return "is an absolute path"
     if ".." in member.name.split("/"):
