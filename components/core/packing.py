@@ -25,12 +25,13 @@ import tempfile
 SHARD_PREFIX = "shard-"
 SHARD_BYTES = 512 << 20
 
-# Every member name is sent to GNU tar, which then extracts those and nothing else: a header that
-# Python's parser did not see (and so did not check) is skipped. Names are taken verbatim (no option,
-# escape or wildcard meaning) and in archive order (--same-order: matching stays linear, not names x
-# members). --keep-old-files: a name is never written twice nor over anything already there.
-_GNU_EXTRACT_FLAGS = ("--no-same-owner", "--no-same-permissions", "--keep-old-files", "--no-recursion",
-                      "--no-wildcards", "--no-unquote", "--null", "--verbatim-files-from", "--same-order")
+# The checked file names go to GNU tar, which extracts those and nothing else: a header Python's parser
+# did not see (and so did not check) is skipped. With --null the names are taken verbatim (no option,
+# escape or wildcard meaning); --same-order keeps matching them linear (names in archive order), not
+# names x members. Should GNU tar read a checked name otherwise than Python did, --keep-old-files still
+# never writes it twice nor over anything there, and --no-recursion never takes a folder's content.
+_GNU_EXTRACT_FLAGS = ("--no-same-owner", "--no-same-permissions", "--keep-old-files", "--no-recursion", "--null",
+                      "--same-order")
 _KINDS = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link", tarfile.CHRTYPE: "a character device",
           tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a fifo"}
 
@@ -62,7 +63,7 @@ def _write_shard(archive: str, root: str, names: list[str]) -> None:
     tar = gnu_tar()
     if tar:
         subprocess.run([tar, "--create", "--format=gnu", "--file", archive, "--directory", root, "--hard-dereference",
-                        "--no-recursion", "--no-unquote", "--null", "--verbatim-files-from", "--files-from=-"],
+                        "--no-recursion", "--null", "--files-from=-"],
                        input=b"\0".join(os.fsencode(name) for name in names), check=True)
         return
     # GNU headers: long names without the PAX records Python writes by default (a quarter faster)
@@ -147,13 +148,18 @@ def _target_problem(path: str, is_last: bool, is_file: bool) -> str | None:
     return None if stat.S_ISDIR(mode) else f"would go through {path}, already there and not a folder"
 
 
-def _checked_members(archive: str, tar: tarfile.TarFile, target: str) -> list[tarfile.TarInfo]:
-    """The archive's members, all checked against the rules in the module docstring and against ``target``."""
-    members = tar.getmembers()
-    with open(archive, "rb") as f:  # where Python's parser stopped must be the end for GNU tar too
+def _refuse_data_past_the_end(archive: str, tar: tarfile.TarFile) -> None:
+    """Where Python's parser stopped (after ``getmembers``) must be the end for GNU tar too.
+
+    Python stops at a bad header; GNU tar skips it and reads on, so anything past it was never checked.
+    """
+    with open(archive, "rb") as f:
         f.seek(tar.offset)
         if any(chunk.strip(b"\0") for chunk in iter(lambda: f.read(1 << 20), b"")):
             raise ValueError(f"archive {archive} has data after its end that only some tar readers read")
+
+
+def _refuse_bad_names(archive: str, members: list[tarfile.TarInfo]) -> None:
     names, folders = set(), set()
     for member in members:
         problem = _member_problem(member) or ("is there twice" if member.name in names else None)
@@ -162,10 +168,14 @@ def _checked_members(archive: str, tar: tarfile.TarFile, target: str) -> list[ta
         names.add(member.name)
         parts = member.name.split("/")
         folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    checked = set()
     for member in members:
         if not member.isdir() and member.name in folders:
             raise ValueError(f"archive {archive}: member {member.name!r} is a file and another member's folder")
+
+
+def _refuse_what_the_target_holds(archive: str, members: list[tarfile.TarInfo], target: str) -> None:
+    checked = set()
+    for member in members:
         parts = member.name.split("/")
         for i in range(1, len(parts) + 1):
             path = "/".join(parts[:i])
@@ -175,7 +185,6 @@ def _checked_members(archive: str, tar: tarfile.TarFile, target: str) -> list[ta
             if problem:
                 raise ValueError(f"archive {archive}: member {member.name!r} {problem}")
             checked.add(path)
-    return members
 
 
 def extract(archive: str, target: str) -> None:
@@ -185,7 +194,10 @@ def extract(archive: str, target: str) -> None:
     except tarfile.ReadError as error:
         raise ValueError(f"archive {archive} is not an uncompressed tar archive ({error})") from None
     with tar:
-        members = _checked_members(archive, tar, target)
+        members = tar.getmembers()
+        _refuse_data_past_the_end(archive, tar)
+        _refuse_bad_names(archive, members)
+        _refuse_what_the_target_holds(archive, members, target)
         os.makedirs(target, exist_ok=True)
         for folder in (member for member in members if member.isdir()):
             os.makedirs(os.path.join(target, folder.name), exist_ok=True)  # no mode or owner from the archive
