@@ -2,6 +2,7 @@
 
 import io
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -37,6 +38,35 @@ def test_pack_and_materialize_round_trip(tmp_path):
     assert restored == originals
 
 
+def test_genuine_shards_round_trip_awkward_names_and_hard_links(tmp_path):
+    artifact = tmp_path / "artifact"
+    (artifact / "images" / "train").mkdir(parents=True)
+    names = ["-rf.jpg", "*.jpg", "a\\nb.jpg", "new\nline.jpg", "sp ace.jpg", os.fsdecode(b"\xff.jpg")]
+    for name in names:
+        (artifact / "images" / "train" / name).write_bytes(name.encode("utf-8", "surrogateescape"))
+    os.link(artifact / "images" / "train" / "-rf.jpg", artifact / "images" / "train" / "same-inode.jpg")
+    originals = {p.relative_to(artifact): p.read_bytes() for p in artifact.rglob("*") if p.is_file()}
+    pack_in_place(str(artifact), ("images",))
+    with tarfile.open(shards(str(artifact))[0]) as tar:
+        assert all(member.isfile() for member in tar.getmembers()), "the packer writes no link member"
+    with materialized(str(artifact)) as folder:
+        restored = {p.relative_to(folder): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
+    assert restored == originals
+
+
+@pytest.mark.parametrize("link", ["images/train/secret.jpg", "images/val"])
+def test_the_packer_refuses_links(tmp_path, link):
+    artifact = tmp_path / "artifact"
+    (artifact / "images" / "train").mkdir(parents=True)
+    (artifact / "images" / "train" / "a.jpg").write_bytes(b"a")
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "key.jpg").write_bytes(b"secret")
+    (artifact / link).symlink_to(tmp_path / "secret" / ("key.jpg" if link.endswith(".jpg") else ""))
+    with pytest.raises(ValueError, match="symbolic link"):
+        pack_in_place(str(artifact), ("images",))
+    assert not shards(str(artifact)) and (artifact / "images" / "train" / "a.jpg").exists()
+
+
 def test_a_plain_folder_is_used_as_it_is(tmp_path):
     with materialized(str(tmp_path)) as folder:
         assert folder == str(tmp_path)
@@ -57,25 +87,111 @@ def _member(name, kind=tarfile.REGTYPE, link=""):
     return member
 
 
+def _hidden_tail(path):
+    """A file that Python's parser reads up to a bad header, and GNU tar reads past it: a chain of links."""
+    _archive(path.with_suffix(".head"), _member("images/ok.jpg"))
+    _archive(path.with_suffix(".tail"), *(_member(*spec) for spec in CHAIN))
+    path.write_bytes(path.with_suffix(".head").read_bytes()[:1024] + b"\xff" * 512
+                     + path.with_suffix(".tail").read_bytes())
+    return str(path)
+
+
+# Members as (name, type, link name). The target is <tmp>/x/y/target: the chain's last link resolves to
+# <tmp>/secret.txt once both exist; "SENTINEL" stands for the sentinel folder beside the target.
+CHAIN = (("d1/d2/d3/l", tarfile.SYMTYPE, "../../.."),
+         ("images/train/leak.jpg", tarfile.SYMTYPE, "../../d1/d2/d3/l/../../../secret.txt"))
+HOSTILE = {
+    "symlink chain": (CHAIN, "symbolic link"),
+    "hard link to a symlink": ((("images/l", tarfile.SYMTYPE, "ok.jpg"), ("images/h", tarfile.LNKTYPE, "images/l")),
+                               "link"),
+    "hard link out": ((("images/h", tarfile.LNKTYPE, "../../../secret.txt"),), "hard link"),
+    "folder replaced by a symlink": ((("images", tarfile.SYMTYPE, "../../../sentinel"), ("images/b.jpg",)),
+                                     "symbolic link"),
+    "absolute path": ((("SENTINEL/evil",),), "absolute"),
+    "dot-dot path": ((("images/../../../../sentinel/evil",),), "'..'"),
+    "not normalized": ((("images//b.jpg",),), "normalized"),
+    "dot-slash": ((("./images/b.jpg",),), "normalized"),
+    "character device": ((("images/dev", tarfile.CHRTYPE),), "character device"),
+    "fifo": ((("images/pipe", tarfile.FIFOTYPE),), "fifo"),
+    "contiguous file": ((("images/c.jpg", tarfile.CONTTYPE),), "tar type"),
+    "duplicate names": ((("images/b.jpg",), ("images/b.jpg",)), "twice"),
+    "a file that is a folder": ((("images/b/c.jpg",), ("images/b",)), "another member's folder"),
+}
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A secret file and an empty sentinel folder beside the target; checked untouched after each test."""
+    (tmp_path / "secret.txt").write_bytes(b"secret")
+    (tmp_path / "sentinel").mkdir()
+    yield tmp_path / "x" / "y" / "target"
+    assert (tmp_path / "secret.txt").read_bytes() == b"secret"
+    assert not any((tmp_path / "sentinel").iterdir()), "nothing is written beside the target"
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_extraction_refuses_hostile_archives_whole(tmp_path, outside, case):
+    members, reason = HOSTILE[case]
+    members = [_member(name.replace("SENTINEL", str(tmp_path / "sentinel")), *rest) for name, *rest in members]
+    archive = _archive(tmp_path / "bad.tar", _member("images/ok.jpg"), *members)
+    with pytest.raises(ValueError, match=f"{archive}: member .*{reason}"):
+        extract(archive, str(outside))
+    assert not outside.exists() or not any(outside.iterdir()), "nothing is extracted from a refused archive"
+
+
+def test_extraction_refuses_what_only_some_tar_readers_read(tmp_path, outside):
+    with pytest.raises(ValueError, match="data after its end"):
+        extract(_hidden_tail(tmp_path / "bad.tar"), str(outside))
+    assert not outside.exists()
+
+
+def test_extraction_refuses_a_sparse_file(tmp_path, outside):
+    (tmp_path / "images").mkdir()
+    with open(tmp_path / "images" / "s.jpg", "wb") as f:
+        f.truncate(1 << 20)
+    subprocess.run(["tar", "--create", "--sparse", "--format=posix", "--file", tmp_path / "bad.tar", "--directory",
+                    tmp_path, "images/s.jpg"], check=True)  # a pax-format sparse member has the regular type
+    with pytest.raises(ValueError, match="member 'images/s.jpg' is a sparse file"):
+        extract(str(tmp_path / "bad.tar"), str(outside))
+    assert not outside.exists()
+
+
+def test_extraction_refuses_a_compressed_archive(tmp_path, outside):
+    with tarfile.open(tmp_path / "bad.tar", "w:gz") as tar:
+        tar.addfile(_member("images/ok.jpg"))
+    with pytest.raises(ValueError, match="not an uncompressed tar"):
+        extract(str(tmp_path / "bad.tar"), str(outside))
+
+
 @pytest.mark.parametrize("member, reason", [
-    (_member("/etc/evil"), "escapes"),
-    (_member("../evil"), "escapes"),
-    (_member("images/../../evil"), "escapes"),
-    (_member("link", tarfile.SYMTYPE, "/etc/passwd"), "outside"),
-    (_member("images/link", tarfile.SYMTYPE, "../../outside"), "outside"),
-    (_member("hard", tarfile.LNKTYPE, "../outside"), "outside"),
-    (_member("dev", tarfile.CHRTYPE), "not a file"),
+    ("labels/x.txt", "would go through .*labels, already there and not a folder"),
+    ("dataset.yaml", "would replace .*dataset.yaml, already there"),
 ])
-def test_extraction_refuses_members_that_leave_the_target(tmp_path, member, reason):
-    archive = _archive(tmp_path / "bad.tar", _member("images/ok.jpg"), member)
-    target = tmp_path / "target"
-    with pytest.raises(ValueError, match=reason):
-        extract(archive, str(target))
-    assert not (tmp_path / "evil").exists()
-    assert not target.exists() or not any(target.iterdir()), "nothing is extracted from a refused archive"
+def test_a_shard_never_writes_through_the_artifacts_other_files(tmp_path, member, reason):
+    artifact = tmp_path / "artifact"
+    (artifact / "labels").mkdir(parents=True)
+    (artifact / "dataset.yaml").write_text("names: [Car]\n")
+    _archive(artifact / "shard-00000.tar", _member("images/ok.jpg"))
+    _archive(artifact / "shard-00001.tar", _member(member))
+    with pytest.raises(ValueError, match=reason), materialized(str(artifact)):
+        pass
+    assert (artifact / "dataset.yaml").read_text() == "names: [Car]\n" and not any((artifact / "labels").iterdir())
 
 
-def test_links_inside_the_target_are_fine(tmp_path):
-    archive = _archive(tmp_path / "ok.tar", _member("images/a.jpg"), _member("images/b.jpg", tarfile.SYMTYPE, "a.jpg"))
+def test_a_later_shard_cannot_replace_an_earlier_ones_file(tmp_path):
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    _archive(artifact / "shard-00000.tar", _member("images/ok.jpg"))
+    _archive(artifact / "shard-00001.tar", _member("images/ok.jpg"))
+    with pytest.raises(ValueError, match="shard-00001.tar: member 'images/ok.jpg' would replace"), \
+            materialized(str(artifact)):
+        pass
+
+
+def test_folders_are_extracted_into_folders_already_there(tmp_path):
+    (tmp_path / "target" / "images").mkdir(parents=True)
+    archive = _archive(tmp_path / "ok.tar", _member("images", tarfile.DIRTYPE),
+                       _member("images/empty", tarfile.DIRTYPE), _member("images/a.jpg"))
     extract(archive, str(tmp_path / "target"))
-    assert (tmp_path / "target" / "images" / "b.jpg").read_bytes() == b"x"
+    assert (tmp_path / "target" / "images" / "a.jpg").read_bytes() == b"x"
+    assert (tmp_path / "target" / "images" / "empty").is_dir()

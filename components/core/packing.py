@@ -2,8 +2,12 @@
 
 KFP uploads an artifact folder object by object; for thousands of small images the per-object cost
 dominates (see ``bench/artifact_transfer.py``), so the download and convert steps pack their images
-into shards and the steps after them unpack. Extraction refuses any member that would land outside
-its target: absolute paths, ``..``, and links pointing out (checked here, before anything is written).
+into shards and the steps after them unpack. A shard holds only what the packer writes: regular files
+under relative, normalized, distinct names (folders too, though the packer writes none). Extraction
+refuses anything else before it writes a byte: links of any kind, devices, absolute names, ``..``,
+duplicates, a file that is also another member's folder, a name that is, or goes through, something
+already in the target other than a real folder, and data past the end that only some tar readers read.
+With nothing but regular files and folders written, no path in the target can resolve outside it.
 GNU tar does the packing and unpacking where the image has it (two to three times faster than Python's
 ``tarfile`` per file); Python's ``tarfile`` does it elsewhere.
 """
@@ -11,13 +15,25 @@ GNU tar does the packing and unpacking where the image has it (two to three time
 import contextlib
 import functools
 import os
+import posixpath
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
 
 SHARD_PREFIX = "shard-"
 SHARD_BYTES = 512 << 20
+
+# The checked file names go to GNU tar, which extracts those and nothing else: a header Python's parser
+# did not see (and so did not check) is skipped. With --null the names are taken verbatim (no option,
+# escape or wildcard meaning); --same-order keeps matching them linear (names in archive order), not
+# names x members. Should GNU tar read a checked name otherwise than Python did, --keep-old-files still
+# never writes it twice nor over anything there, and --no-recursion never takes a folder's content.
+_GNU_EXTRACT_FLAGS = ("--no-same-owner", "--no-same-permissions", "--keep-old-files", "--no-recursion", "--null",
+                      "--same-order")
+_KINDS = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link", tarfile.CHRTYPE: "a character device",
+          tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a fifo"}
 
 
 def link_or_copy(source: str, target: str) -> None:
@@ -43,32 +59,51 @@ def gnu_tar() -> str | None:
 
 
 def _write_shard(archive: str, root: str, names: list[str]) -> None:
+    # Hard links (link_or_copy makes them) are stored as the regular files they are, never as link members.
     tar = gnu_tar()
     if tar:
-        listing = archive + ".files"
-        with open(listing, "w") as f:
-            f.write("\0".join(names))
-        subprocess.run([tar, "--create", "--format=gnu", "--file", archive, "--directory", root, "--null",
-                        "--no-recursion", "--files-from", listing], check=True)
-        os.remove(listing)
+        subprocess.run([tar, "--create", "--format=gnu", "--file", archive, "--directory", root, "--hard-dereference",
+                        "--no-recursion", "--null", "--files-from=-"],
+                       input=b"\0".join(os.fsencode(name) for name in names), check=True)
         return
     # GNU headers: long names without the PAX records Python writes by default (a quarter faster)
-    with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as out:
+    with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT, dereference=True) as out:
         for name in names:
             out.add(os.path.join(root, name), arcname=name, recursive=False)
 
 
+def _regular_files(artifact_dir: str, folders: tuple[str, ...]) -> dict[str, int]:
+    """The size of each file under the folders, by path relative to ``artifact_dir``; refuses links.
+
+    A symbolic link is refused, not followed: following it would put whatever it points at (any file
+    this step can read) into an artifact others read, and the steps only ever write regular files.
+    """
+    sizes = {}
+    for folder in folders:
+        top = os.path.join(artifact_dir, folder)
+        entries = [top] if os.path.islink(top) else []  # os.walk would follow it
+        for root, dirs, files in os.walk(top):
+            entries += [os.path.join(root, name) for name in dirs + files]
+        for path in entries:
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode):
+                sizes[os.path.relpath(path, artifact_dir)] = info.st_size
+            elif not stat.S_ISDIR(info.st_mode):
+                kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+                raise ValueError(f"cannot pack {path}: {kind}; shards hold regular files and folders only")
+    return sizes
+
+
 def pack_in_place(artifact_dir: str, folders: tuple[str, ...], shard_bytes: int = SHARD_BYTES) -> list[str]:
     """Moves the files under ``artifact_dir/<folder>`` into ``shard-NNNNN.tar`` files of about ``shard_bytes``."""
-    names = sorted(os.path.relpath(os.path.join(root, f), artifact_dir) for folder in folders
-                   for root, _, files in os.walk(os.path.join(artifact_dir, folder)) for f in files)
+    sizes = _regular_files(artifact_dir, folders)
     groups, size = [], 0
-    for name in names:
+    for name in sorted(sizes):
         if not groups or size >= shard_bytes:
             groups.append([])
             size = 0
         groups[-1].append(name)
-        size += os.path.getsize(os.path.join(artifact_dir, name))
+        size += sizes[name]
     first = len(shards(artifact_dir))  # after the shards already there
     written = [os.path.join(artifact_dir, f"{SHARD_PREFIX}{first + i:05d}.tar") for i in range(len(groups))]
     for archive, group in zip(written, groups):
@@ -87,47 +122,104 @@ def packed_files(artifact_dir: str) -> list[str]:
     return names
 
 
-def check_member(member: tarfile.TarInfo, target: str) -> None:
-    """Refuses a member whose path or link target leaves ``target``."""
-    root = os.path.realpath(target)
+def _member_problem(member: tarfile.TarInfo) -> str | None:
+    """Why a member, on its own, cannot be in a shard (None when it can)."""
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
+        return f"is {_KINDS.get(member.type, f'of tar type {member.type!r}')}, not a regular file or folder"
+    if member.sparse is not None:  # pax-format sparse files have the regular type; the packer writes none
+        return "is a sparse file, not a regular file"
+    if member.name.startswith("/"):
+        return "is an absolute path"
+    if ".." in member.name.split("/"):
+        return "goes up with '..'"
+    if member.name in ("", ".") or posixpath.normpath(member.name) != member.name:
+        return "is not a normalized relative path"
+    return None
 
-    def inside(path: str) -> bool:
-        return os.path.commonpath([root, os.path.realpath(path)]) == root
 
-    if os.path.isabs(member.name) or ".." in member.name.replace("\\", "/").split("/"):
-        raise ValueError(f"archive member {member.name!r} escapes {target}")
-    if not inside(os.path.join(root, member.name)):
-        raise ValueError(f"archive member {member.name!r} escapes {target}")
-    if member.issym() and not inside(os.path.join(root, os.path.dirname(member.name), member.linkname)):
-        raise ValueError(f"archive member {member.name!r} links to {member.linkname!r}, outside {target}")
-    if member.islnk() and not inside(os.path.join(root, member.linkname)):
-        raise ValueError(f"archive member {member.name!r} links to {member.linkname!r}, outside {target}")
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise ValueError(f"archive member {member.name!r} is not a file, folder or link")
+def _target_problem(path: str, is_last: bool, is_file: bool) -> str | None:
+    """Why a member cannot create or go through ``path``, given what is there already (None when it can)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if is_last and is_file:
+        return f"would replace {path}, already there"
+    return None if stat.S_ISDIR(mode) else f"would go through {path}, already there and not a folder"
+
+
+def _refuse_data_past_the_end(archive: str, tar: tarfile.TarFile) -> None:
+    """Where Python's parser stopped (after ``getmembers``) must be the end for GNU tar too.
+
+    Python stops at a bad header; GNU tar skips it and reads on, so anything past it was never checked.
+    """
+    with open(archive, "rb") as f:
+        f.seek(tar.offset)
+        if any(chunk.strip(b"\0") for chunk in iter(lambda: f.read(1 << 20), b"")):
+            raise ValueError(f"archive {archive} has data after its end that only some tar readers read")
+
+
+def _refuse_bad_names(archive: str, members: list[tarfile.TarInfo]) -> None:
+    names, folders = set(), set()
+    for member in members:
+        problem = _member_problem(member) or ("is there twice" if member.name in names else None)
+        if problem:
+            raise ValueError(f"archive {archive}: member {member.name!r} {problem}")
+        names.add(member.name)
+        parts = member.name.split("/")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    for member in members:
+        if not member.isdir() and member.name in folders:
+            raise ValueError(f"archive {archive}: member {member.name!r} is a file and another member's folder")
+
+
+def _refuse_what_the_target_holds(archive: str, members: list[tarfile.TarInfo], target: str) -> None:
+    checked = set()
+    for member in members:
+        parts = member.name.split("/")
+        for i in range(1, len(parts) + 1):
+            path = "/".join(parts[:i])
+            if path in checked:
+                continue
+            problem = _target_problem(os.path.join(target, path), i == len(parts), member.isfile())
+            if problem:
+                raise ValueError(f"archive {archive}: member {member.name!r} {problem}")
+            checked.add(path)
 
 
 def extract(archive: str, target: str) -> None:
-    """Extracts ``archive`` into ``target`` after checking every member."""
-    with tarfile.open(archive) as tar:
+    """Extracts ``archive`` into ``target`` after checking every member; refuses it whole if one fails."""
+    try:
+        tar = tarfile.open(archive, "r:")  # shards are never compressed; the end check reads raw bytes
+    except tarfile.ReadError as error:
+        raise ValueError(f"archive {archive} is not an uncompressed tar archive ({error})") from None
+    with tar:
         members = tar.getmembers()
-        for member in members:
-            check_member(member, target)
+        _refuse_data_past_the_end(archive, tar)
+        _refuse_bad_names(archive, members)
+        _refuse_what_the_target_holds(archive, members, target)
+        os.makedirs(target, exist_ok=True)
+        for folder in (member for member in members if member.isdir()):
+            os.makedirs(os.path.join(target, folder.name), exist_ok=True)  # no mode or owner from the archive
+        files = [member for member in members if member.isfile()]
+        if not files:
+            return  # GNU tar given no names would extract every member
         tar_path = gnu_tar()
         if tar_path:
-            os.makedirs(target, exist_ok=True)
-            subprocess.run([tar_path, "--extract", "--file", archive, "--directory", target, "--no-same-owner",
-                            "--no-same-permissions"], check=True)
+            subprocess.run([tar_path, "--extract", "--file", archive, "--directory", target, *_GNU_EXTRACT_FLAGS,
+                            "--files-from=-"], input=b"\0".join(os.fsencode(m.name) for m in files), check=True)
             return
         # Python's own "data" filter (3.11.4+) as a second guard where the interpreter has it.
         guard = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(target, members=members, **guard)
+        tar.extractall(target, members=files, **guard)
 
 
 @contextlib.contextmanager
 def materialized(artifact_dir: str):
     """Yields a plain folder with the artifact's content: its shards unpacked beside its other files.
 
-    A folder without shards (the output of a ``yolo-kfp step``) is yielded as it is.
+    A folder without shards (the output of a ``yolo-kfp step``) is yielded as it is. The other files are
+    linked, not copied, so extraction must never write through them (``extract`` refuses such names).
     """
     packed = shards(artifact_dir)
     if not packed:
