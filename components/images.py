@@ -6,10 +6,12 @@ Each component states these once, where it is defined; the pipeline applies them
 (``pipeline.pipeline.apply_step_settings``), so a new step is wired without lists to keep in sync.
 The images carry this project's code, kfp and every dependency, so nothing is pip-installed when a step
 starts. ``images/`` builds them; ``yolo-kfp compile --image-registry R --image-tag T`` points a compiled
-pipeline at another registry or tag (a mirror on a disconnected cluster).
+pipeline at another registry or tag (a mirror on a disconnected cluster), ``--data-image``/``--train-image``
+name each image in full, e.g. pinned by digest.
 """
 
 import os
+import re
 from dataclasses import dataclass
 
 REGISTRY = "quay.io/yolo-kfp"
@@ -54,10 +56,30 @@ class StepSettings:
 SETTINGS: dict[str, StepSettings] = {}
 
 
+# An image reference as the OCI distribution grammar spells it, with its registry written out (a bare
+# name would be pulled from docker.io) and a tag or a sha256 digest (none would mean :latest).
+_HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_REGISTRY = rf"(?:localhost(?::\d+)?|{_HOST_PART}(?:\.{_HOST_PART})+(?::\d+)?|{_HOST_PART}:\d+)"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REFERENCE = re.compile(
+    rf"{_REGISTRY}(?:/{_PATH_PART})+(?::(?P<tag>\w[\w.-]{{0,127}}))?(?:@(?P<digest>sha256:[0-9a-f]{{64}}))?",
+    flags=re.ASCII)
+
+
 def image_ref(image: str, registry: str, tag: str) -> str:
     """``image`` (one of ours) moved to ``registry`` and ``tag``."""
     name = image.rsplit("/", 1)[-1].split(":", 1)[0]
     return f"{registry.rstrip('/')}/{name}:{tag}"
+
+
+def check_image_reference(reference: str, option: str) -> str:
+    """``reference`` if it names an image as registry/repository:tag, @sha256:<digest> or both; else a
+    ValueError naming ``option``."""
+    match = IMAGE_REFERENCE.fullmatch(reference)
+    if not match or not (match["tag"] or match["digest"]):
+        raise ValueError(f"{option} {reference!r} is not an image reference: give registry/repository:tag or "
+                         f"registry/repository@sha256:<64 hex digits>, e.g. {TRAIN_IMAGE}")
+    return reference
 
 
 def component(image: str, timeout_hours: int, **settings):

