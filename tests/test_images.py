@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import yaml
-from server_schemas import SCHEMAS, parse_errors
+from server_schemas import SCHEMAS, TARGET_SCHEMAS, parse_errors
 
 from components.images import DATA_IMAGE, SETTINGS, TRAIN_IMAGE, image_ref
 from pipeline import servers
@@ -135,8 +135,7 @@ def test_each_image_can_be_pinned_by_digest(tmp_path, target):
     assert {"preflight", "convert"} <= {s for s, i in images.items() if i == PINNED_DATA}
     assert {"train", "evaluate", "export"} <= {s for s, i in images.items() if i == PINNED_TRAIN}
     assert f"data_image={PINNED_DATA} train_image={PINNED_TRAIN}" in documents[0]["pipelineInfo"]["description"]
-    schema = {"kfp-2.16": "2.16", "rhoai-2.16": "2.2"}[target]
-    assert parse_errors(SCHEMAS[schema], *documents) == {}
+    assert parse_errors(SCHEMAS[TARGET_SCHEMAS[target]], *documents) == {}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -7,17 +7,13 @@ import os
 
 import pytest
 import yaml
-from server_schemas import SCHEMAS, parse_errors
+from server_schemas import SCHEMAS, TARGET_SCHEMAS, parse_errors
 
 from components.core.tracking import CREDENTIAL_KEYS
 from pipeline import servers
 from pipeline.cli import main
 from pipeline.pipeline import CompileOptions, compile_pipeline, quantity
 
-# The targets named in --help, and the backend whose schema each one parses with.
-TARGET_SCHEMAS = {"kfp-2.2": "2.2", "rhoai-2.16": "2.2", "kfp-2.3": "2.3", "kfp-2.4": "2.4", "rhoai-2.19": "2.4",
-                  "kfp-2.5": "2.5", "rhoai-2.22": "2.5", "kfp-2.15": "2.15", "rhoai-3.0": "2.15",
-                  "kfp-2.16": "2.16", "rhoai-3.4": "2.16"}
 # Parsed but not applied by OpenShift AI 2.19's driver (KFP 2.4.0 with later protos): a run would lose them.
 IGNORED_ON_RHOAI_2_19 = ("secretNameParameter", "nodeSelectorJson", "tolerationJson")
 
