@@ -215,7 +215,6 @@ class CompileOptions:
                 f"{self._describe_images()}{pod_settings} "
                 f"resources (request/limit): {sized}")
 
-
     def _describe_images(self) -> str:
         if self.data_image or self.train_image:
             return f"data_image={self.images[DATA_IMAGE]} train_image={self.images[TRAIN_IMAGE]}"
