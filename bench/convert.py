@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from components.core import openimages as oi  # noqa: E402
 from components.core.convert import convert_to_yolo  # noqa: E402
-from components.core.validation import DEFAULT_SPLIT_RATIOS  # noqa: E402
+from components.core.run_parameters import BY_NAME  # noqa: E402
 from pipeline import synthetic  # noqa: E402
 
 CLASSES = list(synthetic.TARGET_CLASSES)
@@ -69,7 +69,7 @@ def fiftyone_route(raw_dir: str, out_dir: str) -> tuple[float, float, int]:
                                   label_types=["detections"], classes=CLASSES, only_matching=True,
                                   load_hierarchy=False, name=f"bench-{uuid.uuid4().hex}")
     imported = time.perf_counter()
-    four.random_split(dataset, dict(zip(("train", "val", "test"), DEFAULT_SPLIT_RATIOS)), seed=SEED)
+    four.random_split(dataset, dict(zip(("train", "val", "test"), BY_NAME["split_ratios"].default)), seed=SEED)
     for split in ("train", "val", "test"):
         dataset.match_tags(split).export(export_dir=out_dir, dataset_type=fo.types.YOLOv5Dataset,
                                          label_field="ground_truth", classes=CLASSES, split=split,

@@ -6,9 +6,10 @@ from components.images import DATA_IMAGE, component
 @component(DATA_IMAGE, timeout_hours=1, data_connection=True, cache=False)  # access can change: check anew
 def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cache: str, classes: list,
               max_samples_per_class: int, download_shard_size: int, split: str, split_ratios: list, epochs: int,
-              batch: int, imgsz: int, freeze: int, cache: str, optimizer: str, train_args: dict, min_map50: float,
-              max_map50_drop: float, base_model_sha256: str, mlflow_tracking_uri: str, mlflow_experiment: str,
-              registered_model_name: str, model_registry_url: str) -> str:
+              batch: int, imgsz: int, freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float,
+              seed: int, train_args: dict, min_map50: float, max_map50_drop: float, base_model_sha256: str,
+              mlflow_tracking_uri: str, mlflow_experiment: str, registered_model_name: str,
+              model_registry_url: str) -> str:
     """Checks the run's parameters and its access to every S3 location (publish_to, base_model,
     extra_data, open_images_cache) before any work, and to the Kubeflow Model Registry when a published
     model is to be registered there.
@@ -31,8 +32,12 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
         batch: Images per batch, or -1 (AutoBatch).
         imgsz: Image size in pixels.
         freeze: Layers kept frozen: checked against the base model's depth.
+        workers: DataLoader workers per GPU at most.
         cache: Ultralytics' image cache: empty, ram or disk.
+        patience: Epochs without improvement before training stops early.
         optimizer: Ultralytics optimizer name.
+        lr0: Initial learning rate.
+        seed: Seed of the draw, the split and training.
         train_args: Further Ultralytics training arguments: known keys only, none that a parameter sets.
         min_map50: The gate's threshold.
         max_map50_drop: The gate's allowed drop against the published model.
@@ -53,12 +58,13 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
     check(parameter_problems({
         "classes": list(classes), "max_samples_per_class": max_samples_per_class,
         "download_shard_size": download_shard_size, "split": split, "split_ratios": list(split_ratios),
-        "epochs": epochs, "batch": batch, "imgsz": imgsz, "freeze": freeze, "cache": cache, "optimizer": optimizer,
-        "train_args": dict(train_args), "base_model": base_model, "min_map50": min_map50,
-        "max_map50_drop": max_map50_drop, "publish_to": publish_to, "extra_data": extra_data,
-        "open_images_cache": open_images_cache, "base_model_sha256": base_model_sha256,
-        "mlflow_tracking_uri": mlflow_tracking_uri, "mlflow_experiment": mlflow_experiment,
-        "registered_model_name": registered_model_name, "model_registry_url": model_registry_url})
+        "epochs": epochs, "batch": batch, "imgsz": imgsz, "freeze": freeze, "workers": workers, "cache": cache,
+        "patience": patience, "optimizer": optimizer, "lr0": lr0, "seed": seed, "train_args": dict(train_args),
+        "base_model": base_model, "min_map50": min_map50, "max_map50_drop": max_map50_drop,
+        "publish_to": publish_to, "extra_data": extra_data, "open_images_cache": open_images_cache,
+        "base_model_sha256": base_model_sha256, "mlflow_tracking_uri": mlflow_tracking_uri,
+        "mlflow_experiment": mlflow_experiment, "registered_model_name": registered_model_name,
+        "model_registry_url": model_registry_url})
         + base_model_problems(base_model, freeze))
     fingerprint = check_s3_inputs(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
                                   open_images_cache=open_images_cache,

@@ -13,6 +13,7 @@ import sys
 
 from kfp_server_api.exceptions import ApiException
 
+from components.core import run_parameters
 from components.core.storage import StorageError
 from pipeline import servers
 from pipeline.pipeline import SHM_VOLUMES, CompileOptions, compile_pipeline, parameter_defaults
@@ -347,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(p)
     p.add_argument("--experiment", default="yolo-kfp")
     p.add_argument("--run-name")
-    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a pipeline parameter (JSON)")
+    _add_param_option(p)
     p.add_argument("--wait", action="store_true", help="follow the run; exit non-zero unless it succeeds")
     p.add_argument("--poll-seconds", type=float, default=10)
     _add_compile_options(p)
@@ -365,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "Mondays at 03:00 UTC; or @hourly, @daily, @weekly (Sunday 00:00), @monthly")
     p.add_argument("--name", default="yolo-kfp-retraining")
     p.add_argument("--experiment", default="yolo-kfp")
-    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a pipeline parameter (JSON)")
+    _add_param_option(p)
     p.add_argument("--catch-up", action="store_true", help="run the schedules missed while paused")
     _add_server_target(p)
     p.add_argument("--list", action="store_true", help="list the recurring runs")
@@ -378,8 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="synthetic offline Open Images mirror, small settings")
     p.add_argument("--mlflow", action="store_true", help="log to an MLflow tracking server started for the run "
                                                          "(its store kept in OUTPUT_DIR/mlflow)")
-    p.add_argument("--param", action="append", metavar="KEY=VALUE",
-                   help=f"override a pipeline parameter (JSON values); known: {', '.join(DEFAULTS)}")
+    _add_param_option(p)
     p.set_defaults(func=cmd_run_local)
 
     _add_predict_parser(commands)
@@ -387,6 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
     step = commands.add_parser("step", help="run one step alone on directories")
     _add_step_parsers(step.add_subparsers(dest="step", required=True))
     return parser
+
+
+def _add_param_option(parser) -> None:
+    """``--param``, with every run parameter (type, default, range, description) listed under ``--help``."""
+    parser.add_argument("--param", action="append", metavar="KEY=VALUE",
+                        help="set a run parameter (JSON values, e.g. epochs=10 or classes='[\"Car\"]'); listed below")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "run parameters:\n" + run_parameters.help_text()
 
 
 def _interrupt(signum, frame):

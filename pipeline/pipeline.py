@@ -20,7 +20,9 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from kubernetes.utils.quantity import parse_quantity
 
 from components.convert import convert
+from components.core import run_parameters
 from components.core.gate import PROMOTE
+from components.core.run_parameters import DATA_CONNECTION
 from components.core.storage import ENV_KEYS
 from components.core.tracking import CREDENTIAL_KEYS
 from components.download import download_shard, merge_download, plan_download
@@ -46,8 +48,8 @@ from pipeline import servers
 PIPELINE_NAME = "yolo-kfp"
 GPU_RESOURCE = "nvidia.com/gpu"
 SHM_VOLUMES = ("emptydir", "ephemeral")
-DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
-MLFLOW_CONNECTION = "yolo-kfp-mlflow"  # a Secret with MLflow's credentials, if its server wants any
+PIPELINE_DOC = ("Open Images subset -> YOLO labels -> YOLOv5 transfer learning -> test-split metrics -> published "
+                "model.")
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RESOURCE_FIELDS = ("cpu", "cpu_limit", "memory", "memory_limit")
 TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
@@ -228,122 +230,69 @@ Outputs = NamedTuple("Outputs", model=Model, metrics=Artifact, report=HTML, onnx
 def make_pipeline(options: CompileOptions = CompileOptions()):
     """Builds the pipeline function for ``options``."""
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="Open Images subset (FiftyOne) -> YOLO labels -> YOLOv5 transfer learning (Ultralytics) -> "
-                    f"test-split metrics. {options.describe()}",
-    )
-    def yolo_pipeline(
-        classes: list = ["Bicycle", "Car", "Traffic sign"],
-        max_samples_per_class: int = 300,
-        download_shard_size: int = 1000,
-        split: str = "train",
-        seed: int = 42,
-        split_ratios: list = [0.75, 0.125, 0.125],
-        include_group_of: bool = True,
-        allow_missing_classes: bool = False,
-        base_model: str = "yolov5nu.pt",
-        base_model_sha256: str = "",
-        epochs: int = 50,
-        batch: int = 256,
-        imgsz: int = 640,
-        freeze: int = 10,
-        workers: int = 8,
-        cache: str = "",
-        patience: int = 100,
-        optimizer: str = "auto",
-        lr0: float = 0.01,
-        train_args: dict = {},
-        gpu_node_selector: dict = {},
-        gpu_tolerations: list = [],
-        data_connection: str = DATA_CONNECTION,
-        publish_to: str = "",
-        extra_data: str = "",
-        open_images_cache: str = "",
-        min_map50: float = 0.25,
-        max_map50_drop: float = 0.01,
-        mlflow_tracking_uri: str = "",
-        mlflow_experiment: str = "yolo-kfp",
-        registered_model_name: str = "yolo-kfp",
-        model_registry_url: str = "",
-        mlflow_connection: str = MLFLOW_CONNECTION,
-    ) -> Outputs:
-        """Open Images subset -> YOLO labels -> YOLOv5 transfer learning -> test-split metrics -> published model.
-
-        Args:
-            classes: [data] Open Images display names to detect; YOLO class ids follow this order.
-            max_samples_per_class: [data] Images drawn from Open Images for each class.
-            download_shard_size: [data] Images per download shard: a larger selection is fetched by several pods.
-            split: [data] The Open Images split to draw from: train, validation or test.
-            seed: [data] Seed of the image draw, the train/val/test split and training.
-            split_ratios: [data] Shares of the images for train, val and test, e.g. [0.75, 0.125, 0.125].
-            include_group_of: [data] Keep Open Images' group-of boxes (one box around several objects).
-            allow_missing_classes: [data] Train even when a class ends up without any box (else the run fails).
-            base_model: [training] Checkpoint to fine-tune: Ultralytics name (yolov5nu.pt), path or s3://bucket/key.
-            base_model_sha256: [training] Expected SHA-256 of an s3:// base_model; empty: not checked.
-            epochs: [training] Epochs to train.
-            batch: [training] Images per batch over all GPUs; -1 fits it to the GPU's memory (AutoBatch).
-            imgsz: [training] Training and evaluation image size in pixels, a multiple of 32.
-            freeze: [training] Layers kept frozen from the first one; 10 is the YOLOv5 backbone.
-            workers: [training] DataLoader workers per GPU at most; fewer when the pod's CPUs or /dev/shm are few.
-            cache: [training] Cache decoded images: empty (no), ram or disk.
-            patience: [training] Epochs without improvement before training stops early.
-            optimizer: [training] Ultralytics optimizer: auto, SGD, AdamW, Adam, ...
-            lr0: [training] Initial learning rate (optimizer=auto chooses its own).
-            train_args: [training] Any other Ultralytics training argument, as JSON, e.g. {"cos_lr": true}.
-            gpu_node_selector: [GPU] Node labels the train pod must land on, e.g. {"nvidia.com/gpu.product": "X"}.
-            gpu_tolerations: [GPU] More tolerations for the train pod, in Kubernetes' form, beside nvidia.com/gpu.
-            data_connection: [S3] The Secret (OpenShift AI data connection) whose AWS_* keys the S3 steps get.
-            publish_to: [publishing] s3://bucket/prefix to publish a promoted model to; empty: publish nothing.
-            extra_data: [data] s3://bucket/prefix of your own labelled images (YOLO or Open Images layout).
-            open_images_cache: [data] s3://bucket/prefix keeping Open Images' metadata CSVs between runs.
-            min_map50: [gate] A model below this test-split mAP50 is not published.
-            max_map50_drop: [gate] How far below the published model's mAP50 a new one may fall.
-            mlflow_tracking_uri: [tracking] An MLflow tracking server (http(s)://) to log the run to; empty: none.
-            mlflow_experiment: [tracking] The MLflow experiment the training's run goes to.
-            registered_model_name: [tracking] The registered model (MLflow, Model Registry) a published model joins.
-            model_registry_url: [tracking] A Kubeflow Model Registry (http(s)://host[:port]) to register it in.
-            mlflow_connection: [tracking] A Secret with MLFLOW_TRACKING_TOKEN (or _USERNAME, _PASSWORD); optional.
-        """
-        run = locals()
-        checks = preflight(**{name: run[name] for name in preflight.component_spec.inputs})
-        plan_task = plan_download(classes=classes, max_samples_per_class=max_samples_per_class, split=split, seed=seed,
-                                  shard_size=download_shard_size, open_images_cache=open_images_cache).after(checks)
+    def define(p: dict) -> Outputs:
+        """The tasks of a run with the parameters ``p`` (pipeline channels, by name)."""
+        checks = preflight(**{name: p[name] for name in preflight.component_spec.inputs})
+        plan_task = plan_download(classes=p["classes"], max_samples_per_class=p["max_samples_per_class"],
+                                  split=p["split"], seed=p["seed"], shard_size=p["download_shard_size"],
+                                  open_images_cache=p["open_images_cache"]).after(checks)
         with dsl.ParallelFor(plan_task.outputs["Output"], parallelism=options.download_parallelism,
                              name="download-shards") as shard:
             shard_task = download_shard(plan=plan_task.outputs["plan"], shard=shard)
         merge_task = merge_download(plan=plan_task.outputs["plan"],
                                     shards=dsl.Collected(shard_task.outputs["raw_shard"]))
-        convert_task = convert(raw_dataset=merge_task.outputs["raw_dataset"], classes=classes, seed=seed,
-                               split_ratios=split_ratios, include_group_of=include_group_of, extra_data=extra_data,
-                               extra_data_fingerprint=checks.output, allow_missing_classes=allow_missing_classes)
-        train_task = train(dataset=convert_task.outputs["dataset"], base_model=base_model,
-                           base_model_sha256=base_model_sha256, epochs=epochs, batch=batch, imgsz=imgsz,
-                           freeze=freeze, workers=workers, cache=cache, patience=patience, optimizer=optimizer,
-                           lr0=lr0, seed=seed, train_args=train_args, gpus=options.gpus,
-                           mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment)
+        convert_task = convert(raw_dataset=merge_task.outputs["raw_dataset"], classes=p["classes"], seed=p["seed"],
+                               split_ratios=p["split_ratios"], include_group_of=p["include_group_of"],
+                               extra_data=p["extra_data"], extra_data_fingerprint=checks.output,
+                               allow_missing_classes=p["allow_missing_classes"])
+        train_task = train(dataset=convert_task.outputs["dataset"], base_model=p["base_model"],
+                           base_model_sha256=p["base_model_sha256"], epochs=p["epochs"], batch=p["batch"],
+                           imgsz=p["imgsz"], freeze=p["freeze"], workers=p["workers"], cache=p["cache"],
+                           patience=p["patience"], optimizer=p["optimizer"], lr0=p["lr0"], seed=p["seed"],
+                           train_args=p["train_args"], gpus=options.gpus,
+                           mlflow_tracking_uri=p["mlflow_tracking_uri"], mlflow_experiment=p["mlflow_experiment"])
         evaluate_task = evaluate(dataset=convert_task.outputs["dataset"], model=train_task.outputs["model"],
-                                 imgsz=imgsz, batch=batch)
-        export_task = export(model=train_task.outputs["model"], dataset=convert_task.outputs["dataset"], imgsz=imgsz)
-        with dsl.If(mlflow_tracking_uri != "", name="tracking-requested"):
+                                 imgsz=p["imgsz"], batch=p["batch"])
+        export_task = export(model=train_task.outputs["model"], dataset=convert_task.outputs["dataset"],
+                             imgsz=p["imgsz"])
+        with dsl.If(p["mlflow_tracking_uri"] != "", name="tracking-requested"):
             track(model=train_task.outputs["model"], metrics_json=evaluate_task.outputs["metrics_json"],
-                  mlflow_tracking_uri=mlflow_tracking_uri, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        with dsl.If(publish_to != "", name="publish-requested"):
+                  mlflow_tracking_uri=p["mlflow_tracking_uri"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        with dsl.If(p["publish_to"] != "", name="publish-requested"):
             gate_task = gate(metrics_json=evaluate_task.outputs["metrics_json"],
-                             dataset=convert_task.outputs["dataset"], publish_to=publish_to, min_map50=min_map50,
-                             max_map50_drop=max_map50_drop, imgsz=imgsz, batch=batch,
+                             dataset=convert_task.outputs["dataset"], publish_to=p["publish_to"],
+                             min_map50=p["min_map50"], max_map50_drop=p["max_map50_drop"], imgsz=p["imgsz"],
+                             batch=p["batch"],
                              run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
             with dsl.If(gate_task.outputs["Output"] == PROMOTE, name="promoted"):
                 publish(model=train_task.outputs["model"], onnx_model=export_task.outputs["onnx_model"],
                         metrics_json=evaluate_task.outputs["metrics_json"],
-                        dataset_stats=convert_task.outputs["dataset_stats"], publish_to=publish_to,
-                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, mlflow_tracking_uri=mlflow_tracking_uri,
-                        registered_model_name=registered_model_name, model_registry_url=model_registry_url)
-        apply_step_settings(options, data_connection, gpu_node_selector, gpu_tolerations, mlflow_connection)
+                        dataset_stats=convert_task.outputs["dataset_stats"], publish_to=p["publish_to"],
+                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, mlflow_tracking_uri=p["mlflow_tracking_uri"],
+                        registered_model_name=p["registered_model_name"],
+                        model_registry_url=p["model_registry_url"])
+        apply_step_settings(options, p["data_connection"], p["gpu_node_selector"], p["gpu_tolerations"],
+                            p["mlflow_connection"])
         return Outputs(
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],
             export_task.outputs["onnx_model"])
 
+    return dsl.pipeline(name=PIPELINE_NAME, description=(
+        "Open Images subset (FiftyOne) -> YOLO labels -> YOLOv5 transfer learning (Ultralytics) -> test-split "
+        f"metrics. {options.describe()}"))(pipeline_function(define))
+
+
+def pipeline_function(define):
+    """``yolo_pipeline``: the function KFP reads a pipeline from, its signature and its ``Args:`` (the run form)
+    made from the parameter table; KFP calls it with one pipeline channel per parameter, in order."""
+    def yolo_pipeline(*channels) -> Outputs:
+        return define(dict(zip(run_parameters.BY_NAME, channels)))
+
+    yolo_pipeline.__signature__ = inspect.Signature(
+        [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default, annotation=p.kind)
+         for p in run_parameters.PARAMETERS], return_annotation=Outputs)
+    yolo_pipeline.__doc__ = PIPELINE_DOC + "\n\nArgs:\n" + "".join(
+        f"    {p.name}: {p.doc}\n" for p in run_parameters.PARAMETERS)
     return yolo_pipeline
 
 
@@ -422,15 +371,13 @@ yolo_pipeline = make_pipeline()
 
 
 def parameter_defaults() -> dict:
-    """The pipeline's parameters and their defaults, read from its signature."""
-    signature = inspect.signature(yolo_pipeline.pipeline_func)
-    return {name: p.default for name, p in signature.parameters.items()}
+    """The pipeline's parameters and their defaults (the parameter table's)."""
+    return run_parameters.defaults()
 
 
 def parameter_types() -> dict[str, type]:
-    """The type KFP declares for each parameter (int, float, bool, str, list, dict), read from its signature."""
-    signature = inspect.signature(yolo_pipeline.pipeline_func)
-    return {name: p.annotation for name, p in signature.parameters.items()}
+    """The type KFP declares for each parameter (int, float, bool, str, list, dict)."""
+    return run_parameters.types()
 
 
 def compile_pipeline(output: str, options: CompileOptions = CompileOptions()) -> str:

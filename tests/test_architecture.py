@@ -113,11 +113,11 @@ def test_a_new_step_needs_its_module_and_one_call(tmp_path, monkeypatch):
     (tmp_path / "toy_step.py").write_text(TOY_STEP)
     monkeypatch.syspath_prepend(str(tmp_path))
     wiring = open(os.path.join(ROOT, "pipeline", "pipeline.py")).read()
-    anchor = "        export_task = export("
+    anchor = '        with dsl.If(p["mlflow_tracking_uri"] != "", name="tracking-requested"):\n'  # after export's call
     assert wiring.count(anchor) == 1
-    at = wiring.index("\n", wiring.index(anchor))
-    wiring = ("from toy_step import toy\n" + wiring[:at + 1]
-              + '        toy(onnx_model=export_task.outputs["onnx_model"], note="hello")\n' + wiring[at + 1:])
+    at = wiring.index(anchor)
+    wiring = ("from toy_step import toy\n" + wiring[:at]
+              + '        toy(onnx_model=export_task.outputs["onnx_model"], note="hello")\n' + wiring[at:])
     (tmp_path / "wiring.py").write_text(wiring)
     spec_ = importlib.util.spec_from_file_location("wiring_with_toy", tmp_path / "wiring.py")
     module = importlib.util.module_from_spec(spec_)

@@ -19,7 +19,8 @@ from components.core import openimages as oi
 from components.core.image_files import readable
 from components.core.openimages import RECORD, check_classes
 from components.core.packing import link_or_copy
-from components.core.validation import DEFAULT_SPLIT_RATIOS, check, parameter_problems
+from components.core.run_parameters import BY_NAME
+from components.core.validation import check, parameter_problems
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def check_every_class_present(boxes: pd.DataFrame, classes: list[str], allow_mis
 
 
 def convert_to_yolo(*, raw_dir: str, output_dir: str, classes: list[str], seed: int = 42,
-                    split_ratios: tuple[float, float, float] = DEFAULT_SPLIT_RATIOS,
+                    split_ratios: tuple[float, float, float] = tuple(BY_NAME["split_ratios"].default),
                     include_group_of: bool = True, extra_dirs: tuple[str, ...] = (),
                     allow_missing_classes: bool = False) -> dict:
     """Writes ``images/{train,val,test}``, ``labels/...``, ``dataset.yaml`` and ``stats.json``; returns the stats.

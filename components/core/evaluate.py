@@ -17,6 +17,7 @@ from components.core.analysis import (
     plot_confusion,
     read_ground_truth,
 )
+from components.core.run_parameters import BY_NAME
 from components.core.train import dataset_yaml
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ def per_class_metrics(box, names: dict, instances) -> dict:
     return result
 
 
-def evaluate_model(*, data_dir: str, weights: str, imgsz: int = 640, batch: int = 16, device: str = "",
-                   report_dir: str = "") -> dict:
+def evaluate_model(*, data_dir: str, weights: str, imgsz: int = 640, batch: int = BY_NAME["batch"].default,
+                   device: str = "", report_dir: str = "") -> dict:
     """Validates ``weights`` on the test split and returns the figures (the content of metrics.json).
 
     With ``report_dir`` it also writes ``report.html`` (PR curve, confusion matrix, per-class table,

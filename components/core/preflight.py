@@ -9,6 +9,7 @@ import logging
 import os
 import tempfile
 
+from components.core.run_parameters import BY_NAME
 from components.core.storage import S3Url, Storage, StorageError, check_checksum, is_s3
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def _check_s3_model(storage: Storage, base_model: str, sha256: str, freeze: int)
 
 def check_s3_inputs(*, publish_to: str = "", base_model: str = "", extra_data: str = "",
                     open_images_cache: str = "", storage: Storage | None = None, base_model_sha256: str = "",
-                    freeze: int = 0) -> str:
+                    freeze: int = BY_NAME["freeze"].default) -> str:
     """Checks access to every S3 location given, and an s3:// base model's checksum and depth; returns the
     fingerprint of ``extra_data`` ("" if unset)."""
     if not any(is_s3(u) for u in (publish_to, base_model, extra_data, open_images_cache)):

@@ -10,14 +10,12 @@ import math
 import os
 import re
 
-from components.core.openimages import SPLITS
 from components.core.registry import url_problems
+from components.core.run_parameters import BY_NAME, RunParameter
 from components.core.storage import is_s3
 from components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
 from components.core.urls import has_credentials, redact
 
-CACHE_MODES = ("", "ram", "disk")
-DEFAULT_SPLIT_RATIOS = (0.75, 0.125, 0.125)  # train, val, test: the notebook's
 STRIDE = 32  # YOLOv5/v8 heads downsample by 32: image sizes must be multiples of it
 # 4096 px a side is 16.8 Mpixel an image (the notebook trains at 640); beyond it a batch needs tens of GB.
 MAX_IMGSZ = 4096
@@ -47,16 +45,6 @@ KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a st
          dict: "a JSON object"}
 
 
-def _positive_int(name: str, value, problems: list[str]) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        problems.append(f"{name} must be a positive integer, not {value!r}")
-
-
-def _s3_or_empty(name: str, value: str, problems: list[str]) -> None:
-    if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?", value):
-        problems.append(f"{name} must be empty or an S3 URL like s3://bucket/prefix, not {redact(value)!r}")
-
-
 def convert_parameter(name: str, value, kind: type):
     """``value`` as the ``kind`` the pipeline declares for ``name``: ``0`` for a float is ``0.0``, ``"3"`` for an
     integer is 3. Strings are taken as the CLI's ``--param`` text (JSON for lists, objects and numbers)."""
@@ -84,66 +72,113 @@ def plain_numbers(args: dict) -> dict:
     return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in args.items()}
 
 
+def _classes_problems(classes, p) -> list[str]:
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c.strip() for c in classes):
+        return [f"classes must be a non-empty list of Open Images class names, not {classes!r}"]
+    if len(set(classes)) != len(classes):
+        return [f"classes lists {sorted({c for c in classes if classes.count(c) > 1})} more than once"]
+    return []
+
+
+def _split_ratios_problems(ratios, p) -> list[str]:
+    if (len(ratios) != 3 or not all(isinstance(r, (int, float)) and math.isfinite(r) for r in ratios)
+            or any(r < 0 for r in ratios) or not math.isclose(sum(ratios), 1.0, abs_tol=1e-6)
+            or ratios[1] == 0 or ratios[2] == 0):
+        return [f"split_ratios must be three non-negative numbers (train, val, test) summing to 1 with val and test "
+                f"above 0, e.g. {BY_NAME['split_ratios'].default}, not {ratios!r}"]
+    return []
+
+
+def _batch_problems(batch, p) -> list[str]:
+    if batch > 0 or batch == -1:
+        return []
+    return [f"batch must be a positive integer or -1 (Ultralytics fits it to the GPU's memory), not {batch!r}"]
+
+
+def _imgsz_problems(imgsz, p) -> list[str]:
+    if imgsz <= 0:
+        return [f"imgsz must be a positive integer, not {imgsz!r}"]
+    if imgsz > MAX_IMGSZ:
+        return [f"imgsz {imgsz} is beyond {MAX_IMGSZ}: each image would take "
+                f"{imgsz * imgsz * 3 * 4 / 2**30:.0f} GiB as a float tensor; the notebook trains at 640"]
+    if imgsz % STRIDE:
+        return [f"imgsz {imgsz} is not a multiple of {STRIDE}: Ultralytics would train at "
+                f"{math.ceil(imgsz / STRIDE) * STRIDE}; use that or {imgsz // STRIDE * STRIDE or STRIDE}"]
+    return []
+
+
+def _freeze_problems(freeze, p) -> list[str]:
+    base_model = p.get("base_model")
+    return freeze_problems(freeze, MODEL_LAYERS[base_model], base_model) if base_model in MODEL_LAYERS else []
+
+
+def _optimizer_problems(optimizer, p) -> list[str]:
+    if optimizer.lower() in {o.lower() for o in OPTIMIZERS}:
+        return []
+    return [f"optimizer must be one of Ultralytics' {', '.join(OPTIMIZERS)}, not {optimizer!r}"]
+
+
+def _s3_problems(name: str):
+    def problems(value, p) -> list[str]:
+        if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?", value):
+            return [f"{name} must be empty or an S3 URL like s3://bucket/prefix, not {redact(value)!r}"]
+        return []
+    return problems
+
+
+def _sha256_problems(value, p) -> list[str]:
+    return ["base_model_sha256 must be empty or 64 hexadecimal digits"] if value and not re.fullmatch(
+        r"[0-9a-fA-F]{64}", value) else []
+
+
+def _name_problems(name: str):
+    def problems(value, p) -> list[str]:
+        return [] if value.strip() else [f"{name} must be a non-empty name, not {value!r}"]
+    return problems
+
+
+# The rules a range in the table cannot say, by parameter: each gets the value (of the declared type) and all
+# the parameters given, and returns what is wrong.
+RULES = {
+    "classes": _classes_problems, "split_ratios": _split_ratios_problems, "batch": _batch_problems,
+    "imgsz": _imgsz_problems, "freeze": _freeze_problems, "optimizer": _optimizer_problems,
+    "train_args": lambda value, p: train_args_problems(value),
+    "publish_to": _s3_problems("publish_to"), "extra_data": _s3_problems("extra_data"),
+    "open_images_cache": _s3_problems("open_images_cache"), "base_model_sha256": _sha256_problems,
+    "mlflow_tracking_uri": lambda value, p: mlflow_uri_problems(value),
+    "mlflow_experiment": _name_problems("mlflow_experiment"),
+    "registered_model_name": _name_problems("registered_model_name"),
+    "model_registry_url": lambda value, p: url_problems(value),
+}
+
+
+def _type_problem(parameter: RunParameter, value) -> str | None:
+    """A value of another type than the table's (an integer counts as a float; true and false as neither)."""
+    kind = parameter.kind
+    if kind is bool:
+        fits = isinstance(value, bool)
+    else:
+        fits = not isinstance(value, bool) and (isinstance(value, kind) or kind is float and isinstance(value, int))
+    shown = repr(redact(value)) if isinstance(value, str) else repr(value)
+    return None if fits else f"{parameter.name} must be {KINDS[kind]}, not {shown}"
+
+
 def parameter_problems(p: dict) -> list[str]:
-    """What is wrong with the parameters ``p`` (any subset of the pipeline's); empty when nothing is."""
-    p = plain_numbers(p)
+    """What is wrong with the parameters ``p`` (any subset of the pipeline's): each value's type, its range or
+    choices from the table, then its rule; empty when nothing is."""
+    p = {name: plain_numbers({name: value})[name] if name in BY_NAME and BY_NAME[name].kind is int else value
+         for name, value in p.items()}  # KFP hands integers over as floats
     problems: list[str] = []
-    if "classes" in p:
-        classes = p["classes"]
-        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c.strip() for c in classes):
-            problems.append(f"classes must be a non-empty list of Open Images class names, not {classes!r}")
-        elif len(set(classes)) != len(classes):
-            problems.append(f"classes lists {sorted({c for c in classes if classes.count(c) > 1})} more than once")
-    for name in ("max_samples_per_class", "download_shard_size", "epochs"):
-        if name in p:
-            _positive_int(name, p[name], problems)
-    if "split" in p and p["split"] not in SPLITS:
-        problems.append(f"split must be one of {', '.join(SPLITS)}, not {p['split']!r}")
-    if "split_ratios" in p:
-        ratios = p["split_ratios"]
-        if (not isinstance(ratios, list) or len(ratios) != 3 or not all(isinstance(r, (int, float)) for r in ratios)
-                or any(r < 0 for r in ratios) or not math.isclose(sum(ratios), 1.0, abs_tol=1e-6)
-                or ratios[1] == 0 or ratios[2] == 0):
-            problems.append(f"split_ratios must be three non-negative numbers (train, val, test) summing to 1 with "
-                            f"val and test above 0, e.g. {list(DEFAULT_SPLIT_RATIOS)}, not {ratios!r}")
-    if "batch" in p and (not isinstance(p["batch"], int) or isinstance(p["batch"], bool)
-                         or not (p["batch"] > 0 or p["batch"] == -1)):
-        problems.append(f"batch must be a positive integer or -1 (Ultralytics fits it to the GPU's memory), "
-                        f"not {p['batch']!r}")
-    if "imgsz" in p:
-        imgsz = p["imgsz"]
-        if not isinstance(imgsz, int) or isinstance(imgsz, bool) or imgsz <= 0:
-            problems.append(f"imgsz must be a positive integer, not {imgsz!r}")
-        elif imgsz > MAX_IMGSZ:
-            problems.append(f"imgsz {imgsz} is beyond {MAX_IMGSZ}: each image would take "
-                            f"{imgsz * imgsz * 3 * 4 / 2**30:.0f} GiB as a float tensor; the notebook trains at 640")
-        elif imgsz % STRIDE:
-            problems.append(f"imgsz {imgsz} is not a multiple of {STRIDE}: Ultralytics would train at "
-                            f"{math.ceil(imgsz / STRIDE) * STRIDE}; use that or {imgsz // STRIDE * STRIDE or STRIDE}")
-    if "freeze" in p and (not isinstance(p["freeze"], int) or isinstance(p["freeze"], bool) or p["freeze"] < 0):
-        problems.append(f"freeze must be a number of layers, 0 or more, not {p['freeze']!r}")
-    if "freeze" in p and isinstance(p["freeze"], int) and p.get("base_model") in MODEL_LAYERS:
-        problems += freeze_problems(p["freeze"], MODEL_LAYERS[p["base_model"]], p["base_model"])
-    if "optimizer" in p and str(p["optimizer"]).lower() not in {o.lower() for o in OPTIMIZERS}:
-        problems.append(f"optimizer must be one of Ultralytics' {', '.join(OPTIMIZERS)}, not {p['optimizer']!r}")
-    if "train_args" in p:
-        problems += train_args_problems(p["train_args"])
-    if "cache" in p and p["cache"] not in CACHE_MODES:
-        problems.append(f"cache must be '', 'ram' or 'disk', not {p['cache']!r}")
-    if "min_map50" in p and not (isinstance(p["min_map50"], (int, float)) and 0 <= p["min_map50"] <= 1):
-        problems.append(f"min_map50 must be between 0 and 1, not {p['min_map50']!r}")
-    if "max_map50_drop" in p and not (isinstance(p["max_map50_drop"], (int, float)) and p["max_map50_drop"] >= 0):
-        problems.append(f"max_map50_drop must be 0 or more, not {p['max_map50_drop']!r}")
-    for name in ("publish_to", "extra_data", "open_images_cache"):
-        if name in p:
-            _s3_or_empty(name, p[name], problems)
-    if p.get("base_model_sha256") and not re.fullmatch(r"[0-9a-fA-F]{64}", p["base_model_sha256"]):
-        problems.append("base_model_sha256 must be empty or 64 hexadecimal digits")
-    problems += mlflow_uri_problems(p.get("mlflow_tracking_uri", ""))
-    for name in ("mlflow_experiment", "registered_model_name"):
-        if name in p and not (isinstance(p[name], str) and p[name].strip()):
-            problems.append(f"{name} must be a non-empty name, not {p[name]!r}")
-    return problems + url_problems(p.get("model_registry_url", ""))
+    for name, value in p.items():
+        parameter = BY_NAME.get(name)
+        if parameter is None:
+            continue
+        wrong = _type_problem(parameter, value) or parameter.range_problem(value)
+        if wrong:
+            problems.append(wrong)
+        elif name in RULES:
+            problems += RULES[name](value, p)
+    return problems
 
 
 def mlflow_uri_problems(uri) -> list[str]:

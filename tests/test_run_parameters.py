@@ -1,0 +1,107 @@
+"""The parameter table is the one declaration of every run parameter: the pipeline's signature and run form,
+the CLI's typing and help, the checks and the README's table come from it, and the cores agree with it."""
+
+import importlib
+import inspect
+import os
+import pkgutil
+
+import pytest
+import yaml
+
+import components.core as core
+from components.core import run_parameters
+from components.core.run_parameters import BY_NAME, PARAMETERS, RunParameter
+from components.core.validation import RULES, parameter_problems
+from components.preflight import preflight
+from pipeline.cli import build_parser
+from pipeline.parameters import parse_params
+from pipeline.pipeline import compile_pipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOY = RunParameter("toy_rate", float, 0.5, "training", "A toy rate that only this test knows.", above=0, maximum=1)
+
+
+def compiled_inputs(tmp_path) -> dict:
+    with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
+        return next(yaml.safe_load_all(f))["root"]["inputDefinitions"]["parameters"]
+
+
+def help_of(command: str) -> str:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")  # the subcommands
+    return action.choices[command].format_help()
+
+
+def test_the_readme_table_is_the_parameter_table():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert run_parameters.markdown_table() in readme
+
+
+def test_the_run_form_is_the_table(tmp_path):
+    inputs = compiled_inputs(tmp_path)
+    assert list(inputs) == sorted(BY_NAME)  # KFP sorts them
+    kinds = {int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", bool: "BOOLEAN", str: "STRING", list: "LIST",
+             dict: "STRUCT"}
+    for p in PARAMETERS:
+        assert inputs[p.name]["description"] == p.doc and inputs[p.name]["defaultValue"] == p.default, p.name
+        assert inputs[p.name]["parameterType"] == kinds[p.kind], p.name
+
+
+def test_every_rule_and_range_belongs_to_a_parameter():
+    assert set(RULES) <= set(BY_NAME)
+    for p in PARAMETERS:
+        if p.choices is not None:
+            assert p.default in p.choices, p.name
+        assert parameter_problems({p.name: p.default}) == [], p.name
+
+
+def test_preflight_checks_the_table_where_its_values_are_known(tmp_path):
+    """Preflight's inputs are table parameters, of the table's types; every parameter with a range or a rule
+    reaches it (a run from the UI form passes no other check). The pod settings are the cluster's to refuse."""
+    inputs = preflight.component_spec.inputs
+    assert set(inputs) <= set(BY_NAME)
+    kinds = {int: "Integer", float: "Float", bool: "Boolean", str: "String", list: "List", dict: "Dict"}
+    for name, spec in inputs.items():
+        assert spec.type == kinds[BY_NAME[name].kind], name
+    checked = {p.name for p in PARAMETERS if p.allowed or p.name in RULES}
+    assert checked <= set(inputs), sorted(checked - set(inputs))
+
+
+def test_no_core_keeps_a_default_of_its_own():
+    """A core function's keyword that is a run parameter defaults to the table's value ("" for a location
+    that may be absent)."""
+    differing = []
+    for module_info in pkgutil.iter_modules(core.__path__):
+        module = importlib.import_module(f"components.core.{module_info.name}")
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ != module.__name__:
+                continue
+            for key, parameter in inspect.signature(function).parameters.items():
+                default = parameter.default
+                if key not in BY_NAME or default is inspect.Parameter.empty or default == "":
+                    continue
+                if (list(default) if isinstance(default, tuple) else default) != BY_NAME[key].default:
+                    differing.append(f"{module_info.name}.{name}({key}={default!r})")
+    assert differing == []
+
+
+def test_a_table_entry_alone_makes_a_parameter(tmp_path, monkeypatch):
+    """CONTRIBUTING.md's 'adding a parameter': the entry puts it into the run form with its description, the
+    CLI's typing and help, the checks and the README's table."""
+    monkeypatch.setattr(run_parameters, "PARAMETERS", PARAMETERS + (TOY,))
+    monkeypatch.setitem(BY_NAME, TOY.name, TOY)
+
+    toy = compiled_inputs(tmp_path)["toy_rate"]
+    assert toy["description"] == "[training] A toy rate that only this test knows."
+    assert toy["defaultValue"] == 0.5 and toy["parameterType"] == "NUMBER_DOUBLE"
+    assert parse_params(["toy_rate=0.25"]) == {"toy_rate": 0.25}
+    with pytest.raises(ValueError, match="toy_rate must be a number, not 'high'"):
+        parse_params(["toy_rate=high"])
+    with pytest.raises(ValueError, match="toy_rate must be above 0 and at most 1, not 2.0"):
+        parse_params(["toy_rate=2"])
+    assert parameter_problems({"toy_rate": 0.0}) == ["toy_rate must be above 0 and at most 1, not 0.0"]
+    assert "toy_rate (float, default 0.5; above 0 and at most 1): [training] A toy rate" in help_of("submit")
+    assert "| `toy_rate` | float | `0.5` | above 0 and at most 1 | [training] A toy rate" in (
+        run_parameters.markdown_table())
