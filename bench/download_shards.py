@@ -37,13 +37,13 @@ STEPS = {
              " from components.core.packing import pack_in_place;"
              " f(output_dir=out, classes={classes!r}, max_samples_per_class={quota}, split={split!r}, seed={seed});"
              " pack_in_place(out, ('data',))",
-    "plan": "from components.core.download import make_plan as f;"
+    "plan": "from components.core.download_plan import make_plan as f;"
             " f(plan_dir=out, classes={classes!r}, max_samples_per_class={quota}, split={split!r}, seed={seed},"
             " shard_size={quota})",
-    "shard": "from components.core.download import fetch_shard as f;"
+    "shard": "from components.core.download_fetch import fetch_shard as f;"
              " from components.core.packing import pack_in_place;"
              " f(plan_dir=plan, shard=shard, output_dir=out); pack_in_place(out, ('data',))",
-    "merge": "from components.core.download import merge_shards as f;"
+    "merge": "from components.core.download_merge import merge_shards as f;"
              " from components.core.packing import pack_in_place;"
              " f(plan_dir=plan, shard_dirs=shards, output_dir=out); pack_in_place(out, ('data',))",
 }

@@ -342,28 +342,28 @@ def child(code: str, env: dict | None = None) -> dict:
 # ---------------------------------------------------------------- the runs
 
 PLAN_CODE = """
-from components.core.download import make_plan
+from components.core.download_plan import make_plan
 {before}
 plan = make_plan(plan_dir={plan_dir!r}, classes={classes!r}, max_samples_per_class={quota}, split="train", seed={seed},
                  shard_size={shard_size})
 result = {{"images": plan["images"], "detection_rows": plan["detection_rows"], "shards": len(plan["shards"])}}
 """
 SHARD_CODE = """
-from components.core.download import fetch_shard
+from components.core.download_fetch import fetch_shard
 from components.core.packing import pack_in_place
 record = fetch_shard(plan_dir={plan_dir!r}, shard={shard!r}, output_dir={out!r})
 pack_in_place({out!r}, ("data",))
 result = record
 """
 MERGE_CODE = """
-from components.core.download import merge_shards
+from components.core.download_merge import merge_shards
 from components.core.packing import pack_in_place
 result = merge_shards(plan_dir={plan_dir!r}, shard_dirs={shards!r}, output_dir={out!r})
 pack_in_place({out!r}, ("data",))
 """
 FIFTYONE_PARSE_CODE = """
-from components.core.download import _fiftyone_download
-_fiftyone_download({split_dir!r}, "train", [])
+from components.core.fiftyone_openimages import download_split
+download_split({split_dir!r}, "train", [])
 result = sorted(os.listdir(os.path.join({split_dir!r}, "metadata")))
 """
 
@@ -508,7 +508,7 @@ def packed_shards(plan_dir: str, fetched: str, work: str) -> list[str]:
     import io
     import tarfile
 
-    from components.core.download import SHARD_RECORD
+    from components.core.download_fetch import SHARD_RECORD
     from components.core.packing import shards as tar_files
 
     with tarfile.open(tar_files(os.path.join(work, "shard"))[0]) as tar:

@@ -1,4 +1,5 @@
-"""The download step's KFP component: a thin wrapper around ``components.core.download``."""
+"""The download steps' KFP components: thin wrappers around ``components.core.download_plan``,
+``download_fetch`` and ``download_merge``."""
 
 from typing import List
 
@@ -31,7 +32,7 @@ def plan_download(classes: list, max_samples_per_class: int, split: str, seed: i
     """
     import logging
 
-    from components.core.download import make_plan
+    from components.core.download_plan import make_plan
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     record = make_plan(plan_dir=plan.path, classes=list(classes), max_samples_per_class=max_samples_per_class,
@@ -54,7 +55,7 @@ def download_shard(plan: Input[Dataset], shard: str, raw_shard: Output[Dataset])
     """
     import logging
 
-    from components.core.download import fetch_shard
+    from components.core.download_fetch import fetch_shard
     from components.core.packing import pack_in_place
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -78,7 +79,7 @@ def merge_download(plan: Input[Dataset], shards: Input[List[Dataset]], raw_datas
     """
     import logging
 
-    from components.core.download import merge_shards
+    from components.core.download_merge import merge_shards
     from components.core.packing import pack_in_place
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -23,11 +23,10 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-import kfp_server_api
-
 from components.core.tls import SYSTEM_STORE, is_service_host, pick_ca_bundle
 from components.core.urls import read_token_file, redact, refuse_credentials_in, refuse_plain_http_token, urlopen
 from pipeline import servers
+from pipeline.kfp_internals import create_recurring_run_on_latest_version
 from pipeline.parameters import convert_params
 from pipeline.pipeline import PIPELINE_NAME, CompileOptions, compile_pipeline
 
@@ -254,13 +253,9 @@ def schedule(server: Server, cron: str, name: str, params: dict, experiment: str
     with own_links():
         experiment_id = client.create_experiment(experiment).experiment_id
         if servers.follows_latest_version(target):
-            recurring = client._recurring_run_api.recurring_run_service_create_recurring_run(  # the SDK wants a version
-                recurring_run=kfp_server_api.V2beta1RecurringRun(
-                    display_name=name, experiment_id=experiment_id, mode=kfp_server_api.RecurringRunMode.ENABLE,
-                    pipeline_version_reference=kfp_server_api.V2beta1PipelineVersionReference(pipeline_id=pipeline_id),
-                    runtime_config=kfp_server_api.V2beta1RuntimeConfig(parameters=params), no_catchup=not catch_up,
-                    trigger=kfp_server_api.V2beta1Trigger(cron_schedule=kfp_server_api.V2beta1CronSchedule(cron=cron)),
-                    max_concurrency=1))
+            recurring = create_recurring_run_on_latest_version(client, name=name, experiment_id=experiment_id,
+                                                               pipeline_id=pipeline_id, cron=cron, params=params,
+                                                               catch_up=catch_up)
             version = "the latest version at each run"
         else:
             log.warning("%s cannot follow the latest version (KFP 2.5 can): this schedule stays on version %s; "

@@ -42,6 +42,6 @@ def build_mirror(s3: SeaweedS3, workdir: str, split: str, images_per_class: int,
 
 def mirror_environment(s3: SeaweedS3, metadata_dir: str) -> dict[str, str]:
     """Environment that points FiftyOne's Open Images download at the mirror."""
-    from components.core.download import METADATA_ENV
+    from components.core.openimages_metadata import METADATA_ENV
 
     return {"AWS_ENDPOINT_URL_S3": s3.endpoint, METADATA_ENV: metadata_dir}

@@ -9,7 +9,10 @@ import pytest
 from conftest import CLASSES
 
 from components.core import openimages as oi
-from components.core.download import METADATA_ENV, cut_shards, download_open_images, make_plan, scan_csv, select_scanned
+from components.core.csv_scan import scan_csv
+from components.core.download import download_open_images
+from components.core.download_plan import cut_shards, make_plan, select_scanned
+from components.core.openimages_metadata import METADATA_ENV
 from components.core.packing import materialized, shards
 from components.core.storage import S3Url, Storage
 from components.download import download_shard, merge_download, plan_download
@@ -223,7 +226,7 @@ def plain_candidates(path, mids):
 @pytest.mark.parametrize("newline, apart", [("\n", False), ("\r\n", True)])
 def test_one_pass_over_the_detections_finds_and_copies_what_a_plain_reading_does(tmp_path, monkeypatch, newline,
                                                                                   apart):
-    from components.core import download
+    from components.core import csv_scan
 
     source = str(tmp_path / "detections.csv")
     write_detections(source, detection_rows(7, apart), newline)
@@ -232,14 +235,14 @@ def test_one_pass_over_the_detections_finds_and_copies_what_a_plain_reading_does
     mids = sorted(ALL_CLASSES.values())
     expected = plain_candidates(source, mids)
     for piece in (97, 400, 1 << 20):  # lines longer than a piece, pieces of a few lines, one piece
-        monkeypatch.setattr(download, "CHUNK_BYTES", piece)
-        scan = download.scan_csv(source, mids)
+        monkeypatch.setattr(csv_scan, "CHUNK_BYTES", piece)
+        scan = csv_scan.scan_csv(source, mids)
         assert {mid: scan.candidates(mid).to_pylist() for mid in mids} == {m: sorted(i) for m, i in expected.items()}
         by_name = {name: ALL_CLASSES[name] for name in CLASSES}
-        drawn = download.select_scanned(scan, by_name, 4, seed=3)
+        drawn = select_scanned(scan, by_name, 4, seed=3)
         assert drawn == plain_selection({name: expected[mid] for name, mid in by_name.items()}, 4, seed=3)
         wanted = {i for ids in drawn.values() for i in ids} | {"fffdecafbad00000"}
-        rows = download.keep_rows(scan, source, str(tmp_path / "kept.csv"), wanted)
+        rows = csv_scan.keep_rows(scan, source, str(tmp_path / "kept.csv"), wanted)
         with open(source, "rb") as f:
             lines = f.read().splitlines(keepends=True)
         kept = [line for line in lines[1:] if line.split(b",")[0].decode() in wanted]
@@ -249,32 +252,32 @@ def test_one_pass_over_the_detections_finds_and_copies_what_a_plain_reading_does
 
 
 def test_rows_of_the_image_list_are_copied_as_written_quotes_and_all(tmp_path, monkeypatch):
-    from components.core import download
+    from components.core import csv_scan
 
     source = tmp_path / "image_ids.csv"
     titles = ['"Bike, parked"', "Street", '"He said ""stop"""', ""]
     lines = [f"{i:016x},train,https://x/{i}.jpg,,,,Ann,{titles[i % 4]},{i},md5==,,0.0\n" for i in range(200)]
     source.write_text(",".join(oi.IMAGE_ID_COLUMNS) + "\n" + lines[0] + "\n" + "".join(lines[1:]))  # an empty line
     wanted = {f"{i:016x}" for i in range(0, 200, 7)}
-    monkeypatch.setattr(download, "CHUNK_BYTES", 300)
-    kept = download.keep_rows(download.scan_csv(str(source)), str(source), str(tmp_path / "kept.csv"), wanted)
+    monkeypatch.setattr(csv_scan, "CHUNK_BYTES", 300)
+    kept = csv_scan.keep_rows(csv_scan.scan_csv(str(source)), str(source), str(tmp_path / "kept.csv"), wanted)
     assert kept == len(wanted)
     assert (tmp_path / "kept.csv").read_text() == (",".join(oi.IMAGE_ID_COLUMNS) + "\n"
                                                    + "".join(line for line in lines if line[:16] in wanted))
     with open(tmp_path / "kept.csv", newline="") as f:
         assert [r["Title"] for r in csv.DictReader(f)][:3] == ["Bike, parked", "", 'He said "stop"']
     source.write_text(",".join(oi.IMAGE_ID_COLUMNS) + "\n")  # no rows at all
-    assert download.keep_rows(download.scan_csv(str(source)), str(source), str(tmp_path / "kept.csv"), wanted) == 0
+    assert csv_scan.keep_rows(csv_scan.scan_csv(str(source)), str(source), str(tmp_path / "kept.csv"), wanted) == 0
     assert (tmp_path / "kept.csv").read_text() == ",".join(oi.IMAGE_ID_COLUMNS) + "\n"
     source.write_text(",".join(oi.IMAGE_ID_COLUMNS) + '\n0000000000000001,train,u,,,,Ann,"two\nlines",1,m,,0.0\n')
     with pytest.raises(ValueError, match="line break"):
-        download.scan_csv(str(source))
+        csv_scan.scan_csv(str(source))
 
 
 def test_the_plan_reads_a_local_mirror_in_place(mirror, tmp_path, monkeypatch):
-    from components.core import download
+    from components.core import openimages_metadata
 
-    monkeypatch.setattr(download, "_copy_metadata", lambda *a: pytest.fail("the mirror's files were copied"))
+    monkeypatch.setattr(openimages_metadata, "copy_metadata", lambda *a: pytest.fail("the mirror's files were copied"))
     plan = make_plan(plan_dir=str(tmp_path / "plan"), classes=CLASSES, max_samples_per_class=5, split="validation",
                      seed=42, shard_size=100)
     assert plan["images_per_class"] == {name: 5 for name in CLASSES}
@@ -286,7 +289,7 @@ def test_missing_metadata_is_fetched_without_reading_the_image_list(mirror, tmp_
     import eta.core.web as etaw
     import fiftyone.utils.openimages as fouo
 
-    from components.core import download
+    from components.core.openimages_metadata import fetch_metadata
 
     sources = {"train-images-boxable-with-rotation.csv": oi.IMAGE_IDS_CSV, "oidv6-train-annotations-bbox.csv":
                oi.DETECTIONS_CSV, "class-descriptions-boxable.csv": oi.CLASSES_CSV}
@@ -307,10 +310,10 @@ def test_missing_metadata_is_fetched_without_reading_the_image_list(mirror, tmp_
 
     monkeypatch.setattr(etaw, "download_file", download_file)
     monkeypatch.setattr(fouo, "_load_all_image_ids", lambda *a, **k: pytest.fail("read the whole image list"))
-    download._fetch_metadata(str(tmp_path), "train")
+    fetch_metadata(str(tmp_path), "train")
     assert oi.missing_files(str(tmp_path)) == []
     assert sorted(fetched) == sorted([*sources, "bbox_labels_600_hierarchy.json"])
     with open(tmp_path / oi.HIERARCHY_JSON) as f:
         assert {s["LabelName"] for s in json.load(f)["Subcategory"]} == set(ALL_CLASSES)  # display names
-    download._fetch_metadata(str(tmp_path), "train")  # all there: nothing fetched again
+    fetch_metadata(str(tmp_path), "train")  # all there: nothing fetched again
     assert len(fetched) == 4
