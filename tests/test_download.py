@@ -106,7 +106,7 @@ def test_shards_are_chunks_of_the_selection_that_never_repeat_an_image():
 
 
 def test_plan_refuses_bad_values_by_the_parameter_rules(tmp_path):
-    with pytest.raises(ValueError, match="download_shard_size must be a positive integer, not 0"):
+    with pytest.raises(ValueError, match="download_shard_size must be 1 or more, not 0"):
         make_plan(plan_dir=str(tmp_path / "plan"), classes=CLASSES, max_samples_per_class=5, split="validation",
                   seed=42, shard_size=0)
     assert not (tmp_path / "plan").exists()
