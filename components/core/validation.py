@@ -13,6 +13,7 @@ import re
 from components.core.openimages import SPLITS
 from components.core.registry import url_problems
 from components.core.storage import is_s3
+from components.core.train_arg_types import train_args_type_problems
 from components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
 from components.core.urls import has_credentials, redact
 
@@ -118,8 +119,9 @@ def parameter_problems(p: dict) -> list[str]:
             problems.append(f"imgsz {imgsz} is beyond {MAX_IMGSZ}: each image would take "
                             f"{imgsz * imgsz * 3 * 4 / 2**30:.0f} GiB as a float tensor; the notebook trains at 640")
         elif imgsz % STRIDE:
-            problems.append(f"imgsz {imgsz} is not a multiple of {STRIDE}: Ultralytics would train at "
-                            f"{math.ceil(imgsz / STRIDE) * STRIDE}; use that or {imgsz // STRIDE * STRIDE or STRIDE}")
+            up, down = math.ceil(imgsz / STRIDE) * STRIDE, imgsz // STRIDE * STRIDE
+            problems.append(f"imgsz {imgsz} is not a multiple of {STRIDE}: Ultralytics would train at {up}; use "
+                            + (f"that or {down}" if down else "that"))
     if "freeze" in p and (not isinstance(p["freeze"], int) or isinstance(p["freeze"], bool) or p["freeze"] < 0):
         problems.append(f"freeze must be a number of layers, 0 or more, not {p['freeze']!r}")
     if "freeze" in p and isinstance(p["freeze"], int) and p.get("base_model") in MODEL_LAYERS:
@@ -175,7 +177,8 @@ def train_args_problems(train_args) -> list[str]:
             close = difflib.get_close_matches(key, sorted(ARGUMENTS), n=1)
             problems.append(f"train_args has {key!r}, which is not an Ultralytics training argument"
                             + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return problems
+    allowed = {k: v for k, v in train_args.items() if k not in NAMED_TRAINING_ARGS and k not in STEP_TRAINING_ARGS}
+    return problems + train_args_type_problems(allowed)
 
 
 def freeze_problems(freeze: int, layers: int, model_name: str) -> list[str]:
