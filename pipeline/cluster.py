@@ -99,8 +99,8 @@ def cron_field_values(text: str, field: tuple) -> set[int]:
 
 def six_field_cron(expression: str) -> str:
     """KFP's cron has six fields, seconds first; a five-field expression would silently mean another time,
-    a value outside a field's range is refused only by the server's scheduler (the recurring run never
-    fires), and a seconds field with more than one value would start several runs a minute."""
+    a value outside a field's range is named here before the server is asked (its API answers with
+    robfig/cron's error), and a seconds field with more than one value would start several runs a minute."""
     expression = PREDEFINED_SCHEDULES.get(expression.strip().lower(), expression)
     fields = expression.split()
     if len(fields) == 5:
