@@ -15,7 +15,8 @@ from pipeline.cluster import six_field_cron
 from pipeline.pipeline import CompileOptions
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
-HOST = ["--host", "http://127.0.0.1:9", "--token", "t", "--allow-plain-http-token"]  # nothing listens on port 9: any request would fail
+# Nothing listens on port 9: a command that asked the server would fail otherwise than the test expects.
+HOST = ["--host", "http://127.0.0.1:9", "--token", "t", "--allow-plain-http-token"]
 
 
 def refused_in_one_line(capsys, argv: list[str], message: str) -> None:
@@ -177,6 +178,8 @@ def test_train_args_values_ultralytics_takes_pass():
     assert parameter_problems({"train_args": {"cos_lr": True, "nbs": 16.0, "conf": None, "fraction": [0.8, 0.2],
                                               "scale": [0.5, 1.5], "amp": "BF16", "compile": "max-autotune",
                                               "warmup_epochs": 0, "mosaic": 1}}) == []
+    # as KFP hands them to preflight and the train step: numbers inside a dict as floats
+    assert parameter_problems({"train_args": {"quantize": 8.0, "fraction": 100.0, "nbs": 16.0}}) == []
 
 
 def test_a_refused_key_is_named_once_not_also_for_its_type():

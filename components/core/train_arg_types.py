@@ -79,6 +79,8 @@ def train_args_type_problems(train_args: dict) -> list[str]:
     the key, the value and what it takes; arguments without a type rule are not looked at."""
     problems = []
     for key, value in train_args.items():
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # KFP hands numbers in a dict over as floats; the train step makes them ints again
         if key not in TYPED_KEYS or (value is None and key in NULLABLE_KEYS | {"quantize"}):
             continue
         accepts, wanted = _rule(key)
