@@ -61,9 +61,11 @@ SETTINGS: dict[str, StepSettings] = {}
 _HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _REGISTRY = rf"(?:localhost(?::\d+)?|{_HOST_PART}(?:\.{_HOST_PART})+(?::\d+)?|{_HOST_PART}:\d+)"
 _PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"\w[\w.-]{0,127}"
 IMAGE_REFERENCE = re.compile(
-    rf"{_REGISTRY}(?:/{_PATH_PART})+(?::(?P<tag>\w[\w.-]{{0,127}}))?(?:@(?P<digest>sha256:[0-9a-f]{{64}}))?",
-    flags=re.ASCII)
+    rf"{_REGISTRY}(?:/{_PATH_PART})+(?::(?P<tag>{_TAG}))?(?:@(?P<digest>sha256:[0-9a-f]{{64}}))?", flags=re.ASCII)
+# Where images are moved to (--image-registry): a registry host with an optional namespace path.
+REGISTRY_REFERENCE = re.compile(rf"{_REGISTRY}(?:/{_PATH_PART})*/?", flags=re.ASCII)
 
 
 def image_ref(image: str, registry: str, tag: str) -> str:
@@ -80,6 +82,16 @@ def check_image_reference(reference: str, option: str) -> str:
         raise ValueError(f"{option} {reference!r} is not an image reference: give registry/repository:tag or "
                          f"registry/repository@sha256:<64 hex digits>, e.g. {TRAIN_IMAGE}")
     return reference
+
+
+def check_registry(registry: str, tag: str) -> None:
+    """``--image-registry`` and ``--image-tag`` each as the OCI grammar spells them, named on their own."""
+    if not REGISTRY_REFERENCE.fullmatch(registry):
+        raise ValueError(f"--image-registry {registry!r} is not a registry: give host[:port][/namespace] in lower "
+                         f"case, e.g. {REGISTRY} or mirror.example.com:5000/ml")
+    if not re.fullmatch(_TAG, tag, flags=re.ASCII):
+        raise ValueError(f"--image-tag {tag!r} is not an image tag: use up to 128 letters, digits, '_', '.' or '-', "
+                         f"not starting with '.' or '-', e.g. {TAG}")
 
 
 def component(image: str, timeout_hours: int, **settings):

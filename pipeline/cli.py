@@ -123,21 +123,22 @@ def cmd_schedule(args) -> None:
     from pipeline import cluster
     from pipeline.parameters import parse_params
 
+    if args.cron is None and (args.param or args.catch_up):
+        raise ValueError("--param and --catch-up go with --cron (a new recurring run): leave them out")
     server = _server(args)
-    changes = [(action, getattr(args, action)) for action in cluster.SCHEDULE_ACTIONS if getattr(args, action)]
+    changes = [(action, getattr(args, action)) for action in cluster.SCHEDULE_ACTIONS
+               if getattr(args, action) is not None]
     if args.list:
         for row in cluster.list_schedules(server):
             print("  ".join(f"{k}={v}" for k, v in row.items()))
     elif changes:
         action, name = changes[0]
         print(f"{action}d {name}: {cluster.change_schedule(server, name, action)}")
-    elif args.cron:
+    else:
         recurring_id, version = cluster.schedule(server, args.cron, args.name, parse_params(args.param),
                                                  args.experiment, args.catch_up, servers.server_target(args.server))
         print(f"recurring run {args.name} ({recurring_id}) at {cluster.six_field_cron(args.cron)!r} "
               f"({cluster.TIME_ZONE}), running {version}")
-    else:
-        raise ValueError("schedule needs --cron, --list, --enable NAME, --disable NAME or --delete NAME")
 
 
 def cmd_download(args) -> None:
@@ -362,16 +363,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("schedule", help="recurring runs of the latest uploaded version")
     _add_server_options(p)
-    p.add_argument("--cron", help="six fields, seconds first, in UTC (the server's scheduler): '0 0 3 * * 1' is "
-                                  "Mondays at 03:00 UTC; or @hourly, @daily, @weekly (Sunday 00:00), @monthly")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--cron", help="six fields, seconds first, in UTC (the server's scheduler): '0 0 3 * * 1' is "
+                                     "Mondays at 03:00 UTC; or @hourly, @daily, @weekly (Sunday 00:00), @monthly")
     p.add_argument("--name", default="yolo-kfp-retraining")
     p.add_argument("--experiment", default="yolo-kfp")
     _add_param_option(p)
     p.add_argument("--catch-up", action="store_true", help="run the schedules missed while paused")
     _add_server_target(p)
-    p.add_argument("--list", action="store_true", help="list the recurring runs")
+    what.add_argument("--list", action="store_true", help="list the recurring runs")
     for action in ("enable", "disable", "delete"):
-        p.add_argument(f"--{action}", metavar="NAME", help=f"{action} the recurring run of this name")
+        what.add_argument(f"--{action}", metavar="NAME", help=f"{action} the recurring run of this name")
     p.set_defaults(func=cmd_schedule)
 
     p = commands.add_parser("run-local", help="run the whole pipeline here through kfp.local")

@@ -62,9 +62,44 @@ PREDEFINED_SCHEDULES = {"@hourly": "0 0 * * * *", "@daily": "0 0 0 * * *", "@mid
 TIME_ZONE = "UTC"  # the time zone of the scheduled-workflow controller of Data Science Pipelines
 
 
+# KFP's scheduler parses cron with robfig/cron: each field a list of N, a-b, */n, a/n or a-b/n, where * or ?
+# is the whole range; months and days of the week also by their English abbreviations, in any case.
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+CRON_FIELDS = (("second", 0, 59, {}), ("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day-of-month", 1, 31, {}),
+               ("month", 1, 12, {name: i + 1 for i, name in enumerate(MONTHS)}),
+               ("day-of-week", 0, 6, {name: i for i, name in enumerate(WEEKDAYS)}))
+
+
+def cron_field_values(text: str, field: tuple) -> set[int]:
+    """The values one cron field fires at; a ValueError saying what is wrong with it."""
+    name, low, high, names = field
+    values: set[int] = set()
+    for part in text.split(","):
+        span, slash, step = part.partition("/")
+        if span in ("*", "?"):
+            start, end = low, high
+        else:
+            first, dash, last = span.partition("-")
+            start = names.get(first.lower(), int(first) if first.isdigit() else None)
+            end = names.get(last.lower(), int(last) if last.isdigit() else None) if dash else (
+                high if slash else start)
+            if start is None or end is None:
+                raise ValueError(f"{part!r} is not a number{', a name' if names else ''} or a range")
+            if start > end:
+                raise ValueError(f"{part!r} runs backwards")
+            if start < low or end > high:
+                raise ValueError(f"{part!r} is outside {low}-{high}")
+        if slash and not (step.isdigit() and int(step) > 0):
+            raise ValueError(f"{part!r} has step {step!r}, not a positive whole number")
+        values.update(range(start, end + 1, int(step) if slash else 1))
+    return values
+
+
 def six_field_cron(expression: str) -> str:
     """KFP's cron has six fields, seconds first; a five-field expression would silently mean another time,
-    and a seconds field with more than one value would start several runs a minute."""
+    a value outside a field's range is named here before the server is asked (its API answers with
+    robfig/cron's error), and a seconds field with more than one value would start several runs a minute."""
     expression = PREDEFINED_SCHEDULES.get(expression.strip().lower(), expression)
     fields = expression.split()
     if len(fields) == 5:
@@ -75,13 +110,32 @@ def six_field_cron(expression: str) -> str:
         raise ValueError(f"cron {expression!r} must have six fields: second minute hour day-of-month month "
                          "day-of-week, e.g. '0 0 3 * * 1' for Mondays at 03:00 UTC, or one of "
                          f"{', '.join(PREDEFINED_SCHEDULES)}")
-    if fields[0].isdigit() and int(fields[0]) > 59:
-        raise ValueError(f"cron {expression!r}: its first field is the second, 0 to 59, not {fields[0]}")
-    if not fields[0].isdigit():
+    fired = []
+    for text, field in zip(fields, CRON_FIELDS):
+        name, low, high, names = field
+        try:
+            fired.append(cron_field_values(text, field))
+        except ValueError as error:
+            named = f" or {list(names)[0].upper()}-{list(names)[-1].upper()}" if names else ""
+            raise ValueError(f"cron {expression!r}: its {name} field {error}: use {low}-{high}{named}, "
+                             "a range a-b, a list a,b, a step */n, or *") from None
+    if len(fired[0]) > 1:
         raise ValueError(f"cron {expression!r} fires more than once a minute (its first field, {fields[0]!r}, is "
                          "the second): each firing starts a training run. Use one second, e.g. "
                          f"'0 {' '.join(fields[1:])}'")
     return " ".join(fields)
+
+
+def check_schedule_name(name: str) -> None:
+    """A recurring run's name as KFP takes it: not empty (the API refuses it), and one whose Kubernetes form
+    (lower case, letters, digits and '-' kept: KFP's toSWFCRDResourceGeneratedName) does not start with '-',
+    which the ScheduledWorkflow it names could not have. Surrounding spaces would make --delete NAME miss it."""
+    if not name.strip() or name != name.strip() or not name.isprintable():
+        raise ValueError(f"--name {name!r} is not a recurring run's name: give a name without surrounding spaces or "
+                         "control characters, e.g. yolo-kfp-retraining")
+    if re.sub(r"[^a-z0-9-]", "", name.lower()).startswith("-"):
+        raise ValueError(f"--name {name!r} would name a Kubernetes ScheduledWorkflow starting with '-', which "
+                         "Kubernetes refuses: start the name with a letter or digit")
 
 
 @dataclass
@@ -96,6 +150,11 @@ class Server:
     allow_plain_http_token: bool = False  # send the token over plain HTTP (a test server on 127.0.0.1)
 
     def __post_init__(self):
+        if not re.match(r"https?://[^/\s]", self.host):  # urllib would answer "unknown url type"
+            address = self.host.rsplit("@", 1)[-1]  # what follows any credentials, which are never shown
+            shown = self.host if address == self.host else f"***@{address}"
+            raise ValueError(f"--host {shown!r} is not an http(s):// URL: give the pipeline server's route with its "
+                             f"scheme, e.g. https://{address.split('://')[-1]}")
         refuse_credentials_in("the pipeline server's URL", self.host,
                               "pass the token by --token-file or KFP_TOKEN")
         refuse_plain_http_token(self.host, self.token, self.allow_plain_http_token)
@@ -242,6 +301,7 @@ def schedule(server: Server, cron: str, name: str, params: dict, experiment: str
     pipeline's latest version at each trigger, so a later ``upload`` is picked up; older servers need a
     version, and the schedule stays on the one that is latest now."""
     cron, params = six_field_cron(cron), convert_params(params)
+    check_schedule_name(name)
     servers.check_run_parameters(params, target)
     client = server.client()
     if any(s["name"] == name for s in list_schedules(server)):

@@ -25,7 +25,6 @@ import threading
 import time
 
 from components.core.checkpoints import CHECKPOINTS_ENV
-from components.core.openimages import check_classes
 from components.core.validation import base_model_problems, check
 from pipeline.lifeline import RunScope
 from pipeline.mlflow_server import MlflowServer, mlflow_binary
@@ -242,9 +241,9 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
         mlflow_binary()  # present, before any work
     defaults = parameter_defaults()
     if demo:
-        from pipeline.synthetic import ALL_CLASSES
+        from pipeline.synthetic import check_demo_classes
 
-        check_classes(params.get("classes", defaults["classes"]), list(ALL_CLASSES))  # before any work
+        check_demo_classes(params.get("classes", defaults["classes"]))  # before any work
     if not demo or "base_model" in params:  # the demo makes its own base checkpoint
         check(base_model_problems(params.get("base_model", defaults["base_model"]),
                                   params.get("freeze", defaults["freeze"])))

@@ -9,6 +9,7 @@ instead, recorded in the pipeline's description.
 
 import inspect
 import json
+import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -37,6 +38,7 @@ from components.images import (
     TRAIN_IMAGE,
     Resources,
     check_image_reference,
+    check_registry,
     image_ref,
 )
 from components.preflight import preflight
@@ -55,6 +57,23 @@ RESOURCE_FIELDS = ("cpu", "cpu_limit", "memory", "memory_limit")
 TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
 TOLERATION_ARGUMENTS = {"tolerationSeconds": "toleration_seconds"}  # kfp.kubernetes.add_toleration's name
 BINARY_UNITS = {"Ti": 2 ** 40, "Gi": 2 ** 30, "Mi": 2 ** 20, "Ki": 2 ** 10}
+GPUS_PER_NODE = 16  # the largest GPU nodes have 8-16; a pod runs on one node
+# The train pod's size per GPU, by option: floor, ceiling, and why the floor. Below it the step cannot do its
+# work; above the ceiling no node could hold the pod, which would wait Pending forever.
+TRAIN_POD_LIMITS = {
+    # components.core.resources keeps one core per GPU for the training loop before any DataLoader worker;
+    # the largest GPU nodes have 24-48 cores per GPU.
+    "cpu_per_gpu": (1, 128, "one core per GPU runs the training loop"),
+    # Importing PyTorch and Ultralytics and building YOLOv5n takes 0.7 GiB resident on CPU (measured), CUDA's
+    # libraries about as much again; the largest nodes have 2 TiB for 8 GPUs.
+    "memory_per_gpu": (2 * 2 ** 30, 2 ** 40, "PyTorch with CUDA and Ultralytics take about 1.5 GiB before the "
+                                             "first batch"),
+    # Docker's default /dev/shm, which this volume replaces: less gains nothing and leaves NCCL (which keeps
+    # its DDP buffers there) short. It counts against the pod's memory: the same ceiling.
+    "shm_size": (64 * 2 ** 20, 2 ** 40, "64Mi is Docker's default /dev/shm, which this volume replaces"),
+}
+# A Kubernetes label value (the Kueue queue is one): at most 63 characters, alphanumeric at both ends.
+LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?", flags=re.ASCII)
 
 
 def quantity(text: str) -> float:
@@ -111,9 +130,14 @@ class CompileOptions:
                              "--shm-volume ephemeral, or leave it out")
         for name in ("gpus", "download_parallelism"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be 1 or more, not {getattr(self, name)!r}")
-        for text in (self.cpu_per_gpu, self.memory_per_gpu, self.shm_size):
-            quantity(text)
+                raise ValueError(f"--{name.replace('_', '-')} must be 1 or more, not {getattr(self, name)!r}")
+        if self.gpus > GPUS_PER_NODE:
+            raise ValueError(f"--gpus {self.gpus} is more than a node has (the largest have 8-16) and a pod runs on "
+                             f"one node: use at most {GPUS_PER_NODE}")
+        self._check_train_pod_size()
+        if not LABEL_VALUE.fullmatch(self.kueue_queue):
+            raise ValueError(f"--kueue-queue {self.kueue_queue!r} is not a Kubernetes label value: use at most 63 "
+                             "letters, digits, '-', '_' or '.', with a letter or digit at both ends, e.g. gpu-team")
         self._check_pod_settings(target)
         self._check_images()
         if self.mlflow_connection and target.features.optional_secret:
@@ -121,6 +145,21 @@ class CompileOptions:
                              f"{target.name} can do without it: set the run parameter mlflow_connection")
         for step in self.step_resources:
             self.resources(step)
+
+    def _check_train_pod_size(self) -> None:
+        for name, (floor, ceiling, why) in TRAIN_POD_LIMITS.items():
+            option, text = f"--{name.replace('_', '-')}", getattr(self, name)
+            try:
+                value = quantity(str(text))
+            except ValueError as error:
+                raise ValueError(f"{option}: {error}") from None
+            shown = (lambda size: f"{size:g}") if name == "cpu_per_gpu" else memory_quantity
+            if value < floor:
+                raise ValueError(f"{option} {text} is below {shown(floor)} per GPU ({why}): give at least "
+                                 f"{shown(floor)}")
+            if value > ceiling:
+                raise ValueError(f"{option} {text} is above {shown(ceiling)} per GPU, more than any node has (the "
+                                 f"pod would never be scheduled): give at most {shown(ceiling)}")
 
     def _check_pod_settings(self, target: servers.ServerTarget) -> None:
         given = [name for name, value in (("data_connection", self.data_connection != DATA_CONNECTION),
@@ -148,9 +187,8 @@ class CompileOptions:
                              "give --data-image and --train-image, or the registry and tag, not both")
         for option, reference in given.items():
             check_image_reference(reference, option)
-        if len(given) < 2:  # the two moved references differ only by the image's name
-            check_image_reference(image_ref(TRAIN_IMAGE, self.image_registry, self.image_tag),
-                                  "--image-registry/--image-tag")
+        if len(given) < 2:  # at least one image is moved by the registry and tag
+            check_registry(self.image_registry, self.image_tag)
 
     @property
     def images(self) -> dict[str, str]:

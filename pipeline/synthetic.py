@@ -34,6 +34,16 @@ ALL_CLASSES = {**TARGET_CLASSES, **DECOY_CLASSES}
 IMAGE_SIZES = ((320, 240), (240, 320), (288, 288))
 
 
+def check_demo_classes(requested: list[str]) -> None:
+    """The demo mirror has a few of Open Images' classes: another name may well be a real class (Bus), which
+    only a real run can fetch and check."""
+    unknown = oi.unknown_classes(requested, list(ALL_CLASSES))
+    if unknown:
+        raise ValueError(f"the demo mirror has only its {len(ALL_CLASSES)} classes ({', '.join(ALL_CLASSES)}), not "
+                         f"{unknown}: choose among them, or run without --demo, where any Open Images class can be "
+                         "asked for (and names are checked against Open Images' own list)")
+
+
 @dataclass
 class Box:
     label: str

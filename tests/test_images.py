@@ -143,8 +143,9 @@ def test_each_image_can_be_pinned_by_digest(tmp_path, target):
                                                           "image reference"),
     (["--data-image", "data:1.0"], "--data-image 'data:1.0' is not an image reference"),
     (["--data-image", "registry.example.com/ml/data@sha256:abc"], "--data-image"),
-    (["--image-tag", "1.0 --privileged"], "--image-registry/--image-tag"),
-    (["--image-registry", "https://quay.io/org"], "--image-registry/--image-tag"),
+    (["--image-tag", "1.0 --privileged"], "--image-tag '1.0 --privileged' is not an image tag"),
+    (["--image-registry", "https://quay.io/org"], "--image-registry 'https://quay.io/org' is not a registry"),
+    (["--image-registry", "Bad Registry"], "--image-registry 'Bad Registry' is not a registry"),
     (["--data-image", PINNED_DATA, "--image-registry", "mirror.example.com"], "--data-image names an image in full"),
 ])
 def test_bad_image_references_are_refused_before_compiling(tmp_path, capsys, args, message):

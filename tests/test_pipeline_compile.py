@@ -71,7 +71,7 @@ def test_resources_per_gpu_are_compile_options():
     options = CompileOptions(gpus=4, cpu_per_gpu="1500m", memory_per_gpu="12Gi", shm_size="512Mi")
     assert (options.train_cpu, options.train_memory, options.shm_limit) == ("6", "50Gi", "2Gi")
     for bad, message in (({"gpus": 0}, "gpus must be 1 or more"), ({"memory_per_gpu": "24 GB"}, "not a Kubernetes"),
-                         ({"download_parallelism": 0}, "download_parallelism must be 1 or more")):
+                         ({"download_parallelism": 0}, "--download-parallelism must be 1 or more")):
         with pytest.raises(ValueError, match=message):
             CompileOptions(**bad)
 

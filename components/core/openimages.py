@@ -44,12 +44,16 @@ def missing_files(raw_dir: str) -> list[str]:
     return [name for name in METADATA_FILES if not os.path.isfile(os.path.join(raw_dir, name))]
 
 
+def unknown_classes(requested: list[str], known: list[str]) -> str:
+    """The names in ``requested`` that ``known`` lacks, each with the closest known ones; empty if none."""
+    unknown = [c for c in requested if c not in known]
+    hints = {c: difflib.get_close_matches(c, known, n=3, cutoff=0.6) for c in unknown}
+    return "; ".join(repr(c) + (f" (did you mean {', '.join(map(repr, h))}?)" if h else "") for c, h in hints.items())
+
+
 def check_classes(requested: list[str], known: list[str]) -> None:
     """Refuses names that are not Open Images display names, suggesting the closest ones (the form of the
     list is a parameter rule: ``components.core.validation``)."""
-    unknown = [c for c in requested if c not in known]
+    unknown = unknown_classes(requested, known)
     if unknown:
-        hints = {c: difflib.get_close_matches(c, known, n=3, cutoff=0.6) for c in unknown}
-        detail = "; ".join(f"{c!r} (did you mean {', '.join(map(repr, h)) or 'nothing close'}?)"
-                           for c, h in hints.items())
-        raise ValueError(f"unknown Open Images classes: {detail}")
+        raise ValueError(f"unknown Open Images classes: {unknown}")

@@ -32,3 +32,28 @@ MODEL_LAYERS = {
     **{f"yolo26{s}.pt": 24 for s in "nsmlx"},
     "yolov3u.pt": 29, "yolov3-sppu.pt": 29, "yolov3-tinyu.pt": 21,
 }
+
+# The argument types ``check_cfg`` (ultralytics/cfg/__init__.py) enforces when training starts: its
+# CFG_FLOAT_KEYS, CFG_FRACTION_KEYS (0 to 1), CFG_INT_KEYS with CFG_INT_MIN, CFG_BOOL_KEYS and CFG_STR_KEYS.
+FLOAT_KEYS = frozenset("""
+angle batch box cls degrees dfl dgrad dis dlog kobj pose rle shear time warmup_epochs workspace
+""".split())
+FRACTION_KEYS = frozenset("""
+bgr cls_pw conf copy_paste cutmix dlam dropout erasing fliplr flipud fraction hsv_h hsv_s hsv_v iou lr0 lrf mixup
+momentum mosaic multi_scale perspective translate warmup_bias_lr warmup_momentum weight_decay
+""".split())
+INT_KEYS = frozenset("""
+close_mosaic epochs line_width mask_ratio max_det nbs opset patience save_period seed vid_stride workers
+""".split())
+INT_MINIMUMS = {"epochs": 1, "patience": 0, "nbs": 1, "max_det": 1, "mask_ratio": 1, "vid_stride": 1, "seed": 0}
+BOOL_KEYS = frozenset("""
+agnostic_nms augment channels_last cls_remap cos_lr deterministic dnn dynamic exist_ok nms optimize overlap_mask plots
+profile rect retina_masks save save_conf save_crop save_frames save_json save_txt show show_boxes show_conf show_labels
+simplify single_cls stream_buffer val verbose visualize
+""".split())
+STR_KEYS = frozenset("copy_paste_mode optimizer split auto_augment".split())
+# Typed arguments that may be null (unset): those whose default is null, and auto_augment.
+NULLABLE_KEYS = frozenset("channels_last conf line_width nms opset time workspace auto_augment".split())
+# ``amp``'s and ``quantize``'s spellings (QUANTIZE_ALIASES' keys, matched without regard to case).
+AMP_VALUES = ("fp16", "bf16", "fp32")
+QUANTIZE_VALUES = ("8", "16", "32", "int8", "fp16", "fp32", "w8a8", "w16a16", "w32a32", "w8a16", "w8a32")

@@ -13,6 +13,7 @@ import re
 from components.core.registry import url_problems
 from components.core.run_parameters import BY_NAME, RunParameter
 from components.core.storage import is_s3
+from components.core.train_arg_types import train_args_type_problems
 from components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
 from components.core.urls import has_credentials, redact
 
@@ -102,8 +103,9 @@ def _imgsz_problems(imgsz, p) -> list[str]:
         return [f"imgsz {imgsz} is beyond {MAX_IMGSZ}: each image would take "
                 f"{imgsz * imgsz * 3 * 4 / 2**30:.0f} GiB as a float tensor; the notebook trains at 640"]
     if imgsz % STRIDE:
-        return [f"imgsz {imgsz} is not a multiple of {STRIDE}: Ultralytics would train at "
-                f"{math.ceil(imgsz / STRIDE) * STRIDE}; use that or {imgsz // STRIDE * STRIDE or STRIDE}"]
+        up, down = math.ceil(imgsz / STRIDE) * STRIDE, imgsz // STRIDE * STRIDE
+        return [f"imgsz {imgsz} is not a multiple of {STRIDE}: Ultralytics would train at {up}; use "
+                + (f"that or {down}" if down else "that")]
     return []
 
 
@@ -210,7 +212,8 @@ def train_args_problems(train_args) -> list[str]:
             close = difflib.get_close_matches(key, sorted(ARGUMENTS), n=1)
             problems.append(f"train_args has {key!r}, which is not an Ultralytics training argument"
                             + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return problems
+    allowed = {k: v for k, v in train_args.items() if k not in NAMED_TRAINING_ARGS and k not in STEP_TRAINING_ARGS}
+    return problems + train_args_type_problems(allowed)
 
 
 def freeze_problems(freeze: int, layers: int, model_name: str) -> list[str]:

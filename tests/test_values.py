@@ -1,0 +1,198 @@
+"""Wrong values are refused at the door: within seconds, before any step runs or any file is written, in one
+line that names the value and what to do (compile options, schedules, the demo's classes, imgsz, train_args)."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from components.core.validation import parameter_problems
+from pipeline.cli import main
+from pipeline.cluster import six_field_cron
+from pipeline.pipeline import CompileOptions
+
+CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
+# Nothing listens on port 9: a command that asked the server would fail otherwise than the test expects.
+HOST = ["--host", "http://127.0.0.1:9", "--token", "t", "--allow-plain-http-token"]
+
+
+def refused_in_one_line(capsys, argv: list[str], message: str) -> None:
+    started = time.monotonic()
+    assert main(argv) == 2
+    assert time.monotonic() - started < 10
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("yolo-kfp: error: ") and message in line, line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cpu-per-gpu", "0"], "--cpu-per-gpu 0 is below 1 per GPU (one core per GPU runs the training loop): give at "
+                             "least 1"),
+    (["--cpu-per-gpu", "-2"], "--cpu-per-gpu -2 is below 1 per GPU"),
+    (["--cpu-per-gpu", "500m"], "--cpu-per-gpu 500m is below 1 per GPU"),
+    (["--cpu-per-gpu", "1000"], "--cpu-per-gpu 1000 is above 128 per GPU, more than any node has"),
+    (["--cpu-per-gpu", "eight"], "--cpu-per-gpu: 'eight' is not a Kubernetes quantity"),
+    (["--shm-size", "1Ki"], "--shm-size 1Ki is below 64Mi per GPU (64Mi is Docker's default /dev/shm"),
+    (["--memory-per-gpu", "1Ki"], "--memory-per-gpu 1Ki is below 2Gi per GPU"),
+    (["--memory-per-gpu", "24 GB"], "--memory-per-gpu: '24 GB' is not a Kubernetes quantity like 8, 500m or 24Gi"),
+    (["--memory-per-gpu", "2Pi"], "--memory-per-gpu 2Pi is above 1Ti per GPU"),
+    (["--gpus", "1000"], "--gpus 1000 is more than a node has (the largest have 8-16) and a pod runs on one node: "
+                         "use at most 16"),
+    (["--gpus", "0"], "--gpus must be 1 or more, not 0"),
+    (["--kueue-queue", "bad name!"], "--kueue-queue 'bad name!' is not a Kubernetes label value: use at most 63"),
+    (["--kueue-queue", "q" * 64], "is not a Kubernetes label value"),
+    (["--kueue-queue=-gpu"], "--kueue-queue '-gpu' is not a Kubernetes label value"),
+    (["--image-registry", "Bad Registry"], "--image-registry 'Bad Registry' is not a registry: give "
+                                           "host[:port][/namespace]"),
+    (["--image-registry", "quay.io/Org"], "--image-registry 'quay.io/Org' is not a registry"),
+    (["--image-tag=-rc1"], "--image-tag '-rc1' is not an image tag"),
+])
+def test_bad_compile_options_are_refused_by_compile_submit_and_upload(tmp_path, capsys, args, message):
+    output = tmp_path / "p.yaml"
+    refused_in_one_line(capsys, ["compile", "--output", str(output), *args], message)
+    assert not output.exists()
+    refused_in_one_line(capsys, ["submit", *HOST, *args], message)
+    refused_in_one_line(capsys, ["upload", *HOST, *args], message)
+
+
+def test_compile_options_at_their_bounds_compile():
+    options = CompileOptions(gpus=16, cpu_per_gpu="1", memory_per_gpu="2Gi", shm_size="64Mi",
+                             kueue_queue="Team_A.gpu-1", image_registry="mirror.example.com:5000/ml/")
+    assert (options.train_cpu, options.train_memory) == ("16", "33Gi")
+    assert CompileOptions(cpu_per_gpu="128", memory_per_gpu="1Ti", shm_size="1Ti", kueue_queue="q" * 63)
+
+
+@pytest.mark.parametrize("cron, message", [
+    ("0 0 25 * * 1", "its hour field '25' is outside 0-23: use 0-23, a range a-b"),
+    ("60 0 3 * * 1", "its second field '60' is outside 0-59"),
+    ("0 60 3 * * 1", "its minute field '60' is outside 0-59"),
+    ("0 0 3 0 * *", "its day-of-month field '0' is outside 1-31"),
+    ("0 0 3 32 * *", "its day-of-month field '32' is outside 1-31"),
+    ("0 0 3 1-40 * *", "its day-of-month field '1-40' is outside 1-31"),
+    ("0 0 3 * 13 *", "its month field '13' is outside 1-12: use 1-12 or JAN-DEC"),
+    ("0 0 3 * JAN-FOO *", "its month field 'JAN-FOO' is not a number, a name or a range"),
+    ("0 0 3 * * 7", "its day-of-week field '7' is outside 0-6: use 0-6 or SUN-SAT"),
+    ("0 0 3 * * FRI-MON", "its day-of-week field 'FRI-MON' runs backwards"),
+    ("0 0 */0 * * *", "its hour field '*/0' has step '0', not a positive whole number"),
+    ("0 0 3 * * L", "its day-of-week field 'L' is not a number"),
+    ("0 0 3,,4 * * *", "its hour field '' is not a number"),
+    ("0 0 -3 * * *", "its hour field '-3' is not a number"),
+])
+def test_cron_fields_out_of_range_are_refused_before_asking_the_server(capsys, cron, message):
+    refused_in_one_line(capsys, ["schedule", *HOST, "--cron", cron], f"cron {cron!r}: {message}")
+
+
+@pytest.mark.parametrize("cron", ["0 0 3 * * 1", "0 0 3 ? * MON-FRI", "0 */15 * * * *", "0 0 0 1 jan,Jul ?",
+                                  "59 59 23 31 12 6", "0 0 0 1-7 * SUN", "0 0 1/6 * * *", "0 0 0 * DEC sat"])
+def test_crons_robfig_accepts_pass_unchanged(cron):
+    assert six_field_cron(cron) == cron
+
+
+@pytest.mark.parametrize("name, message", [
+    ("", "--name '' is not a recurring run's name"),
+    ("  ", "is not a recurring run's name: give a name without surrounding spaces"),
+    (" nightly", "without surrounding spaces"),
+    ("night\nly", "control characters"),
+    ("-nightly", "--name '-nightly' would name a Kubernetes ScheduledWorkflow starting with '-'"),
+    ("_-nightly", "start the name with a letter or digit"),
+])
+def test_schedule_names_kfp_would_refuse_are_refused_before_asking_the_server(capsys, name, message):
+    refused_in_one_line(capsys, ["schedule", *HOST, "--cron", "@daily", f"--name={name}"], message)
+
+
+@pytest.mark.parametrize("args", [["--list", "--delete", "nightly"], ["--cron", "@daily", "--disable", "nightly"],
+                                  ["--enable", "a", "--delete", "b"], []])
+def test_schedule_actions_are_mutually_exclusive(args):
+    started = time.monotonic()
+    result = subprocess.run([CLI, "schedule", *HOST, *args], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 10
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and re.search(r"not allowed with argument|one of the arguments .* is required",
+                                                last), result.stderr
+
+
+def test_run_parameters_of_a_schedule_go_with_cron_only(capsys):
+    refused_in_one_line(capsys, ["schedule", *HOST, "--list", "--param", "epochs=3"],
+                        "--param and --catch-up go with --cron")
+
+
+@pytest.mark.parametrize("command", [["submit"], ["upload"], ["schedule", "--list"]])
+@pytest.mark.parametrize("host, shown, suggested", [("127.0.0.1:8888", "'127.0.0.1:8888'", "https://127.0.0.1:8888"),
+                                                    ("ftp://dspa.example.com", "'ftp://dspa.example.com'",
+                                                     "https://dspa.example.com"),
+                                                    ("me:secret@dspa.example.com", "'***@dspa.example.com'",
+                                                     "https://dspa.example.com")])
+def test_a_host_without_http_is_refused_naming_host(capsys, command, host, shown, suggested):
+    started = time.monotonic()
+    assert main([*command, "--host", host, "--token", "t"]) == 2
+    assert time.monotonic() - started < 10
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"--host {shown} is not an http(s):// URL" in line and f"e.g. {suggested}" in line, line
+    assert "secret" not in line
+
+
+def run_local_refused(tmp_path, *args) -> str:
+    """The last line of a run-local that must be refused within seconds, leaving nothing written."""
+    started = time.monotonic()
+    result = subprocess.run([CLI, "run-local", "--output-dir", str(tmp_path / "out"), *args],
+                            capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("yolo-kfp: error: ")
+    assert not (tmp_path / "out").exists() and "Executing task" not in result.stdout + result.stderr
+    return last
+
+
+def test_a_real_class_missing_from_the_demo_mirror_is_named_as_such(tmp_path):
+    last = run_local_refused(tmp_path, "--demo", "--param", 'classes=["Bus","Car"]')
+    assert ("the demo mirror has only its 8 classes (Bicycle, Car, Traffic sign, Bicycle wheel, Bicycle helmet, "
+            "Traffic light, Stop sign, Person), not 'Bus': choose among them, or run without --demo") in last
+    assert "unknown Open Images class" not in last
+
+
+def test_a_train_args_value_of_the_wrong_type_is_refused_before_any_step(tmp_path):
+    last = run_local_refused(tmp_path, "--param", 'train_args={"cos_lr": "yes", "mosaic": 1.5}')
+    assert 'train_args cos_lr="yes" is not what Ultralytics takes: give true or false' in last
+    assert "train_args mosaic=1.5 is not what Ultralytics takes: give a number from 0 to 1" in last
+
+
+@pytest.mark.parametrize("train_args, message", [
+    ({"cos_lr": 1}, "cos_lr=1 is not what Ultralytics takes: give true or false"),
+    ({"lrf": float("nan")}, "lrf=NaN is not what Ultralytics takes: give a number from 0 to 1"),
+    ({"warmup_epochs": "3"}, 'warmup_epochs="3" is not what Ultralytics takes: give a number'),
+    ({"nbs": 0}, "nbs=0 is not what Ultralytics takes: give a whole number, 1 or more"),
+    ({"close_mosaic": 2.5}, "close_mosaic=2.5 is not what Ultralytics takes: give a whole number"),
+    ({"fraction": 0}, "fraction=0 is not what Ultralytics takes: give a share in (0, 1]"),
+    ({"amp": "fp8"}, 'amp="fp8" is not what Ultralytics takes: give true, false, or one of fp16, bf16, fp32'),
+    ({"mosaic": None}, "mosaic=null is not what Ultralytics takes"),
+])
+def test_train_args_values_are_named_with_what_they_take(train_args, message):
+    (problem,) = parameter_problems({"train_args": train_args})
+    assert problem == f"train_args {message}" or message in problem, problem
+
+
+def test_train_args_values_ultralytics_takes_pass():
+    assert parameter_problems({"train_args": {"cos_lr": True, "nbs": 16.0, "conf": None, "fraction": [0.8, 0.2],
+                                              "scale": [0.5, 1.5], "amp": "BF16", "compile": "max-autotune",
+                                              "warmup_epochs": 0, "mosaic": 1}}) == []
+    # as KFP hands them to preflight and the train step: numbers inside a dict as floats
+    assert parameter_problems({"train_args": {"quantize": 8.0, "fraction": 100.0, "nbs": 16.0}}) == []
+
+
+def test_a_refused_key_is_named_once_not_also_for_its_type():
+    assert parameter_problems({"train_args": {"save": "yes", "epochs": "3"}}) == [
+        "train_args may not set 'save': leave it out: the train step's output is the saved weights",
+        "train_args sets 'epochs', which is a parameter of its own: set epochs instead (else the recorded parameter "
+        "would not be what was trained)"]
+
+
+@pytest.mark.parametrize("imgsz", [n for n in range(1, 400) if n % 32])
+def test_imgsz_off_the_stride_offers_distinct_multiples(imgsz):
+    (problem,) = parameter_problems({"imgsz": imgsz})
+    offered = [int(n) for n in re.findall(r"\d+", problem.split("train at ", 1)[1])]
+    assert all(n > 0 and n % 32 == 0 for n in offered) and len(set(offered)) == len(offered), problem
+    if imgsz < 32:
+        assert problem == f"imgsz {imgsz} is not a multiple of 32: Ultralytics would train at 32; use that"
