@@ -5,6 +5,7 @@ and the notebook cannot disagree.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from pipeline import servers
 from pipeline.pipeline import SHM_VOLUMES, CompileOptions, compile_pipeline, parameter_defaults
 
 DEFAULTS = parameter_defaults()
+TRAINED_IMGSZ_HELP = "image size in pixels (default: the size the model was trained at; another one is warned about)"
 
 
 def _classes(text: str) -> list[str]:
@@ -34,6 +36,12 @@ def _ratios(text: str) -> list[float]:
 
 def _print_json(value) -> None:
     print(json.dumps(value, indent=2))
+
+
+def _library_output_to_stderr():
+    """Ultralytics logs and draws progress bars on stdout, which a step keeps for its JSON result alone.
+    Its log handler takes the stdout of when it is first imported: inside a step's core, so here too."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _json_object(kind: type):
@@ -169,18 +177,35 @@ def cmd_train(args) -> None:
                            overrides=json.loads(args.train_args)))
 
 
+def _weights(model: str) -> str:
+    """A train output dir's best.pt, or the file given."""
+    weights = os.path.join(model, "weights", "best.pt") if os.path.isdir(model) else model
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"no such model: {weights} (give a train output dir or a .pt file)")
+    return weights
+
+
 def cmd_evaluate(args) -> None:
     from components.core.evaluate import evaluate_model
 
-    weights = args.model
-    if os.path.isdir(weights):
-        weights = os.path.join(weights, "weights", "best.pt")
-    metrics = evaluate_model(data_dir=args.data, weights=weights, imgsz=args.imgsz, batch=args.batch,
-                             device=args.device)
+    with _library_output_to_stderr():
+        metrics = evaluate_model(data_dir=args.data, weights=_weights(args.model), imgsz=args.imgsz,
+                                 batch=args.batch, device=args.device)
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     _print_json(metrics)
+
+
+def cmd_export(args) -> None:
+    from components.core.evaluate import held_out_images
+    from components.core.export import export_onnx
+
+    check_images = held_out_images(args.data)[:16] if args.data else []  # as many as the pipeline's export checks
+    with _library_output_to_stderr():
+        info = export_onnx(weights=_weights(args.model), output_dir=args.output_dir, imgsz=args.imgsz,
+                           check_images=check_images)
+    _print_json(info)
 
 
 def cmd_predict(args) -> None:
@@ -189,6 +214,9 @@ def cmd_predict(args) -> None:
         raise FileNotFoundError(f"no such image: {', '.join(missing)}")
     if args.model and not os.path.isfile(args.model):
         raise FileNotFoundError(f"no such model: {args.model} (run-local leaves model.onnx in its --output-dir)")
+    if args.model and not args.model.endswith(".onnx"):
+        raise ValueError(f"predict --model runs an exported model.onnx, not {args.model}: export a .pt first with "
+                         "'yolo-kfp step export --model MODEL --output-dir DIR' (at the size it was trained at)")
     import importlib.util
 
     if any(importlib.util.find_spec(name) is None for name in ("numpy", "cv2")):
@@ -264,10 +292,17 @@ def _add_step_parsers(steps) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--model", required=True, help="a train output dir or a .pt file")
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--imgsz", type=int, default=d["imgsz"])
+    p.add_argument("--imgsz", type=int, help=TRAINED_IMGSZ_HELP)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--device", default="")
     p.set_defaults(func=cmd_evaluate)
+
+    p = steps.add_parser("export", help="model -> yolo-kfp/1/model.onnx and export.json (the serving layout)")
+    p.add_argument("--model", required=True, help="a train output dir or a .pt file")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--imgsz", type=int, help=TRAINED_IMGSZ_HELP)
+    p.add_argument("--data", help="a YOLO dataset dir: its test images check the ONNX model against PyTorch")
+    p.set_defaults(func=cmd_export)
 
 
 def _add_server_target(p) -> None:

@@ -41,16 +41,19 @@ def per_class_metrics(box, names: dict, instances) -> dict:
     return result
 
 
-def evaluate_model(*, data_dir: str, weights: str, imgsz: int = 640, batch: int = BY_NAME["batch"].default,
+def evaluate_model(*, data_dir: str, weights: str, imgsz: int | None = None, batch: int = BY_NAME["batch"].default,
                    device: str = "", report_dir: str = "") -> dict:
-    """Validates ``weights`` on the test split and returns the figures (the content of metrics.json).
+    """Validates ``weights`` on the test split and returns the figures (the content of metrics.json),
+    at ``imgsz`` or, without it, at the size the model was trained at (``components.core.image_size``).
 
     With ``report_dir`` it also writes ``report.html`` (PR curve, confusion matrix, per-class table,
     test images with true and predicted boxes) and the predictions as COCO JSON, and adds the
     confusion matrix to the figures.
     """
+    from components.core.image_size import imgsz_for
     from components.core.ultralytics_env import configure_offline
 
+    imgsz = imgsz_for(weights, imgsz)
     configure_offline()
     from ultralytics import YOLO
 
@@ -63,7 +66,7 @@ def evaluate_model(*, data_dir: str, weights: str, imgsz: int = 640, batch: int 
         validation_seconds = round(time.monotonic() - validation_started, 2)
         box = results.box
         metrics = {"map50": _number(box.map50), "map50_95": _number(box.map), "precision": _number(box.mp),
-                   "recall": _number(box.mr), "images": len(held_out_images(data_dir)),
+                   "recall": _number(box.mr), "images": len(held_out_images(data_dir)), "imgsz": imgsz,
                    "per_class": per_class_metrics(box, results.names, results.nt_per_class)}
         if report_dir:
             pr_curve = os.path.join(results.save_dir, "BoxPR_curve.png")

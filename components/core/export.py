@@ -56,10 +56,13 @@ def compare_detections(weights: str, onnx_path: str, images: list[str], imgsz: i
     return problems
 
 
-def export_onnx(*, weights: str, output_dir: str, imgsz: int, check_images: list[str] = ()) -> dict:
-    """Writes ``<output_dir>/yolo-kfp/1/model.onnx`` and ``export.json``; fails if the check finds differences."""
+def export_onnx(*, weights: str, output_dir: str, imgsz: int | None = None, check_images: list[str] = ()) -> dict:
+    """Writes ``<output_dir>/yolo-kfp/1/model.onnx`` and ``export.json``, at ``imgsz`` or, without it, at the
+    size the model was trained at; fails if the check finds differences."""
+    from components.core.image_size import imgsz_for
     from components.core.ultralytics_env import configure_offline
 
+    imgsz = imgsz_for(weights, imgsz)
     configure_offline()
     import onnx
     from ultralytics import YOLO

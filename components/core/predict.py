@@ -94,16 +94,24 @@ def decode(output: np.ndarray, image: Letterboxed, names: list[str], conf: float
 
 
 def model_names_and_size(model: str) -> tuple[list[str], tuple[int, int]]:
-    """Class names (Ultralytics writes them into the ONNX metadata as a dict's repr) and input height, width."""
+    """Class names (Ultralytics writes them into the ONNX metadata as a dict's repr) and input height, width:
+    the input's fixed size, or for a model exported with dynamic height and width the size it was exported at."""
     import onnx
+
+    from components.core.image_size import trained_imgsz
 
     proto = onnx.load(model, load_external_data=False)
     metadata = {p.key: p.value for p in proto.metadata_props}
     if "names" not in metadata:
         raise ValueError(f"{model} has no class names in its metadata: not an Ultralytics export")
     names = ast.literal_eval(metadata["names"])
-    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
-    return [names[i] for i in sorted(names)], (dims[2], dims[3])
+    height, width = (d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[2:4])  # 0 where dynamic
+    if not (height and width):
+        exported = trained_imgsz(model)
+        if exported is None:
+            raise ValueError(f"{model} has a dynamic input size and records no imgsz: export it again with Ultralytics")
+        height, width = exported, exported
+    return [names[i] for i in sorted(names)], (height, width)
 
 
 def import_openvino():
