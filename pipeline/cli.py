@@ -256,21 +256,46 @@ def _add_predict_parser(commands) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _parameter(name: str):
+    """An argparse type: the run parameter ``name``'s text, converted to its type and checked against its range
+    and rule, at the door like ``--param``."""
+    from components.core.validation import convert_parameter, parameter_problems
+
+    def parse(text: str):
+        try:
+            value = convert_parameter(name, text, run_parameters.BY_NAME[name].kind)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        problems = parameter_problems({name: value})
+        if problems:
+            raise argparse.ArgumentTypeError("; ".join(problems))
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def _add_parameter(parser, name: str, **settings) -> None:
+    """``--name`` for a run parameter: its type, check, default and description from the parameter table."""
+    parameter = run_parameters.BY_NAME[name]
+    parser.add_argument(f"--{name.replace('_', '-')}", type=_parameter(name),
+                        **{"default": parameter.default, "help": parameter.description, **settings})
+
+
 def _add_step_parsers(steps) -> None:
     d = DEFAULTS
     p = steps.add_parser("download", help="Open Images subset through FiftyOne's zoo -> raw dataset dir")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--classes", type=_classes, default=d["classes"], help="e.g. 'Bicycle,Car,Traffic sign'")
-    p.add_argument("--max-samples-per-class", type=int, default=d["max_samples_per_class"])
-    p.add_argument("--split", default=d["split"])
-    p.add_argument("--seed", type=int, default=d["seed"])
+    for name in ("max_samples_per_class", "split", "seed"):
+        _add_parameter(p, name)
     p.set_defaults(func=cmd_download)
 
     p = steps.add_parser("convert", help="raw Open Images dir -> YOLO dataset dir")
     p.add_argument("--raw", required=True)
     p.add_argument("--output-dir", required=True)
     p.add_argument("--classes", type=_classes, default=d["classes"])
-    p.add_argument("--seed", type=int, default=d["seed"])
+    _add_parameter(p, "seed")
     p.add_argument("--split-ratios", type=_ratios, default=d["split_ratios"], help="train,val,test")
     p.add_argument("--exclude-group-of", action="store_true", help="drop Open Images 'group of' boxes")
     p.add_argument("--allow-missing-classes", action="store_true", help="warn, not fail, on a class without boxes")
@@ -279,11 +304,9 @@ def _add_step_parsers(steps) -> None:
     p = steps.add_parser("train", help="YOLO dataset dir -> model dir (weights, args, per-epoch results)")
     p.add_argument("--data", required=True, help="a convert output dir (holds dataset.yaml)")
     p.add_argument("--output-dir", required=True)
-    for name in ("base_model", "cache", "optimizer"):
-        p.add_argument(f"--{name.replace('_', '-')}", default=d[name])
-    for name in ("epochs", "batch", "imgsz", "freeze", "workers", "patience", "seed"):
-        p.add_argument(f"--{name}", type=int, default=d[name])
-    p.add_argument("--lr0", type=float, default=d["lr0"])
+    for name in ("base_model", "cache", "optimizer", "epochs", "batch", "imgsz", "freeze", "workers", "patience",
+                 "seed", "lr0"):
+        _add_parameter(p, name)
     p.add_argument("--device", default="", help="Ultralytics device, e.g. 0 or cpu (default: auto)")
     p.add_argument("--train-args", default=json.dumps(d["train_args"]), help="more Ultralytics arguments, JSON")
     p.set_defaults(func=cmd_train)
@@ -292,15 +315,15 @@ def _add_step_parsers(steps) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--model", required=True, help="a train output dir or a .pt file")
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--imgsz", type=int, help=TRAINED_IMGSZ_HELP)
-    p.add_argument("--batch", type=int, default=16)
+    _add_parameter(p, "imgsz", default=None, help=TRAINED_IMGSZ_HELP)
+    _add_parameter(p, "batch")
     p.add_argument("--device", default="")
     p.set_defaults(func=cmd_evaluate)
 
     p = steps.add_parser("export", help="model -> yolo-kfp/1/model.onnx and export.json (the serving layout)")
     p.add_argument("--model", required=True, help="a train output dir or a .pt file")
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--imgsz", type=int, help=TRAINED_IMGSZ_HELP)
+    _add_parameter(p, "imgsz", default=None, help=TRAINED_IMGSZ_HELP)
     p.add_argument("--data", help="a YOLO dataset dir: its test images check the ONNX model against PyTorch")
     p.set_defaults(func=cmd_export)
 

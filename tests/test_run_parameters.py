@@ -70,8 +70,8 @@ def test_preflight_checks_the_table_where_its_values_are_known(tmp_path):
 
 
 def test_no_core_keeps_a_default_of_its_own():
-    """A core function's keyword that is a run parameter defaults to the table's value ("" for a location
-    that may be absent)."""
+    """A core function's keyword that is a run parameter defaults to the table's value ("" or None for a value
+    that may be absent: no location, the model's own image size)."""
     differing = []
     for module_info in pkgutil.iter_modules(core.__path__):
         module = importlib.import_module(f"components.core.{module_info.name}")
@@ -80,7 +80,7 @@ def test_no_core_keeps_a_default_of_its_own():
                 continue
             for key, parameter in inspect.signature(function).parameters.items():
                 default = parameter.default
-                if key not in BY_NAME or default is inspect.Parameter.empty or default == "":
+                if key not in BY_NAME or default in (inspect.Parameter.empty, "", None):
                     continue
                 if (list(default) if isinstance(default, tuple) else default) != BY_NAME[key].default:
                     differing.append(f"{module_info.name}.{name}({key}={default!r})")
