@@ -83,6 +83,21 @@ def test_the_pipeline_and_every_component_load_without_the_heavy_libraries():
     assert len(components) == 9
 
 
+# The local runner and its demo harness: what run-local and the tests start on this machine.
+LOCAL_HARNESS = ("pipeline.local", "pipeline.demo", "pipeline.seaweed", "pipeline.synthetic", "pipeline.mirror",
+                 "pipeline.mlflow_server", "pipeline.lifeline")
+
+
+def test_compiling_and_submitting_load_nothing_of_the_local_harness(tmp_path):
+    """A workbench or a CI job that compiles and submits needs no S3 server, mirror or MLflow server of ours."""
+    code = ("import sys; from pipeline import cli, cluster, parameters; from pipeline.pipeline import compile_pipeline; "
+            f"compile_pipeline({str(tmp_path / 'p.yaml')!r}); cli.build_parser(); "
+            f"print(sorted(m for m in {LOCAL_HARNESS!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert all(os.path.exists(os.path.join(ROOT, *name.split(".")) + ".py") for name in LOCAL_HARNESS)
+
+
 TOY_STEP = '''
 from kfp.dsl import Input, Model
 
