@@ -12,12 +12,9 @@ import os
 import sys
 
 import yaml
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from components.core.packing import materialized, pack_in_place  # noqa: E402
-from pipeline import synthetic  # noqa: E402
-from pipeline.pipeline import compile_pipeline, parameter_defaults  # noqa: E402
+from yolo_kfp.components.core.packing import materialized, pack_in_place
+from yolo_kfp.local import synthetic
+from yolo_kfp.pipeline.pipeline import compile_pipeline, parameter_defaults
 
 MOUNT = "/work"
 STEPS = ("convert", "train", "evaluate", "export")
@@ -59,7 +56,7 @@ def argv(spec: dict, step: str) -> list[str]:
 
 def base_model(path: str) -> None:
     """An untrained YOLOv5n (80 classes), as the tests make it: the offline stand-in for yolov5nu.pt."""
-    from components.core.ultralytics_env import configure_offline
+    from yolo_kfp.components.core.ultralytics_env import configure_offline
 
     os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(os.path.dirname(path), "ultralytics"))  # else one in /tmp
     configure_offline()

@@ -17,15 +17,12 @@ import argparse
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from components.core.packing import materialized, pack_in_place, shards  # noqa: E402
-from components.core.storage import S3Url, Storage  # noqa: E402
-from pipeline.seaweed import SeaweedS3  # noqa: E402
+from yolo_kfp.components.core.packing import materialized, pack_in_place, shards
+from yolo_kfp.components.core.storage import S3Url, Storage
+from yolo_kfp.local.s3_server import SeaweedS3
 
 
 def timed(func):

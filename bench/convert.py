@@ -16,17 +16,14 @@ The last line is ``RESULT convert <FiftyOne seconds / our seconds>``.
 import argparse
 import os
 import random
-import sys
 import tempfile
 import time
 import uuid
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from components.core import openimages as oi  # noqa: E402
-from components.core.convert import convert_to_yolo  # noqa: E402
-from components.core.run_parameters import BY_NAME  # noqa: E402
-from pipeline import synthetic  # noqa: E402
+from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.components.core.convert import convert_to_yolo
+from yolo_kfp.components.core.run_parameters import BY_NAME
+from yolo_kfp.local import synthetic
 
 CLASSES = list(synthetic.TARGET_CLASSES)
 LABELS = [*synthetic.TARGET_CLASSES.values(), synthetic.DECOY_CLASSES["Traffic light"]]

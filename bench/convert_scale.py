@@ -36,7 +36,6 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(BENCH, "..")
-sys.path.insert(0, ROOT)
 sys.path.insert(0, BENCH)
 
 from convert import make_raw  # noqa: E402
@@ -44,14 +43,14 @@ from metadata_scale import GIB, child, load, wait_until_idle  # noqa: E402
 
 DATA = "/work/bench-data/convert-scale"
 OURS = """
-from components.core.convert import convert_to_yolo
+from yolo_kfp.components.core.convert import convert_to_yolo
 began = time.perf_counter()
 stats = convert_to_yolo(raw_dir={raw!r}, output_dir={out!r}, classes=["Bicycle", "Car", "Traffic sign"], seed=42)
 result = {{"seconds": time.perf_counter() - began, "images": stats["images"], "boxes": stats["boxes"]}}
 """
 STEP = """
-from components.core.convert import convert_to_yolo
-from components.core.packing import materialized, pack_in_place
+from yolo_kfp.components.core.convert import convert_to_yolo
+from yolo_kfp.components.core.packing import materialized, pack_in_place
 with materialized({raw!r}) as raw:
     stats = convert_to_yolo(raw_dir=raw, output_dir={out!r}, classes=["Bicycle", "Car", "Traffic sign"], seed=42)
 pack_in_place({out!r}, ("images", "labels"))
@@ -78,7 +77,7 @@ def raw_dataset(data: str, images: int, boxes_per_image: int) -> str:
 
 def packed_copy(raw: str, target: str) -> str:
     """The raw dataset as the download step leaves it: metadata beside data/ packed in tar shards (kept)."""
-    from components.core.packing import pack_in_place
+    from yolo_kfp.components.core.packing import pack_in_place
 
     if not os.path.exists(os.path.join(target, "made.txt")):
         shutil.rmtree(target, ignore_errors=True)
@@ -90,7 +89,7 @@ def packed_copy(raw: str, target: str) -> str:
 def start_mongod(work: str) -> tuple[subprocess.Popen, str]:
     import importlib.util
 
-    from pipeline.seaweed import free_ports
+    from yolo_kfp.local.s3_server import free_ports
 
     binary = os.path.join(importlib.util.find_spec("fiftyone").submodule_search_locations[0], "db", "bin", "mongod")
     dbpath = os.path.join(work, "mongo")

@@ -1,7 +1,7 @@
 """Training throughput on a GPU node: our train step's settings versus the notebook's, and a 64 MB
 ``/dev/shm`` (a container's default) versus the node's.
 
-Self-contained and offline: synthetic street scenes in Open Images layout (``pipeline.synthetic``,
+Self-contained and offline: synthetic street scenes in Open Images layout (``yolo_kfp.local.synthetic``,
 converted by the convert core), a base checkpoint trained here for one epoch. Each configuration
 trains in a fresh process (``--config``), so DataLoader workers and shared memory do not carry over:
 
@@ -34,7 +34,6 @@ import time
 import yaml
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
 
 CONFIGS = ("notebook", "ours", "ours-autobatch", "notebook-shm64", "ours-shm64")
 SMALL_SHM = "64m"
@@ -42,9 +41,9 @@ SMALL_SHM = "64m"
 
 def prepare(work: str, images_per_class: int, imgsz: int) -> tuple[str, str]:
     """The synthetic YOLO dataset and a one-epoch base checkpoint."""
-    from components.core.convert import convert_to_yolo
-    from components.core.ultralytics_env import configure_offline
-    from pipeline import synthetic
+    from yolo_kfp.components.core.convert import convert_to_yolo
+    from yolo_kfp.components.core.ultralytics_env import configure_offline
+    from yolo_kfp.local import synthetic
 
     configure_offline()
     from ultralytics import YOLO
@@ -60,7 +59,7 @@ def prepare(work: str, images_per_class: int, imgsz: int) -> tuple[str, str]:
 
 def train_one(config: str, data: str, base: str, out: str, epochs: int, batch: int, imgsz: int) -> dict:
     """Trains with one configuration in this process; returns what it used."""
-    from components.core.ultralytics_env import configure_offline
+    from yolo_kfp.components.core.ultralytics_env import configure_offline
 
     configure_offline()
     common = {"epochs": epochs, "imgsz": imgsz, "freeze": 10, "seed": 42}
@@ -72,7 +71,7 @@ def train_one(config: str, data: str, base: str, out: str, epochs: int, batch: i
         model.train(data=os.path.join(data, "dataset.yaml"), batch=batch, cache="disk", save_dir=out, **common,
                     **extra)
         return {"batch": model.trainer.batch_size}
-    from components.core.train import train_yolo
+    from yolo_kfp.components.core.train import train_yolo
 
     summary = train_yolo(data_dir=data, output_dir=out, base_model=base,
                          batch=-1 if config == "ours-autobatch" else batch, workers=8,

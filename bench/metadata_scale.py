@@ -50,13 +50,10 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.local import synthetic
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
-
-from components.core import openimages as oi  # noqa: E402
-from pipeline import synthetic  # noqa: E402
-
 DATA = "/work/bench-data/metadata-scale"
 SPLIT = "train"
 ROWS = 14_610_229  # oidv6-train-annotations-bbox.csv
@@ -320,7 +317,6 @@ def evict(paths: list[str]) -> None:
 # What the child runs: the work, then its own counters (/proc/self/io) and peak as JSON on the last line.
 CHILD = """
 import json, os, sys, time
-sys.path.insert(0, {root!r})
 started = time.perf_counter()
 {code}
 seconds = time.perf_counter() - started
@@ -333,7 +329,7 @@ print(json.dumps({{"work_seconds": seconds, "io": io, "maxrss": maxrss, "result"
 
 
 def child(code: str, env: dict | None = None) -> dict:
-    run = measured([sys.executable, "-c", CHILD.format(root=ROOT, code=code)], env=env)
+    run = measured([sys.executable, "-c", CHILD.format(code=code)], env=env)
     report = json.loads(run["stdout"].strip().splitlines()[-1])
     # the sampling can miss a short peak, which the kernel's high-water mark for the child itself does not
     return {**run, **report, "peak_rss": max(run["peak_rss"], report["maxrss"])}
@@ -342,27 +338,27 @@ def child(code: str, env: dict | None = None) -> dict:
 # ---------------------------------------------------------------- the runs
 
 PLAN_CODE = """
-from components.core.download_plan import make_plan
+from yolo_kfp.components.core.download_plan import make_plan
 {before}
 plan = make_plan(plan_dir={plan_dir!r}, classes={classes!r}, max_samples_per_class={quota}, split="train", seed={seed},
                  shard_size={shard_size})
 result = {{"images": plan["images"], "detection_rows": plan["detection_rows"], "shards": len(plan["shards"])}}
 """
 SHARD_CODE = """
-from components.core.download_fetch import fetch_shard
-from components.core.packing import pack_in_place
+from yolo_kfp.components.core.download_fetch import fetch_shard
+from yolo_kfp.components.core.packing import pack_in_place
 record = fetch_shard(plan_dir={plan_dir!r}, shard={shard!r}, output_dir={out!r})
 pack_in_place({out!r}, ("data",))
 result = record
 """
 MERGE_CODE = """
-from components.core.download_merge import merge_shards
-from components.core.packing import pack_in_place
+from yolo_kfp.components.core.download_merge import merge_shards
+from yolo_kfp.components.core.packing import pack_in_place
 result = merge_shards(plan_dir={plan_dir!r}, shard_dirs={shards!r}, output_dir={out!r})
 pack_in_place({out!r}, ("data",))
 """
 FIFTYONE_PARSE_CODE = """
-from components.core.fiftyone_openimages import download_split
+from yolo_kfp.components.core.fiftyone_openimages import download_split
 download_split({split_dir!r}, "train", [])
 result = sorted(os.listdir(os.path.join({split_dir!r}, "metadata")))
 """
@@ -475,7 +471,7 @@ def opened_files(log: str) -> list[str]:
 
 def shard_and_merge(split_dir: str, env: dict, plan_dir: str, work: str) -> dict:
     """One shard of the 30-class plan fetched from the mirror (plain, then under strace), then merged."""
-    from pipeline.seaweed import SeaweedS3
+    from yolo_kfp.local.s3_server import SeaweedS3
 
     with open(os.path.join(plan_dir, "plan.json")) as f:
         shard, image_ids = next(iter(json.load(f)["shards"].items()))
@@ -487,7 +483,7 @@ def shard_and_merge(split_dir: str, env: dict, plan_dir: str, work: str) -> dict
         report["run"] = child(SHARD_CODE.format(plan_dir=plan_dir, shard=shard, out=out), shard_env)
         traced_out, log = os.path.join(work, "shard-traced"), os.path.join(work, "shard.strace")
         measured(["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", log, sys.executable, "-c",
-                  CHILD.format(root=ROOT, code=SHARD_CODE.format(plan_dir=plan_dir, shard=shard, out=traced_out))],
+                  CHILD.format(code=SHARD_CODE.format(plan_dir=plan_dir, shard=shard, out=traced_out))],
                  env=shard_env)
     paths = opened_files(log)
     split_real = os.path.realpath(split_dir)
@@ -508,8 +504,8 @@ def packed_shards(plan_dir: str, fetched: str, work: str) -> list[str]:
     import io
     import tarfile
 
-    from components.core.download_fetch import SHARD_RECORD
-    from components.core.packing import shards as tar_files
+    from yolo_kfp.components.core.download_fetch import SHARD_RECORD
+    from yolo_kfp.components.core.packing import shards as tar_files
 
     with tarfile.open(tar_files(os.path.join(work, "shard"))[0]) as tar:
         member = next(m for m in tar.getmembers() if m.isfile())

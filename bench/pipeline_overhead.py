@@ -13,13 +13,10 @@ import csv
 import glob
 import json
 import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from pipeline import demo  # noqa: E402
-from pipeline.local import run_local  # noqa: E402
+from yolo_kfp.local import demo
+from yolo_kfp.local.runner import run_local
 
 
 def training_seconds(run_dir: str) -> tuple[float, float]:

@@ -20,12 +20,11 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
+from yolo_kfp.components.core.convert import convert_to_yolo
+from yolo_kfp.components.core.ultralytics_env import configure_offline
+from yolo_kfp.local import synthetic
 
-from components.core.convert import convert_to_yolo  # noqa: E402
-from components.core.ultralytics_env import configure_offline  # noqa: E402
-from pipeline import synthetic  # noqa: E402
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 CLASSES = list(synthetic.TARGET_CLASSES)
 ARGS = {"batch": 16, "imgsz": 160, "freeze": 10, "workers": 0, "seed": 42}

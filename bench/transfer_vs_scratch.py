@@ -15,15 +15,12 @@ the first budget.
 
 import argparse
 import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from components.core.convert import convert_to_yolo  # noqa: E402
-from components.core.evaluate import evaluate_model  # noqa: E402
-from components.core.train import train_yolo  # noqa: E402
-from pipeline import demo, synthetic  # noqa: E402
+from yolo_kfp.components.core.convert import convert_to_yolo
+from yolo_kfp.components.core.evaluate import evaluate_model
+from yolo_kfp.components.core.train import train_yolo
+from yolo_kfp.local import demo, synthetic
 
 CLASSES = list(synthetic.TARGET_CLASSES)
 ROUTES = {"transfer": ("base", 10), "scratch": ("yolov5n.yaml", 0)}  # base model, freeze

@@ -1,9 +1,8 @@
-"""The convert step's KFP component: a thin wrapper around ``components.core.convert``."""
+"""The convert step's KFP component: a thin wrapper around ``yolo_kfp.components.core.convert``."""
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
-
-from components.core.measured import memory
-from components.images import DATA_IMAGE, Resources, component
+from yolo_kfp.components.core.measured_memory import memory
+from yolo_kfp.components.step_settings import DATA_IMAGE, Resources, component
 
 
 @component(DATA_IMAGE, timeout_hours=4, data_connection=True,
@@ -37,9 +36,9 @@ def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios:
     import shutil
     import tempfile
 
-    from components.core.convert import convert_to_yolo, dataset_markdown
-    from components.core.packing import materialized, pack_in_place
-    from components.core.storage import S3Url, Storage
+    from yolo_kfp.components.core.convert import convert_to_yolo, dataset_markdown
+    from yolo_kfp.components.core.packing import materialized, pack_in_place
+    from yolo_kfp.components.core.storage import S3Url, Storage
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.info("extra_data %r, fingerprint %r", extra_data, extra_data_fingerprint)

@@ -1,8 +1,7 @@
-"""The evaluate step's KFP component: a thin wrapper around ``components.core.evaluate``."""
+"""The evaluate step's KFP component: a thin wrapper around ``yolo_kfp.components.core.evaluate``."""
 
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
-
-from components.images import TRAIN_IMAGE, Resources, component
+from yolo_kfp.components.step_settings import TRAIN_IMAGE, Resources, component
 
 
 # On a CPU node: a test batch of 256 images at 640 px, with the model's activations, takes a few GB.
@@ -34,8 +33,8 @@ def evaluate(dataset: Input[Dataset], model: Input[Model], imgsz: int, batch: in
     import shutil
     import tempfile
 
-    from components.core.evaluate import evaluate_model
-    from components.core.packing import materialized
+    from yolo_kfp.components.core.evaluate import evaluate_model
+    from yolo_kfp.components.core.packing import materialized
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with materialized(dataset.path) as data_dir, tempfile.TemporaryDirectory() as out:

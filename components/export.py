@@ -1,8 +1,7 @@
-"""The export step's KFP component: a thin wrapper around ``components.core.export``."""
+"""The export step's KFP component: a thin wrapper around ``yolo_kfp.components.core.export``."""
 
 from kfp.dsl import Dataset, Input, Model, Output
-
-from components.images import TRAIN_IMAGE, Resources, component
+from yolo_kfp.components.step_settings import TRAIN_IMAGE, Resources, component
 
 
 @component(TRAIN_IMAGE, timeout_hours=2, resources=Resources(cpu="1", cpu_limit="2", memory="4Gi"))
@@ -20,9 +19,9 @@ def export(model: Input[Model], dataset: Input[Dataset], imgsz: int, onnx_model:
     import logging
     import os
 
-    from components.core.evaluate import held_out_images
-    from components.core.export import export_onnx
-    from components.core.packing import materialized
+    from yolo_kfp.components.core.evaluate import held_out_images
+    from yolo_kfp.components.core.export import export_onnx
+    from yolo_kfp.components.core.packing import materialized
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with materialized(dataset.path) as data_dir:

@@ -1,6 +1,6 @@
-"""The preflight step's KFP component: a thin wrapper around ``components.core.preflight``."""
+"""The preflight step's KFP component: a thin wrapper around ``yolo_kfp.components.core.preflight``."""
 
-from components.images import DATA_IMAGE, component
+from yolo_kfp.components.step_settings import DATA_IMAGE, component
 
 
 @component(DATA_IMAGE, timeout_hours=1, data_connection=True, cache=False)  # access can change: check anew
@@ -50,9 +50,9 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
     """
     import logging
 
-    from components.core.preflight import check_s3_inputs
-    from components.core.registry import check_access
-    from components.core.validation import base_model_problems, check, parameter_problems
+    from yolo_kfp.components.core.preflight import check_s3_inputs
+    from yolo_kfp.components.core.registry import check_access
+    from yolo_kfp.components.core.validation import base_model_problems, check, parameter_problems
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     check(parameter_problems({

@@ -1,8 +1,7 @@
-"""The publish step's KFP component: a thin wrapper around ``components.core.publish``."""
+"""The publish step's KFP component: a thin wrapper around ``yolo_kfp.components.core.publish``."""
 
 from kfp.dsl import Artifact, Input, Model
-
-from components.images import DATA_IMAGE, Resources, component
+from yolo_kfp.components.step_settings import DATA_IMAGE, Resources, component
 
 
 @component(DATA_IMAGE, timeout_hours=2, data_connection=True, mlflow_connection=True,
@@ -38,9 +37,9 @@ def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[A
     """
     import logging
 
-    from components.core import tracking
-    from components.core.publish import publish_model
-    from components.core.registry import serving_location
+    from yolo_kfp.components.core import tracking
+    from yolo_kfp.components.core.publish import publish_model
+    from yolo_kfp.components.core.registry import serving_location
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     url = publish_model(publish_to=publish_to, model_dir=model.path, metrics_path=metrics_json.path,
@@ -50,7 +49,7 @@ def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[A
                                 name=registered_model_name, source=serving_location(url, onnx_model.path)["uri"],
                                 tags={tracking.RUN_ID_TAG: run_id, "format": "onnx"})
     if model_registry_url:
-        from components.core.registry import register_published_model
+        from yolo_kfp.components.core.registry import register_published_model
 
         register_published_model(registry_url=model_registry_url, name=registered_model_name, version_url=url,
                                  onnx_dir=onnx_model.path, metrics_path=metrics_json.path, run_id=run_id)

@@ -1,8 +1,7 @@
-"""The track step's KFP component: a thin wrapper around ``components.core.tracking``."""
+"""The track step's KFP component: a thin wrapper around ``yolo_kfp.components.core.tracking``."""
 
 from kfp.dsl import Artifact, Input, Model
-
-from components.images import DATA_IMAGE, Resources, component
+from yolo_kfp.components.step_settings import DATA_IMAGE, Resources, component
 
 
 # Never from the cache: it tags the training's MLflow run with this KFP run, whichever run trained it.
@@ -20,7 +19,7 @@ def track(model: Input[Model], metrics_json: Input[Artifact], mlflow_tracking_ur
     import json
     import logging
 
-    from components.core import tracking
+    from yolo_kfp.components.core import tracking
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with open(metrics_json.path) as f:

@@ -1,8 +1,7 @@
-"""The train step's KFP component: a thin wrapper around ``components.core.train``."""
+"""The train step's KFP component: a thin wrapper around ``yolo_kfp.components.core.train``."""
 
 from kfp.dsl import Dataset, Input, Model, Output
-
-from components.images import TRAIN_IMAGE, component
+from yolo_kfp.components.step_settings import TRAIN_IMAGE, component
 
 
 # A retry (a preempted GPU node) resumes from the last epoch checkpoint.
@@ -20,7 +19,7 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     total, split across them). Each epoch's checkpoint is also kept in the data connection's bucket
     under yolo-kfp/checkpoints/<key>/, the key made of the dataset and these settings, so a retried
     (preempted) step or an identical re-run resumes where it stopped. With mlflow_tracking_uri set, the
-    training is logged to an MLflow run (components.core.tracking), named in the model's metadata.
+    training is logged to an MLflow run (yolo_kfp.components.core.tracking), named in the model's metadata.
 
     Args:
         dataset: The YOLO dataset of the convert step.
@@ -44,10 +43,10 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     """
     import logging
 
-    from components.core import tracking
-    from components.core.checkpoints import Checkpoints, checkpoint_location
-    from components.core.packing import materialized
-    from components.core.train import dataset_fingerprint, train_yolo, training_key, ultralytics_device
+    from yolo_kfp.components.core import tracking
+    from yolo_kfp.components.core.checkpoints import Checkpoints, checkpoint_location
+    from yolo_kfp.components.core.packing import materialized
+    from yolo_kfp.components.core.train import dataset_fingerprint, train_yolo, training_key, ultralytics_device
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = {"base_model": base_model, "base_model_sha256": base_model_sha256, "epochs": epochs, "batch": batch,

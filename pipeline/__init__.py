@@ -1,1 +1,1 @@
-"""The yolo-kfp pipeline: its definition, compiler, CLI and local runner."""
+"""The pipeline: its wiring, the pipeline servers it is compiled for, its run parameters and the compiled YAML."""

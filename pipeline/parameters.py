@@ -1,8 +1,8 @@
 """A run's parameters as the pipeline declares them: from ``--param KEY=VALUE`` text or a notebook's dict,
 converted to each parameter's type and checked, for ``run-local``, ``submit`` and ``schedule`` alike."""
 
-from components.core.validation import check_parameters, convert_parameter
-from pipeline.pipeline import parameter_defaults, parameter_types
+from yolo_kfp.components.core.validation import check_parameters, convert_parameter
+from yolo_kfp.pipeline.pipeline import parameter_defaults, parameter_types
 
 
 def parse_param(text: str) -> tuple[str, str]:

@@ -19,18 +19,19 @@ from kfp.compiler import pipeline_spec_builder
 from kfp.dsl import HTML, Artifact, Model, pipeline_context
 from kfp.pipeline_spec import pipeline_spec_pb2
 from kubernetes.utils.quantity import parse_quantity
-
-from components.convert import convert
-from components.core import run_parameters
-from components.core.gate import PROMOTE
-from components.core.run_parameters import DATA_CONNECTION
-from components.core.storage import ENV_KEYS
-from components.core.tracking import CREDENTIAL_KEYS
-from components.download import download_shard, merge_download, plan_download
-from components.evaluate import evaluate
-from components.export import export
-from components.gate import gate
-from components.images import (
+from yolo_kfp.components.convert import convert
+from yolo_kfp.components.core import run_parameters
+from yolo_kfp.components.core.gate import PROMOTE
+from yolo_kfp.components.core.run_parameters import DATA_CONNECTION
+from yolo_kfp.components.core.storage import ENV_KEYS
+from yolo_kfp.components.core.tracking import CREDENTIAL_KEYS
+from yolo_kfp.components.download import download_shard, merge_download, plan_download
+from yolo_kfp.components.evaluate import evaluate
+from yolo_kfp.components.export import export
+from yolo_kfp.components.gate import gate
+from yolo_kfp.components.preflight import preflight
+from yolo_kfp.components.publish import publish
+from yolo_kfp.components.step_settings import (
     DATA_IMAGE,
     REGISTRY,
     SETTINGS,
@@ -41,11 +42,9 @@ from components.images import (
     check_registry,
     image_ref,
 )
-from components.preflight import preflight
-from components.publish import publish
-from components.track import track
-from components.train import train
-from pipeline import servers
+from yolo_kfp.components.track import track
+from yolo_kfp.components.train import train
+from yolo_kfp.pipeline import servers
 
 PIPELINE_NAME = "yolo-kfp"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -61,7 +60,7 @@ GPUS_PER_NODE = 16  # the largest GPU nodes have 8-16; a pod runs on one node
 # The train pod's size per GPU, by option: floor, ceiling, and why the floor. Below it the step cannot do its
 # work; above the ceiling no node could hold the pod, which would wait Pending forever.
 TRAIN_POD_LIMITS = {
-    # components.core.resources keeps one core per GPU for the training loop before any DataLoader worker;
+    # yolo_kfp.components.core.resources keeps one core per GPU for the training loop before any DataLoader worker;
     # the largest GPU nodes have 24-48 cores per GPU.
     "cpu_per_gpu": (1, 128, "one core per GPU runs the training loop"),
     # Importing PyTorch and Ultralytics and building YOLOv5n takes 0.7 GiB resident on CPU (measured), CUDA's
@@ -336,7 +335,8 @@ def pipeline_function(define):
 
 def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selector, gpu_tolerations,
                         mlflow_connection) -> None:
-    """Every task of the pipeline being defined gets what its component declares (``components.images``).
+    """Every task of the pipeline being defined gets what its component declares
+    (``yolo_kfp.components.step_settings``).
 
     On a server that cannot take pod settings from a run (``servers``), the compile options give them."""
     if not options.target.features.run_pod_settings:

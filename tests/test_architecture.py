@@ -1,19 +1,57 @@
-"""The shape of the code: no import circles, and what importing the pipeline or a component costs."""
+"""The shape of the code: one installed package whose rooms import each other one way only, no import
+circles, and what importing the pipeline or a component costs."""
 
 import ast
+import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("components", "components/core", "pipeline")
+# Each folder of the package and the name it is imported by (pyproject.toml's package-dir maps one to the other).
+PACKAGES = {"yolo_kfp": "yolo_kfp", "components": "yolo_kfp.components", "components/core": "yolo_kfp.components.core",
+            "pipeline": "yolo_kfp.pipeline", "cluster": "yolo_kfp.cluster", "local": "yolo_kfp.local"}
 HEAVY = ("torch", "ultralytics", "fiftyone", "cv2", "mlflow")
 
 
 def project_modules() -> dict[str, str]:
-    return {f"{package.replace('/', '.')}.{name[:-3]}": os.path.join(ROOT, package, name) for package in PACKAGES
-            for name in sorted(os.listdir(os.path.join(ROOT, package))) if name.endswith(".py")
+    return {f"{package}.{name[:-3]}": os.path.join(ROOT, folder, name) for folder, package in PACKAGES.items()
+            for name in sorted(os.listdir(os.path.join(ROOT, folder))) if name.endswith(".py")
             and name != "__init__.py"}
+
+
+def test_every_module_is_imported_by_its_name_in_the_package():
+    """The installed package (editable here) finds each folder's modules under yolo_kfp, and no folder of the
+    repository holds a Python package that the installed one leaves out."""
+    for name, path in project_modules().items():
+        assert os.path.realpath(importlib.util.find_spec(name).origin) == os.path.realpath(path), name
+    packages = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "*__init__.py"],
+                              capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    assert {os.path.dirname(path) for path in packages} == set(PACKAGES)
+
+
+# An import of a folder by its bare name works from the repository's top (the current directory is on sys.path)
+# and nowhere else: not in an installed package, an image or the compiled pipeline's steps.
+BARE_IMPORT = re.compile(r"(?:(?:^|[\s;\"'])from|(?:^|[;\"'])[ \t]*import) (?:components|pipeline|cluster|local)\b",
+                         flags=re.MULTILINE)
+
+
+def test_nothing_imports_a_folder_by_its_bare_name():
+    checked = subprocess.run(["git", "ls-files", "*.py", "*.ipynb", "*.sh", "*.Containerfile", "*.yaml", "Makefile",
+                              ".ci/run"], capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    found = []
+    for path in checked:
+        with open(os.path.join(ROOT, path)) as f:
+            text = f.read()
+        if path.endswith(".ipynb"):
+            text = "\n".join("".join(cell["source"]) for cell in json.loads(text)["cells"])
+        found += [f"{path}: {match.group().strip()}" for match in BARE_IMPORT.finditer(text)]
+    assert found == []
+    bare = ['code = "import sys; from ' + 'pipeline.pipeline import x"', "    import " + "local.runner"]
+    assert all(BARE_IMPORT.search(text) for text in bare)  # what it looks for
+    assert not any(BARE_IMPORT.search(text) for text in ("from yolo_kfp.pipeline import x", "from kfp import local"))
 
 
 def imports_of(path: str, modules: set[str]) -> set[str]:
@@ -60,9 +98,9 @@ def test_the_library_imports_no_kfp_and_the_components_only_define_components():
         imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
                                                 if isinstance(node, ast.ImportFrom) and node.module}
-        if name.startswith("components.core."):
+        if name.startswith("yolo_kfp.components.core."):
             assert "kfp" not in imported, name
-        elif name.startswith("components.") and name != "components.images":
+        elif name.startswith("yolo_kfp.components.") and name != "yolo_kfp.components.step_settings":
             functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
             assert functions and all(any(isinstance(d, ast.Call) and getattr(d.func, "id", "") == "component"
                                          for d in f.decorator_list) for f in functions), name
@@ -74,34 +112,33 @@ def test_the_cycle_finder_finds_one():
 
 def test_the_pipeline_and_every_component_load_without_the_heavy_libraries():
     components = [name for name, path in project_modules().items()
-                  if name.startswith("components.") and not name.startswith("components.core.")
+                  if name.startswith("yolo_kfp.components.") and not name.startswith("yolo_kfp.components.core.")
                   and "@component(" in open(path).read()]
-    code = (f"import sys, pipeline.pipeline, {', '.join(components)}; "
+    code = (f"import sys, yolo_kfp.pipeline.pipeline, {', '.join(components)}; "
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
     assert len(components) == 9
 
 
-# The local runner and its demo harness: what run-local and the tests start on this machine.
-LOCAL_HARNESS = ("pipeline.local", "pipeline.demo", "pipeline.seaweed", "pipeline.synthetic", "pipeline.mirror",
-                 "pipeline.mlflow_server", "pipeline.lifeline")
-
-
 def test_compiling_and_submitting_load_nothing_of_the_local_harness(tmp_path):
-    """A workbench or a CI job that compiles and submits needs no S3 server, mirror or MLflow server of ours."""
-    code = ("import sys; from pipeline import cli, cluster, parameters; from pipeline.pipeline import compile_pipeline; "
+    """A workbench or a CI job that compiles and submits needs no S3 server, mirror or MLflow server of ours:
+    nothing of yolo_kfp.local, the local runner and its demo harness (what run-local and the tests start here)."""
+    local_harness = sorted(name for name in project_modules() if name.startswith("yolo_kfp.local."))
+    assert {"yolo_kfp.local.runner", "yolo_kfp.local.s3_server", "yolo_kfp.local.mirror", "yolo_kfp.local.synthetic",
+            "yolo_kfp.local.mlflow_server"} <= set(local_harness)
+    code = ("import sys; from yolo_kfp import cli; from yolo_kfp.cluster import client, schedules, workbench; "
+            "from yolo_kfp.pipeline import parameters; from yolo_kfp.pipeline.pipeline import compile_pipeline; "
             f"compile_pipeline({str(tmp_path / 'p.yaml')!r}); cli.build_parser(); "
-            f"print(sorted(m for m in {LOCAL_HARNESS!r} if m in sys.modules))")
+            f"print(sorted(m for m in {local_harness!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip().splitlines()[-1] == "[]"
-    assert all(os.path.exists(os.path.join(ROOT, *name.split(".")) + ".py") for name in LOCAL_HARNESS)
 
 
 TOY_STEP = '''
 from kfp.dsl import Input, Model
 
-from components.images import DATA_IMAGE, component
+from yolo_kfp.components.step_settings import DATA_IMAGE, component
 
 
 @component(DATA_IMAGE, timeout_hours=3, data_connection=True, retries=2)
@@ -121,10 +158,9 @@ def test_a_new_step_needs_its_module_and_one_call(tmp_path, monkeypatch):
     import importlib.util
 
     import yaml
+    from yolo_kfp.components import step_settings
 
-    from components import images
-
-    monkeypatch.setattr(images, "SETTINGS", dict(images.SETTINGS))  # the toy's settings go with the test
+    monkeypatch.setattr(step_settings, "SETTINGS", dict(step_settings.SETTINGS))  # the toy's settings go with the test
     (tmp_path / "toy_step.py").write_text(TOY_STEP)
     monkeypatch.syspath_prepend(str(tmp_path))
     wiring = open(os.path.join(ROOT, "pipeline", "pipeline.py")).read()

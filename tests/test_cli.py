@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from yolo_kfp.local.runner import failed_step, failure_line, last_exception
+from yolo_kfp.pipeline.parameters import parse_params
+from yolo_kfp.pipeline.pipeline import parameter_defaults
 
-from pipeline.cli import main
-from pipeline.local import failed_step, failure_line, last_exception
-from pipeline.parameters import parse_params
-from pipeline.pipeline import parameter_defaults
+from yolo_kfp.cli import main
 
 
 def test_param_values_are_json_when_they_parse_else_strings():
@@ -23,8 +23,7 @@ def test_param_values_are_json_when_they_parse_else_strings():
 def test_param_values_take_the_types_the_pipeline_declares():
     """What kfp checks when the pipeline is called (a whole number for a float crashed it after 15-50 s)."""
     from kfp.dsl.types.type_utils import verify_type_compatibility
-
-    from pipeline.pipeline import yolo_pipeline
+    from yolo_kfp.pipeline.pipeline import yolo_pipeline
 
     params = parse_params(["min_map50=0", "lr0=1", 'epochs="3"', "max_map50_drop=0", "imgsz=320.0", "seed=+7",
                            "include_group_of=False", 'cache=""', "split=validation"])
@@ -92,24 +91,25 @@ def test_a_failed_step_is_told_in_one_line_with_its_cause():
            "    Traceback (most recent call last):",
            '      File "/x/a.py", line 9, in <module>',
            "        fetch()",
-           "    components.core.storage.StorageError: S3 download of s3://b/k at AWS S3 failed:",
+           "    yolo_kfp.components.core.storage.StorageError: S3 download of s3://b/k at AWS S3 failed:",
            "    NoSuchKey: not found",
            "",
            "",
            "2026-12-01 06:42:35,600 INFO root: Skipping task merge-download"]
     assert failed_step(message) == "download-shard"
-    assert last_exception(log) == ("components.core.storage.StorageError: S3 download of s3://b/k at AWS S3 failed: "
-                                   "NoSuchKey: not found")
+    assert last_exception(log) == ("yolo_kfp.components.core.storage.StorageError: S3 download of s3://b/k at AWS S3 "
+                                   "failed: NoSuchKey: not found")
     assert failure_line(message, log) == (
-        "step 'download-shard' failed: components.core.storage.StorageError: S3 download of s3://b/k at AWS S3 failed: "
-        "NoSuchKey: not found -- check the data connection (AWS_* variables: endpoint, keys, bucket) and run again")
+        "step 'download-shard' failed: yolo_kfp.components.core.storage.StorageError: S3 download of s3://b/k at "
+        "AWS S3 failed: NoSuchKey: not found -- check the data connection (AWS_* variables: endpoint, keys, bucket) "
+        "and run again")
     assert failure_line(message, log[:1]).startswith("step 'download-shard' failed without a Python error")
 
 
 def test_the_commands_are_defined_without_the_heavy_libraries():
     """The base install (a workbench) has no numpy, OpenCV, torch or FiftyOne: building the parser of every
     command, predict's included, may not import them."""
-    code = ("import sys; from pipeline.cli import build_parser; build_parser(); "
+    code = ("import sys; from yolo_kfp.cli import build_parser; build_parser(); "
             "print(sorted({'numpy', 'cv2', 'torch', 'fiftyone', 'pandas'} & set(sys.modules)))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert found.strip() == "[]"

@@ -4,9 +4,10 @@
 import pytest
 import yaml
 from kfp_standin import API, KfpStandIn
+from yolo_kfp.cluster.client import resolve_token
+from yolo_kfp.cluster.schedules import six_field_cron
 
-from pipeline.cli import main
-from pipeline.cluster import resolve_token, six_field_cron
+from yolo_kfp.cli import main
 
 
 @pytest.fixture
@@ -203,7 +204,7 @@ def test_without_the_ca_the_error_names_the_bundles_tried(tls_server, tmp_path, 
 
 
 def test_an_explicit_bundle_comes_first_and_the_trusted_bundle_serves_routes(test_ca, monkeypatch):
-    from pipeline.cluster import Server
+    from yolo_kfp.cluster.client import Server
 
     monkeypatch.setenv("YOLO_KFP_SERVICE_CA", test_ca["ca"])
     monkeypatch.setenv("YOLO_KFP_TRUSTED_CA", test_ca["cert"])
@@ -216,7 +217,8 @@ def test_an_explicit_bundle_comes_first_and_the_trusted_bundle_serves_routes(tes
 
 
 def test_run_links_open_the_dashboards_run_page_in_a_workbench(monkeypatch):
-    from pipeline.cluster import Server, dashboard_url
+    from yolo_kfp.cluster.client import Server
+    from yolo_kfp.cluster.workbench import dashboard_url
 
     monkeypatch.setenv("NOTEBOOK_ARGS", '--ServerApp.port=8888\n--ServerApp.tornado_settings={"user":"ada",'
                                         '"hub_host":"https://rhods-dashboard-redhat-ods-applications.apps.example.com",'

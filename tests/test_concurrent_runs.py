@@ -10,11 +10,10 @@ import threading
 import time
 
 import pytest
-
-import components.core.checkpoints as checkpoints_module
-from components.core import publish
-from components.core.checkpoints import Checkpoints
-from components.core.storage import S3Url, Storage
+import yolo_kfp.components.core.checkpoints as checkpoints_module
+from yolo_kfp.components.core import publish
+from yolo_kfp.components.core.checkpoints import Checkpoints
+from yolo_kfp.components.core.storage import S3Url, Storage
 
 
 @pytest.fixture
@@ -92,8 +91,8 @@ def test_a_held_lease_is_waited_for_before_going_alone(location, monkeypatch):
 
 
 def test_lease_lapse_is_shorter_than_the_train_steps_first_retry():
-    from components.images import SETTINGS
-    from components.train import train  # noqa: F401  (registers its settings)
+    from yolo_kfp.components.step_settings import SETTINGS
+    from yolo_kfp.components.train import train  # noqa: F401  (registers its settings)
 
     assert checkpoints_module.LEASE_SECONDS < SETTINGS["train"].retry_backoff_seconds
 
@@ -104,8 +103,8 @@ def test_two_identical_trainings_at_once_both_finish(yolo_dataset, base_checkpoi
     location = str(tmp_path / "checkpoints" / "k1")
     script = textwrap.dedent(f"""
         import json, sys
-        import components.core.checkpoints as c
-        from components.core.train import train_yolo
+        import yolo_kfp.components.core.checkpoints as c
+        from yolo_kfp.components.core.train import train_yolo
         c.CHECKPOINT_POLL_SECONDS = c.SETTLE_SECONDS = 0.2
         checkpoints = c.Checkpoints({location!r}).claim(wait=1)
         summary = train_yolo(data_dir={yolo_dataset!r}, output_dir=sys.argv[1], base_model={base_checkpoint!r},

@@ -11,10 +11,9 @@ import onnx
 import pytest
 import torch
 from mlflow import MlflowClient
-
-from components.core.publish import read_latest
-from components.core.storage import S3Url, Storage
-from pipeline.mlflow_server import MlflowServer, reopen_command
+from yolo_kfp.components.core.publish import read_latest
+from yolo_kfp.components.core.storage import S3Url, Storage
+from yolo_kfp.local.mlflow_server import MlflowServer, reopen_command
 
 pytestmark = pytest.mark.slow
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
@@ -70,8 +69,9 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
     assert failed.returncode != 0 and time.monotonic() - started < 60
     output = failed.stdout + failed.stderr
     last = failed.stderr.strip().splitlines()[-1]  # the cause, on one line, last, without colour codes
-    assert last.startswith("yolo-kfp: error: step 'preflight' failed: components.core.storage.StorageError: preflight: "
-                           "publish_to=s3://models/yolo-kfp is not usable") and "SignatureDoesNotMatch" in last
+    assert last.startswith("yolo-kfp: error: step 'preflight' failed: yolo_kfp.components.core.storage.StorageError: "
+                           "preflight: publish_to=s3://models/yolo-kfp is not usable")
+    assert "SignatureDoesNotMatch" in last
     assert last.endswith("-- check the data connection (AWS_* variables: endpoint, keys, bucket) and run again")
     assert "\x1b[" not in failed.stderr
     assert "a-wrong-secret-for-the-test" not in output
@@ -92,7 +92,7 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
 
 def check_predict(model, folder) -> None:
     """The README's ``yolo-kfp predict --model out/demo/model.onnx IMAGE``, on images like the demo's."""
-    from pipeline import synthetic
+    from yolo_kfp.local import synthetic
 
     synthetic.write_split(str(folder), "test", 2, seed=3)
     images = sorted(str(p) for p in (folder / "data").glob("*.jpg"))

@@ -7,16 +7,15 @@ import os
 
 import pytest
 from conftest import CLASSES
-
-from components.core import openimages as oi
-from components.core.csv_scan import scan_csv
-from components.core.download import download_open_images
-from components.core.download_plan import cut_shards, make_plan, select_scanned
-from components.core.openimages_metadata import METADATA_ENV
-from components.core.packing import materialized, shards
-from components.core.storage import S3Url, Storage
-from components.download import download_shard, merge_download, plan_download
-from pipeline.synthetic import ALL_CLASSES
+from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.components.core.csv_scan import scan_csv
+from yolo_kfp.components.core.download import download_open_images
+from yolo_kfp.components.core.download_plan import cut_shards, make_plan, select_scanned
+from yolo_kfp.components.core.openimages_metadata import METADATA_ENV
+from yolo_kfp.components.core.packing import materialized, shards
+from yolo_kfp.components.core.storage import S3Url, Storage
+from yolo_kfp.components.download import download_shard, merge_download, plan_download
+from yolo_kfp.local.synthetic import ALL_CLASSES
 
 
 def read_rows(path):
@@ -226,7 +225,7 @@ def plain_candidates(path, mids):
 @pytest.mark.parametrize("newline, apart", [("\n", False), ("\r\n", True)])
 def test_one_pass_over_the_detections_finds_and_copies_what_a_plain_reading_does(tmp_path, monkeypatch, newline,
                                                                                   apart):
-    from components.core import csv_scan
+    from yolo_kfp.components.core import csv_scan
 
     source = str(tmp_path / "detections.csv")
     write_detections(source, detection_rows(7, apart), newline)
@@ -252,7 +251,7 @@ def test_one_pass_over_the_detections_finds_and_copies_what_a_plain_reading_does
 
 
 def test_rows_of_the_image_list_are_copied_as_written_quotes_and_all(tmp_path, monkeypatch):
-    from components.core import csv_scan
+    from yolo_kfp.components.core import csv_scan
 
     source = tmp_path / "image_ids.csv"
     titles = ['"Bike, parked"', "Street", '"He said ""stop"""', ""]
@@ -275,7 +274,7 @@ def test_rows_of_the_image_list_are_copied_as_written_quotes_and_all(tmp_path, m
 
 
 def test_the_plan_reads_a_local_mirror_in_place(mirror, tmp_path, monkeypatch):
-    from components.core import openimages_metadata
+    from yolo_kfp.components.core import openimages_metadata
 
     monkeypatch.setattr(openimages_metadata, "copy_metadata", lambda *a: pytest.fail("the mirror's files were copied"))
     plan = make_plan(plan_dir=str(tmp_path / "plan"), classes=CLASSES, max_samples_per_class=5, split="validation",
@@ -288,8 +287,7 @@ def test_missing_metadata_is_fetched_without_reading_the_image_list(mirror, tmp_
     2.4 GiB); the plan fetches the files with its download helpers alone."""
     import eta.core.web as etaw
     import fiftyone.utils.openimages as fouo
-
-    from components.core.openimages_metadata import fetch_metadata
+    from yolo_kfp.components.core.openimages_metadata import fetch_metadata
 
     sources = {"train-images-boxable-with-rotation.csv": oi.IMAGE_IDS_CSV, "oidv6-train-annotations-bbox.csv":
                oi.DETECTIONS_CSV, "class-descriptions-boxable.csv": oi.CLASSES_CSV}

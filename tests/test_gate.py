@@ -5,11 +5,18 @@ import uuid
 
 import pytest
 import yaml
-
-from components.core.gate import NOT_PROMOTED, PROMOTE, decide, markdown, promotion_gate, read_decision, record_decision
-from components.core.publish import publish_files
-from components.core.storage import S3Url, Storage
-from pipeline.pipeline import compile_pipeline
+from yolo_kfp.components.core.gate import (
+    NOT_PROMOTED,
+    PROMOTE,
+    decide,
+    markdown,
+    promotion_gate,
+    read_decision,
+    record_decision,
+)
+from yolo_kfp.components.core.publish import publish_files
+from yolo_kfp.components.core.storage import S3Url, Storage
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 
 def test_decide():

@@ -10,9 +10,8 @@ import sys
 import time
 
 import pytest
-
-from pipeline.lifeline import marked_processes, stop_marked
-from pipeline.seaweed import stale_sockets
+from yolo_kfp.local.run_scope import marked_processes, stop_marked
+from yolo_kfp.local.s3_server import stale_sockets
 
 pytestmark = pytest.mark.slow
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")

@@ -5,6 +5,7 @@ keys of its own. The checker itself is shown to fail on bad specs (tests/pod_sec
 
 import copy
 import fnmatch
+import glob
 import json
 import os
 
@@ -12,10 +13,9 @@ import pytest
 import yaml
 from pod_security import rbac_violations, restricted_violations
 from test_serving_manifests import ISVC, ROOT, SERVING, kustomize
-
-from components.core.export import SERVING_NAME
-from components.core.storage import ENV_KEYS
-from pipeline.pipeline import DATA_CONNECTION
+from yolo_kfp.components.core.export import SERVING_NAME
+from yolo_kfp.components.core.storage import ENV_KEYS
+from yolo_kfp.pipeline.pipeline import DATA_CONNECTION
 
 SERVING_CONNECTION = "yolo-kfp-serving-s3"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController"}
@@ -145,14 +145,13 @@ def test_roles_name_what_they_grant_without_wildcards(shipped):
 
 
 def test_the_workbench_reads_no_route_but_the_old_proxys_one():
-    """pipeline/cluster.py finds the server by listing DSPAs; the only Route a token must `get` is the one
+    """cluster/workbench.py finds the server by listing DSPAs; the only Route a token must `get` is the one
     the older pipeline-server proxy (oauth-proxy) checks: ds-pipeline-<DSPA name>."""
     role = kustomize(os.path.join(ROOT, "manifests"))[("Role", "yolo-kfp-pipeline-user")]
     routes = [r for r in role["rules"] if "routes" in r["resources"]]
     assert routes == [{"apiGroups": ["route.openshift.io"], "resources": ["routes"],
                        "resourceNames": ["ds-pipeline-dspa"], "verbs": ["get"]}]
-    with open(os.path.join(ROOT, "pipeline", "cluster.py")) as f:
-        cluster = f.read()
+    cluster = "".join(open(path).read() for path in glob.glob(os.path.join(ROOT, "cluster", "*.py")))
     assert "list_namespaced_custom_object(DSPA" in cluster and "route.openshift.io" not in cluster
 
 

@@ -10,9 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from conftest import shared_schema
-
-from components.core.storage import ENV_KEYS
-from pipeline.pipeline import DATA_CONNECTION
+from yolo_kfp.components.core.storage import ENV_KEYS
+from yolo_kfp.pipeline.pipeline import DATA_CONNECTION
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 CRDS = ["dspa-crd-v2.17.0.yaml", "dspa-crd-head.yaml"]

@@ -7,9 +7,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
-from components.core import packing
-from components.core.packing import extract, materialized, pack_in_place, shards
+from yolo_kfp.components.core import packing
+from yolo_kfp.components.core.packing import extract, materialized, pack_in_place, shards
 
 
 @pytest.fixture(params=["gnu tar", "python tarfile"], autouse=True)

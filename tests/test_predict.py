@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from conftest import CLASSES
 from kserve_v2_standin import KServeV2Standin
+from yolo_kfp.components.core.evaluate import held_out_images
+from yolo_kfp.components.core.export import SERVING_NAME, _detections, _unmatched, export_onnx
+from yolo_kfp.components.core.predict import predict_local
 
-from components.core.evaluate import held_out_images
-from components.core.export import SERVING_NAME, _detections, _unmatched, export_onnx
-from components.core.predict import predict_local
-from pipeline.cli import main
+from yolo_kfp.cli import main
 
 pytestmark = pytest.mark.slow
 IMGSZ = 128

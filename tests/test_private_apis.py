@@ -8,10 +8,9 @@ import pytest
 import tomllib
 from http_standin import Served
 from kfp_standin import API, KfpStandIn
-
-from components.core import fiftyone_openimages
-from components.core import openimages as oi
-from pipeline import kfp_internals
+from yolo_kfp.cluster import kfp_internals
+from yolo_kfp.components.core import fiftyone_openimages
+from yolo_kfp.components.core import openimages as oi
 
 PYPROJECT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyproject.toml")
 
@@ -101,7 +100,7 @@ def test_fiftyone_reads_class_names_and_writes_the_hierarchy_in_them(files, tmp_
 
 @pytest.fixture
 def kfp_client():
-    from pipeline.cluster import Server
+    from yolo_kfp.cluster.client import Server
 
     with KfpStandIn() as standin:
         yield standin, Server(host=standin.url, token="t", allow_plain_http_token=True).client()

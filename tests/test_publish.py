@@ -5,9 +5,8 @@ import uuid
 
 import pytest
 import yaml
-
-from components.core.publish import LATEST, MANIFEST, RUNS, publish_model, read_latest
-from components.core.storage import S3Url, Storage, StorageError, sha256_of
+from yolo_kfp.components.core.publish import LATEST, MANIFEST, RUNS, publish_model, read_latest
+from yolo_kfp.components.core.storage import S3Url, Storage, StorageError, sha256_of
 
 
 class RecordingStorage(Storage):

@@ -12,12 +12,11 @@ import uuid
 import pytest
 import yaml
 from model_registry_standin import ModelRegistryStandIn
-
-from components.core import registry, tls
-from components.core.export import OPSET
-from components.core.registry import RegistryError, register_published_model, url_problems
-from components.core.urls import redact
-from pipeline.pipeline import compile_pipeline
+from yolo_kfp.components.core import registry, tls
+from yolo_kfp.components.core.export import OPSET
+from yolo_kfp.components.core.registry import RegistryError, register_published_model, url_problems
+from yolo_kfp.components.core.urls import redact
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 TOKEN = "sa-token-of-the-pipeline-runner"
 METRICS = {"map50": 0.81, "map50_95": 0.52, "precision": 0.9, "recall": 0.75}
@@ -201,18 +200,18 @@ def test_anything_else_is_refused_in_one_line_before_any_request(url, exported):
 
 
 def test_the_cli_refuses_a_registry_address_before_submitting(capsys):
-    from pipeline.cli import main
+    from yolo_kfp.cli import main
 
     assert main(["submit", "--host", "http://127.0.0.1:9", "--param", 'model_registry_url="registry:8080"']) == 2
     assert "model_registry_url must be empty or a Kubeflow Model Registry's REST address" in capsys.readouterr().err
 
 
 def test_preflight_refuses_a_malformed_address_before_any_work(monkeypatch):
-    from components.preflight import preflight
-    from pipeline.pipeline import parameter_defaults
+    from yolo_kfp.components.preflight import preflight
+    from yolo_kfp.pipeline.pipeline import parameter_defaults
 
     called = []
-    monkeypatch.setattr("components.core.preflight.check_s3_inputs", lambda **kw: called.append(kw))
+    monkeypatch.setattr("yolo_kfp.components.core.preflight.check_s3_inputs", lambda **kw: called.append(kw))
     monkeypatch.setattr(registry, "check_access", lambda **kw: called.append(kw))
     params = {name: value for name, value in parameter_defaults().items() if name in preflight.component_spec.inputs}
     with pytest.raises(ValueError, match="bad parameter: model_registry_url must be empty or a Kubeflow Model"):
@@ -221,10 +220,10 @@ def test_preflight_refuses_a_malformed_address_before_any_work(monkeypatch):
 
 
 def test_preflight_reaches_the_registry_when_a_model_will_be_registered(standin, monkeypatch):
-    from components.preflight import preflight
-    from pipeline.pipeline import parameter_defaults
+    from yolo_kfp.components.preflight import preflight
+    from yolo_kfp.pipeline.pipeline import parameter_defaults
 
-    monkeypatch.setattr("components.core.preflight.check_s3_inputs", lambda **kw: "")
+    monkeypatch.setattr("yolo_kfp.components.core.preflight.check_s3_inputs", lambda **kw: "")
     params = {name: value for name, value in parameter_defaults().items() if name in preflight.component_spec.inputs}
     preflight.python_func(**{**params, "model_registry_url": standin.url})
     assert standin.requests == []  # nothing to publish: nothing to register
@@ -260,10 +259,9 @@ def test_only_a_promoted_model_reaches_the_registry(tmp_path):
 def test_publish_component_registers_through_kfp_local(s3, standin, exported, local_kfp, tmp_path, monkeypatch):
     from kfp import dsl
     from kfp.dsl import Artifact, Model
-
-    from components.core.publish import read_latest
-    from components.core.storage import Storage
-    from components.publish import publish
+    from yolo_kfp.components.core.publish import read_latest
+    from yolo_kfp.components.core.storage import Storage
+    from yolo_kfp.components.publish import publish
 
     for name, setting in s3.data_connection().items():
         monkeypatch.setenv(name, setting)
@@ -300,7 +298,7 @@ def test_publish_component_registers_through_kfp_local(s3, standin, exported, lo
 @pytest.mark.slow
 def test_a_model_the_gate_refuses_is_not_registered(mongod, s3, standin, tmp_path):
     """The whole pipeline (run-local --demo) with a registry named and a threshold no model reaches."""
-    from components.core.storage import Storage
+    from yolo_kfp.components.core.storage import Storage
 
     Storage.from_env(s3.data_connection()).client.create_bucket(Bucket="refused")
     cli = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")

@@ -1,8 +1,7 @@
 """Sizing the train step by the pod's limits: fake cgroup files, fake /dev/shm sizes."""
 
 import pytest
-
-from components.core import resources
+from yolo_kfp.components.core import resources
 
 
 def write(root, files):
@@ -63,7 +62,7 @@ def test_threads_follow_the_cpu_quota_by_ultralytics_rule():
 
 
 def test_ultralytics_thread_pools_take_the_planned_count():
-    from components.core.ultralytics_env import THREAD_COUNT_USERS, configure_offline, limit_threads
+    from yolo_kfp.components.core.ultralytics_env import THREAD_COUNT_USERS, configure_offline, limit_threads
 
     configure_offline()
     import importlib

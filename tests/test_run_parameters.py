@@ -8,15 +8,15 @@ import pkgutil
 
 import pytest
 import yaml
+import yolo_kfp.components.core as core
+from yolo_kfp.components.core import run_parameters
+from yolo_kfp.components.core.run_parameters import BY_NAME, PARAMETERS, RunParameter
+from yolo_kfp.components.core.validation import RULES, parameter_problems
+from yolo_kfp.components.preflight import preflight
+from yolo_kfp.pipeline.parameters import parse_params
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
-import components.core as core
-from components.core import run_parameters
-from components.core.run_parameters import BY_NAME, PARAMETERS, RunParameter
-from components.core.validation import RULES, parameter_problems
-from components.preflight import preflight
-from pipeline.cli import build_parser
-from pipeline.parameters import parse_params
-from pipeline.pipeline import compile_pipeline
+from yolo_kfp.cli import build_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = RunParameter("toy_rate", float, 0.5, "training", "A toy rate that only this test knows.", above=0, maximum=1)
@@ -74,7 +74,7 @@ def test_no_core_keeps_a_default_of_its_own():
     that may be absent: no location, the model's own image size)."""
     differing = []
     for module_info in pkgutil.iter_modules(core.__path__):
-        module = importlib.import_module(f"components.core.{module_info.name}")
+        module = importlib.import_module(f"yolo_kfp.components.core.{module_info.name}")
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ != module.__name__:
                 continue

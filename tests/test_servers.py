@@ -8,11 +8,11 @@ import os
 import pytest
 import yaml
 from server_schemas import SCHEMAS, TARGET_SCHEMAS, parse_errors
+from yolo_kfp.components.core.tracking import CREDENTIAL_KEYS
+from yolo_kfp.pipeline import servers
+from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline, quantity
 
-from components.core.tracking import CREDENTIAL_KEYS
-from pipeline import servers
-from pipeline.cli import main
-from pipeline.pipeline import CompileOptions, compile_pipeline, quantity
+from yolo_kfp.cli import main
 
 # Parsed but not applied by OpenShift AI 2.19's driver (KFP 2.4.0 with later protos): a run would lose them.
 IGNORED_ON_RHOAI_2_19 = ("secretNameParameter", "nodeSelectorJson", "tolerationJson")

@@ -15,8 +15,7 @@ import pytest
 import yaml
 from conftest import shared_schema
 from test_manifests import KUBERNETES_VERSION
-
-from components.core.export import SERVING_NAME
+from yolo_kfp.components.core.export import SERVING_NAME
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SERVING = os.path.join(ROOT, "manifests", "serving")

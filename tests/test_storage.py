@@ -6,11 +6,10 @@ import time
 import uuid
 
 import pytest
-
-from components.core.preflight import check_s3_inputs
-from components.core.storage import S3Url, Storage, StorageError
-from components.core.train import fetch_base_model
-from pipeline.seaweed import free_ports
+from yolo_kfp.components.core.preflight import check_s3_inputs
+from yolo_kfp.components.core.storage import S3Url, Storage, StorageError
+from yolo_kfp.components.core.train import fetch_base_model
+from yolo_kfp.local.s3_server import free_ports
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Where a training's epoch checkpoint outlives its pod, and which training may write it.
 
-A training's key (``components.core.train.training_key``) is the same for a retried pod and for an
+A training's key (``yolo_kfp.components.core.train.training_key``) is the same for a retried pod and for an
 identical re-run, so that both resume where the last attempt stopped. Two identical runs at once
 would share it too: both would overwrite one ``last.pt``, and the first to finish would delete the
 checkpoint the other resumes from. A lease decides. The training that holds ``<place>/lease.json``
@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 
-from components.core.storage import S3Url, Storage, StorageError, is_s3
+from yolo_kfp.components.core.storage import S3Url, Storage, StorageError, is_s3
 
 log = logging.getLogger(__name__)
 

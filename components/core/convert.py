@@ -14,13 +14,12 @@ import time
 import numpy as np
 import pandas as pd
 import yaml
-
-from components.core import openimages as oi
-from components.core.image_files import readable
-from components.core.openimages import RECORD, check_classes
-from components.core.packing import link_or_copy
-from components.core.run_parameters import BY_NAME
-from components.core.validation import check, parameter_problems
+from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.components.core.image_files import readable
+from yolo_kfp.components.core.openimages import RECORD, check_classes
+from yolo_kfp.components.core.packing import link_or_copy
+from yolo_kfp.components.core.run_parameters import BY_NAME
+from yolo_kfp.components.core.validation import check, parameter_problems
 
 log = logging.getLogger(__name__)
 

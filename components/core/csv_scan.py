@@ -23,7 +23,7 @@ CHUNK_BYTES = 16 << 20  # the metadata CSVs are read in pieces of this size, cut
 
 def _threads() -> int:
     """Threads for the CSV passes: the pod's CPU limit (a pod sees the node's cores), at least one."""
-    from components.core.resources import cpu_limit
+    from yolo_kfp.components.core.resources import cpu_limit
 
     cores = os.cpu_count() or 1
     return max(1, min(cores, math.ceil(cpu_limit() or cores)))

@@ -10,9 +10,9 @@ split into shards: ``download_open_images`` (everything in one process) writes t
 import tempfile
 import time
 
-from components.core.download_fetch import fetch_images
-from components.core.download_merge import complete_raw
-from components.core.download_plan import make_plan
+from yolo_kfp.components.core.download_fetch import fetch_images
+from yolo_kfp.components.core.download_merge import complete_raw
+from yolo_kfp.components.core.download_plan import make_plan
 
 
 def download_open_images(*, output_dir: str, classes: list[str], max_samples_per_class: int, split: str,

@@ -10,11 +10,11 @@ import shutil
 import tempfile
 import time
 
-from components.core import fiftyone_openimages
-from components.core import openimages as oi
-from components.core.download_plan import read_plan
-from components.core.image_files import readable
-from components.core.openimages_metadata import copy_metadata
+from yolo_kfp.components.core import fiftyone_openimages
+from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.components.core.download_plan import read_plan
+from yolo_kfp.components.core.image_files import readable
+from yolo_kfp.components.core.openimages_metadata import copy_metadata
 
 log = logging.getLogger(__name__)
 

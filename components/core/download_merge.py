@@ -6,17 +6,17 @@ import os
 import shutil
 import time
 
-from components.core import openimages as oi
-from components.core.download_fetch import SHARD_RECORD
-from components.core.download_plan import read_plan
-from components.core.openimages import RECORD
-from components.core.openimages_metadata import copy_metadata
+from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.components.core.download_fetch import SHARD_RECORD
+from yolo_kfp.components.core.download_plan import read_plan
+from yolo_kfp.components.core.openimages import RECORD
+from yolo_kfp.components.core.openimages_metadata import copy_metadata
 
 
 def complete_raw(plan_dir: str, output_dir: str, reused: int, started: float) -> dict:
     """Puts the plan's metadata beside the images in ``output_dir`` (files under data/ or packed in its
     shards); checks every planned image is there and writes ``download.json``, which it returns."""
-    from components.core.packing import packed_files
+    from yolo_kfp.components.core.packing import packed_files
 
     plan = read_plan(plan_dir)
     copy_metadata(plan_dir, output_dir)
@@ -41,7 +41,7 @@ def merge_shards(*, plan_dir: str, shard_dirs: list[str], output_dir: str) -> di
     and packed again, and the step needs no room for the images twice over. Plain folders (``yolo-kfp
     step`` outputs) have their images copied under data/.
     """
-    from components.core.packing import SHARD_PREFIX, link_or_copy, shards
+    from yolo_kfp.components.core.packing import SHARD_PREFIX, link_or_copy, shards
 
     started = time.monotonic()
     os.makedirs(output_dir, exist_ok=True)

@@ -15,11 +15,11 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from components.core import openimages as oi
-from components.core.csv_scan import CsvScan, keep_rows, scan_csv
-from components.core.openimages import check_classes
-from components.core.openimages_metadata import class_mids, metadata_dir
-from components.core.validation import check, parameter_problems
+from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.components.core.csv_scan import CsvScan, keep_rows, scan_csv
+from yolo_kfp.components.core.openimages import check_classes
+from yolo_kfp.components.core.openimages_metadata import class_mids, metadata_dir
+from yolo_kfp.components.core.validation import check, parameter_problems
 
 log = logging.getLogger(__name__)
 

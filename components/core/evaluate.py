@@ -7,8 +7,7 @@ import tempfile
 import time
 
 import numpy as np
-
-from components.core.analysis import (
+from yolo_kfp.components.core.analysis import (
     CONFIDENCE,
     coco_files,
     confusion_matrix,
@@ -17,8 +16,8 @@ from components.core.analysis import (
     plot_confusion,
     read_ground_truth,
 )
-from components.core.run_parameters import BY_NAME
-from components.core.train import dataset_yaml
+from yolo_kfp.components.core.run_parameters import BY_NAME
+from yolo_kfp.components.core.train import dataset_yaml
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +43,14 @@ def per_class_metrics(box, names: dict, instances) -> dict:
 def evaluate_model(*, data_dir: str, weights: str, imgsz: int | None = None, batch: int = BY_NAME["batch"].default,
                    device: str = "", report_dir: str = "") -> dict:
     """Validates ``weights`` on the test split and returns the figures (the content of metrics.json),
-    at ``imgsz`` or, without it, at the size the model was trained at (``components.core.image_size``).
+    at ``imgsz`` or, without it, at the size the model was trained at (``yolo_kfp.components.core.image_size``).
 
     With ``report_dir`` it also writes ``report.html`` (PR curve, confusion matrix, per-class table,
     test images with true and predicted boxes) and the predictions as COCO JSON, and adds the
     confusion matrix to the figures.
     """
-    from components.core.image_size import imgsz_for
-    from components.core.ultralytics_env import configure_offline
+    from yolo_kfp.components.core.image_size import imgsz_for
+    from yolo_kfp.components.core.ultralytics_env import configure_offline
 
     imgsz = imgsz_for(weights, imgsz)
     configure_offline()

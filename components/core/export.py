@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 
-from components.core.analysis import CONFIDENCE, iou
+from yolo_kfp.components.core.analysis import CONFIDENCE, iou
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def compare_detections(weights: str, onnx_path: str, images: list[str], imgsz: i
 def export_onnx(*, weights: str, output_dir: str, imgsz: int | None = None, check_images: list[str] = ()) -> dict:
     """Writes ``<output_dir>/yolo-kfp/1/model.onnx`` and ``export.json``, at ``imgsz`` or, without it, at the
     size the model was trained at; fails if the check finds differences."""
-    from components.core.image_size import imgsz_for
-    from components.core.ultralytics_env import configure_offline
+    from yolo_kfp.components.core.image_size import imgsz_for
+    from yolo_kfp.components.core.ultralytics_env import configure_offline
 
     imgsz = imgsz_for(weights, imgsz)
     configure_offline()

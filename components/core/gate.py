@@ -11,8 +11,8 @@ import logging
 import os
 import tempfile
 
-from components.core.publish import read_latest
-from components.core.storage import S3Url, Storage
+from yolo_kfp.components.core.publish import read_latest
+from yolo_kfp.components.core.storage import S3Url, Storage
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def decide(candidate: float, min_map50: float, current: float | None, max_drop: 
 def promotion_gate(*, metrics_path: str, data_dir: str, publish_to: str, min_map50: float, max_map50_drop: float,
                    imgsz: int, batch: int, storage: Storage | None = None) -> dict:
     """Evaluates the published model on this test split and decides; returns the decision and its figures."""
-    from components.core import safe_checkpoint
-    from components.core.evaluate import evaluate_model
+    from yolo_kfp.components.core import safe_checkpoint
+    from yolo_kfp.components.core.evaluate import evaluate_model
 
     with open(metrics_path) as f:
         candidate = json.load(f)["map50"]

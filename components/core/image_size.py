@@ -10,7 +10,7 @@ A size asked for explicitly is honoured, with a warning when it differs from the
 import ast
 import logging
 
-from components.core.validation import MAX_IMGSZ
+from yolo_kfp.components.core.validation import MAX_IMGSZ
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def trained_imgsz(model: str) -> int | None:
     if model.endswith(".onnx"):
         recorded = _onnx_imgsz(model)
     else:
-        from components.core.model_file import read_checkpoint  # no PyTorch, no code from the pickle run
+        from yolo_kfp.components.core.model_file import read_checkpoint  # no PyTorch, no code from the pickle run
 
         train_args = read_checkpoint(model).get("train_args")
         recorded = train_args.get("imgsz") if isinstance(train_args, dict) else None

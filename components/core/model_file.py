@@ -7,7 +7,7 @@ below) in the CLI and in the preflight step, whose image has no PyTorch, in well
 The same reading names every global the pickle would call: a checkpoint that names one outside what
 Ultralytics and PyTorch write (``posix.system``, ``builtins.eval``, ...) is refused here, before any
 step fetches it onto a GPU node. The train image then loads checkpoints with a weights-only
-unpickler (``components.core.safe_checkpoint``), which is the check that counts.
+unpickler (``yolo_kfp.components.core.safe_checkpoint``), which is the check that counts.
 """
 
 import pickle

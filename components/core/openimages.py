@@ -53,7 +53,7 @@ def unknown_classes(requested: list[str], known: list[str]) -> str:
 
 def check_classes(requested: list[str], known: list[str]) -> None:
     """Refuses names that are not Open Images display names, suggesting the closest ones (the form of the
-    list is a parameter rule: ``components.core.validation``)."""
+    list is a parameter rule: ``yolo_kfp.components.core.validation``)."""
     unknown = unknown_classes(requested, known)
     if unknown:
         raise ValueError(f"unknown Open Images classes: {unknown}")

@@ -9,9 +9,9 @@ import logging
 import os
 import shutil
 
-from components.core import fiftyone_openimages
-from components.core import openimages as oi
-from components.core.storage import S3Url, Storage
+from yolo_kfp.components.core import fiftyone_openimages
+from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.components.core.storage import S3Url, Storage
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 
 import numpy as np
-
-from components.core.analysis import CONFIDENCE, iou
-from components.core.urls import redact, refuse_credentials_in, refuse_plain_http_token, urlopen
+from yolo_kfp.components.core.analysis import CONFIDENCE, iou
+from yolo_kfp.components.core.urls import redact, refuse_credentials_in, refuse_plain_http_token, urlopen
 
 NMS_IOU = 0.7  # Ultralytics' predict default
 MAX_DETECTIONS = 300  # per image, as Ultralytics
@@ -97,8 +96,7 @@ def model_names_and_size(model: str) -> tuple[list[str], tuple[int, int]]:
     """Class names (Ultralytics writes them into the ONNX metadata as a dict's repr) and input height, width:
     the input's fixed size, or for a model exported with dynamic height and width the size it was exported at."""
     import onnx
-
-    from components.core.image_size import trained_imgsz
+    from yolo_kfp.components.core.image_size import trained_imgsz
 
     proto = onnx.load(model, load_external_data=False)
     metadata = {p.key: p.value for p in proto.metadata_props}

@@ -9,8 +9,8 @@ import logging
 import os
 import tempfile
 
-from components.core.run_parameters import BY_NAME
-from components.core.storage import S3Url, Storage, StorageError, check_checksum, is_s3
+from yolo_kfp.components.core.run_parameters import BY_NAME
+from yolo_kfp.components.core.storage import S3Url, Storage, StorageError, check_checksum, is_s3
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ def _fingerprint(storage: Storage, prefix: str) -> str:
 
 def _check_s3_model(storage: Storage, base_model: str, sha256: str, freeze: int) -> None:
     """The checkpoint is fetched once here: its checksum and depth are known before any download or training."""
-    from components.core.model_file import checkpoint_layers
-    from components.core.validation import check_freeze
+    from yolo_kfp.components.core.model_file import checkpoint_layers
+    from yolo_kfp.components.core.validation import check_freeze
 
     with tempfile.TemporaryDirectory(prefix="preflight-") as work:
         path = storage.download_file(S3Url.parse(base_model), os.path.join(work, "base.pt"))

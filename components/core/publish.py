@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 
-from components.core.storage import S3Url, Storage, StorageError, sha256_of
+from yolo_kfp.components.core.storage import S3Url, Storage, StorageError, sha256_of
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ import os
 import re
 import time
 
-from components.core.tls import SYSTEM_STORE, pick_ca_bundle
-from components.core.urls import redact
+from yolo_kfp.components.core.tls import SYSTEM_STORE, pick_ca_bundle
+from yolo_kfp.components.core.urls import redact
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Every run parameter, declared once: its name, type, default, allowed range or choices, group and description.
 
 The pipeline's signature and its ``Args:`` (so the Data Science Pipelines run form), the CLI's ``--param``
-typing and ``--help``, the checks (``components.core.validation``) and the README's parameter table are
+typing and ``--help``, the checks (``yolo_kfp.components.core.validation``) and the README's parameter table are
 derived from this table; preflight's inputs are checked equal to it by a test. Rules that a range cannot
 say (an S3 URL, a class list, a multiple of 32) live in ``validation.RULES`` under the same name.
 Kept free of kfp and heavy libraries: the preflight step and a base install read it.
@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from components.core.openimages import SPLITS
+from yolo_kfp.components.core.openimages import SPLITS
 
 DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
 MLFLOW_CONNECTION = "yolo-kfp-mlflow"  # a Secret with MLflow's credentials, if its server wants any
@@ -154,5 +154,5 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":  # the README's table: python -m components.core.run_parameters
+if __name__ == "__main__":  # the README's table: python -m yolo_kfp.components.core.run_parameters
     print(markdown_table(), end="")

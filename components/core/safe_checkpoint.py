@@ -28,7 +28,7 @@ class UnreadableCheckpoint(ValueError):
 def load(path: str, what: str) -> dict:
     """The checkpoint at ``path`` (``what`` names it in errors), loaded weights-only against Ultralytics'
     allow-list; UnsafeCheckpoint or UnreadableCheckpoint otherwise."""
-    from components.core.ultralytics_env import configure_offline
+    from yolo_kfp.components.core.ultralytics_env import configure_offline
 
     configure_offline()
     from ultralytics.nn.tasks import torch_safe_load

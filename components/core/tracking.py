@@ -14,7 +14,7 @@ import csv
 import logging
 import os
 
-from components.core.urls import refuse_credentials_in
+from yolo_kfp.components.core.urls import refuse_credentials_in
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _numbers(row: dict) -> dict[str, float]:
 def start_training_run(*, tracking_uri: str, experiment: str, training: str, params: dict, tags: dict) -> str:
     """A new MLflow run of the training ``training`` (its key) in ``experiment`` (made if missing), with
     ``params`` and ``tags``; returns its id. A retried pod goes on in its predecessor's run, which the
-    checkpoints' lease names (``components.core.checkpoints``): two identical runs at once each get one."""
+    checkpoints' lease names (``yolo_kfp.components.core.checkpoints``): two identical runs at once each get one."""
     client = _client(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)

@@ -17,11 +17,11 @@ import os
 import tempfile
 import time
 
-from components.core import safe_checkpoint
-from components.core.checkpoints import Checkpoints, keeping_checkpoint
-from components.core.safe_checkpoint import drop_label_caches
-from components.core.storage import S3Url, Storage, check_checksum, is_s3
-from components.core.validation import check, check_freeze, plain_numbers, train_args_problems
+from yolo_kfp.components.core import safe_checkpoint
+from yolo_kfp.components.core.checkpoints import Checkpoints, keeping_checkpoint
+from yolo_kfp.components.core.safe_checkpoint import drop_label_caches
+from yolo_kfp.components.core.storage import S3Url, Storage, check_checksum, is_s3
+from yolo_kfp.components.core.validation import check, check_freeze, plain_numbers, train_args_problems
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,8 @@ def fit_batch(model, batch: int, imgsz: int, gpus: int) -> int:
 
 def fit_to_pod(workers: int, cache: str, batch: int, imgsz: int, gpus: int, data_dir: str) -> tuple[int, str]:
     """Workers, threads and cache sized by the pod's CPU quota, /dev/shm and memory limit (not the node's)."""
-    from components.core import resources
-    from components.core.ultralytics_env import limit_threads
+    from yolo_kfp.components.core import resources
+    from yolo_kfp.components.core.ultralytics_env import limit_threads
 
     cpus = resources.cpu_limit()
     threads = resources.plan_threads(cpus)
@@ -183,7 +183,7 @@ def train_yolo(*, data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt
     the same output dir, or with the same checkpoints' location, training resumes from the last finished
     epoch instead of starting over. A finished training removes the copy.
     """
-    from components.core.ultralytics_env import configure_offline
+    from yolo_kfp.components.core.ultralytics_env import configure_offline
 
     check(train_args_problems(overrides or {}))
     configure_offline()

@@ -2,14 +2,14 @@
 
 Ultralytics checks them only when training starts: a ``train_args`` value it refuses would fail the train
 step after the download and conversion, and each retry of the step would fail the same way. The rules are
-``check_cfg``'s, on the tables in ``components.core.ultralytics_catalog``, with two refusals of our own:
+``check_cfg``'s, on the tables in ``yolo_kfp.components.core.ultralytics_catalog``, with two refusals of our own:
 true/false where a number belongs (Python would count them as 1 and 0) and NaN or infinity for any number.
 """
 
 import json
 import math
 
-from components.core.ultralytics_catalog import (
+from yolo_kfp.components.core.ultralytics_catalog import (
     AMP_VALUES,
     BOOL_KEYS,
     FLOAT_KEYS,

@@ -41,7 +41,7 @@ INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "
 
 def configure_offline() -> Path:
     """Sets up the environment and returns Ultralytics' config dir (writable, holding the fonts). Every
-    checkpoint Ultralytics loads after this is loaded weights-only (``components.core.safe_checkpoint``)."""
+    checkpoint Ultralytics loads after this is loaded weights-only (``yolo_kfp.components.core.safe_checkpoint``)."""
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"  # read when Ultralytics is first imported
     if os.environ.get("YOLO_CONFIG_DIR"):
@@ -53,7 +53,7 @@ def configure_offline() -> Path:
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
 
     # Ultralytics' own integrations log wherever their library is importable (MLflow's client is: to
-    # ./mlruns by default); tracking here is explicit (components.core.tracking). The settings file
+    # ./mlruns by default); tracking here is explicit (yolo_kfp.components.core.tracking). The settings file
     # lives in YOLO_CONFIG_DIR, so DDP's worker processes read the same.
     integrations = {name: False for name in INTEGRATIONS if SETTINGS.get(name)}
     if integrations:

@@ -10,12 +10,12 @@ import math
 import os
 import re
 
-from components.core.registry import url_problems
-from components.core.run_parameters import BY_NAME, RunParameter
-from components.core.storage import is_s3
-from components.core.train_arg_types import train_args_type_problems
-from components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
-from components.core.urls import has_credentials, redact
+from yolo_kfp.components.core.registry import url_problems
+from yolo_kfp.components.core.run_parameters import BY_NAME, RunParameter
+from yolo_kfp.components.core.storage import is_s3
+from yolo_kfp.components.core.train_arg_types import train_args_type_problems
+from yolo_kfp.components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
+from yolo_kfp.components.core.urls import has_credentials, redact
 
 STRIDE = 32  # YOLOv5/v8 heads downsample by 32: image sizes must be multiples of it
 # 4096 px a side is 16.8 Mpixel an image (the notebook trains at 640); beyond it a batch needs tens of GB.
@@ -228,7 +228,7 @@ def base_model_problems(base_model: str, freeze: int) -> list[str]:
     """A named Ultralytics checkpoint, or a file here that is a checkpoint deep enough for ``freeze``.
 
     ``s3://`` models are checked where the data connection is (preflight), after fetching them."""
-    from components.core.model_file import checkpoint_layers
+    from yolo_kfp.components.core.model_file import checkpoint_layers
 
     if base_model in MODEL_LAYERS or is_s3(base_model):
         return []

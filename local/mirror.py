@@ -10,9 +10,9 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
-from components.core import openimages as oi
-from pipeline import synthetic
-from pipeline.seaweed import SeaweedS3
+from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.local import synthetic
+from yolo_kfp.local.s3_server import SeaweedS3
 
 
 def upload_images(s3: SeaweedS3, data_dir: str, split: str) -> int:
@@ -42,6 +42,6 @@ def build_mirror(s3: SeaweedS3, workdir: str, split: str, images_per_class: int,
 
 def mirror_environment(s3: SeaweedS3, metadata_dir: str) -> dict[str, str]:
     """Environment that points FiftyOne's Open Images download at the mirror."""
-    from components.core.openimages_metadata import METADATA_ENV
+    from yolo_kfp.components.core.openimages_metadata import METADATA_ENV
 
     return {"AWS_ENDPOINT_URL_S3": s3.endpoint, METADATA_ENV: metadata_dir}

@@ -24,11 +24,11 @@ import tempfile
 import threading
 import time
 
-from components.core.checkpoints import CHECKPOINTS_ENV
-from components.core.validation import base_model_problems, check
-from pipeline.lifeline import RunScope
-from pipeline.mlflow_server import MlflowServer, mlflow_binary
-from pipeline.pipeline import parameter_defaults, yolo_pipeline
+from yolo_kfp.components.core.checkpoints import CHECKPOINTS_ENV
+from yolo_kfp.components.core.validation import base_model_problems, check
+from yolo_kfp.local.mlflow_server import MlflowServer, mlflow_binary
+from yolo_kfp.local.run_scope import RunScope
+from yolo_kfp.pipeline.pipeline import parameter_defaults, yolo_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ def step_timings(run_dir: str, total: float) -> dict:
 def execute(output_dir: str, params: dict) -> dict:
     """Runs the pipeline with ``params`` and gathers its outputs; returns the metrics."""
     from kfp import local
-
-    from components.core.export import SERVING_NAME
+    from yolo_kfp.components.core.export import SERVING_NAME
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=os.path.join(output_dir, "pipeline-root"))
     started = time.monotonic()
@@ -188,7 +187,7 @@ def run_in_child(output_dir: str, params: dict, variables: dict[str, str]) -> di
     request = os.path.join(tempfile.mkdtemp(prefix="request-"), "request.json")
     with open(request, "w") as f:
         json.dump({"output_dir": output_dir, "params": params}, f)
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.local", request], stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-m", "yolo_kfp.local.runner", request], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, **variables})
     lines: collections.deque[str] = collections.deque(maxlen=5000)
     forwarders = [threading.Thread(target=_forward, args=(process.stdout, sys.stdout, lines), daemon=True),
@@ -229,7 +228,7 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
     an MLflow tracking server that the run logs to, its store kept in ``<output_dir>/mlflow``.
 
     Whatever ends the run (success, a failed step, Ctrl-C, SIGKILL), no process of it stays and nothing
-    of it is left in the temporary directory (``pipeline.lifeline``). Epoch checkpoints are kept under
+    of it is left in the temporary directory (``yolo_kfp.local.run_scope``). Epoch checkpoints are kept under
     ``<output_dir>/checkpoints``: a run into the same output dir after an interrupt resumes training."""
     missing = [name for name in LOCAL_LIBRARIES if importlib.util.find_spec(name) is None]
     if missing:
@@ -241,7 +240,7 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
         mlflow_binary()  # present, before any work
     defaults = parameter_defaults()
     if demo:
-        from pipeline.synthetic import check_demo_classes
+        from yolo_kfp.local.synthetic import check_demo_classes
 
         check_demo_classes(params.get("classes", defaults["classes"]))  # before any work
     if not demo or "base_model" in params:  # the demo makes its own base checkpoint
@@ -257,7 +256,7 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
             params = {**params, "mlflow_tracking_uri": server.url}
         if not demo:
             return run_in_child(output_dir, params, checkpoints)
-        from pipeline.demo import NOTICE, demo_environment
+        from yolo_kfp.local.demo import NOTICE, demo_environment
 
         with demo_environment(os.path.join(output_dir, "demo"), params.get("split", defaults["split"])) as (
                 variables, demo_params):

@@ -15,12 +15,12 @@ import os
 import shutil
 import tempfile
 
-from components.core import openimages as oi
-from components.core.convert import convert_to_yolo
-from components.core.train import train_yolo
-from pipeline import synthetic
-from pipeline.mirror import build_mirror, mirror_environment
-from pipeline.seaweed import SeaweedS3
+from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.components.core.convert import convert_to_yolo
+from yolo_kfp.components.core.train import train_yolo
+from yolo_kfp.local import synthetic
+from yolo_kfp.local.mirror import build_mirror, mirror_environment
+from yolo_kfp.local.s3_server import SeaweedS3
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
-
-from components.core import openimages as oi
+from yolo_kfp.components.core import openimages as oi
 
 TARGET_CLASSES = {"Bicycle": "/m/0199g", "Car": "/m/0k4j", "Traffic sign": "/m/01mqdt"}
 # Real Open Images classes whose names contain a target's name: converters must not match them.

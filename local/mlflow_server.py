@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from pipeline.seaweed import free_ports
+from yolo_kfp.local.s3_server import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OWN_ENVIRONMENT = os.path.join(ROOT, ".venv", "mlflow", "bin", "mlflow")

@@ -13,11 +13,10 @@ import signal
 import sys
 
 from kfp_server_api.exceptions import ApiException
-
-from components.core import run_parameters
-from components.core.storage import StorageError
-from pipeline import servers
-from pipeline.pipeline import SHM_VOLUMES, CompileOptions, compile_pipeline, parameter_defaults
+from yolo_kfp.components.core import run_parameters
+from yolo_kfp.components.core.storage import StorageError
+from yolo_kfp.pipeline import servers
+from yolo_kfp.pipeline.pipeline import SHM_VOLUMES, CompileOptions, compile_pipeline, parameter_defaults
 
 DEFAULTS = parameter_defaults()
 TRAINED_IMGSZ_HELP = "image size in pixels (default: the size the model was trained at; another one is warned about)"
@@ -70,7 +69,8 @@ def _options(args) -> CompileOptions:
 
 
 def _server(args):
-    from pipeline.cluster import Server, current_namespace, dashboard_url, resolve_token
+    from yolo_kfp.cluster.client import Server, resolve_token
+    from yolo_kfp.cluster.workbench import current_namespace, dashboard_url
 
     return Server(host=args.host, token=resolve_token(args.token, given_file=args.token_file),
                   ca_bundle=args.ca_bundle, verify_ssl=not args.insecure, ui_host=args.ui_host,
@@ -84,9 +84,9 @@ def cmd_compile(args) -> None:
 
 
 def cmd_run_local(args) -> None:
-    from pipeline.local import run_local
-    from pipeline.mlflow_server import reopen_command
-    from pipeline.parameters import parse_params
+    from yolo_kfp.local.mlflow_server import reopen_command
+    from yolo_kfp.local.runner import run_local
+    from yolo_kfp.pipeline.parameters import parse_params
 
     result = run_local(args.output_dir, parse_params(args.param), demo=args.demo, mlflow=args.mlflow)
     metrics = result["metrics"]
@@ -107,50 +107,50 @@ def cmd_run_local(args) -> None:
 
 
 def cmd_submit(args) -> int:
-    from pipeline import cluster
-    from pipeline.parameters import parse_params
+    from yolo_kfp.cluster import client
+    from yolo_kfp.pipeline.parameters import parse_params
 
     server = _server(args)
-    run_id = cluster.submit(server, parse_params(args.param), args.experiment, args.run_name, _options(args))
+    run_id = client.submit(server, parse_params(args.param), args.experiment, args.run_name, _options(args))
     print(f"run {run_id}: {server.run_link(run_id)}")
     if not args.wait:
         return 0
-    state = cluster.wait(server, run_id, args.poll_seconds)
+    state = client.wait(server, run_id, args.poll_seconds)
     print(f"run {run_id} ended {state}")
     return 0 if state == "SUCCEEDED" else 1
 
 
 def cmd_upload(args) -> None:
-    from pipeline import cluster
+    from yolo_kfp.cluster import client
 
-    pipeline_id, version_id = cluster.upload(_server(args), args.version, _options(args))
+    pipeline_id, version_id = client.upload(_server(args), args.version, _options(args))
     print(f"pipeline {pipeline_id} version {version_id}")
 
 
 def cmd_schedule(args) -> None:
-    from pipeline import cluster
-    from pipeline.parameters import parse_params
+    from yolo_kfp.cluster import schedules
+    from yolo_kfp.pipeline.parameters import parse_params
 
     if args.cron is None and (args.param or args.catch_up):
         raise ValueError("--param and --catch-up go with --cron (a new recurring run): leave them out")
     server = _server(args)
-    changes = [(action, getattr(args, action)) for action in cluster.SCHEDULE_ACTIONS
+    changes = [(action, getattr(args, action)) for action in schedules.SCHEDULE_ACTIONS
                if getattr(args, action) is not None]
     if args.list:
-        for row in cluster.list_schedules(server):
+        for row in schedules.list_schedules(server):
             print("  ".join(f"{k}={v}" for k, v in row.items()))
     elif changes:
         action, name = changes[0]
-        print(f"{action}d {name}: {cluster.change_schedule(server, name, action)}")
+        print(f"{action}d {name}: {schedules.change_schedule(server, name, action)}")
     else:
-        recurring_id, version = cluster.schedule(server, args.cron, args.name, parse_params(args.param),
-                                                 args.experiment, args.catch_up, servers.server_target(args.server))
-        print(f"recurring run {args.name} ({recurring_id}) at {cluster.six_field_cron(args.cron)!r} "
-              f"({cluster.TIME_ZONE}), running {version}")
+        recurring_id, version = schedules.schedule(server, args.cron, args.name, parse_params(args.param),
+                                                   args.experiment, args.catch_up, servers.server_target(args.server))
+        print(f"recurring run {args.name} ({recurring_id}) at {schedules.six_field_cron(args.cron)!r} "
+              f"({schedules.TIME_ZONE}), running {version}")
 
 
 def cmd_download(args) -> None:
-    from components.core.download import download_open_images
+    from yolo_kfp.components.core.download import download_open_images
 
     _print_json(download_open_images(output_dir=args.output_dir, classes=args.classes,
                                      max_samples_per_class=args.max_samples_per_class, split=args.split,
@@ -158,7 +158,7 @@ def cmd_download(args) -> None:
 
 
 def cmd_convert(args) -> None:
-    from components.core.convert import convert_to_yolo
+    from yolo_kfp.components.core.convert import convert_to_yolo
 
     stats = convert_to_yolo(raw_dir=args.raw, output_dir=args.output_dir, classes=args.classes, seed=args.seed,
                             split_ratios=tuple(args.split_ratios), include_group_of=not args.exclude_group_of,
@@ -168,7 +168,7 @@ def cmd_convert(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from components.core.train import train_yolo
+    from yolo_kfp.components.core.train import train_yolo
 
     _print_json(train_yolo(data_dir=args.data, output_dir=args.output_dir, base_model=args.base_model,
                            epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, freeze=args.freeze,
@@ -186,7 +186,7 @@ def _weights(model: str) -> str:
 
 
 def cmd_evaluate(args) -> None:
-    from components.core.evaluate import evaluate_model
+    from yolo_kfp.components.core.evaluate import evaluate_model
 
     with _library_output_to_stderr():
         metrics = evaluate_model(data_dir=args.data, weights=_weights(args.model), imgsz=args.imgsz,
@@ -198,8 +198,8 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from components.core.evaluate import held_out_images
-    from components.core.export import export_onnx
+    from yolo_kfp.components.core.evaluate import held_out_images
+    from yolo_kfp.components.core.export import export_onnx
 
     check_images = held_out_images(args.data)[:16] if args.data else []  # as many as the pipeline's export checks
     with _library_output_to_stderr():
@@ -221,13 +221,13 @@ def cmd_predict(args) -> None:
 
     if any(importlib.util.find_spec(name) is None for name in ("numpy", "cv2")):
         raise ValueError("predict needs numpy and OpenCV: pip install 'yolo-kfp[train]' (the base install has neither)")
-    from components.core import predict
+    from yolo_kfp.components.core import predict
 
     conf = {} if args.conf is None else {"conf": args.conf}
     if args.model:
         results = predict.predict_local(model=args.model, images=args.images, engine=args.engine, **conf)
     else:
-        from components.core.urls import read_token_file
+        from yolo_kfp.components.core.urls import read_token_file
 
         token = read_token_file(args.token_file) if args.token_file else args.token
         results = predict.predict_remote(url=args.url, images=args.images, names=args.classes, token=token,
@@ -259,7 +259,7 @@ def _add_predict_parser(commands) -> None:
 def _parameter(name: str):
     """An argparse type: the run parameter ``name``'s text, converted to its type and checked against its range
     and rule, at the door like ``--param``."""
-    from components.core.validation import convert_parameter, parameter_problems
+    from yolo_kfp.components.core.validation import convert_parameter, parameter_problems
 
     def parse(text: str):
         try:
@@ -468,7 +468,7 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.local import LocalRunFailed
+    from yolo_kfp.local.runner import LocalRunFailed
 
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: stop what was started, then exit

@@ -7,7 +7,7 @@ group and session, waits on a pipe from the run: when the pipe closes — a norm
 Ctrl-C or SIGKILL alike — it stops every process that carries the mark (the way CI servers find a
 build's strays) and removes the temporary folder.
 
-``python -m pipeline.lifeline TOKEN TMPDIR RUN_PID`` is the watchdog.
+``python -m yolo_kfp.local.run_scope TOKEN TMPDIR RUN_PID`` is the watchdog.
 """
 
 import os
@@ -67,7 +67,7 @@ class RunScope:
         self._saved = {key: os.environ.get(key) for key in ("TMPDIR", MARK)}
         self._saved_tempdir = tempfile.tempdir
         watchdog_env = {k: v for k, v in os.environ.items() if k != MARK}
-        self.watchdog = subprocess.Popen([sys.executable, "-m", "pipeline.lifeline", self.token, self.tmp,
+        self.watchdog = subprocess.Popen([sys.executable, "-m", "yolo_kfp.local.run_scope", self.token, self.tmp,
                                           str(os.getpid())], stdin=subprocess.PIPE, start_new_session=True,
                                          env=watchdog_env)
         os.environ.update({"TMPDIR": self.tmp, MARK: self.token})
@@ -89,7 +89,7 @@ def watch(token: str, tmp: str, run_pid: int) -> None:
     """Waits for the run to close the pipe (or die), then stops its processes and removes its folder."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the run, not for its cleanup
     sys.stdin.buffer.read()
-    from pipeline.seaweed import remove_stale_sockets
+    from yolo_kfp.local.s3_server import remove_stale_sockets
 
     stop_marked(token, spare={os.getpid(), run_pid})
     shutil.rmtree(tmp, ignore_errors=True)
