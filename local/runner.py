@@ -119,7 +119,7 @@ ADVICE = {
 DEFAULT_ADVICE = "its log is above; run again into the same --output-dir once fixed (training resumes)"
 
 
-class LocalRunFailed(Exception):
+class LocalRunFailed(RuntimeError):
     """A step of a local run failed; the message is the one line that says which, why and what to do."""
 
 

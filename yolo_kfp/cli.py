@@ -13,6 +13,7 @@ import signal
 import sys
 
 from kfp_server_api.exceptions import ApiException
+
 from yolo_kfp.components.core import run_parameters
 from yolo_kfp.components.core.storage import StorageError
 from yolo_kfp.pipeline import servers
@@ -468,8 +469,6 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from yolo_kfp.local.runner import LocalRunFailed
-
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: stop what was started, then exit
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -483,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     except ApiException as error:
         return _fail(f"the pipeline server answered {error.status} {error.reason}: "
                      f"{(error.body or '').strip()[:500]}", 1)
-    except (LocalRunFailed, RuntimeError) as error:  # RuntimeError: an embedded server that did not start
+    except RuntimeError as error:  # a failed local run (LocalRunFailed), an embedded server that did not start
         return _fail(error, 1)
     except OSError as error:  # PermissionError, TimeoutError, ...
         return _fail(f"{type(error).__name__}: {error}", 1)
