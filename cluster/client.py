@@ -1,4 +1,5 @@
-"""Talking to a Data Science Pipelines (KFP v2) server: submit runs, upload versions, schedule retraining.
+"""Talking to a Data Science Pipelines (KFP v2) server: submit runs, follow them, upload versions (recurring
+runs: ``schedules``; the server a workbench finds: ``workbench``).
 
 Authentication as OpenShift routes want it: a bearer token from ``--token`` or ``--token-file``, else
 ``KFP_TOKEN`` or ``KF_PIPELINES_TOKEN``, else the service-account token a workbench pod carries; it goes
@@ -19,7 +20,6 @@ import ssl
 import tempfile
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
