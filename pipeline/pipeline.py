@@ -10,7 +10,7 @@ instead, recorded in the pipeline's description.
 import inspect
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import NamedTuple
 
 from google.protobuf import json_format
@@ -91,34 +91,81 @@ def memory_quantity(size: float) -> str:
     return str(int(size))
 
 
+def train_pod_range(name: str) -> str:
+    """``TRAIN_POD_LIMITS[name]`` in words, as the option is written."""
+    floor, ceiling, _ = TRAIN_POD_LIMITS[name]
+    shown = (lambda size: f"{size:g}") if name == "cpu_per_gpu" else memory_quantity
+    return f"{shown(floor)} to {shown(ceiling)}"
+
+
+def option(default, help: str, **argparse_settings):
+    """A compile option, declared once: its default and description (the CLI's flag and help and the README's
+    table come from them), and how the CLI reads it where its type does not say."""
+    kind = type(default)
+    metadata = {"help": help, "kind": kind, **argparse_settings}
+    if kind in (dict, list):
+        return field(default_factory=lambda: kind(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def compile_options() -> list:
+    """The compile options' fields, in their order: ``name``, ``metadata["help"]``, ``metadata["kind"]``."""
+    return list(fields(CompileOptions))
+
+
+def option_default(option_field):
+    return option_field.default_factory() if option_field.default is MISSING else option_field.default
+
+
+def compile_options_table() -> str:
+    """The README's table of compile options."""
+    rows = ["| option | default | what it is |", "|---|---|---|"]
+    for f in compile_options():
+        description = f.metadata["help"].replace("|", "\\|")
+        rows.append(f"| `--{f.name.replace('_', '-')}` | `{json.dumps(option_default(f))}` | {description} |")
+    return "\n".join(rows) + "\n"
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """Pod settings KFP cannot take as runtime parameters, and the server the YAML is written for."""
 
-    server: str = servers.DEFAULT  # kfp-X.Y or rhoai-X.Y: the platform spec is written for what it applies
-    gpus: int = 1  # GPUs of the train pod; more than one trains with Ultralytics' DDP, the batch split across them
-    cpu_per_gpu: str = "8"  # the train pod's CPU request and limit per GPU
-    memory_per_gpu: str = "24Gi"  # its memory request and limit per GPU, /dev/shm added on top
-    shm_size: str = "8Gi"  # memory-backed /dev/shm per GPU for DataLoader workers (Docker's 64 MB crashes them)
-    # "emptydir": a Memory emptyDir (KFP backend 2.3+). "ephemeral": a generic ephemeral volume (a PVC
-    # made per pod, disk-backed) for older servers that reject or ignore emptyDir mounts. Empty: by server.
-    shm_volume: str = ""
-    image_registry: str = REGISTRY  # where the data and train images are pulled from (both at once)
-    image_tag: str = TAG
-    # Each image in full instead (registry/repository:tag or @sha256:digest), e.g. pinned by digest.
-    data_image: str = ""
-    train_image: str = ""
-    kueue_queue: str = ""  # a Kueue LocalQueue: the train pod waits in it for its GPUs
-    download_parallelism: int = 3  # download shards fetched at once
-    # {step: {"cpu", "cpu_limit", "memory", "memory_limit"}}: overrides what the step declares
-    step_resources: dict = field(default_factory=dict)
+    server: str = option(servers.DEFAULT, "the pipeline server the YAML is written for, kfp-X.Y (KFP backend) or "
+                         f"rhoai-X.Y (OpenShift AI), from kfp-2.2 / rhoai-2.15 up, e.g. {', '.join(servers.TARGETS)}; "
+                         "see the README's table of what each one drops", metavar="TARGET")
+    gpus: int = option(1, f"GPUs of the train pod, 1 to {GPUS_PER_NODE} (one node's); more than one trains with "
+                          "Ultralytics' DDP (the batch split across them)")
+    cpu_per_gpu: str = option("8", f"the train pod's CPU request and limit per GPU, {train_pod_range('cpu_per_gpu')}")
+    memory_per_gpu: str = option("24Gi", "the train pod's memory request and limit per GPU, "
+                                         f"{train_pod_range('memory_per_gpu')} (/dev/shm is added on top)")
+    shm_size: str = option("8Gi", f"the train pod's memory-backed /dev/shm per GPU, {train_pod_range('shm_size')}, "
+                                  "for DataLoader workers (a container's 64 MB crashes them)")
+    shm_volume: str = option("", "emptydir: a Memory emptyDir (KFP backend 2.3+); ephemeral: a per-pod PVC, "
+                                 "disk-backed, for older servers (default: emptydir where the server applies it)",
+                             choices=SHM_VOLUMES)
+    image_registry: str = option(REGISTRY, "registry (and namespace) of the data and train images, e.g. a mirror")
+    image_tag: str = option(TAG, "tag of the data and train images")
+    data_image: str = option("", "the data image in full, instead of --image-registry/--image-tag: "
+                                 "registry/repository:tag or registry/repository@sha256:<digest>", metavar="REF")
+    train_image: str = option("", "the train image in full, instead of --image-registry/--image-tag: "
+                                  "registry/repository:tag or registry/repository@sha256:<digest>", metavar="REF")
+    kueue_queue: str = option("", "Kueue LocalQueue the train pod waits in for its GPUs (label "
+                                  "kueue.x-k8s.io/queue-name)")
+    download_parallelism: int = option(3, "download shards fetched at once")
+    step_resources: dict = option({}, "CPU and memory of other steps than train, e.g. '{\"evaluate\": {\"memory\": "
+                                      "\"16Gi\", \"cpu_limit\": \"8\"}}' (keys cpu, cpu_limit, memory, memory_limit)")
     # Servers older than KFP 2.5 cannot take these from a run: they are fixed when compiling for one.
-    data_connection: str = DATA_CONNECTION
-    gpu_node_selector: dict = field(default_factory=dict)
-    gpu_tolerations: list = field(default_factory=list)
+    data_connection: str = option(DATA_CONNECTION, "for servers older than KFP 2.5 only (elsewhere a run "
+                                                   "parameter): the data connection Secret")
+    gpu_node_selector: dict = option({}, "for servers older than KFP 2.5 only (elsewhere a run parameter): the train "
+                                         "pod's node labels")
+    gpu_tolerations: list = option([], "for servers older than KFP 2.5 only (elsewhere a run parameter): more train "
+                                       "pod tolerations")
     # Servers older than KFP 2.15 require every Secret a pod names: the MLflow credentials' Secret is named
     # only when compiling for one, and must then exist.
-    mlflow_connection: str = ""
+    mlflow_connection: str = option("", "for servers older than KFP 2.15 only (elsewhere the run parameter "
+                                        "mlflow_connection, optional): a Secret with MLflow's credentials, which "
+                                        "must then exist", metavar="SECRET")
 
     def __post_init__(self):
         target = self.target
@@ -152,7 +199,7 @@ class CompileOptions:
                 value = quantity(str(text))
             except ValueError as error:
                 raise ValueError(f"{option}: {error}") from None
-            shown = (lambda size: f"{size:g}") if name == "cpu_per_gpu" else memory_quantity
+            shown = (lambda size: f"{size:g}") if name == "cpu_per_gpu" else memory_quantity  # as train_pod_range
             if value < floor:
                 raise ValueError(f"{option} {text} is below {shown(floor)} per GPU ({why}): give at least "
                                  f"{shown(floor)}")

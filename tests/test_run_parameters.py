@@ -105,3 +105,18 @@ def test_a_table_entry_alone_makes_a_parameter(tmp_path, monkeypatch):
     assert "toy_rate (float, default 0.5; above 0 and at most 1): [training] A toy rate" in help_of("submit")
     assert "| `toy_rate` | float | `0.5` | above 0 and at most 1 | [training] A toy rate" in (
         run_parameters.markdown_table())
+
+
+def test_compile_options_are_declared_once():
+    """Each compile option's field gives the CLI flag (with its help and default) and the README's row."""
+    from yolo_kfp.pipeline.pipeline import compile_options, compile_options_table, option_default
+
+    with open(os.path.join(ROOT, "README.md")) as f:
+        assert compile_options_table() in f.read()
+    text = "".join(help_of("compile").split())  # argparse wraps lines, at hyphens too
+    for option in compile_options():
+        flag = f"--{option.name.replace('_', '-')}"
+        assert flag in text and "".join(option.metadata["help"].split()) in text, flag
+    args = build_parser().parse_args(["compile", "--output", "x.yaml"])
+    assert {o.name: getattr(args, o.name) for o in compile_options()} == {o.name: option_default(o)
+                                                                          for o in compile_options()}

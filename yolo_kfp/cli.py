@@ -17,7 +17,13 @@ from kfp_server_api.exceptions import ApiException
 from yolo_kfp.components.core import run_parameters
 from yolo_kfp.components.core.storage import StorageError
 from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.pipeline import SHM_VOLUMES, CompileOptions, compile_pipeline, parameter_defaults
+from yolo_kfp.pipeline.pipeline import (
+    CompileOptions,
+    compile_options,
+    compile_pipeline,
+    option_default,
+    parameter_defaults,
+)
 
 DEFAULTS = parameter_defaults()
 TRAINED_IMGSZ_HELP = "image size in pixels (default: the size the model was trained at; another one is warned about)"
@@ -60,13 +66,7 @@ def _json_object(kind: type):
 
 
 def _options(args) -> CompileOptions:
-    return CompileOptions(server=args.server, gpus=args.gpus, cpu_per_gpu=args.cpu_per_gpu,
-                          memory_per_gpu=args.memory_per_gpu, shm_size=args.shm_size, shm_volume=args.shm_volume,
-                          image_registry=args.image_registry, image_tag=args.image_tag, data_image=args.data_image,
-                          train_image=args.train_image, kueue_queue=args.kueue_queue,
-                          download_parallelism=args.download_parallelism, step_resources=args.step_resources,
-                          data_connection=args.data_connection, gpu_node_selector=args.gpu_node_selector,
-                          gpu_tolerations=args.gpu_tolerations, mlflow_connection=args.mlflow_connection)
+    return CompileOptions(**{option_field.name: getattr(args, option_field.name) for option_field in compile_options()})
 
 
 def _server(args):
@@ -329,48 +329,25 @@ def _add_step_parsers(steps) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def _add_option(parser, option_field) -> None:
+    """``--name`` for a compile option, from its declaration (``pipeline.pipeline.option``)."""
+    meta, default = option_field.metadata, option_default(option_field)
+    settings = {"help": f"{meta['help']} (default: {json.dumps(default)})", "default": default}
+    if meta["kind"] in (dict, list):
+        settings.update(type=_json_object(meta["kind"]), metavar="JSON")
+    elif meta["kind"] is int:
+        settings["type"] = int
+    settings.update({k: v for k, v in meta.items() if k not in ("help", "kind")})
+    parser.add_argument(f"--{option_field.name.replace('_', '-')}", **settings)
+
+
 def _add_server_target(p) -> None:
-    p.add_argument("--server", default=servers.DEFAULT, metavar="TARGET",
-                   help=f"the pipeline server the YAML is written for, kfp-X.Y (KFP backend) or rhoai-X.Y "
-                        f"(OpenShift AI), from kfp-2.2 / rhoai-2.15 up, e.g. {', '.join(servers.TARGETS)} "
-                        f"(default: {servers.DEFAULT}); see the README's table of what each one drops")
+    _add_option(p, next(f for f in compile_options() if f.name == "server"))
 
 
 def _add_compile_options(p) -> None:
-    _add_server_target(p)
-    p.add_argument("--gpus", type=int, default=CompileOptions.gpus,
-                   help="GPUs of the train pod; more than one trains with Ultralytics' DDP")
-    p.add_argument("--cpu-per-gpu", default=CompileOptions.cpu_per_gpu,
-                   help="the train pod's CPU request and limit per GPU")
-    p.add_argument("--memory-per-gpu", default=CompileOptions.memory_per_gpu,
-                   help="the train pod's memory request and limit per GPU (/dev/shm is added on top)")
-    p.add_argument("--shm-size", default=CompileOptions.shm_size, help="the train pod's /dev/shm per GPU")
-    p.add_argument("--shm-volume", default=CompileOptions.shm_volume, choices=SHM_VOLUMES,
-                   help="emptydir: memory-backed (KFP backend 2.3+); ephemeral: a per-pod PVC (default: emptydir "
-                        "where the server applies it)")
-    p.add_argument("--image-registry", default=CompileOptions.image_registry,
-                   help="registry (and namespace) of the data and train images, e.g. a mirror")
-    p.add_argument("--image-tag", default=CompileOptions.image_tag, help="tag of the data and train images")
-    for image in ("data", "train"):
-        p.add_argument(f"--{image}-image", default="", metavar="REF",
-                       help=f"the {image} image in full, instead of --image-registry/--image-tag: "
-                            f"registry/repository:tag or registry/repository@sha256:<digest>")
-    p.add_argument("--kueue-queue", default=CompileOptions.kueue_queue,
-                   help="Kueue LocalQueue the train pod waits in (label kueue.x-k8s.io/queue-name)")
-    p.add_argument("--download-parallelism", type=int, default=CompileOptions.download_parallelism,
-                   help="download shards fetched at once")
-    p.add_argument("--step-resources", type=_json_object(dict), default={}, metavar="JSON",
-                   help='CPU and memory of other steps than train, e.g. \'{"evaluate": {"memory": "16Gi", '
-                        '"cpu_limit": "8"}}\' (keys cpu, cpu_limit, memory, memory_limit)')
-    p.add_argument("--data-connection", default=CompileOptions.data_connection,
-                   help="for servers older than KFP 2.5 only (elsewhere a run parameter): the data connection Secret")
-    p.add_argument("--gpu-node-selector", type=_json_object(dict), default={}, metavar="JSON",
-                   help="for servers older than KFP 2.5 only (elsewhere a run parameter): the train pod's node labels")
-    p.add_argument("--gpu-tolerations", type=_json_object(list), default=[], metavar="JSON",
-                   help="for servers older than KFP 2.5 only (elsewhere a run parameter): more train pod tolerations")
-    p.add_argument("--mlflow-connection", default=CompileOptions.mlflow_connection, metavar="SECRET",
-                   help="for servers older than KFP 2.15 only (elsewhere the run parameter mlflow_connection, "
-                        "optional): a Secret with MLflow's credentials, which must then exist")
+    for option_field in compile_options():
+        _add_option(p, option_field)
 
 
 def _add_token_options(p, scope: str, default: str = "") -> None:
