@@ -25,6 +25,12 @@ def convert_params(params: dict) -> dict:
     return converted
 
 
+def param_texts(items: list[str]) -> dict[str, str]:
+    """``--param KEY=VALUE`` items as they were written: for a command whose client converts and checks them
+    (``submit``, ``schedule``: the same door as a notebook's dict)."""
+    return dict(parse_param(item) for item in items or [])
+
+
 def parse_params(items: list[str]) -> dict:
     """``--param KEY=VALUE`` items as typed, checked parameters."""
-    return convert_params(dict(parse_param(item) for item in items or []))
+    return convert_params(param_texts(items))

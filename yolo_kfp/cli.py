@@ -109,10 +109,10 @@ def cmd_run_local(args) -> None:
 
 def cmd_submit(args) -> int:
     from yolo_kfp.cluster import client
-    from yolo_kfp.pipeline.parameters import parse_params
+    from yolo_kfp.pipeline.parameters import param_texts
 
     server = _server(args)
-    run_id = client.submit(server, parse_params(args.param), args.experiment, args.run_name, _options(args))
+    run_id = client.submit(server, param_texts(args.param), args.experiment, args.run_name, _options(args))
     print(f"run {run_id}: {server.run_link(run_id)}")
     if not args.wait:
         return 0
@@ -130,7 +130,7 @@ def cmd_upload(args) -> None:
 
 def cmd_schedule(args) -> None:
     from yolo_kfp.cluster import schedules
-    from yolo_kfp.pipeline.parameters import parse_params
+    from yolo_kfp.pipeline.parameters import param_texts
 
     if args.cron is None and (args.param or args.catch_up):
         raise ValueError("--param and --catch-up go with --cron (a new recurring run): leave them out")
@@ -144,7 +144,7 @@ def cmd_schedule(args) -> None:
         action, name = changes[0]
         print(f"{action}d {name}: {schedules.change_schedule(server, name, action)}")
     else:
-        recurring_id, version = schedules.schedule(server, args.cron, args.name, parse_params(args.param),
+        recurring_id, version = schedules.schedule(server, args.cron, args.name, param_texts(args.param),
                                                    args.experiment, args.catch_up, servers.server_target(args.server))
         print(f"recurring run {args.name} ({recurring_id}) at {schedules.six_field_cron(args.cron)!r} "
               f"({schedules.TIME_ZONE}), running {version}")
