@@ -61,24 +61,35 @@ def test_an_identical_run_at_once_keeps_its_own_checkpoint(location, tmp_path):
 
 def test_a_lapsed_lease_is_taken_over_with_its_notes(location, tmp_path, monkeypatch):
     stopped = Checkpoints(location).claim(wait=0)  # then its node went away: no renewal, no release
-    stopped.note(mlflow_run="m1")
+    stopped.note(mlflow_run="fedcba9876543210fedcba9876543210")
     stopped.place.keep(weights(tmp_path, b"epoch3"))
     monkeypatch.setattr(checkpoints_module, "LEASE_SECONDS", 0.2)
     time.sleep(0.3)
     retry = Checkpoints(location).claim(wait=0)
-    assert retry.holds_lease and retry.record == {"mlflow_run": "m1"} and stored(retry.place) == b"epoch3"
+    assert retry.holds_lease and stored(retry.place) == b"epoch3"
+    assert retry.record == {"mlflow_run": "fedcba9876543210fedcba9876543210"}
     assert not stopped.renew() and stopped.place is None, "the stopped one no longer writes there"
     stopped.finish()
     assert stored(retry.place) == b"epoch3", "nor removes what the new holder resumes from"
 
 
+def test_a_damaged_or_planted_lease_lapses_and_hands_on_nothing_foreign(location):
+    place = Checkpoints(location).shared
+    for planted in (b"not json", b'{"renewed": "soon", "mlflow_run": "0123456789abcdef0123456789abcdef"}',
+                    json.dumps({"renewed": 0, "mlflow_run": "../other-experiment", "holder": "x"}).encode()):
+        current = place.read(checkpoints_module.LEASE)
+        assert place.swap(checkpoints_module.LEASE, current and current[1], planted)
+        taken = Checkpoints(location).claim(wait=0)
+        assert taken.holds_lease and taken.record == {}, planted
+
+
 def test_a_failed_attempt_hands_its_lease_on_at_once(location, tmp_path):
     failed = Checkpoints(location).claim(wait=0)
-    failed.note(mlflow_run="m2")
+    failed.note(mlflow_run="0123456789abcdef0123456789abcdef")
     with pytest.raises(RuntimeError), failed.released_on_failure():
         raise RuntimeError("preempted")
     retry = Checkpoints(location).claim(wait=0)
-    assert retry.holds_lease and retry.record == {"mlflow_run": "m2"}
+    assert retry.holds_lease and retry.record == {"mlflow_run": "0123456789abcdef0123456789abcdef"}
 
 
 def test_a_held_lease_is_waited_for_before_going_alone(location, monkeypatch):

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -36,6 +37,8 @@ SETTLE_SECONDS = 1.0  # a last.pt unchanged for this long has been written whole
 LEASE_SECONDS = 90.0
 LEASE = "lease.json"
 LAST = "last.pt"
+# What a lease may hand on, and the form of each: anyone who writes the bucket can write a lease too.
+RECORD = {"mlflow_run": re.compile(r"[0-9a-f]{32}")}
 
 
 def checkpoint_location(key: str) -> str:
@@ -45,6 +48,18 @@ def checkpoint_location(key: str) -> str:
         return os.path.join(os.environ[CHECKPOINTS_ENV], key)
     bucket = os.environ.get("AWS_S3_BUCKET", "")
     return f"s3://{bucket}/yolo-kfp/checkpoints/{key}" if bucket else ""
+
+
+def read_lease(data: bytes) -> dict:
+    """A lease as written here; anything else (damaged, or planted) reads as lapsed, without notes to hand on."""
+    try:
+        lease = json.loads(data)
+    except ValueError:
+        lease = None
+    if not isinstance(lease, dict) or not isinstance(lease.get("renewed"), (int, float)):
+        return {"renewed": 0.0}
+    return {"renewed": lease["renewed"], **{k: v for k, v in lease.items()
+                                           if k in RECORD and isinstance(v, str) and RECORD[k].fullmatch(v)}}
 
 
 class CheckpointPlace:
@@ -144,9 +159,9 @@ class Checkpoints:
         deadline = time.monotonic() + wait
         while True:
             current = self.shared.read(LEASE)
-            lease = json.loads(current[0]) if current else None
+            lease = read_lease(current[0]) if current else None
             if lease is None or time.time() - lease["renewed"] > LEASE_SECONDS:
-                self.record = {k: v for k, v in (lease or {}).items() if k not in ("holder", "renewed")}
+                self.record = {k: v for k, v in (lease or {}).items() if k in RECORD}
                 if self._write_lease(current[1] if current else None):
                     self.place = self.shared
                     return self
