@@ -198,3 +198,14 @@ def test_a_retried_publish_goes_on_with_its_version(storage, tmp_path):
     again = publish.publish_files(publish_to=str(prefix), files={"model.bin": str(model)}, record={},
                                   run_id="cccccccc-3", storage=storage)
     assert again["version"] == first["version"] and published(storage, prefix) == [first["version"]]
+
+
+def test_a_planted_version_claim_is_refused(storage, tmp_path):
+    prefix = S3Url(storage.test_bucket, "models/planted")
+    storage.put_bytes(prefix.join(publish.RUNS, "dddddddd-4.json"), json.dumps({"version": "99999999-zzz"}).encode())
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    with pytest.raises(ValueError, match=r"does not name a version of run dddddddd-4 .* remove it"):
+        publish.publish_files(publish_to=str(prefix), files={"model.bin": str(model)}, record={},
+                              run_id="dddddddd-4", storage=storage)
+    assert published(storage, prefix) == []

@@ -11,6 +11,7 @@ conditional write. A retried publish of a run goes on with the version it began
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 
@@ -49,7 +50,14 @@ def run_version(prefix: S3Url, run_id: str, storage: Storage) -> str:
     version = new_version(run_id)
     if storage.put_if(claim, json.dumps({"version": version}).encode(), None):
         return version
-    return json.loads(storage.get_bytes(claim))["version"]
+    try:
+        begun = json.loads(storage.get_bytes(claim))["version"]
+    except (ValueError, TypeError, KeyError):
+        begun = None
+    if not isinstance(begun, str) or not re.fullmatch(rf"\d{{8}}-\d{{6}}-{re.escape(run_id[:8])}", begun):
+        raise ValueError(f"{claim} does not name a version of run {run_id} (its form is YYYYMMDD-HHMMSS-"
+                         f"{run_id[:8]}): it was not written here; remove it and run the publish step again")
+    return begun
 
 
 def move_latest(prefix: S3Url, version: str, storage: Storage) -> str:
