@@ -1,10 +1,11 @@
 """The pipeline: download (sharded) -> convert -> train (GPU node) -> evaluate.
 
-The signature of the pipeline function is the one source of truth for parameters and their defaults:
-the compiled YAML's form in the Data Science Pipelines UI, ``yolo-kfp run-local --param`` and the
-notebook all read it. Settings KFP cannot take as run parameters (the ``/dev/shm`` size, the GPU count
-and the requests that scale with it, pod labels, the download's parallelism) are compile options
-instead, recorded in the pipeline's description.
+The pipeline function's signature and its ``Args:`` are made from the parameter table
+(``components/core/run_parameters.py``), which the compiled YAML's form in the Data Science Pipelines UI,
+``yolo-kfp run-local --param`` and the notebook all follow. Settings KFP cannot take as run parameters (the
+``/dev/shm`` size, the GPU count and the requests that scale with it, pod labels, the download's
+parallelism) are compile options instead, declared once as ``CompileOptions`` fields and recorded in the
+pipeline's description.
 """
 
 import inspect

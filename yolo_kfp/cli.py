@@ -1,6 +1,6 @@
 """``yolo-kfp``: compile the pipeline, run it locally, or run one step on directories.
 
-Defaults come from the pipeline's signature (``parameter_defaults``), so the CLI, the compiled YAML
+Defaults come from the parameter table (``parameter_defaults``), so the CLI, the compiled YAML
 and the notebook cannot disagree.
 """
 

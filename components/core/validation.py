@@ -168,8 +168,8 @@ def _type_problem(parameter: RunParameter, value) -> str | None:
 def parameter_problems(p: dict) -> list[str]:
     """What is wrong with the parameters ``p`` (any subset of the pipeline's): each value's type, its range or
     choices from the table, then its rule; empty when nothing is."""
-    p = {name: plain_numbers({name: value})[name] if name in BY_NAME and BY_NAME[name].kind is int else value
-         for name, value in p.items()}  # KFP hands integers over as floats
+    integers = {name: value for name, value in p.items() if name in BY_NAME and BY_NAME[name].kind is int}
+    p = {**p, **plain_numbers(integers)}  # KFP hands integers over as floats
     problems: list[str] = []
     for name, value in p.items():
         parameter = BY_NAME.get(name)
