@@ -10,6 +10,7 @@ import time
 import onnx
 import pytest
 import torch
+from headless_browser import check_report
 from mlflow import MlflowClient
 from yolo_kfp.components.core.publish import read_latest
 from yolo_kfp.components.core.storage import S3Url, Storage
@@ -45,6 +46,7 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
     report = (out / "report.html").read_text()
     assert "Precision-recall curve" in report and "Confusion matrix" in report and 'id="per-class"' in report
     assert report.count("data:image/png;base64,") == 3
+    check_report(str(out / "report.html"), figures=3, classes=3)  # in headless Chromium, offline
     onnx_model = onnx.load(str(out / "model.onnx"))
     assert {p.key: p.value for p in onnx_model.metadata_props}["names"] == \
         "{0: 'Bicycle', 1: 'Car', 2: 'Traffic sign'}"
