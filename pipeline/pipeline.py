@@ -100,8 +100,8 @@ def train_pod_range(name: str) -> str:
 
 
 def option(default, help: str, **argparse_settings):
-    """A compile option, declared once: its default and description (the CLI's flag and help and the README's
-    table come from them), and how the CLI reads it where its type does not say."""
+    """A compile option, declared once: its default and description (the CLI's flag and help and the table of
+    docs/parameters.md come from them), and how the CLI reads it where its type does not say."""
     kind = type(default)
     metadata = {"help": help, "kind": kind, **argparse_settings}
     if kind in (dict, list):
@@ -119,7 +119,7 @@ def option_default(option_field):
 
 
 def compile_options_table() -> str:
-    """The README's table of compile options."""
+    """The table of compile options in docs/parameters.md."""
     rows = ["| option | default | what it is |", "|---|---|---|"]
     for f in compile_options():
         description = f.metadata["help"].replace("|", "\\|")
@@ -133,7 +133,7 @@ class CompileOptions:
 
     server: str = option(servers.DEFAULT, "the pipeline server the YAML is written for, kfp-X.Y (KFP backend) or "
                          f"rhoai-X.Y (OpenShift AI), from kfp-2.2 / rhoai-2.15 up, e.g. {', '.join(servers.TARGETS)}; "
-                         "see the README's table of what each one drops", metavar="TARGET")
+                         "docs/cluster.md says what each one drops", metavar="TARGET")
     gpus: int = option(1, f"GPUs of the train pod, 1 to {GPUS_PER_NODE} (one node's); more than one trains with "
                           "Ultralytics' DDP (the batch split across them)")
     cpu_per_gpu: str = option("8", f"the train pod's CPU request and limit per GPU, {train_pod_range('cpu_per_gpu')}")

@@ -45,7 +45,7 @@ RHOAI_BACKENDS = (("2.15", "2.2"), ("2.19", "2.4"), ("2.22", "2.5"), ("3.0", "2.
 FLOOR = {"kfp": "2.2", "rhoai": "2.15"}
 WHY_FLOOR = ("older servers cannot give the train pod a larger /dev/shm (generic ephemeral volumes came in KFP 2.2), "
              "and PyTorch's DataLoader workers crash in the default 64 MB")
-# Named in --help and in the README; any version from the floor up is taken.
+# Named in --help and in docs/cluster.md; any version from the floor up is taken.
 TARGETS = ("kfp-2.2", "kfp-2.3", "kfp-2.4", "kfp-2.5", "kfp-2.15", "kfp-2.16",
            "rhoai-2.16", "rhoai-2.19", "rhoai-2.22", "rhoai-3.0", "rhoai-3.4")
 DEFAULT = "kfp-2.15"  # the oldest server of OpenShift AI 3.x: the committed YAML runs on all of them

@@ -1,5 +1,6 @@
 """The parameter table is the one declaration of every run parameter: the pipeline's signature and run form,
-the CLI's typing and help, the checks and the README's table come from it, and the cores agree with it."""
+the CLI's typing and help, the checks and the table of docs/parameters.md come from it, and the cores agree
+with it."""
 
 import importlib
 import inspect
@@ -19,6 +20,7 @@ from yolo_kfp.pipeline.pipeline import compile_pipeline
 from yolo_kfp.cli import build_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PARAMETERS_PAGE = os.path.join(ROOT, "docs", "parameters.md")
 TOY = RunParameter("toy_rate", float, 0.5, "training", "A toy rate that only this test knows.", above=0, maximum=1)
 
 
@@ -33,10 +35,9 @@ def help_of(command: str) -> str:
     return action.choices[command].format_help()
 
 
-def test_the_readme_table_is_the_parameter_table():
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
-    assert run_parameters.markdown_table() in readme
+def test_the_parameters_page_holds_the_parameter_table():
+    with open(PARAMETERS_PAGE) as f:
+        assert run_parameters.markdown_table() in f.read()
 
 
 def test_the_run_form_is_the_table(tmp_path):
@@ -89,7 +90,7 @@ def test_no_core_keeps_a_default_of_its_own():
 
 def test_a_table_entry_alone_makes_a_parameter(tmp_path, monkeypatch):
     """CONTRIBUTING.md's 'adding a parameter': the entry puts it into the run form with its description, the
-    CLI's typing and help, the checks and the README's table."""
+    CLI's typing and help, the checks and the table of docs/parameters.md."""
     monkeypatch.setattr(run_parameters, "PARAMETERS", PARAMETERS + (TOY,))
     monkeypatch.setitem(BY_NAME, TOY.name, TOY)
 
@@ -108,10 +109,11 @@ def test_a_table_entry_alone_makes_a_parameter(tmp_path, monkeypatch):
 
 
 def test_compile_options_are_declared_once():
-    """Each compile option's field gives the CLI flag (with its help and default) and the README's row."""
+    """Each compile option's field gives the CLI flag (with its help and default) and its row in
+    docs/parameters.md."""
     from yolo_kfp.pipeline.pipeline import compile_options, compile_options_table, option_default
 
-    with open(os.path.join(ROOT, "README.md")) as f:
+    with open(PARAMETERS_PAGE) as f:
         assert compile_options_table() in f.read()
     text = "".join(help_of("compile").split())  # argparse wraps lines, at hyphens too
     for option in compile_options():

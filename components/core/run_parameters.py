@@ -1,9 +1,10 @@
 """Every run parameter, declared once: its name, type, default, allowed range or choices, group and description.
 
 The pipeline's signature and its ``Args:`` (so the Data Science Pipelines run form), the CLI's ``--param``
-typing and ``--help``, the checks (``yolo_kfp.components.core.validation``) and the README's parameter table are
-derived from this table; preflight's inputs are checked equal to it by a test. Rules that a range cannot
-say (an S3 URL, a class list, a multiple of 32) live in ``validation.RULES`` under the same name.
+typing and ``--help``, the checks (``yolo_kfp.components.core.validation``) and the parameter table of
+docs/parameters.md are derived from this table; preflight's inputs are checked equal to it by a test. Rules
+that a range cannot say (an S3 URL, a class list, a multiple of 32) live in ``validation.RULES`` under the same
+name.
 Kept free of kfp and heavy libraries: the preflight step and a base install read it.
 """
 
@@ -146,7 +147,7 @@ def help_text() -> str:
 
 
 def markdown_table() -> str:
-    """The README's parameter table."""
+    """The parameter table of docs/parameters.md."""
     rows = ["| parameter | type | default | allowed | what it is |", "|---|---|---|---|---|"]
     for p in PARAMETERS:
         cells = [f"`{p.name}`", p.kind.__name__, f"`{json.dumps(p.default)}`", p.allowed, p.doc]
@@ -154,5 +155,5 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":  # the README's table: python -m yolo_kfp.components.core.run_parameters
+if __name__ == "__main__":  # docs/parameters.md's table: python -m yolo_kfp.components.core.run_parameters
     print(markdown_table(), end="")
