@@ -14,6 +14,7 @@ import math
 
 METRIC_COLUMNS = (("map50", "val mAP50"), ("map50_95", "val mAP50-95"), ("precision", "precision"),
                   ("recall", "recall"))
+TAG_PREFIX = "search."  # the winner's settings, where a model's version records them
 SCORE = "map50_95"  # what a search ranks its trials by (validation split)
 WINNER_MARK = "★"
 # one SVG panel per searched setting
@@ -43,6 +44,11 @@ def setting_names(records: list[dict]) -> list[str]:
 def setting_text(value) -> str:
     """A setting's value as one line of text: strings as they are, anything else as JSON."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def search_tags(settings: dict) -> dict[str, str]:
+    """A winner's settings as tags of a model's version or params of a run: ``search.<name>`` = text."""
+    return {f"{TAG_PREFIX}{name}": setting_text(value) for name, value in settings.items()}
 
 
 def _number(value: float) -> str:
