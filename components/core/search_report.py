@@ -51,6 +51,19 @@ def search_tags(settings: dict) -> dict[str, str]:
     return {f"{TAG_PREFIX}{name}": setting_text(value) for name, value in settings.items()}
 
 
+def search_record(search: dict, source: str = "search.json") -> dict:
+    """What a published model records of the search that chose its settings (``search.json``: space,
+    trials, winner): the space, the winner's trial, settings and validation scores, and the trial count."""
+    winner = search.get("winner") if isinstance(search, dict) else None
+    if not (isinstance(winner, dict) and isinstance(winner.get("trial"), int)
+            and isinstance(winner.get("settings"), dict) and isinstance(winner.get("val"), dict)
+            and isinstance(search.get("space"), dict) and isinstance(search.get("trials"), list)):
+        raise ValueError(f"{source} is not a search's record (space, trials, winner with trial, settings, val): "
+                         "it was not written by the train step; run the train step again")
+    return {"space": search["space"], "winner": {key: winner[key] for key in ("trial", "settings", "val")},
+            "trials": len(search["trials"])}
+
+
 def _number(value: float) -> str:
     return f"{value:.3f}"
 
