@@ -22,6 +22,10 @@ def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[A
     serving/yolo-kfp folder (s3://, a KServe storage URI), its format onnx and the opset, with the test
     metrics and the run id; authenticated with the pod's service-account token.
 
+    Where a search chose the training's settings, the manifest records the search (its space, the
+    winner's settings and validation scores, the trial count), and the registered versions carry the
+    winner's settings as search.<name> tags (MLflow) and custom properties (Model Registry).
+
     Returns the published version's S3 URL.
 
     Args:
@@ -40,17 +44,22 @@ def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[A
     from yolo_kfp.components.core import tracking
     from yolo_kfp.components.core.publish import publish_model
     from yolo_kfp.components.core.registry import serving_location
+    from yolo_kfp.components.core.search_report import search_tags
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    url = publish_model(publish_to=publish_to, model_dir=model.path, metrics_path=metrics_json.path,
-                        stats_path=dataset_stats.path, run_id=run_id, onnx_dir=onnx_model.path)["url"]
+    published = publish_model(publish_to=publish_to, model_dir=model.path, metrics_path=metrics_json.path,
+                              stats_path=dataset_stats.path, run_id=run_id, onnx_dir=onnx_model.path)
+    url = published["url"]
+    search = published["manifest"].get("search")
+    search_settings = search["winner"]["settings"] if search else {}
     if mlflow_tracking_uri:
         tracking.register_model(tracking_uri=mlflow_tracking_uri, run_id=model.metadata["mlflow_run_id"],
                                 name=registered_model_name, source=serving_location(url, onnx_model.path)["uri"],
-                                tags={tracking.RUN_ID_TAG: run_id, "format": "onnx"})
+                                tags={tracking.RUN_ID_TAG: run_id, "format": "onnx", **search_tags(search_settings)})
     if model_registry_url:
         from yolo_kfp.components.core.registry import register_published_model
 
         register_published_model(registry_url=model_registry_url, name=registered_model_name, version_url=url,
-                                 onnx_dir=onnx_model.path, metrics_path=metrics_json.path, run_id=run_id)
+                                 onnx_dir=onnx_model.path, metrics_path=metrics_json.path, run_id=run_id,
+                                 search_settings=search_settings)
     return url

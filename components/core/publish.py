@@ -15,6 +15,7 @@ import re
 import tempfile
 import time
 
+from yolo_kfp.components.core.search_report import search_record
 from yolo_kfp.components.core.storage import S3Url, Storage, StorageError, sha256_of
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,8 @@ MANIFEST = "manifest.json"
 LATEST = "latest"
 RUNS = "runs"  # <publish_to>/runs/<run id>.json: the version a run publishes
 LATEST_ATTEMPTS = 10  # compare-and-set rounds against other publishers before giving up
-MODEL_FILES = ("weights/best.pt", "args.yaml", "results.csv", "train_summary.json")
+SEARCH = "search.json"  # in a model's folder when a search chose its settings
+MODEL_FILES = ("weights/best.pt", "args.yaml", "results.csv", "train_summary.json", SEARCH)
 
 
 def new_version(run_id: str) -> str:
@@ -109,7 +111,9 @@ def publish_model(*, publish_to: str, model_dir: str, metrics_path: str, stats_p
     """Publishes a train step's model with its metrics, dataset statistics and parameters.
 
     ``onnx_dir`` (an export step's output) goes under ``serving/``: a KServe or OpenVINO Model Server
-    storage URI then points at ``<version>/serving`` or ``<version>/serving/yolo-kfp``.
+    storage URI then points at ``<version>/serving`` or ``<version>/serving/yolo-kfp``. Where a search
+    chose the settings (``search.json`` in ``model_dir``), the manifest's ``search`` holds its space, the
+    winner's trial, settings and validation scores, and the trial count.
     """
     import yaml
 
@@ -131,4 +135,6 @@ def publish_model(*, publish_to: str, model_dir: str, metrics_path: str, stats_p
         metrics = _load_json(metrics_path)
         record = {"names": stats.get("classes"), "parameters": parameters,
                   "metrics": {k: metrics.get(k) for k in ("map50", "map50_95", "precision", "recall")}}
+        if SEARCH in files:
+            record["search"] = search_record(_load_json(files[SEARCH]), f"{SEARCH} in {model_dir}")
         return publish_files(publish_to=publish_to, files=files, record=record, run_id=run_id, storage=storage)

@@ -12,7 +12,8 @@ Registered with the official ``model-registry`` client when a run names a regist
   as Kubeflow's convention writes it (``modelSourceKind`` ``kfp``, ``modelSourceClass`` ``pipelinerun``,
   ``modelSourceId`` the run id, ``modelSourceGroup`` the pod's namespace);
 - **its custom properties**: the test-split metrics (``map50``, ``map50_95``, ``precision``, ``recall``),
-  ``kfp_run_id``, ``published_version``, ``published_url``, and the export's ``imgsz`` and ``classes``.
+  ``kfp_run_id``, ``published_version``, ``published_url``, the export's ``imgsz`` and ``classes``, and,
+  where a search chose the settings, the winner's as ``search.<name>`` (text).
 
 Authentication: a bearer token, by default the pod's service-account token (what OpenShift AI's model
 registries take; the service account needs access to the registry), else ``KF_PIPELINES_SA_TOKEN_PATH``
@@ -28,6 +29,7 @@ import os
 import re
 import time
 
+from yolo_kfp.components.core.search_report import search_tags
 from yolo_kfp.components.core.tls import SYSTEM_STORE, pick_ca_bundle
 from yolo_kfp.components.core.urls import redact
 
@@ -233,9 +235,10 @@ def class_names(names) -> str:
 
 
 def register_published_model(*, registry_url: str, name: str, version_url: str, onnx_dir: str, metrics_path: str,
-                             run_id: str, token: str | None = None, ca_bundle: str | None = None,
-                             attempts: int = 4, retry_delay: float = 2.0) -> dict:
-    """Registers a model the publish step has just published under ``version_url`` (``s3://``)."""
+                             run_id: str, search_settings: dict | None = None, token: str | None = None,
+                             ca_bundle: str | None = None, attempts: int = 4, retry_delay: float = 2.0) -> dict:
+    """Registers a model the publish step has just published under ``version_url`` (``s3://``);
+    ``search_settings``: the settings a search chose, if one did."""
     serving = serving_location(version_url, onnx_dir)
     with open(metrics_path) as f:
         metrics = json.load(f)
@@ -245,6 +248,7 @@ def register_published_model(*, registry_url: str, name: str, version_url: str, 
         properties["imgsz"] = int(serving["imgsz"])
     if serving["names"]:
         properties["classes"] = class_names(serving["names"])
+    properties.update(search_tags(search_settings or {}))
     return register_model_version(
         registry_url=registry_url, name=name, version=run_id or published, uri=serving["uri"],
         format_version=str(serving["opset"]), run_id=run_id, metrics=metrics, properties=properties,

@@ -14,6 +14,7 @@ import csv
 import logging
 import os
 
+from yolo_kfp.components.core.search_report import search_tags, trials_html, trials_markdown
 from yolo_kfp.components.core.urls import refuse_credentials_in
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 RUN_ID_TAG = "kfp.run_id"
 DATASET_TAG = "yolo-kfp.dataset"  # the dataset's fingerprint
 TRAINING_TAG = "yolo-kfp.training"  # the training's key: its checkpoints' folder
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI shows a run with it nested under that run
 # MLflow's client reads these from the environment: a token, or a user and password (basic auth)
 CREDENTIAL_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
@@ -102,3 +104,26 @@ def register_model(*, tracking_uri: str, run_id: str, name: str, source: str, ta
     version = client.create_model_version(name, source, run_id=run_id, tags=tags)
     log.info("registered %s version %s in MLflow (%s)", name, version.version, source)
     return str(version.version)
+
+
+def nest_runs(*, tracking_uri: str, parent_run_id: str, child_run_ids: list[str]) -> None:
+    """Nests each child run (a search's trial) under the parent run in the MLflow UI; "" ids (a trial
+    that ran without MLflow) are skipped. The UI nests runs of the same experiment only."""
+    client = _client(tracking_uri)
+    for child in filter(None, child_run_ids):
+        client.set_tag(child, PARENT_TAG, parent_run_id)
+
+
+def log_search(*, tracking_uri: str, run_id: str, search: dict) -> None:
+    """Records a search (``search.json``: its space, trials and winner) on the run it chose settings for:
+    the winner's settings as ``search.<name>`` params, the trial count and the winner's trial, the
+    search space as ``search/space.json`` and the trials table and picture under ``search/``."""
+    client = _client(tracking_uri)
+    winner, trials = search["winner"], search["trials"]
+    params = {**search_tags(winner["settings"]), "search.trial_count": len(trials),
+              "search.winner_trial": winner["trial"]}
+    for name, value in params.items():
+        client.log_param(run_id, name, value)
+    client.log_dict(run_id, search["space"], "search/space.json")
+    client.log_text(run_id, trials_markdown(trials, winner), "search/trials.md")
+    client.log_text(run_id, trials_html(trials, winner), "search/trials.html")
