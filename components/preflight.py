@@ -4,8 +4,6 @@ from typing import NamedTuple
 
 from yolo_kfp.components.step_settings import DATA_IMAGE, component
 
-# The extra data's fingerprint, the search's trials (none without a search) and how many.
-Checked = NamedTuple("Checked", fingerprint=str, trials=list, trial_count=int)
 
 
 @component(DATA_IMAGE, timeout_hours=1, data_connection=True, cache=False)  # access can change: check anew
@@ -14,7 +12,8 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
               batch: int, imgsz: int, freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float,
               seed: int, train_args: dict, min_map50: float, max_map50_drop: float, base_model_sha256: str,
               mlflow_tracking_uri: str, mlflow_experiment: str, registered_model_name: str,
-              model_registry_url: str, search_space: dict, search_trials: int, search_epochs: int) -> Checked:
+              model_registry_url: str, search_space: dict, search_trials: int, search_epochs: int
+              ) -> NamedTuple("Checked", fingerprint=str, trials=list, trial_count=int):
     """Checks the run's parameters and its access to every S3 location (publish_to, base_model,
     extra_data, open_images_cache) before any work, and to the Kubeflow Model Registry when a published
     model is to be registered there.
@@ -84,4 +83,4 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
     if publish_to and model_registry_url:  # only a published model is registered
         check_access(registry_url=model_registry_url)
     trials = plan_trials(dict(search_space), int(search_trials), int(seed))
-    return Checked(fingerprint, trials, len(trials))
+    return fingerprint, trials, len(trials)
