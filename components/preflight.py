@@ -5,7 +5,6 @@ from typing import NamedTuple
 from yolo_kfp.components.step_settings import DATA_IMAGE, component
 
 
-
 @component(DATA_IMAGE, timeout_hours=1, data_connection=True, cache=False)  # access can change: check anew
 def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cache: str, classes: list,
               max_samples_per_class: int, download_shard_size: int, split: str, split_ratios: list, epochs: int,

@@ -8,12 +8,11 @@ import shutil
 
 import pytest
 import yaml
+from conftest import CLASSES
 from yolo_kfp.components.core.packing import pack_in_place
 from yolo_kfp.components.core.search import plan_trials, select_trial, trial_settings, trial_view
 from yolo_kfp.components.core.validation import deepest_freeze, parameter_problems
 from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline
-
-from conftest import CLASSES
 
 RUN = {"base_model": "yolov5nu.pt", "base_model_sha256": "", "epochs": 50, "batch": 16, "imgsz": 640, "freeze": 10,
        "workers": 8, "cache": "", "patience": 100, "optimizer": "auto", "lr0": 0.01, "seed": 42,
