@@ -40,6 +40,10 @@ PARAMS = {
     "train_args": {"nbs": 16, "plots": False},
 }
 
+# `run-local --demo --search`: four trials that tell transfer learning's settings apart, a few epochs each. The
+# same as --param search_space='{"lr0": [0.002, 0.02], "freeze": [0, 10]}' --param search_epochs=8.
+SEARCH_PARAMS = {"search_space": {"lr0": [0.002, 0.02], "freeze": [0, 10]}, "search_epochs": 8}
+
 
 def make_base_checkpoint(workdir: str, epochs: int = 10) -> str:
     """YOLOv5n trained from scratch for ``epochs`` on synthetic scenes labelled with ``BASE_CLASSES``;
