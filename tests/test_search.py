@@ -135,15 +135,23 @@ def run_folders(root, task: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_local_search_of_four_trials_trains_the_best_on_validation(mirror, base_checkpoint, tmp_path,
-                                                                      monkeypatch):
+def test_a_local_search_of_four_trials_trains_the_best_on_validation(mirror, base_checkpoint, s3, mlflow_server,
+                                                                      tmp_path, monkeypatch):
+    """Four trials, the winner trained, evaluated and published; with MLflow one parent run (the final
+    training's), one nested run per trial, and the winner's settings on the registered version."""
+    from mlflow import MlflowClient
+    from yolo_kfp.components.core.storage import Storage
     from yolo_kfp.local.runner import execute
 
-    monkeypatch.setenv("YOLO_KFP_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    for name, value in {**s3.data_connection(), "YOLO_KFP_CHECKPOINTS": str(tmp_path / "checkpoints")}.items():
+        monkeypatch.setenv(name, value)
+    Storage.from_env().client.create_bucket(Bucket="searched")
     space = {"lr0": [0.001, 0.02], "freeze": [0, 10]}
     params = {"classes": CLASSES, "max_samples_per_class": 8, "split": "validation", "base_model": base_checkpoint,
               "epochs": 1, "batch": 8, "imgsz": 64, "workers": 0, "train_args": {"nbs": 8, "plots": False},
-              "search_space": space, "search_epochs": 1}
+              "search_space": space, "search_epochs": 1, "publish_to": "s3://searched/yolo-kfp", "min_map50": 0.0,
+              "mlflow_tracking_uri": mlflow_server.url, "mlflow_experiment": "search-test",
+              "registered_model_name": "searched"}
     result = execute(str(tmp_path), params)
     root = tmp_path / "pipeline-root"
     trials = run_folders(root, "train-trial")
@@ -165,3 +173,14 @@ def test_a_local_search_of_four_trials_trains_the_best_on_validation(mirror, bas
     assert "Search: 4 trials" in open(table).read()
     assert result["metrics"]["images"] > 0  # the final evaluation reads the test split
     assert "search" in result["timings"]["steps"]
+
+    assert result["publication"].startswith("published: s3://searched/yolo-kfp/")
+    client = MlflowClient(mlflow_server.url)
+    parent = trained["mlflow_run_id"]
+    trial_runs = [t["mlflow_run_id"] for t in search["trials"]]
+    assert len(set(trial_runs)) == 4 and parent not in trial_runs
+    assert all(client.get_run(run).data.tags["mlflow.parentRunId"] == parent for run in trial_runs)
+    assert client.get_run(parent).data.params["search.winner_trial"] == str(search["winner"]["trial"])
+    (version,) = client.search_model_versions("name = 'searched'")
+    assert {k: v for k, v in version.tags.items() if k.startswith("search.")} == {
+        f"search.{name}": json.dumps(value) for name, value in search["winner"]["settings"].items()}

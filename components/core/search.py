@@ -129,7 +129,7 @@ def trial_view(artifact_dir: str):
     The test split is not extracted from the shards nor linked: a trial cannot read it, so choosing
     settings on it (and then reporting it as held out) is impossible by construction."""
     import yaml
-    from yolo_kfp.components.core.packing import extract, shards
+    from yolo_kfp.components.core.packing import extract, link_or_copy, shards
 
     with tempfile.TemporaryDirectory(prefix="trial-data-") as view:
         packed = shards(artifact_dir)
@@ -137,10 +137,10 @@ def trial_view(artifact_dir: str):
             extract(archive, view, selected=_trial_member)
         for kind in ("images", "labels"):
             for split in TRIAL_SPLITS:
-                source, target = os.path.join(artifact_dir, kind, split), os.path.join(view, kind, split)
+                source = os.path.join(artifact_dir, kind, split)
                 if not packed and os.path.isdir(source):
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    os.symlink(source, target)
+                    # linked file by file: Ultralytics' label cache is then written here, not into the dataset
+                    shutil.copytree(source, os.path.join(view, kind, split), copy_function=link_or_copy)
         with open(os.path.join(artifact_dir, "dataset.yaml")) as f:
             described = yaml.safe_load(f)
         described.pop("test", None)
