@@ -61,16 +61,18 @@ def test_the_winner_has_the_best_validation_score_and_a_tie_goes_to_the_first_tr
 @pytest.mark.parametrize(("p", "expected"), [
     ({"search_space": {"freeze": [0, 30]}}, "search_space freeze: freeze 30 is beyond yolov5nu.pt's 25 layers"),
     ({"search_space": {"imgsz": [160, 100]}}, "search_space imgsz: imgsz 100 is not a multiple of 32"),
-    ({"search_space": {"lr0": {"min": 0.001, "max": 0.1}}}, "search_space lr0 is a range, which is sampled: set "
-                                                            "search_trials"),
+    ({"search_space": {"lr0": {"min": 0.001, "max": 0.1}}, "optimizer": "SGD"},
+     "search_space lr0 is a range, which is sampled: set search_trials"),
     ({"search_space": {"workers": [0, 4]}}, "search_space has 'workers', which is not searched"),
     ({"search_space": {"data": ["x.yaml"]}}, "search_space has 'data', which is not searched"),
     ({"search_space": {"mosaic": [0.5, 2]}}, "search_space mosaic: train_args mosaic=2 is not what Ultralytics takes"),
-    ({"search_space": {"lr0": [0.01, 0.01]}}, "search_space lr0 lists a value more than once"),
-    ({"search_space": {"lr0": [0.1, 0.01, 0.001, 0.0001], "freeze": list(range(20))}},
+    ({"search_space": {"lr0": [0.01, 0.01]}, "optimizer": "SGD"}, "search_space lr0 lists a value more than once"),
+    ({"search_space": {"lr0": [0.1, 0.01, 0.001, 0.0001], "freeze": list(range(20))}, "optimizer": "SGD"},
      "search_space is a grid of 80 combinations, more than 64 trials"),
-    ({"search_space": {"lr0": [0.1, 0.01]}, "search_trials": 3}, "search_trials 3 is more than the 2 combinations"),
+    ({"search_space": {"lr0": [0.1, 0.01]}, "search_trials": 3, "optimizer": "AdamW"},
+     "search_trials 3 is more than the 2 combinations"),
     ({"search_trials": 65}, "search_trials must be from 0 to 64, not 65"),
+    ({"search_space": {"lr0": [0.01, 0.001]}}, "search_space lr0 has no effect with optimizer auto"),
 ])
 def test_a_search_space_is_refused_in_one_line_naming_the_value(p, expected):
     (problem,) = parameter_problems(p)
@@ -78,7 +80,8 @@ def test_a_search_space_is_refused_in_one_line_naming_the_value(p, expected):
 
 
 def test_a_searched_freeze_is_checked_against_the_base_models_depth_like_freeze():
-    assert parameter_problems({"search_space": {"lr0": [0.001, 0.01], "cos_lr": [True, False]}}) == []
+    assert parameter_problems({"search_space": {"lr0": [0.001, 0.01], "cos_lr": [True, False]},
+                               "optimizer": "SGD"}) == []
     assert deepest_freeze({"freeze": 3, "search_space": {"freeze": {"min": 2, "max": 12}}}) == 12
     assert deepest_freeze({"freeze": 3}) == 3
 
@@ -149,7 +152,8 @@ def test_a_local_search_of_four_trials_trains_the_best_on_validation(mirror, bas
     space = {"lr0": [0.001, 0.02], "freeze": [0, 10]}
     params = {"classes": CLASSES, "max_samples_per_class": 8, "split": "validation", "base_model": base_checkpoint,
               "epochs": 1, "batch": 8, "imgsz": 64, "workers": 0, "train_args": {"nbs": 8, "plots": False},
-              "search_space": space, "search_epochs": 1, "publish_to": "s3://searched/yolo-kfp", "min_map50": 0.0,
+              "optimizer": "SGD", "search_space": space, "search_epochs": 1, "publish_to": "s3://searched/yolo-kfp",
+              "min_map50": 0.0,
               "mlflow_tracking_uri": mlflow_server.url, "mlflow_experiment": "search-test",
               "registered_model_name": "searched"}
     result = execute(str(tmp_path), params)

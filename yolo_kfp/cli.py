@@ -423,9 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True)
     p.add_argument("--demo", action="store_true", help="synthetic offline Open Images mirror, small settings")
     p.add_argument("--search", action="store_true", help="with --demo: a small search first (4 trials of lr0 x "
-                                                         "freeze, 8 epochs each), the same as --param "
-                                                         "search_space='{\"lr0\": [0.002, 0.02], \"freeze\": [0, 10]}' "
-                                                         "--param search_epochs=8")
+                                                         "freeze with SGD, 5 epochs each), the same as --param "
+                                                         "optimizer=SGD --param search_space='{\"lr0\": [0.002, "
+                                                         "0.02], \"freeze\": [0, 10]}' --param search_epochs=5")
     p.add_argument("--mlflow", action="store_true", help="log to an MLflow tracking server started for the run "
                                                          "(its store kept in OUTPUT_DIR/mlflow)")
     _add_param_option(p)

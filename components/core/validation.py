@@ -190,6 +190,11 @@ def _search_space_problems(space, p) -> list[str]:
     if problems:
         return problems
     problems = [problem for name, value in searched_values(space) for problem in _search_value_problems(name, value, p)]
+    optimizers = [v.lower() for v in space.get("optimizer", [p.get("optimizer", BY_NAME["optimizer"].default)])
+                  if isinstance(v, str)]
+    if "lr0" in space and "auto" in optimizers:
+        problems.append("search_space lr0 has no effect with optimizer auto (Ultralytics then chooses its own "
+                        "learning rate): set optimizer, e.g. SGD or AdamW, or search it without auto")
     trials = p.get("search_trials", BY_NAME["search_trials"].default)
     size = grid_size(space)
     if space and not trials and size > MAX_TRIALS:
