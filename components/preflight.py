@@ -1,5 +1,7 @@
 """The preflight step's KFP component: a thin wrapper around ``yolo_kfp.components.core.preflight``."""
 
+from typing import NamedTuple
+
 from yolo_kfp.components.step_settings import DATA_IMAGE, component
 
 
@@ -9,14 +11,16 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
               batch: int, imgsz: int, freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float,
               seed: int, train_args: dict, min_map50: float, max_map50_drop: float, base_model_sha256: str,
               mlflow_tracking_uri: str, mlflow_experiment: str, registered_model_name: str,
-              model_registry_url: str) -> str:
+              model_registry_url: str, search_space: dict, search_trials: int, search_epochs: int
+              ) -> NamedTuple("Checked", fingerprint=str, trials=list, trial_count=int):
     """Checks the run's parameters and its access to every S3 location (publish_to, base_model,
     extra_data, open_images_cache) before any work, and to the Kubeflow Model Registry when a published
     model is to be registered there.
 
     Fails the run in its first step, naming what is wrong: the parameter rules of the CLI, the base
     model's depth against freeze (an s3:// checkpoint is fetched for it and its checksum checked).
-    Returns a fingerprint of the objects under extra_data, which keys the cache of the step that reads them.
+    Returns a fingerprint of the objects under extra_data, which keys the cache of the step that reads them,
+    and the search's trial plan (search_space, search_trials and seed; empty without a search) and its length.
 
     Args:
         publish_to: s3://bucket/prefix the model will be published to: a probe object is written and deleted.
@@ -47,12 +51,17 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
         registered_model_name: The registered model's name (MLflow, Kubeflow Model Registry).
         model_registry_url: A Kubeflow Model Registry's REST address, or empty: with publish_to set, the
             registry is reached with the pod's token (address, TLS, permissions).
+        search_space: Settings to search: each searched value is checked as its parameter (freeze against the
+            base model's depth).
+        search_trials: Trials to sample; 0: the whole grid.
+        search_epochs: Epochs per trial; 0: as many as epochs.
     """
     import logging
 
     from yolo_kfp.components.core.preflight import check_s3_inputs
     from yolo_kfp.components.core.registry import check_access
-    from yolo_kfp.components.core.validation import base_model_problems, check, parameter_problems
+    from yolo_kfp.components.core.search import plan_trials
+    from yolo_kfp.components.core.validation import base_model_problems, check, deepest_freeze, parameter_problems
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     check(parameter_problems({
@@ -64,11 +73,13 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
         "publish_to": publish_to, "extra_data": extra_data, "open_images_cache": open_images_cache,
         "base_model_sha256": base_model_sha256, "mlflow_tracking_uri": mlflow_tracking_uri,
         "mlflow_experiment": mlflow_experiment, "registered_model_name": registered_model_name,
-        "model_registry_url": model_registry_url})
-        + base_model_problems(base_model, freeze))
+        "model_registry_url": model_registry_url, "search_space": dict(search_space),
+        "search_trials": search_trials, "search_epochs": search_epochs})
+        + base_model_problems(base_model, deepest_freeze({"freeze": freeze, "search_space": dict(search_space)})))
     fingerprint = check_s3_inputs(publish_to=publish_to, base_model=base_model, extra_data=extra_data,
-                                  open_images_cache=open_images_cache,
-                                  base_model_sha256=base_model_sha256, freeze=freeze)
+                                  open_images_cache=open_images_cache, base_model_sha256=base_model_sha256,
+                                  freeze=deepest_freeze({"freeze": freeze, "search_space": dict(search_space)}))
     if publish_to and model_registry_url:  # only a published model is registered
         check_access(registry_url=model_registry_url)
-    return fingerprint
+    trials = plan_trials(dict(search_space), int(search_trials), int(seed))
+    return fingerprint, trials, len(trials)

@@ -1,6 +1,6 @@
 """The train step's KFP component: a thin wrapper around ``yolo_kfp.components.core.train``."""
 
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Model, Output
 from yolo_kfp.components.step_settings import TRAIN_IMAGE, component
 
 
@@ -9,7 +9,8 @@ from yolo_kfp.components.step_settings import TRAIN_IMAGE, component
            mlflow_connection=True)
 def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epochs: int, batch: int, imgsz: int,
           freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float, seed: int,
-          train_args: dict, gpus: int, mlflow_tracking_uri: str, mlflow_experiment: str, model: Output[Model]):
+          train_args: dict, gpus: int, mlflow_tracking_uri: str, mlflow_experiment: str, search: str,
+          model: Output[Model], search_table: Output[Markdown], search_picture: Output[HTML]):
     """Fine-tunes a YOLO checkpoint (Ultralytics) on the YOLO dataset with its first `freeze` layers frozen.
 
     base_model is an Ultralytics checkpoint name, a path in the image or an s3:// URL (checked against
@@ -20,6 +21,10 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     under yolo-kfp/checkpoints/<key>/, the key made of the dataset and these settings, so a retried
     (preempted) step or an identical re-run resumes where it stopped. With mlflow_tracking_uri set, the
     training is logged to an MLflow run (yolo_kfp.components.core.tracking), named in the model's metadata.
+
+    After a search (search: its search.json), the winner's settings are trained over these (its epochs
+    only if epochs was searched), search.json is kept with the model, the trials are shown as a table
+    and a picture, and with MLflow the trials' runs are nested under this training's run.
 
     Args:
         dataset: The YOLO dataset of the convert step.
@@ -39,19 +44,33 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
         gpus: GPUs of the pod (a compile option); more than one trains with DDP.
         mlflow_tracking_uri: An MLflow tracking server to log the training to; empty: none.
         mlflow_experiment: The MLflow experiment of the training's run.
-        model: The trained model: weights/{best,last}.pt, args.yaml, results.csv, train_summary.json.
+        search: The search's result (JSON: space, trials, winner) from the choose-trial step; empty: no search.
+        model: The trained model: weights/{best,last}.pt, args.yaml, results.csv, train_summary.json and,
+            after a search, search.json.
+        search_table: The search's trials as a Markdown table (or that no search was run).
+        search_picture: The search's trials against their settings, as an HTML page (or that none was run).
     """
+    import json
     import logging
+    import os
 
     from yolo_kfp.components.core import tracking
     from yolo_kfp.components.core.checkpoints import Checkpoints, checkpoint_location
     from yolo_kfp.components.core.packing import materialized
+    from yolo_kfp.components.core.publish import SEARCH
+    from yolo_kfp.components.core.search import trial_settings
+    from yolo_kfp.components.core.search_report import trials_html, trials_markdown
     from yolo_kfp.components.core.train import dataset_fingerprint, train_yolo, training_key, ultralytics_device
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = {"base_model": base_model, "base_model_sha256": base_model_sha256, "epochs": epochs, "batch": batch,
                 "imgsz": imgsz, "freeze": freeze, "workers": workers, "cache": cache, "patience": patience,
                 "optimizer": optimizer, "lr0": lr0, "seed": seed, "train_args": dict(train_args), "gpus": gpus}
+    searched = json.loads(search) if search else None
+    if searched:
+        settings = trial_settings(settings, searched["winner"]["settings"])
+        logging.info("training with the settings of trial %d: %s", searched["winner"]["trial"],
+                     json.dumps(searched["winner"]["settings"]))
     with materialized(dataset.path) as data_dir:
         key = training_key(data_dir, settings)
         checkpoint_to = checkpoint_location(key)
@@ -65,15 +84,29 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
                 tags={tracking.DATASET_TAG: dataset_fingerprint(data_dir)})
             if checkpoints:
                 checkpoints.note(mlflow_run=mlflow_run)  # a retried pod goes on in the same MLflow run
-        summary = train_yolo(data_dir=data_dir, output_dir=model.path, base_model=base_model, epochs=epochs,
-                             batch=batch, imgsz=imgsz, freeze=freeze, workers=workers, cache=cache,
-                             device=ultralytics_device(gpus), patience=patience, optimizer=optimizer, lr0=lr0,
-                             seed=seed, overrides=dict(train_args),
-                             base_model_sha256=base_model_sha256, checkpoints=checkpoints)
+        summary = train_yolo(data_dir=data_dir, output_dir=model.path, base_model=base_model,
+                             epochs=settings["epochs"], batch=settings["batch"], imgsz=settings["imgsz"],
+                             freeze=settings["freeze"], workers=workers, cache=cache, device=ultralytics_device(gpus),
+                             patience=patience, optimizer=settings["optimizer"], lr0=settings["lr0"], seed=seed,
+                             overrides=settings["train_args"], base_model_sha256=base_model_sha256,
+                             checkpoints=checkpoints)
     model.metadata.update({k: summary[k] for k in ("names", "epochs", "trainable_params", "total_params",
                                                     "seconds") if k in summary})
     model.metadata["framework"] = "ultralytics"
     model.metadata["checkpoints"] = checkpoints.place.location if checkpoints and checkpoints.place else ""
+    if searched:
+        with open(os.path.join(model.path, SEARCH), "w") as f:
+            json.dump(searched, f, indent=2)
+        model.metadata["search_winner"] = searched["winner"]["trial"]
+    with open(search_table.path, "w") as f:
+        f.write(trials_markdown(searched["trials"], searched["winner"]) if searched else "No search was run.\n")
+    with open(search_picture.path, "w") as f:
+        f.write(trials_html(searched["trials"], searched["winner"]) if searched else
+                "<!DOCTYPE html><html><body><p>No search was run.</p></body></html>\n")
     if mlflow_tracking_uri:
         tracking.finish_training_run(tracking_uri=mlflow_tracking_uri, run_id=mlflow_run, output_dir=model.path)
         model.metadata["mlflow_run_id"] = mlflow_run
+        if searched:
+            tracking.nest_runs(tracking_uri=mlflow_tracking_uri, parent_run_id=mlflow_run,
+                               child_run_ids=[t["mlflow_run_id"] for t in searched["trials"]])
+            tracking.log_search(tracking_uri=mlflow_tracking_uri, run_id=mlflow_run, search=searched)

@@ -40,6 +40,11 @@ PARAMS = {
     "train_args": {"nbs": 16, "plots": False},
 }
 
+# `run-local --demo --search`: four trials that tell transfer learning's settings apart, a few epochs each. The
+# same as --param optimizer=SGD --param search_space='{"lr0": [0.002, 0.02], "freeze": [0, 10]}'
+# --param search_epochs=5 (optimizer auto would choose its own learning rate: lr0 would change nothing).
+SEARCH_PARAMS = {"optimizer": "SGD", "search_space": {"lr0": [0.002, 0.02], "freeze": [0, 10]}, "search_epochs": 5}
+
 
 def make_base_checkpoint(workdir: str, epochs: int = 10) -> str:
     """YOLOv5n trained from scratch for ``epochs`` on synthetic scenes labelled with ``BASE_CLASSES``;

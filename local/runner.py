@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 # Each step's task folders under a run's folder (kfp.local puts ParallelFor iterations in for-loop-*).
 STEPS = {"download": ("plan-download", "for-loop-*/download-shard", "merge-download"), "convert": ("convert",),
-         "train": ("train",), "evaluate": ("evaluate",), "export": ("export",)}
+         "search": ("for-loop-*/train-trial", "choose-trial"), "train": ("train",), "evaluate": ("evaluate",),
+         "export": ("export",)}
 
 
 def _task_seconds(executor_output: str) -> float | None:

@@ -1,4 +1,4 @@
-"""The pipeline: download (sharded) -> convert -> train (GPU node) -> evaluate.
+"""The pipeline: download (sharded) -> convert -> [search: trials on GPU nodes] -> train (GPU node) -> evaluate.
 
 The pipeline function's signature and its ``Args:`` are made from the parameter table
 (``components/core/run_parameters.py``), which the compiled YAML's form in the Data Science Pipelines UI,
@@ -32,6 +32,7 @@ from yolo_kfp.components.export import export
 from yolo_kfp.components.gate import gate
 from yolo_kfp.components.preflight import preflight
 from yolo_kfp.components.publish import publish
+from yolo_kfp.components.search import choose_trial, no_search
 from yolo_kfp.components.step_settings import (
     DATA_IMAGE,
     REGISTRY,
@@ -45,6 +46,7 @@ from yolo_kfp.components.step_settings import (
 )
 from yolo_kfp.components.track import track
 from yolo_kfp.components.train import train
+from yolo_kfp.components.train_trial import train_trial
 from yolo_kfp.pipeline import servers
 
 PIPELINE_NAME = "yolo-kfp"
@@ -153,6 +155,8 @@ class CompileOptions:
     kueue_queue: str = option("", "Kueue LocalQueue the train pod waits in for its GPUs (label "
                                   "kueue.x-k8s.io/queue-name)")
     download_parallelism: int = option(3, "download shards fetched at once")
+    search_parallelism: int = option(4, "trials of a search (run parameter search_space) trained at once, each "
+                                        "in a GPU pod like the train step's")
     step_resources: dict = option({}, "CPU and memory of other steps than train, e.g. '{\"evaluate\": {\"memory\": "
                                       "\"16Gi\", \"cpu_limit\": \"8\"}}' (keys cpu, cpu_limit, memory, memory_limit)")
     # Servers older than KFP 2.5 cannot take these from a run: they are fixed when compiling for one.
@@ -175,7 +179,7 @@ class CompileOptions:
         if self.shm_volume == "emptydir" and not target.features.empty_dir:
             raise ValueError(f"{target.name} does not apply emptyDir mounts (KFP backend 2.3 does): use "
                              "--shm-volume ephemeral, or leave it out")
-        for name in ("gpus", "download_parallelism"):
+        for name in ("gpus", "download_parallelism", "search_parallelism"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be 1 or more, not {getattr(self, name)!r}")
         if self.gpus > GPUS_PER_NODE:
@@ -299,6 +303,7 @@ class CompileOptions:
         return (f"compile options: {self.target.describe()} gpus={self.gpus} cpu_per_gpu={self.cpu_per_gpu} "
                 f"memory_per_gpu={self.memory_per_gpu} shm_size={self.shm_size} shm_volume={self.shm_mount} "
                 f"kueue_queue={self.kueue_queue or '-'} download_parallelism={self.download_parallelism} "
+                f"search_parallelism={self.search_parallelism} "
                 f"{self._describe_images()}{pod_settings} "
                 f"resources (request/limit): {sized}")
 
@@ -328,14 +333,13 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                                     shards=dsl.Collected(shard_task.outputs["raw_shard"]))
         convert_task = convert(raw_dataset=merge_task.outputs["raw_dataset"], classes=p["classes"], seed=p["seed"],
                                split_ratios=p["split_ratios"], include_group_of=p["include_group_of"],
-                               extra_data=p["extra_data"], extra_data_fingerprint=checks.output,
+                               extra_data=p["extra_data"], extra_data_fingerprint=checks.outputs["fingerprint"],
                                allow_missing_classes=p["allow_missing_classes"])
-        train_task = train(dataset=convert_task.outputs["dataset"], base_model=p["base_model"],
-                           base_model_sha256=p["base_model_sha256"], epochs=p["epochs"], batch=p["batch"],
-                           imgsz=p["imgsz"], freeze=p["freeze"], workers=p["workers"], cache=p["cache"],
-                           patience=p["patience"], optimizer=p["optimizer"], lr0=p["lr0"], seed=p["seed"],
-                           train_args=p["train_args"], gpus=options.gpus,
-                           mlflow_tracking_uri=p["mlflow_tracking_uri"], mlflow_experiment=p["mlflow_experiment"])
+        training = {name: p[name] for name in ("base_model", "base_model_sha256", "epochs", "batch", "imgsz", "freeze",
+                                                "workers", "cache", "patience", "optimizer", "lr0", "seed",
+                                                "train_args", "mlflow_tracking_uri", "mlflow_experiment")}
+        search = search_trials(options, checks, convert_task.outputs["dataset"], training, p)
+        train_task = train(dataset=convert_task.outputs["dataset"], gpus=options.gpus, search=search, **training)
         evaluate_task = evaluate(dataset=convert_task.outputs["dataset"], model=train_task.outputs["model"],
                                  imgsz=p["imgsz"], batch=p["batch"])
         export_task = export(model=train_task.outputs["model"], dataset=convert_task.outputs["dataset"],
@@ -365,6 +369,25 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
     return dsl.pipeline(name=PIPELINE_NAME, description=(
         "Open Images subset (FiftyOne) -> YOLO labels -> YOLOv5 transfer learning (Ultralytics) -> test-split "
         f"metrics. {options.describe()}"))(pipeline_function(define))
+
+
+def search_trials(options: CompileOptions, checks, dataset, training: dict, p: dict):
+    """The search, where preflight planned trials: one ``train-trial`` GPU task per trial (at most
+    ``search_parallelism`` at once), their records gathered by ``choose-trial``. Returns the search's
+    ``search.json`` text, or "" from a run without a search (``no-search``, cached: no trial, no GPU).
+
+    ``dsl.If`` and ``dsl.OneOf`` rather than collecting straight into the train step: a collecting
+    consumer of an empty ``ParallelFor`` fails in kfp.local and on the KFP backend
+    (``yolo_kfp.components.search``)."""
+    with dsl.If(checks.outputs["trial_count"] > 0, name="search-requested"):
+        with dsl.ParallelFor(checks.outputs["trials"], parallelism=options.search_parallelism,
+                             name="search-trials") as trial:
+            trial_task = train_trial(dataset=dataset, trial=trial, search_epochs=p["search_epochs"],
+                                     gpus=options.gpus, **training)
+        chosen = choose_trial(records=dsl.Collected(trial_task.outputs["record"]), search_space=p["search_space"])
+    with dsl.Else(name="no-search"):
+        nothing = no_search()
+    return dsl.OneOf(chosen.output, nothing.output)
 
 
 def pipeline_function(define):

@@ -1,6 +1,7 @@
 """The README's first command: the whole pipeline through kfp.local on the offline mirror. It learns,
 publishes to an S3 named by the data-connection variables, and a wrong secret stops it in its first step."""
 
+import glob
 import json
 import os
 import subprocess
@@ -52,6 +53,10 @@ def test_run_local_demo_learns_and_publishes(mongod, s3, tmp_path):
         "{0: 'Bicycle', 1: 'Car', 2: 'Traffic sign'}"
     timings = json.loads((out / "timings.json").read_text())
     assert set(timings["steps"]) == {"download", "convert", "train", "evaluate", "export"}
+    # without a search_space: no trial task, and the train step is told there was no search
+    tasks = [os.path.basename(os.path.dirname(p)) for p in glob.glob(
+        str(out / "pipeline-root" / "*" / "**" / "executor_output.json"), recursive=True)]
+    assert "train-trial" not in tasks and "choose-trial" not in tasks and "no-search" in tasks
     assert all(seconds > 0 for seconds in timings["steps"].values())
     assert timings["total"] >= sum(timings["steps"].values())
 

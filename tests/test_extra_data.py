@@ -98,5 +98,5 @@ def test_the_extra_data_fingerprint_keys_the_convert_step(tmp_path):
     with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
         spec = next(yaml.safe_load_all(f))
     fingerprint = spec["root"]["dag"]["tasks"]["convert"]["inputs"]["parameters"]["extra_data_fingerprint"]
-    assert fingerprint["taskOutputParameter"] == {"outputParameterKey": "Output", "producerTask": "preflight"}
+    assert fingerprint["taskOutputParameter"] == {"outputParameterKey": "fingerprint", "producerTask": "preflight"}
     assert spec["root"]["dag"]["tasks"]["preflight"]["cachingOptions"] == {}

@@ -79,7 +79,7 @@ def test_kueue_queue_labels_the_train_pod(tmp_path):
     spec, platform = load(compile_pipeline(str(tmp_path / "p.yaml"), CompileOptions(kueue_queue="gpu-team")))
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors["exec-train"]["podMetadata"] == {"labels": {"kueue.x-k8s.io/queue-name": "gpu-team"}}
-    assert [name for name, config in executors.items() if "podMetadata" in config] == ["exec-train"]
+    assert [name for name, config in executors.items() if "podMetadata" in config] == ["exec-train", "exec-train-trial"]
     assert "kueue_queue=gpu-team" in spec["pipelineInfo"]["description"]
 
 
@@ -194,7 +194,7 @@ def test_every_input_of_the_pipeline_and_of_each_component_explains_itself(compi
     assert set(inputs) == set(parameter_defaults())
     assert {name for name, p in inputs.items() if not p.get("description", "").strip()} == set()
     steps = {name: c for name, c in spec["components"].items() if "executorLabel" in c}  # not KFP's own DAGs
-    assert len(steps) == 11
+    assert len(steps) == 14
     for name, component in steps.items():
         for kind in ("parameters", "artifacts"):
             for key, value in component.get("inputDefinitions", {}).get(kind, {}).items():

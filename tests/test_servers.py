@@ -98,7 +98,7 @@ def mlflow_secrets(documents) -> dict:
 
 def test_mlflow_credentials_come_from_a_secret_a_run_may_lack_where_the_server_allows_it(compiled, tmp_path):
     newest = mlflow_secrets(compiled["kfp-2.16"])
-    assert set(newest) == {"exec-train", "exec-track", "exec-publish"}
+    assert set(newest) == {"exec-train", "exec-train-trial", "exec-track", "exec-publish"}
     assert all(s["optional"] and s["secretNameParameter"]["componentInputParameter"].endswith("mlflow_connection")
                for s in newest.values())
     assert compiled["kfp-2.16"][0]["root"]["inputDefinitions"]["parameters"]["mlflow_connection"]
@@ -118,7 +118,7 @@ def test_mlflow_credentials_come_from_a_secret_a_run_may_lack_where_the_server_a
 @pytest.mark.parametrize("target", sorted(TARGET_SCHEMAS))
 def test_every_executor_has_cpu_and_memory_requests_and_limits(compiled, target):
     steps = compiled[target][0]["deploymentSpec"]["executors"]
-    assert len(steps) == 11
+    assert len(steps) == 14
     for name, executor in steps.items():
         resources = executor["container"]["resources"]
         for kind in ("Cpu", "Memory"):
@@ -183,7 +183,7 @@ def test_steps_run_as_non_root_where_the_server_applies_it(compiled, target):
     dropped and RuntimeDefault seccomp; runAsNonRoot (the images' USER 1001) is the task's own. Older
     servers refuse the field (the strict parse above), so their YAML has none."""
     contexts = {name: config.get("securityContext") for name, config in executors(compiled[target]).items()}
-    assert len(contexts) == 11
+    assert len(contexts) == 14
     if servers.server_target(target).features.security_context:
         assert set(map(str, contexts.values())) == {str({"runAsNonRoot": True})}, contexts
     else:

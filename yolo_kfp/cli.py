@@ -89,7 +89,14 @@ def cmd_run_local(args) -> None:
     from yolo_kfp.local.runner import run_local
     from yolo_kfp.pipeline.parameters import parse_params
 
-    result = run_local(args.output_dir, parse_params(args.param), demo=args.demo, mlflow=args.mlflow)
+    params = parse_params(args.param)
+    if args.search:
+        if not args.demo:
+            raise ValueError("--search is the demo's small search: with your own data set --param search_space=...")
+        from yolo_kfp.local.demo import SEARCH_PARAMS
+
+        params = {**SEARCH_PARAMS, **params}
+    result = run_local(args.output_dir, params, demo=args.demo, mlflow=args.mlflow)
     metrics = result["metrics"]
     print(f"\nmAP50 {metrics['map50']:.3f}  mAP50-95 {metrics['map50_95']:.3f}  precision {metrics['precision']:.3f}"
           f"  recall {metrics['recall']:.3f}  (test split, {metrics['images']} images)")
@@ -415,6 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("run-local", help="run the whole pipeline here through kfp.local")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--demo", action="store_true", help="synthetic offline Open Images mirror, small settings")
+    p.add_argument("--search", action="store_true", help="with --demo: a small search first (4 trials of lr0 x "
+                                                         "freeze with SGD, 5 epochs each), the same as --param "
+                                                         "optimizer=SGD --param search_space='{\"lr0\": [0.002, "
+                                                         "0.02], \"freeze\": [0, 10]}' --param search_epochs=5")
     p.add_argument("--mlflow", action="store_true", help="log to an MLflow tracking server started for the run "
                                                          "(its store kept in OUTPUT_DIR/mlflow)")
     _add_param_option(p)

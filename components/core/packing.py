@@ -187,8 +187,9 @@ def _refuse_what_the_target_holds(archive: str, members: list[tarfile.TarInfo], 
             checked.add(path)
 
 
-def extract(archive: str, target: str) -> None:
-    """Extracts ``archive`` into ``target`` after checking every member; refuses it whole if one fails."""
+def extract(archive: str, target: str, selected=None) -> None:
+    """Extracts ``archive`` into ``target`` after checking every member; refuses it whole if one fails.
+    ``selected`` (a test of a member's name), if given, extracts only the members it passes."""
     try:
         tar = tarfile.open(archive, "r:")  # shards are never compressed; the end check reads raw bytes
     except tarfile.ReadError as error:
@@ -197,6 +198,8 @@ def extract(archive: str, target: str) -> None:
         members = tar.getmembers()
         _refuse_data_past_the_end(archive, tar)
         _refuse_bad_names(archive, members)
+        if selected:
+            members = [member for member in members if selected(member.name)]
         _refuse_what_the_target_holds(archive, members, target)
         os.makedirs(target, exist_ok=True)
         for folder in (member for member in members if member.isdir()):

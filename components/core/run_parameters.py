@@ -97,6 +97,15 @@ PARAMETERS: tuple[RunParameter, ...] = (
       maximum=1),
     P("train_args", dict, {}, "training",
       'Any other Ultralytics training argument, as JSON, e.g. {"cos_lr": true}.'),
+    P("search_space", dict, {}, "search",
+      'Settings to search before training, e.g. {"lr0": [0.001, 0.01], "freeze": {"min": 0, "max": 10}}: a list of '
+      'values or a range {"min", "max"} (+ "log": true) for lr0, epochs, freeze, imgsz, optimizer, batch or a '
+      "train_args key; empty: no search."),
+    P("search_trials", int, 0, "search",
+      "Trials of the search: 0 trains every combination of the lists; more samples that many with seed.",
+      minimum=0, maximum=64),
+    P("search_epochs", int, 0, "search",
+      "Epochs each trial trains; 0: as many as epochs (unless epochs is searched).", minimum=0, maximum=10000),
     P("gpu_node_selector", dict, {}, "GPU",
       'Node labels the train pod must land on, e.g. {"nvidia.com/gpu.product": "X"}.'),
     P("gpu_tolerations", list, [], "GPU",

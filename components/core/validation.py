@@ -12,6 +12,7 @@ import re
 
 from yolo_kfp.components.core.registry import url_problems
 from yolo_kfp.components.core.run_parameters import BY_NAME, RunParameter
+from yolo_kfp.components.core.search import MAX_TRIALS, RANGE_KEYS, SEARCHABLE, grid_size, is_range, searched_values
 from yolo_kfp.components.core.storage import is_s3
 from yolo_kfp.components.core.train_arg_types import train_args_type_problems
 from yolo_kfp.components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
@@ -139,6 +140,80 @@ def _name_problems(name: str):
     return problems
 
 
+def _search_values_problems(name: str, values, p) -> list[str]:
+    """One searched setting's values: a non-empty list or a numeric range, each value as its parameter takes it."""
+    if is_range(values):
+        if set(values) - set(RANGE_KEYS) or not {"min", "max"} <= set(values):
+            return [f"search_space {name}: a range is {{\"min\": a, \"max\": b}} (+ \"log\": true), not "
+                    f"{json.dumps(values)}"]
+        low, high = values["min"], values["max"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+            return [f"search_space {name}: a range's min and max must be numbers, not {json.dumps(values)}"]
+        if name in ("imgsz", "optimizer"):
+            return [f"search_space {name}: give a list of values, not a range (imgsz must be a multiple of "
+                    f"{STRIDE}, optimizer a name)"]
+        if not low < high:
+            return [f"search_space {name}: the range's min {low} must be below its max {high}"]
+        if not isinstance(values.get("log", False), bool) or (values.get("log") and low <= 0):
+            return [f"search_space {name}: \"log\" is true or false, and a log range needs a min above 0"]
+        if name == "batch" and low < 1:
+            return [f"search_space batch: a range of batch sizes starts at 1 or more, not {low}"]
+        if p.get("search_trials", BY_NAME["search_trials"].default) == 0:
+            return [f"search_space {name} is a range, which is sampled: set search_trials to how many trials to draw"]
+    elif not isinstance(values, list) or not values:
+        return [f"search_space {name} must be a non-empty list of values or a range {{\"min\": a, \"max\": b}}, "
+                f"not {json.dumps(values)}"]
+    elif len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+        return [f"search_space {name} lists a value more than once: {json.dumps(values)}"]
+    return []
+
+
+def _search_value_problems(name: str, value, p) -> list[str]:
+    """A value a trial trains with, checked as the parameter (or train_args key) it sets."""
+    if name in SEARCHABLE:
+        parameter = BY_NAME[name]
+        if parameter.kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        problems = parameter_problems({name: value, "base_model": p.get("base_model", BY_NAME["base_model"].default)})
+    else:
+        problems = train_args_problems({name: value})
+    return [f"search_space {name}: {problem}" for problem in problems]
+
+
+def _search_space_problems(space, p) -> list[str]:
+    unknown = [name for name in space if name not in SEARCHABLE and (
+        name in NAMED_TRAINING_ARGS or name in STEP_TRAINING_ARGS or name not in ARGUMENTS)]
+    if unknown:
+        return [f"search_space has {unknown[0]!r}, which is not searched: give {', '.join(SEARCHABLE)} or an "
+                "Ultralytics training argument train_args may set (e.g. mosaic, cos_lr, weight_decay)"]
+    problems = [problem for name, values in space.items() for problem in _search_values_problems(name, values, p)]
+    if problems:
+        return problems
+    problems = [problem for name, value in searched_values(space) for problem in _search_value_problems(name, value, p)]
+    optimizers = [v.lower() for v in space.get("optimizer", [p.get("optimizer", BY_NAME["optimizer"].default)])
+                  if isinstance(v, str)]
+    if "lr0" in space and "auto" in optimizers:
+        problems.append("search_space lr0 has no effect with optimizer auto (Ultralytics then chooses its own "
+                        "learning rate): set optimizer, e.g. SGD or AdamW, or search it without auto")
+    trials = p.get("search_trials", BY_NAME["search_trials"].default)
+    size = grid_size(space)
+    if space and not trials and size > MAX_TRIALS:
+        problems.append(f"search_space is a grid of {size} combinations, more than {MAX_TRIALS} trials: set "
+                        f"search_trials to sample at most {MAX_TRIALS} of them, or list fewer values")
+    elif trials > size and not any(is_range(v) for v in space.values()):
+        problems.append(f"search_trials {trials} is more than the {size} combinations of search_space: use 0 (all "
+                        f"of them) or at most {size}")
+    return problems
+
+
+def deepest_freeze(p: dict) -> int:
+    """The most layers any training of the run freezes (the run's freeze, or a searched one): what the base
+    model's depth is checked against."""
+    space = p.get("search_space") or {}
+    searched = [int(v) for name, v in searched_values(space) if name == "freeze"] if isinstance(space, dict) else []
+    return max([int(p.get("freeze", BY_NAME["freeze"].default)), *searched])
+
+
 # The rules a range in the table cannot say, by parameter: each gets the value (of the declared type) and all
 # the parameters given, and returns what is wrong.
 RULES = {
@@ -151,6 +226,7 @@ RULES = {
     "mlflow_experiment": _name_problems("mlflow_experiment"),
     "registered_model_name": _name_problems("registered_model_name"),
     "model_registry_url": lambda value, p: url_problems(value),
+    "search_space": _search_space_problems,
 }
 
 
