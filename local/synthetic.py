@@ -196,7 +196,7 @@ LOOK_ALIKES = ("trailer", "scooter", "board")
 OCCLUDERS = ("pole", "person", "bush")
 MAX_HIDDEN = 0.45  # of a labelled object's pixels: more and the label names something hardly there
 MIN_INSIDE = 0.6  # of a labelled box's area inside the image: the rest is cut off at the edge (IsTruncated)
-SMALLEST, LARGEST = 0.06, 0.8  # object sizes, as shares of the image's shorter side (drawn log-uniformly)
+SMALLEST, LARGEST = 0.1, 0.75  # object sizes, as shares of the image's shorter side (drawn log-uniformly)
 
 
 def _background(rng, width: int, height: int) -> Image.Image:
@@ -325,7 +325,7 @@ def draw_scene(rng, primary: str) -> Scene:
     targets = list(TARGET_CLASSES)
     kinds = [primary, *(targets[i] for i in rng.integers(len(targets), size=int(rng.integers(0, 4))))]
     kinds += ["Traffic light"] * int(rng.random() < 0.35)
-    kinds += [LOOK_ALIKES[i] for i in rng.integers(len(LOOK_ALIKES), size=int(rng.integers(1, 4)))]
+    kinds += [LOOK_ALIKES[i] for i in rng.integers(len(LOOK_ALIKES), size=int(rng.integers(0, 3)))]
     for i in rng.permutation(len(kinds)):
         _place(layers, kinds[i], rng)
     for i in rng.integers(len(OCCLUDERS), size=int(rng.integers(0, 3))):

@@ -57,9 +57,10 @@ def test_object_sizes_range_from_small_to_large(split):
     rows = pd.read_csv(split / oi.DETECTIONS_CSV)
     sizes = {image: Image.open(split / oi.DATA_DIR / f"{image}.jpg").size for image in set(rows["ImageID"])}
     targets = rows[rows["LabelName"].isin(synthetic.TARGET_CLASSES.values())]
-    pixels = [(r.XMax - r.XMin) * sizes[r.ImageID][0] for r in targets.itertuples()]
-    assert sum(p < 32 for p in pixels) >= 0.2 * len(pixels), "COCO's small objects: under 32 pixels"
-    assert max(pixels) > 8 * min(pixels)
+    areas = [(r.XMax - r.XMin) * sizes[r.ImageID][0] * (r.YMax - r.YMin) * sizes[r.ImageID][1]
+             for r in targets.itertuples()]
+    assert sum(a < 32 ** 2 for a in areas) >= 0.1 * len(areas), "COCO's small objects: under 32² pixels"
+    assert max(areas) > 30 * min(areas)
     assert targets.groupby("ImageID").size().max() >= 3, "some images hold several objects"
 
 
