@@ -2,8 +2,10 @@
 
 Open Images cannot be reached from the machines this project is built and tested on, so the demo and
 the tests draw their own: street-scene-like images of bicycles, cars and traffic signs (plus decoys:
-bicycle wheels, traffic lights), with ``labels/detections.csv``, ``metadata/classes.csv``,
-``metadata/hierarchy.json`` and ``metadata/image_ids.csv`` in Open Images' real column formats and
+bicycle wheels, traffic lights), made as hard as photos are to tell settings apart: cluttered, textured
+backgrounds, objects from small to large that overlap and stand behind occluders, unlabelled look-alikes,
+uneven light, blur, noise and JPEG loss. ``labels/detections.csv``, ``metadata/classes.csv``,
+``metadata/hierarchy.json`` and ``metadata/image_ids.csv`` come in Open Images' real column formats,
 with the real class MIDs. The data is synthetic; only its layout is real.
 """
 
