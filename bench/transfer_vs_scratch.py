@@ -2,7 +2,7 @@
 
 - transfer: a base checkpoint made as the demo makes its own (YOLOv5n trained from scratch on
             *related* classes: cars, traffic lights, bicycle wheels, in other scenes), here trained to
-            convergence (``--base-epochs``, 40; the demo's 10 leave it half-trained), fine-tuned with
+            convergence (``--base-epochs``, 40; the demo's ``BASE_EPOCHS`` leave it half-trained), fine-tuned with
             the first 10 layers frozen;
 - scratch:  YOLOv5n from its architecture file, nothing frozen;
 

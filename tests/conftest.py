@@ -185,7 +185,7 @@ def local_kfp(tmp_path):
 
 @pytest.fixture(scope="session")
 def trained_weights():
-    """A YOLOv5n that detects the synthetic objects (trained here from scratch, ~1 min): for tests that
+    """A YOLOv5n that detects the synthetic objects (trained here from scratch, ~2 min): for tests that
     need real detections (ONNX agreement, the quality gate, the report)."""
     from yolo_kfp.components.core.convert import convert_to_yolo
     from yolo_kfp.components.core.train import train_yolo
@@ -195,7 +195,7 @@ def trained_weights():
     synthetic.write_split(raw, "train", 60, seed=9)
     convert_to_yolo(raw_dir=raw, output_dir=data, classes=CLASSES, seed=42)
     out = os.path.join(SESSION_DIR, "trained-model")
-    train_yolo(data_dir=data, output_dir=out, base_model="yolov5n.yaml", epochs=20, batch=16, imgsz=128, freeze=0,
+    train_yolo(data_dir=data, output_dir=out, base_model="yolov5n.yaml", epochs=40, batch=16, imgsz=128, freeze=0,
                workers=0,
                overrides={"nbs": 16, "plots": False})
     return os.path.join(out, "weights", "best.pt"), data
