@@ -164,6 +164,13 @@ def failure_line(message: str, lines: list[str], log_path: str | None = None) ->
     return f"step {step!r} failed: {cause} -- {ADVICE.get(kind, DEFAULT_ADVICE)}{where}"
 
 
+def _latest_log(output_dir: str, step: str) -> str | None:
+    """The step's log (of its latest loop iteration, if it is one), when no progress events named it."""
+    logs = os.path.join(output_dir, LOGS)
+    found = glob.glob(os.path.join(logs, f"{step}.log")) + glob.glob(os.path.join(logs, f"{step}-*.log"))
+    return max(found, key=os.path.getmtime, default=None)
+
+
 def _log_lines(path: str | None) -> list[str] | None:
     if not path or not os.path.isfile(path):
         return None
@@ -209,9 +216,9 @@ def run_in_child(output_dir: str, params: dict, variables: dict[str, str], progr
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                                env={**os.environ, **variables}, pass_fds=(events_out,) if progress else ())
     lines: collections.deque[str] = collections.deque(maxlen=5000)
-    shown = None if progress else (sys.stdout, sys.stderr)
-    readers = [threading.Thread(target=_forward, args=(process.stdout, shown and shown[0], lines), daemon=True),
-               threading.Thread(target=_forward, args=(process.stderr, shown and shown[1], None), daemon=True)]
+    stdout, stderr = (None, None) if progress else (sys.stdout, sys.stderr)
+    readers = [threading.Thread(target=_forward, args=(process.stdout, stdout, lines), daemon=True),
+               threading.Thread(target=_forward, args=(process.stderr, stderr, None), daemon=True)]
     if progress:
         os.close(events_out)
         readers.append(threading.Thread(target=progress.follow, args=(events,), daemon=True))
@@ -228,7 +235,8 @@ def run_in_child(output_dir: str, params: dict, variables: dict[str, str], progr
     with open(request) as f:
         answer = json.load(f)
     if "failed" in answer:
-        log_path = progress.failed_logs.get(failed_step(answer["failed"])) if progress else None
+        step = failed_step(answer["failed"])
+        log_path = progress.failed_logs.get(step) if progress else _latest_log(output_dir, step)
         raise LocalRunFailed(failure_line(answer["failed"], _log_lines(log_path) or list(lines), log_path))
     if "result" not in answer:
         raise LocalRunFailed(f"the local run ended with exit code {process.returncode} before it finished; "
