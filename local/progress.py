@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import select
+import shutil
 import sys
 import time
 
@@ -105,12 +106,16 @@ class EpochBar:
     def __init__(self, out, total: int):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, file=out, desc=f"{'train':<{NAME_WIDTH - 1}}", unit="epoch", leave=True,
-                        bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} epochs [{elapsed}<{remaining}] {postfix}")
+        # the size from shutil (80x24 when unknown): tqdm leaves its bar empty on a terminal that reports 0x0
+        columns, rows = shutil.get_terminal_size()
+        self.bar = tqdm(total=total, file=out, desc="train epoch", unit="epoch", leave=True, ncols=columns, nrows=rows,
+                        bar_format="{desc} {bar:8} {n_fmt}/{total_fmt} [{remaining}]{postfix}")  # 80 columns
 
     def update(self, epochs: list[dict]) -> None:
         if epochs and epochs[-1]["epoch"] > self.bar.n:
-            self.bar.set_postfix_str(epoch_text(epochs[-1]), refresh=False)
+            last = epochs[-1]
+            self.bar.set_postfix_str(" ".join(f"{loss} {last[loss]:.2f}" for loss in LOSSES)
+                                     + f" val mAP50 {last['mAP50']:.3f}", refresh=False)
             self.bar.update(epochs[-1]["epoch"] - self.bar.n)
 
     def close(self) -> None:

@@ -193,7 +193,7 @@ def test_on_a_terminal_training_is_a_bar(tmp_path):
     progress.close()
     assert "\r" in out.getvalue()
     drawn = out.getvalue().rsplit("\r", 1)[-1]
-    assert "2/4 epochs" in drawn and "val mAP50 0.060" in drawn, drawn
+    assert "2/4 [" in drawn and "box 2.10 cls 2.40 dfl 2.10 val mAP50 0.060" in drawn, drawn
 
 
 def test_figures_of_the_steps_from_their_recorded_outputs():
