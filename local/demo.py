@@ -69,7 +69,7 @@ def make_base_checkpoint(workdir: str, epochs: int = BASE_EPOCHS) -> str:
 @contextlib.contextmanager
 def demo_environment(workdir: str, split: str):
     """Yields (environment variables, parameter overrides) while the mirror's S3 server runs."""
-    print(NOTICE, flush=True)
+    log.info(NOTICE)
     base = make_base_checkpoint(workdir)
     with SeaweedS3(public_read_buckets=(oi.BUCKET,)) as s3:
         metadata_dir = build_mirror(s3, workdir, split, MIRROR_IMAGES_PER_CLASS, MIRROR_SEED)

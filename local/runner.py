@@ -3,13 +3,16 @@
 kfp.local runs in a child process, in a process group of its own, and each task as a subprocess of
 it (``SubprocessRunner(use_venv=False)``), with the artifacts under ``<output dir>/pipeline-root``:
 Ctrl-C stops the whole group at once, even while kfp.local sleeps before a retry. A failed step ends
-in one line naming the step, the exception from its log and what to do. At the end the final outputs
+in one line naming the step, the exception from its log, what to do and where the log is. Each step's full
+log is kept in ``<output dir>/logs/`` (``yolo_kfp.local.task_logs``); the terminal shows progress
+(``yolo_kfp.local.progress``), or with ``verbose`` everything the steps print. At the end the final outputs
 are gathered in the output dir: ``metrics.json``, ``best.pt``, ``model.onnx``, ``report.html`` and
 ``timings.json``.
 """
 
 import collections
 import contextlib
+import functools
 import glob
 import importlib.util
 import json
@@ -27,7 +30,9 @@ import time
 from yolo_kfp.components.core.checkpoints import CHECKPOINTS_ENV
 from yolo_kfp.components.core.validation import base_model_problems, check
 from yolo_kfp.local.mlflow_server import MlflowServer, mlflow_binary
+from yolo_kfp.local.progress import Progress, output_to
 from yolo_kfp.local.run_scope import RunScope
+from yolo_kfp.local.task_logs import TaskLogs, event_writer
 from yolo_kfp.pipeline.pipeline import parameter_defaults, yolo_pipeline
 
 log = logging.getLogger(__name__)
@@ -117,7 +122,8 @@ ADVICE = {
     "MemoryError": "lower batch, imgsz or workers, or give the run more memory",
     "OutOfMemoryError": "lower batch or imgsz, or train on a larger GPU",
 }
-DEFAULT_ADVICE = "its log is above; run again into the same --output-dir once fixed (training resumes)"
+DEFAULT_ADVICE = "read its log; run again into the same --output-dir once fixed (training resumes)"
+LOGS = "logs"
 
 
 class LocalRunFailed(RuntimeError):
@@ -147,26 +153,43 @@ def last_exception(lines: list[str]) -> str | None:
     return " ".join(text) or None
 
 
-def failure_line(message: str, lines: list[str]) -> str:
+def failure_line(message: str, lines: list[str], log_path: str | None = None) -> str:
     step = failed_step(message)
     cause = last_exception(lines)
+    where = f" (log: {log_path})" if log_path else ""
     if cause is None:
-        return f"step {step!r} failed without a Python error (killed? out of memory?); {DEFAULT_ADVICE}"
+        return f"step {step!r} failed without a Python error (killed? out of memory?); {DEFAULT_ADVICE}{where}"
     kind = cause.split(":", 1)[0].rsplit(".", 1)[-1]
     if len(cause) > 600:
         cause = cause[:600] + "..."
-    return f"step {step!r} failed: {cause} -- {ADVICE.get(kind, DEFAULT_ADVICE)}"
+    return f"step {step!r} failed: {cause} -- {ADVICE.get(kind, DEFAULT_ADVICE)}{where}"
+
+
+def _latest_log(output_dir: str, step: str) -> str | None:
+    """The step's log (of its latest loop iteration, if it is one), when no progress events named it."""
+    logs = os.path.join(output_dir, LOGS)
+    found = glob.glob(os.path.join(logs, f"{step}.log")) + glob.glob(os.path.join(logs, f"{step}-*.log"))
+    return max(found, key=os.path.getmtime, default=None)
+
+
+def _log_lines(path: str | None) -> list[str] | None:
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, errors="replace") as f:
+        return list(collections.deque((line.rstrip("\n") for line in f), maxlen=5000))
 
 
 def _forward(source, sink, keep: collections.deque | None) -> None:
-    """Copies the child's lines to ``sink`` (without colour codes unless it is a terminal), keeping the last ones."""
-    plain = not sink.isatty()
+    """Copies the child's lines to ``sink`` if any (without colour codes unless it is a terminal), keeping the
+    last ones."""
+    plain = sink is None or not sink.isatty()
     for raw in iter(source.readline, b""):
         line = raw.decode(errors="replace")
         if keep is not None:
             keep.append(ANSI.sub("", line.rstrip("\n")))
-        sink.write(ANSI.sub("", line) if plain else line)
-        sink.flush()
+        if sink is not None:
+            sink.write(ANSI.sub("", line) if plain else line)
+            sink.flush()
 
 
 def _stop_group(process: subprocess.Popen) -> None:
@@ -183,50 +206,66 @@ def _stop_group(process: subprocess.Popen) -> None:
             continue
 
 
-def run_in_child(output_dir: str, params: dict, variables: dict[str, str]) -> dict:
-    """``execute`` in a child process, in a process group of its own that this process stops on any exit."""
+def run_in_child(output_dir: str, params: dict, variables: dict[str, str], progress: Progress | None = None) -> dict:
+    """``execute`` in a child process, in a process group of its own that this process stops on any exit.
+    With ``progress`` it renders the child's events, else the child's output is streamed as it comes."""
     request = os.path.join(tempfile.mkdtemp(prefix="request-"), "request.json")
     with open(request, "w") as f:
         json.dump({"output_dir": output_dir, "params": params}, f)
-    process = subprocess.Popen([sys.executable, "-m", "yolo_kfp.local.runner", request], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, **variables})
+    events, events_out = os.pipe() if progress else (None, None)
+    process = subprocess.Popen([sys.executable, "-m", "yolo_kfp.local.runner", request, str(events_out or "")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                               env={**os.environ, **variables}, pass_fds=(events_out,) if progress else ())
     lines: collections.deque[str] = collections.deque(maxlen=5000)
-    forwarders = [threading.Thread(target=_forward, args=(process.stdout, sys.stdout, lines), daemon=True),
-                  threading.Thread(target=_forward, args=(process.stderr, sys.stderr, None), daemon=True)]
-    for thread in forwarders:
+    stdout, stderr = (None, None) if progress else (sys.stdout, sys.stderr)
+    readers = [threading.Thread(target=_forward, args=(process.stdout, stdout, lines), daemon=True),
+               threading.Thread(target=_forward, args=(process.stderr, stderr, None), daemon=True)]
+    if progress:
+        os.close(events_out)
+        readers.append(threading.Thread(target=progress.follow, args=(events,), daemon=True))
+    for thread in readers:
         thread.start()
     try:
         process.wait()
     finally:
         _stop_group(process)
-        for thread in forwarders:
+        for thread in readers:
             thread.join(timeout=10)
+        if progress:
+            progress.close()
     with open(request) as f:
         answer = json.load(f)
     if "failed" in answer:
-        raise LocalRunFailed(failure_line(answer["failed"], list(lines)))
+        step = failed_step(answer["failed"])
+        log_path = progress.failed_logs.get(step) if progress else _latest_log(output_dir, step)
+        raise LocalRunFailed(failure_line(answer["failed"], _log_lines(log_path) or list(lines), log_path))
     if "result" not in answer:
         raise LocalRunFailed(f"the local run ended with exit code {process.returncode} before it finished; "
                              f"{DEFAULT_ADVICE}")
     return answer["result"]
 
 
-def _child(request: str) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _child(request: str, events_fd: str) -> int:
     with open(request) as f:
         asked = json.load(f)
+    task_logs = TaskLogs(os.path.join(asked["output_dir"], LOGS), event_writer(int(events_fd) if events_fd else None))
+    sys.stdout, sys.stderr = task_logs.stream(sys.stdout), task_logs.stream(sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         answer = {"result": execute(asked["output_dir"], asked["params"])}
     except RuntimeError as error:  # kfp.local: a task failed; its log says why
         answer = {"failed": str(error)}
+    finally:
+        task_logs.close()
     with open(request, "w") as f:
         json.dump(answer, f)
     return 1 if "failed" in answer else 0
 
 
-def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = False) -> dict:
+def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = False, verbose: bool = False) -> dict:
     """The whole pipeline on this machine; ``demo`` first starts the offline Open Images mirror, ``mlflow``
-    an MLflow tracking server that the run logs to, its store kept in ``<output_dir>/mlflow``.
+    an MLflow tracking server that the run logs to, its store kept in ``<output_dir>/mlflow``. Progress
+    lines on stdout, each step's log in ``<output_dir>/logs/``; ``verbose`` streams everything instead.
 
     Whatever ends the run (success, a failed step, Ctrl-C, SIGKILL), no process of it stays and nothing
     of it is left in the temporary directory (``yolo_kfp.local.run_scope``). Epoch checkpoints are kept under
@@ -248,23 +287,35 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
         check(base_model_problems(params.get("base_model", defaults["base_model"]),
                                   params.get("freeze", defaults["freeze"])))
     output_dir = os.path.abspath(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
+    logs = os.path.join(output_dir, LOGS)
+    shutil.rmtree(logs, ignore_errors=True)  # this run's logs only
+    os.makedirs(logs)
     checkpoints = {CHECKPOINTS_ENV: os.path.join(output_dir, "checkpoints")}
+    say = log.info if verbose else functools.partial(print, flush=True)
     with RunScope(), contextlib.ExitStack() as servers:
         if mlflow:
             server = servers.enter_context(MlflowServer(os.path.join(output_dir, "mlflow")))
-            log.info("MLflow's UI, while the run lasts: %s", server.url)
+            say(f"MLflow's UI, while the run lasts: {server.url}")
             params = {**params, "mlflow_tracking_uri": server.url}
         if not demo:
-            return run_in_child(output_dir, params, checkpoints)
+            return run_in_child(output_dir, params, checkpoints, _progress(params, defaults, verbose))
         from yolo_kfp.local.demo import NOTICE, demo_environment
 
-        with demo_environment(os.path.join(output_dir, "demo"), params.get("split", defaults["split"])) as (
-                variables, demo_params):
-            result = run_in_child(output_dir, {**demo_params, **params}, {**variables, **checkpoints})
+        started, demo_log = time.monotonic(), os.path.join(logs, "demo.log")
+        say(f"demo: making a synthetic Open Images mirror and a base checkpoint (log: {demo_log})")
+        with contextlib.nullcontext() if verbose else output_to(demo_log):
+            variables, demo_params = servers.enter_context(
+                demo_environment(os.path.join(output_dir, "demo"), params.get("split", defaults["split"])))
+        say(f"demo: ready in {time.monotonic() - started:.1f} s")
+        params = {**demo_params, **params}
+        result = run_in_child(output_dir, params, {**variables, **checkpoints}, _progress(params, defaults, verbose))
     result["notice"] = NOTICE
     return result
 
 
+def _progress(params: dict, defaults: dict, verbose: bool) -> Progress | None:
+    return None if verbose else Progress(sys.stdout, int(params.get("epochs", defaults["epochs"])))
+
+
 if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1]))
+    sys.exit(_child(*sys.argv[1:3]))

@@ -21,9 +21,28 @@ pytestmark = pytest.mark.slow
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
 
-def run_demo(out, env, *params, mlflow=False):
+STEP_LOGS = {"preflight", "plan-download", "download-shard-0", "merge-download", "convert", "train", "evaluate",
+             "export", "track", "gate", "publish"}
+
+
+def run_demo(out, env, *params, mlflow=False, verbose=False):
     args = [CLI, "run-local", "--demo", "--output-dir", str(out), *(a for p in params for a in ("--param", p))]
-    return subprocess.run(args + ["--mlflow"] * mlflow, capture_output=True, text=True, timeout=900, env=env)
+    return subprocess.run(args + ["--mlflow"] * mlflow + ["--verbose"] * verbose, capture_output=True, text=True,
+                          timeout=900, env=env)
+
+
+def check_quiet(result, out) -> None:
+    """Progress, not logs: few lines, no colour codes, no library warning; each step's log in out/logs."""
+    shown = result.stdout + result.stderr
+    assert len(shown.splitlines()) <= 60, shown
+    assert "\x1b[" not in shown
+    for warning in ("have no effect in the current local runner", "non-Python base image", "Warning"):
+        assert warning not in shown
+    logs = out / "logs"
+    assert {name for name in os.listdir(logs)} == {f"{step}.log" for step in STEP_LOGS | {"demo", "pipeline"}}
+    for step in STEP_LOGS:
+        assert f"Executing task '{step.removesuffix('-0')}'" in (logs / f"{step}.log").read_text()
+    assert "Epoch" in (logs / "train.log").read_text() and "train             epoch  25/25  box " in result.stdout
 
 
 def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
@@ -36,6 +55,7 @@ def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
     assert "synthetic" in result.stdout
     assert f"MLflow's UI on this run: {' '.join(reopen_command(str(out / 'mlflow')))}" in result.stdout
     assert "model published: s3://models/yolo-kfp/" in result.stdout
+    check_quiet(result, out)
 
     metrics = json.loads((out / "metrics.json").read_text())  # how well it trained is for bench/, not a test
     assert set(metrics["per_class"]) == {"Bicycle", "Car", "Traffic sign"}
@@ -79,14 +99,19 @@ def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
     assert last.startswith("yolo-kfp: error: step 'preflight' failed: yolo_kfp.components.core.storage.StorageError: "
                            "preflight: publish_to=s3://models/yolo-kfp is not usable")
     assert "SignatureDoesNotMatch" in last
-    assert last.endswith("-- check the data connection (AWS_* variables: endpoint, keys, bucket) and run again")
+    assert last.endswith("-- check the data connection (AWS_* variables: endpoint, keys, bucket) and run again "
+                         f"(log: {out / 'logs' / 'preflight.log'})")
+    assert "SignatureDoesNotMatch" in (out / "logs" / "preflight.log").read_text()
     assert "\x1b[" not in failed.stderr
     assert "a-wrong-secret-for-the-test" not in output
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]
 
     # a retrained model that does not clear the gate: the run ends green, nothing is published
-    refused = run_demo(out, env, "publish_to=s3://models/yolo-kfp", "min_map50=0.99", "epochs=2", mlflow=True)
+    refused = run_demo(out, env, "publish_to=s3://models/yolo-kfp", "min_map50=0.99", "epochs=2", mlflow=True,
+                       verbose=True)
     assert refused.returncode == 0, refused.stderr[-3000:]
+    assert "Executing task 'train'" in refused.stdout and "Epoch" in refused.stdout  # --verbose: everything
+    assert "publish.log" not in os.listdir(out / "logs")  # this run's logs only
     assert "model not promoted: mAP50 " in refused.stdout
     assert "is below the threshold min_map50=0.990" in refused.stdout
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]

@@ -86,6 +86,7 @@ def cmd_compile(args) -> None:
 
 def cmd_run_local(args) -> None:
     from yolo_kfp.local.mlflow_server import reopen_command
+    from yolo_kfp.local.progress import summary_lines
     from yolo_kfp.local.runner import run_local
     from yolo_kfp.pipeline.parameters import parse_params
 
@@ -96,17 +97,9 @@ def cmd_run_local(args) -> None:
         from yolo_kfp.local.demo import SEARCH_PARAMS
 
         params = {**SEARCH_PARAMS, **params}
-    result = run_local(args.output_dir, params, demo=args.demo, mlflow=args.mlflow)
-    metrics = result["metrics"]
-    print(f"\nmAP50 {metrics['map50']:.3f}  mAP50-95 {metrics['map50_95']:.3f}  precision {metrics['precision']:.3f}"
-          f"  recall {metrics['recall']:.3f}  (test split, {metrics['images']} images)")
-    for name, values in metrics["per_class"].items():
-        ap50 = "-" if values["ap50"] is None else f"{values['ap50']:.3f}"
-        print(f"  {name:<20} AP50 {ap50}  ({values['instances']} boxes)")
-    print("timings (s):", json.dumps(result["timings"]))
-    print(f"outputs in {os.path.abspath(args.output_dir)}: metrics.json, report.html, best.pt, model.onnx, "
-          "timings.json")
-    print(f"model {result['publication']}")
+    result = run_local(args.output_dir, params, demo=args.demo, mlflow=args.mlflow, verbose=args.verbose)
+    print()
+    print("\n".join(summary_lines(result, os.path.abspath(args.output_dir))))
     if "notice" in result:
         print(result["notice"])
     if args.mlflow:
@@ -428,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "0.02], \"freeze\": [0, 10]}' --param search_epochs=5")
     p.add_argument("--mlflow", action="store_true", help="log to an MLflow tracking server started for the run "
                                                          "(its store kept in OUTPUT_DIR/mlflow)")
+    p.add_argument("--verbose", action="store_true", help="stream everything the steps print (kfp.local, the "
+                                                          "libraries) instead of progress lines; the logs are "
+                                                          "kept in OUTPUT_DIR/logs either way")
     _add_param_option(p)
     p.set_defaults(func=cmd_run_local)
 
