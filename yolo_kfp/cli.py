@@ -150,32 +150,41 @@ def cmd_schedule(args) -> None:
               f"({schedules.TIME_ZONE}), running {version}")
 
 
-def cmd_download(args) -> None:
+def _json_step(command):
+    """A step command whose result is the only thing on stdout, as JSON: what the libraries print meanwhile
+    (Ultralytics' settings notice and progress bars, FiftyOne's progress) goes to stderr."""
+    def run(args) -> None:
+        with _library_output_to_stderr():
+            result = command(args)
+        _print_json(result)
+
+    return run
+
+
+def cmd_download(args) -> dict:
     from yolo_kfp.components.core.download import download_open_images
 
-    _print_json(download_open_images(output_dir=args.output_dir, classes=args.classes,
-                                     max_samples_per_class=args.max_samples_per_class, split=args.split,
-                                     seed=args.seed))
+    return download_open_images(output_dir=args.output_dir, classes=args.classes,
+                                max_samples_per_class=args.max_samples_per_class, split=args.split, seed=args.seed)
 
 
-def cmd_convert(args) -> None:
+def cmd_convert(args) -> dict:
     from yolo_kfp.components.core.convert import convert_to_yolo
 
     stats = convert_to_yolo(raw_dir=args.raw, output_dir=args.output_dir, classes=args.classes, seed=args.seed,
                             split_ratios=tuple(args.split_ratios), include_group_of=not args.exclude_group_of,
                             allow_missing_classes=args.allow_missing_classes)
-    _print_json({k: stats[k] for k in ("images", "boxes", "dropped")} |
-                {"split_images": {s: v["images"] for s, v in stats["splits"].items()}})
+    return ({k: stats[k] for k in ("images", "boxes", "dropped")} |
+            {"split_images": {s: v["images"] for s, v in stats["splits"].items()}})
 
 
-def cmd_train(args) -> None:
+def cmd_train(args) -> dict:
     from yolo_kfp.components.core.train import train_yolo
 
-    _print_json(train_yolo(data_dir=args.data, output_dir=args.output_dir, base_model=args.base_model,
-                           epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, freeze=args.freeze,
-                           workers=args.workers, cache=args.cache, device=args.device, patience=args.patience,
-                           optimizer=args.optimizer, lr0=args.lr0, seed=args.seed,
-                           overrides=json.loads(args.train_args)))
+    return train_yolo(data_dir=args.data, output_dir=args.output_dir, base_model=args.base_model,
+                      epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, freeze=args.freeze,
+                      workers=args.workers, cache=args.cache, device=args.device, patience=args.patience,
+                      optimizer=args.optimizer, lr0=args.lr0, seed=args.seed, overrides=json.loads(args.train_args))
 
 
 def _weights(model: str) -> str:
@@ -186,27 +195,24 @@ def _weights(model: str) -> str:
     return weights
 
 
-def cmd_evaluate(args) -> None:
+def cmd_evaluate(args) -> dict:
     from yolo_kfp.components.core.evaluate import evaluate_model
 
-    with _library_output_to_stderr():
-        metrics = evaluate_model(data_dir=args.data, weights=_weights(args.model), imgsz=args.imgsz,
-                                 batch=args.batch, device=args.device)
+    metrics = evaluate_model(data_dir=args.data, weights=_weights(args.model), imgsz=args.imgsz,
+                             batch=args.batch, device=args.device)
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    _print_json(metrics)
+    return metrics
 
 
-def cmd_export(args) -> None:
+def cmd_export(args) -> dict:
     from yolo_kfp.components.core.evaluate import held_out_images
     from yolo_kfp.components.core.export import export_onnx
 
     check_images = held_out_images(args.data)[:16] if args.data else []  # as many as the pipeline's export checks
-    with _library_output_to_stderr():
-        info = export_onnx(weights=_weights(args.model), output_dir=args.output_dir, imgsz=args.imgsz,
-                           check_images=check_images)
-    _print_json(info)
+    return export_onnx(weights=_weights(args.model), output_dir=args.output_dir, imgsz=args.imgsz,
+                       check_images=check_images)
 
 
 def cmd_predict(args) -> None:
@@ -290,7 +296,7 @@ def _add_step_parsers(steps) -> None:
     p.add_argument("--classes", type=_classes, default=d["classes"], help="e.g. 'Bicycle,Car,Traffic sign'")
     for name in ("max_samples_per_class", "split", "seed"):
         _add_parameter(p, name)
-    p.set_defaults(func=cmd_download)
+    p.set_defaults(func=_json_step(cmd_download))
 
     p = steps.add_parser("convert", help="raw Open Images dir -> YOLO dataset dir")
     p.add_argument("--raw", required=True)
@@ -300,7 +306,7 @@ def _add_step_parsers(steps) -> None:
     p.add_argument("--split-ratios", type=_ratios, default=d["split_ratios"], help="train,val,test")
     p.add_argument("--exclude-group-of", action="store_true", help="drop Open Images 'group of' boxes")
     p.add_argument("--allow-missing-classes", action="store_true", help="warn, not fail, on a class without boxes")
-    p.set_defaults(func=cmd_convert)
+    p.set_defaults(func=_json_step(cmd_convert))
 
     p = steps.add_parser("train", help="YOLO dataset dir -> model dir (weights, args, per-epoch results)")
     p.add_argument("--data", required=True, help="a convert output dir (holds dataset.yaml)")
@@ -310,7 +316,7 @@ def _add_step_parsers(steps) -> None:
         _add_parameter(p, name)
     p.add_argument("--device", default="", help="Ultralytics device, e.g. 0 or cpu (default: auto)")
     p.add_argument("--train-args", default=json.dumps(d["train_args"]), help="more Ultralytics arguments, JSON")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_json_step(cmd_train))
 
     p = steps.add_parser("evaluate", help="model + YOLO dataset -> test-split metrics.json")
     p.add_argument("--data", required=True)
@@ -319,14 +325,14 @@ def _add_step_parsers(steps) -> None:
     _add_parameter(p, "imgsz", default=None, help=TRAINED_IMGSZ_HELP)
     _add_parameter(p, "batch")
     p.add_argument("--device", default="")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=_json_step(cmd_evaluate))
 
     p = steps.add_parser("export", help="model -> yolo-kfp/1/model.onnx and export.json (the serving layout)")
     p.add_argument("--model", required=True, help="a train output dir or a .pt file")
     p.add_argument("--output-dir", required=True)
     _add_parameter(p, "imgsz", default=None, help=TRAINED_IMGSZ_HELP)
     p.add_argument("--data", help="a YOLO dataset dir: its test images check the ONNX model against PyTorch")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=_json_step(cmd_export))
 
 
 def _add_option(parser, option_field) -> None:
@@ -373,7 +379,10 @@ def _add_server_options(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from yolo_kfp import __version__
+
     parser = argparse.ArgumentParser(prog="yolo-kfp", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("compile", help="write the pipeline YAML for the Data Science Pipelines UI")
@@ -445,11 +454,28 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _refuse_files_as_output_folders(args) -> None:
+    """An output folder (``--output-dir``, predict's ``--save``) must be a folder or not yet exist, nor lie
+    under a file: told before any work, not when the first output is written."""
+    for flag in ("output_dir", "save"):
+        folder = getattr(args, flag, None)
+        if not folder:
+            continue
+        existing = os.path.abspath(folder)
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            where = "is a file" if existing == os.path.abspath(folder) else f"lies under the file {existing}"
+            raise ValueError(f"--{flag.replace('_', '-')} {folder} {where}, not a folder: give a folder (it is made "
+                             "if missing)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: stop what was started, then exit
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        _refuse_files_as_output_folders(args)
         return args.func(args) or 0
     except KeyboardInterrupt:
         return _fail("interrupted; nothing of the run is left running (run again into the same --output-dir to "
