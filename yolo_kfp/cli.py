@@ -216,50 +216,70 @@ def cmd_export(args) -> dict:
 
 
 def cmd_predict(args) -> None:
-    missing = [path for path in args.images if not os.path.isfile(path)]
-    if missing:
-        raise FileNotFoundError(f"no such image: {', '.join(missing)}")
-    if args.model and not os.path.isfile(args.model):
-        raise FileNotFoundError(f"no such model: {args.model} (run-local leaves model.onnx in its --output-dir)")
-    if args.model and not args.model.endswith(".onnx"):
-        raise ValueError(f"predict --model runs an exported model.onnx, not {args.model}: export a .pt first with "
-                         "'yolo-kfp step export --model MODEL --output-dir DIR' (at the size it was trained at)")
     import importlib.util
 
     if any(importlib.util.find_spec(name) is None for name in ("numpy", "cv2")):
         raise ValueError("predict needs numpy and OpenCV: pip install 'yolo-kfp[train]' (the base install has neither)")
-    from yolo_kfp.components.core import predict
+    from yolo_kfp.components.core import predict, prediction_output
+    from yolo_kfp.components.core.urls import read_token_file
 
-    conf = {} if args.conf is None else {"conf": args.conf}
+    predict.check_settings(conf=args.conf, nms_iou=args.iou, timeout=args.timeout)
+    thresholds = {name: value for name, value in (("conf", args.conf), ("nms_iou", args.iou)) if value is not None}
     if args.model:
-        results = predict.predict_local(model=args.model, images=args.images, engine=args.engine, **conf)
+        model = predict.onnx_model(args.model)
     else:
-        from yolo_kfp.components.core.urls import read_token_file
-
         token = read_token_file(args.token_file) if args.token_file else args.token
-        results = predict.predict_remote(url=args.url, images=args.images, names=args.classes, token=token,
-                                         ca_bundle=args.ca_bundle,
-                                         allow_plain_http_token=args.allow_plain_http_token, **conf)
-    for path, detections in zip(args.images, results):
-        print(f"{path}: {len(detections)} boxes")
-        for d in detections:
-            print(f"  {d.name:<20} {d.confidence:.3f}  " + " ".join(f"{v:.1f}" for v in d.box))
+        predict.check_url(args.url, token, args.allow_plain_http_token)
+    images = predict.image_paths(args.images)
+    if args.save:
+        prediction_output.refuse_overwriting(images, args.save)
+    with _library_output_to_stderr():
+        if args.model:
+            results = predict.predict_local(model=model, images=images, engine=args.engine, classes=args.classes,
+                                            **thresholds)
+        else:
+            results = predict.predict_remote(url=args.url, images=images, names=args.classes or DEFAULTS["classes"],
+                                             token=token, ca_bundle=args.ca_bundle,
+                                             allow_plain_http_token=args.allow_plain_http_token,
+                                             **thresholds | ({} if args.timeout is None else {"timeout": args.timeout}))
+    if args.json:
+        _print_json(prediction_output.coco_results(images, results))
+    else:
+        for path, detections in zip(images, results):
+            print(f"{path}: {len(detections)} boxes")
+            for d in detections:
+                print(f"  {d.name:<20} {d.confidence:.3f}  " + " ".join(f"{v:.1f}" for v in d.box))
+    if args.save:
+        os.makedirs(args.save, exist_ok=True)
+        for path, detections, target in zip(images, results, prediction_output.annotated_paths(images, args.save)):
+            prediction_output.draw_detections(path, detections, target)
+        print(f"{len(images)} images with their boxes drawn in {args.save}", file=sys.stderr)
 
 
 def _add_predict_parser(commands) -> None:
     p = commands.add_parser("predict", help="boxes of an exported model on images: run here (--model) or by a "
                                             "KServe v2 endpoint (--url)")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="an image, a folder of images or a glob ('photos/*.jpg')")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="an exported model.onnx (run-local leaves one in its --output-dir)")
+    source.add_argument("--model", help="an exported model.onnx, or the folder holding it (run-local's --output-dir, "
+                                        "an export step's --output-dir, a published version)")
     source.add_argument("--url", help="a served model's KServe v2 URL: https://HOST/v2/models/NAME")
     p.add_argument("--engine", default="onnxruntime", choices=("onnxruntime", "openvino"),
                    help="with --model: the runtime (openvino: the engine of OpenVINO Model Server)")
-    p.add_argument("--classes", type=_classes, default=DEFAULTS["classes"],
-                   help="with --url: the class names in training order (v2 metadata has none)")
+    p.add_argument("--classes", type=_classes,
+                   help="the class names in training order: with --url, as v2 metadata has none (default: "
+                        f"{','.join(DEFAULTS['classes'])}); with --model, checked against the model's own")
     _add_token_options(p, "with --url: ")
     p.add_argument("--ca-bundle", default="", help="with --url: CA bundle of the endpoint's certificate")
-    p.add_argument("--conf", type=float, help="lowest confidence printed (default: the one evaluation counts)")
+    p.add_argument("--timeout", type=float, help="with --url: seconds to wait for the server to say something "
+                                                  "(default: 10)")
+    p.add_argument("--conf", type=float, help="lowest confidence kept, 0 to 1 (default: the one evaluation counts)")
+    p.add_argument("--iou", type=float, help="overlap above which NMS drops the weaker of two boxes of a class, 0 to 1 "
+                                             "(default: Ultralytics' 0.7)")
+    p.add_argument("--save", metavar="DIR", help="write each image with its boxes and labels drawn into DIR")
+    p.add_argument("--json", action="store_true", help="print the detections as COCO results (JSON): file_name, "
+                                                       "image_id, category_id (class + 1), category_name, "
+                                                       "bbox [x, y, width, height] in pixels, score")
     p.set_defaults(func=cmd_predict)
 
 
