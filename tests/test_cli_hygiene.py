@@ -53,31 +53,40 @@ def tmp_entries(group: int | None) -> set[str]:
     return entries
 
 
-def run_step(args: list[str], group: int | None) -> dict:
-    """A step as a user runs it: temporary files in /tmp itself, no Ultralytics config dir or torch cache
-    chosen for it (the tests' own go under their session folder). Its stdout must parse as JSON."""
+def run_cli(args: list[str], group: int | None, tmpdir: str = "/tmp"):
+    """A command as a user runs it: temporary files in /tmp itself, no Ultralytics config dir, torch cache or
+    onnxruntime setting chosen for it (the tests' own keep theirs out of /tmp). Its stdout must parse as JSON."""
     env = {key: value for key, value in os.environ.items()
-           if key not in ("TMPDIR", "YOLO_CONFIG_DIR", "TORCHINDUCTOR_CACHE_DIR")}
-    result = subprocess.run([CLI, "step", *args], env=env | {"TMPDIR": "/tmp"}, capture_output=True, text=True,
+           if key not in ("TMPDIR", "YOLO_CONFIG_DIR", "TORCHINDUCTOR_CACHE_DIR", "ORT_DISABLE_TELEMETRY")}
+    result = subprocess.run([CLI, *args], env=env | {"TMPDIR": tmpdir}, capture_output=True, text=True,
                             timeout=600, group=group)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 
 
 @pytest.mark.slow
-def test_steps_print_only_their_json_and_leave_nothing_in_tmp(yolo_dataset, base_checkpoint, tmp_path):
-    # Others on a shared machine write to /tmp meanwhile: where the test may (as root), the steps run under
+def test_steps_and_predict_print_only_their_json_and_leave_nothing_in_tmp(yolo_dataset, base_checkpoint, tmp_path):
+    # Others on a shared machine write to /tmp meanwhile: where the test may (as root), the commands run under
     # a group of their own and only that group's entries count; elsewhere any new entry does.
     group = OWN_GROUP if os.geteuid() == 0 else None
     before = tmp_entries(group)
-    model = tmp_path / "model"
-    trained = run_step(["train", "--data", yolo_dataset, "--output-dir", str(model), "--base-model", base_checkpoint,
-                        "--epochs", "1", "--batch", "8", "--imgsz", "64", "--workers", "0"], group)
+    model, exported = tmp_path / "model", tmp_path / "exported"
+    trained = run_cli(["step", "train", "--data", yolo_dataset, "--output-dir", str(model), "--base-model",
+                       base_checkpoint, "--epochs", "1", "--batch", "8", "--imgsz", "64", "--workers", "0"], group)
     assert trained["epochs"] == 1
-    metrics = run_step(["evaluate", "--data", yolo_dataset, "--model", str(model),
-                        "--output-dir", str(tmp_path / "evaluation")], group)
+    metrics = run_cli(["step", "evaluate", "--data", yolo_dataset, "--model", str(model),
+                       "--output-dir", str(tmp_path / "evaluation")], group)
     assert "map50" in metrics
+    assert run_cli(["step", "export", "--model", str(model), "--output-dir", str(exported)], group)["imgsz"] == 64
+    images = os.path.join(yolo_dataset, "images", "test")
+    assert isinstance(run_cli(["predict", "--model", str(exported), "--json", images], group), list)
     assert tmp_entries(group) - before == set()
+    # A file a library makes only where none is yet (onnxruntime's telemetry session, .ses) may be in /tmp
+    # already: a temporary folder of its own, empty, shows it too.
+    own_tmp = tmp_path / "tmp"
+    own_tmp.mkdir()
+    run_cli(["predict", "--model", str(exported), "--json", images], group, str(own_tmp))
+    assert os.listdir(own_tmp) == []
 
 
 def test_client_commands_warn_nothing_of_kfps_own(recwarn):  # recwarn records every warning, repeats too

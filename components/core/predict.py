@@ -25,6 +25,7 @@ import numpy as np
 from yolo_kfp.components.core.analysis import CONFIDENCE, iou
 from yolo_kfp.components.core.export import SERVING_NAME
 from yolo_kfp.components.core.image_files import readable
+from yolo_kfp.components.core.ultralytics_env import disable_onnxruntime_telemetry
 from yolo_kfp.components.core.urls import redact, refuse_credentials_in, refuse_plain_http_token, urlopen
 
 NMS_IOU = 0.7  # Ultralytics' predict default
@@ -236,6 +237,7 @@ def _local_runner(model: str, engine: str):
         raise ValueError(f"the {engine} engine needs its package: pip install {engine}")
     try:
         if engine == "onnxruntime":
+            disable_onnxruntime_telemetry()
             import onnxruntime
 
             session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])

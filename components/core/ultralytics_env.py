@@ -48,11 +48,18 @@ def _removed_at_exit(prefix: str) -> str:
     return folder
 
 
+def disable_onnxruntime_telemetry() -> None:
+    """onnxruntime's official builds report usage to Microsoft over HTTPS from the moment they load and leave a
+    session file (``.ses``) in the temporary folder; ``ORT_DISABLE_TELEMETRY``, read as it loads, stops both."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
 def configure_offline() -> Path:
     """Sets up the environment and returns Ultralytics' config dir (writable, holding the fonts). Every
     checkpoint Ultralytics loads after this is loaded weights-only (``yolo_kfp.components.core.safe_checkpoint``)."""
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"  # read when Ultralytics is first imported
+    disable_onnxruntime_telemetry()  # export checks its model in onnxruntime
     if os.environ.get("YOLO_CONFIG_DIR"):
         with contextlib.suppress(OSError):
             os.makedirs(os.environ["YOLO_CONFIG_DIR"], exist_ok=True)
