@@ -74,6 +74,12 @@ def test_drawings_may_not_replace_the_images_given(files, capsys):
     assert image.read_bytes() == before
 
 
+def test_save_into_a_file_is_refused(files, capsys):
+    image = str(files / "photos" / "street.jpg")
+    assert main(["predict", "--url", NO_SERVER, "--save", str(files / "best.pt"), image]) == 2
+    assert f"--save {files}/best.pt is a file, not a folder" in one_error_line(capsys)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
