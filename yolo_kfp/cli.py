@@ -221,27 +221,14 @@ def cmd_predict(args) -> None:
     if any(importlib.util.find_spec(name) is None for name in ("numpy", "cv2")):
         raise ValueError("predict needs numpy and OpenCV: pip install 'yolo-kfp[train]' (the base install has neither)")
     from yolo_kfp.components.core import predict, prediction_output
-    from yolo_kfp.components.core.urls import read_token_file
 
     predict.check_settings(conf=args.conf, nms_iou=args.iou, timeout=args.timeout)
-    thresholds = {name: value for name, value in (("conf", args.conf), ("nms_iou", args.iou)) if value is not None}
-    if args.model:
-        model = predict.onnx_model(args.model)
-    else:
-        token = read_token_file(args.token_file) if args.token_file else args.token
-        predict.check_url(args.url, token, args.allow_plain_http_token)
+    detect = _detector(args)
     images = predict.image_paths(args.images)
     if args.save:
         prediction_output.refuse_overwriting(images, args.save)
     with _library_output_to_stderr():
-        if args.model:
-            results = predict.predict_local(model=model, images=images, engine=args.engine, classes=args.classes,
-                                            **thresholds)
-        else:
-            results = predict.predict_remote(url=args.url, images=images, names=args.classes or DEFAULTS["classes"],
-                                             token=token, ca_bundle=args.ca_bundle,
-                                             allow_plain_http_token=args.allow_plain_http_token,
-                                             **thresholds | ({} if args.timeout is None else {"timeout": args.timeout}))
+        results = detect(images=images)
     if args.json:
         _print_json(prediction_output.coco_results(images, results))
     else:
@@ -254,6 +241,26 @@ def cmd_predict(args) -> None:
         for path, detections, target in zip(images, results, prediction_output.annotated_paths(images, args.save)):
             prediction_output.draw_detections(path, detections, target)
         print(f"{len(images)} images with their boxes drawn in {args.save}", file=sys.stderr)
+
+
+def _detector(args):
+    """Images -> detections per image, by ``--model`` here or the model at ``--url``; either is checked now."""
+    import functools
+
+    from yolo_kfp.components.core import predict
+    from yolo_kfp.components.core.urls import read_token_file
+
+    settings = {name: value for name, value in (("conf", args.conf), ("nms_iou", args.iou)) if value is not None}
+    if args.model:
+        return functools.partial(predict.predict_local, model=predict.onnx_model(args.model), engine=args.engine,
+                                 classes=args.classes, **settings)
+    token = read_token_file(args.token_file) if args.token_file else args.token
+    predict.check_url(args.url, token, args.allow_plain_http_token)
+    if args.timeout is not None:
+        settings["timeout"] = args.timeout
+    return functools.partial(predict.predict_remote, url=args.url, names=args.classes or DEFAULTS["classes"],
+                             token=token, ca_bundle=args.ca_bundle, allow_plain_http_token=args.allow_plain_http_token,
+                             **settings)
 
 
 def _add_predict_parser(commands) -> None:
