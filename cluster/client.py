@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 
 from yolo_kfp.components.core.tls import SYSTEM_STORE, pick_ca_bundle
@@ -135,8 +136,11 @@ class Server:
         import kfp
 
         self.reachable()
-        return kfp.Client(host=self.host, existing_token=self.token, ssl_ca_cert=self.ca_bundle,
-                          verify_ssl=self.verify_ssl, ui_host=self.ui_host)
+        with warnings.catch_warnings():
+            # said on every Client(), whatever the server: every server this targets runs KFP 2 (pipeline/servers.py)
+            warnings.filterwarnings("ignore", "This client only works with Kubeflow Pipeline", FutureWarning)
+            return kfp.Client(host=self.host, existing_token=self.token, ssl_ca_cert=self.ca_bundle,
+                              verify_ssl=self.verify_ssl, ui_host=self.ui_host)
 
     def run_link(self, run_id: str) -> str:
         """The run's page: on the KFP UI if one is named, else on the OpenShift AI dashboard, else on the host."""

@@ -1,7 +1,10 @@
 """Serving the exported model: OpenVINO (the engine of OpenVINO Model Server) detects what PyTorch
 detects, and ``yolo-kfp predict`` prints the boxes of a local ONNX file or of a KServe v2 endpoint."""
 
+import json
+import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -83,3 +86,76 @@ def test_bad_predict_arguments_are_named(exported, args, message, capsys):
     else:
         assert main(["predict", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def predicted(capsys, *args) -> str:
+    assert main(["predict", *args]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.fixture
+def photos(exported, tmp_path):
+    """Three held-out images in a folder of their own."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for image in exported[2][:3]:
+        shutil.copy(image, folder)
+    return folder
+
+
+def test_images_come_as_files_a_folder_or_a_glob_and_the_model_as_a_folder(exported, photos, tmp_path, capsys):
+    _, model, _ = exported
+    files = sorted(str(p) for p in photos.iterdir())
+    by_files = predicted(capsys, "--model", model, *files)
+    assert len(printed_boxes(by_files)) > 0
+    assert predicted(capsys, "--model", model, str(photos)) == by_files
+    assert predicted(capsys, "--model", model, str(photos / "*.jpg")) == by_files
+    published = tmp_path / "v1" / "serving" / SERVING_NAME / "1"
+    published.mkdir(parents=True)
+    shutil.copy(model, published)
+    run_local = tmp_path / "run-local"
+    run_local.mkdir()
+    shutil.copy(model, run_local)
+    export_dir = os.path.dirname(os.path.dirname(os.path.dirname(model)))
+    for folder in (export_dir, str(tmp_path / "v1"), str(run_local)):
+        assert predicted(capsys, "--model", folder, *files) == by_files, folder
+
+
+def test_save_draws_each_image_and_json_holds_the_boxes_coco_style(exported, photos, tmp_path, capsys):
+    from PIL import Image, ImageChops
+
+    _, model, _ = exported
+    files = sorted(str(p) for p in photos.iterdir())
+    namesake = tmp_path / "elsewhere" / os.path.basename(files[0])
+    namesake.parent.mkdir()
+    shutil.copy(files[0], namesake)
+    images = [*files, str(namesake)]
+    expected = [(image, d) for image, found in zip(images, predict_local(model=model, images=images)) for d in found]
+    saved = tmp_path / "drawn"
+    results = json.loads(predicted(capsys, "--model", model, "--json", "--save", str(saved), *images))
+    assert len(results) == len(expected) > 0
+    for entry, (image, detection) in zip(results, expected):
+        x0, y0, x1, y1 = detection.box
+        assert (entry["file_name"], entry["category_name"], entry["category_id"]) == (image, detection.name,
+                                                                                      detection.class_id + 1)
+        assert entry["category_name"] in CLASSES
+        assert entry["bbox"] == pytest.approx([x0, y0, x1 - x0, y1 - y0], abs=0.01)
+        assert entry["score"] == pytest.approx(detection.confidence, abs=1e-5)
+    stem, suffix = os.path.splitext(os.path.basename(files[0]))
+    drawings = [saved / os.path.basename(f) for f in files] + [saved / f"{stem}-2{suffix}"]
+    assert sorted(saved.iterdir()) == sorted(drawings)
+    with_boxes = {entry["file_name"] for entry in results}
+    for image, drawing in zip(images, drawings):
+        with Image.open(image) as original, Image.open(drawing) as drawn:
+            assert drawn.size == original.size
+            changed = ImageChops.difference(original.convert("RGB"), drawn.convert("RGB")).getbbox() is not None
+            assert changed == (image in with_boxes), "boxes drawn where there are boxes, and only there"
+
+
+def test_classes_with_a_local_model_are_checked_against_its_own(exported, capsys):
+    _, model, images = exported
+    assert main(["predict", "--model", model, "--classes", ",".join(CLASSES), images[0]]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--model", model, "--classes", "Dog", images[0]]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"--classes Dog: not a class of {model}, whose classes are {', '.join(CLASSES)}" in line

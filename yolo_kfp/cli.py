@@ -150,32 +150,41 @@ def cmd_schedule(args) -> None:
               f"({schedules.TIME_ZONE}), running {version}")
 
 
-def cmd_download(args) -> None:
+def _json_step(command):
+    """A step command whose result is the only thing on stdout, as JSON: what the libraries print meanwhile
+    (Ultralytics' settings notice and progress bars, FiftyOne's progress) goes to stderr."""
+    def run(args) -> None:
+        with _library_output_to_stderr():
+            result = command(args)
+        _print_json(result)
+
+    return run
+
+
+def cmd_download(args) -> dict:
     from yolo_kfp.components.core.download import download_open_images
 
-    _print_json(download_open_images(output_dir=args.output_dir, classes=args.classes,
-                                     max_samples_per_class=args.max_samples_per_class, split=args.split,
-                                     seed=args.seed))
+    return download_open_images(output_dir=args.output_dir, classes=args.classes,
+                                max_samples_per_class=args.max_samples_per_class, split=args.split, seed=args.seed)
 
 
-def cmd_convert(args) -> None:
+def cmd_convert(args) -> dict:
     from yolo_kfp.components.core.convert import convert_to_yolo
 
     stats = convert_to_yolo(raw_dir=args.raw, output_dir=args.output_dir, classes=args.classes, seed=args.seed,
                             split_ratios=tuple(args.split_ratios), include_group_of=not args.exclude_group_of,
                             allow_missing_classes=args.allow_missing_classes)
-    _print_json({k: stats[k] for k in ("images", "boxes", "dropped")} |
-                {"split_images": {s: v["images"] for s, v in stats["splits"].items()}})
+    return ({k: stats[k] for k in ("images", "boxes", "dropped")} |
+            {"split_images": {s: v["images"] for s, v in stats["splits"].items()}})
 
 
-def cmd_train(args) -> None:
+def cmd_train(args) -> dict:
     from yolo_kfp.components.core.train import train_yolo
 
-    _print_json(train_yolo(data_dir=args.data, output_dir=args.output_dir, base_model=args.base_model,
-                           epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, freeze=args.freeze,
-                           workers=args.workers, cache=args.cache, device=args.device, patience=args.patience,
-                           optimizer=args.optimizer, lr0=args.lr0, seed=args.seed,
-                           overrides=json.loads(args.train_args)))
+    return train_yolo(data_dir=args.data, output_dir=args.output_dir, base_model=args.base_model,
+                      epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, freeze=args.freeze,
+                      workers=args.workers, cache=args.cache, device=args.device, patience=args.patience,
+                      optimizer=args.optimizer, lr0=args.lr0, seed=args.seed, overrides=json.loads(args.train_args))
 
 
 def _weights(model: str) -> str:
@@ -186,74 +195,98 @@ def _weights(model: str) -> str:
     return weights
 
 
-def cmd_evaluate(args) -> None:
+def cmd_evaluate(args) -> dict:
     from yolo_kfp.components.core.evaluate import evaluate_model
 
-    with _library_output_to_stderr():
-        metrics = evaluate_model(data_dir=args.data, weights=_weights(args.model), imgsz=args.imgsz,
-                                 batch=args.batch, device=args.device)
+    metrics = evaluate_model(data_dir=args.data, weights=_weights(args.model), imgsz=args.imgsz,
+                             batch=args.batch, device=args.device)
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    _print_json(metrics)
+    return metrics
 
 
-def cmd_export(args) -> None:
+def cmd_export(args) -> dict:
     from yolo_kfp.components.core.evaluate import held_out_images
     from yolo_kfp.components.core.export import export_onnx
 
     check_images = held_out_images(args.data)[:16] if args.data else []  # as many as the pipeline's export checks
-    with _library_output_to_stderr():
-        info = export_onnx(weights=_weights(args.model), output_dir=args.output_dir, imgsz=args.imgsz,
-                           check_images=check_images)
-    _print_json(info)
+    return export_onnx(weights=_weights(args.model), output_dir=args.output_dir, imgsz=args.imgsz,
+                       check_images=check_images)
 
 
 def cmd_predict(args) -> None:
-    missing = [path for path in args.images if not os.path.isfile(path)]
-    if missing:
-        raise FileNotFoundError(f"no such image: {', '.join(missing)}")
-    if args.model and not os.path.isfile(args.model):
-        raise FileNotFoundError(f"no such model: {args.model} (run-local leaves model.onnx in its --output-dir)")
-    if args.model and not args.model.endswith(".onnx"):
-        raise ValueError(f"predict --model runs an exported model.onnx, not {args.model}: export a .pt first with "
-                         "'yolo-kfp step export --model MODEL --output-dir DIR' (at the size it was trained at)")
     import importlib.util
 
     if any(importlib.util.find_spec(name) is None for name in ("numpy", "cv2")):
         raise ValueError("predict needs numpy and OpenCV: pip install 'yolo-kfp[train]' (the base install has neither)")
-    from yolo_kfp.components.core import predict
+    from yolo_kfp.components.core import predict, prediction_output
 
-    conf = {} if args.conf is None else {"conf": args.conf}
-    if args.model:
-        results = predict.predict_local(model=args.model, images=args.images, engine=args.engine, **conf)
+    predict.check_settings(conf=args.conf, nms_iou=args.iou, timeout=args.timeout)
+    detect = _detector(args)
+    images = predict.image_paths(args.images)
+    if args.save:
+        prediction_output.refuse_overwriting(images, args.save)
+    with _library_output_to_stderr():
+        results = detect(images=images)
+    if args.json:
+        _print_json(prediction_output.coco_results(images, results))
     else:
-        from yolo_kfp.components.core.urls import read_token_file
+        for path, detections in zip(images, results):
+            print(f"{path}: {len(detections)} boxes")
+            for d in detections:
+                print(f"  {d.name:<20} {d.confidence:.3f}  " + " ".join(f"{v:.1f}" for v in d.box))
+    if args.save:
+        os.makedirs(args.save, exist_ok=True)
+        for path, detections, target in zip(images, results, prediction_output.annotated_paths(images, args.save)):
+            prediction_output.draw_detections(path, detections, target)
+        print(f"{len(images)} images with their boxes drawn in {args.save}", file=sys.stderr)
 
-        token = read_token_file(args.token_file) if args.token_file else args.token
-        results = predict.predict_remote(url=args.url, images=args.images, names=args.classes, token=token,
-                                         ca_bundle=args.ca_bundle,
-                                         allow_plain_http_token=args.allow_plain_http_token, **conf)
-    for path, detections in zip(args.images, results):
-        print(f"{path}: {len(detections)} boxes")
-        for d in detections:
-            print(f"  {d.name:<20} {d.confidence:.3f}  " + " ".join(f"{v:.1f}" for v in d.box))
+
+def _detector(args):
+    """Images -> detections per image, by ``--model`` here or the model at ``--url``; either is checked now."""
+    import functools
+
+    from yolo_kfp.components.core import predict
+    from yolo_kfp.components.core.urls import read_token_file
+
+    settings = {name: value for name, value in (("conf", args.conf), ("nms_iou", args.iou)) if value is not None}
+    if args.model:
+        return functools.partial(predict.predict_local, model=predict.onnx_model(args.model), engine=args.engine,
+                                 classes=args.classes, **settings)
+    token = read_token_file(args.token_file) if args.token_file else args.token
+    predict.check_url(args.url, token, args.allow_plain_http_token)
+    if args.timeout is not None:
+        settings["timeout"] = args.timeout
+    return functools.partial(predict.predict_remote, url=args.url, names=args.classes or DEFAULTS["classes"],
+                             token=token, ca_bundle=args.ca_bundle, allow_plain_http_token=args.allow_plain_http_token,
+                             **settings)
 
 
 def _add_predict_parser(commands) -> None:
     p = commands.add_parser("predict", help="boxes of an exported model on images: run here (--model) or by a "
                                             "KServe v2 endpoint (--url)")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="an image, a folder of images or a glob ('photos/*.jpg')")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="an exported model.onnx (run-local leaves one in its --output-dir)")
+    source.add_argument("--model", help="an exported model.onnx, or the folder holding it (run-local's --output-dir, "
+                                        "an export step's --output-dir, a published version)")
     source.add_argument("--url", help="a served model's KServe v2 URL: https://HOST/v2/models/NAME")
     p.add_argument("--engine", default="onnxruntime", choices=("onnxruntime", "openvino"),
                    help="with --model: the runtime (openvino: the engine of OpenVINO Model Server)")
-    p.add_argument("--classes", type=_classes, default=DEFAULTS["classes"],
-                   help="with --url: the class names in training order (v2 metadata has none)")
+    p.add_argument("--classes", type=_classes,
+                   help="the class names in training order: with --url, as v2 metadata has none (default: "
+                        f"{','.join(DEFAULTS['classes'])}); with --model, checked against the model's own")
     _add_token_options(p, "with --url: ")
     p.add_argument("--ca-bundle", default="", help="with --url: CA bundle of the endpoint's certificate")
-    p.add_argument("--conf", type=float, help="lowest confidence printed (default: the one evaluation counts)")
+    p.add_argument("--timeout", type=float, help="with --url: seconds to wait for the server to say something "
+                                                  "(default: 10)")
+    p.add_argument("--conf", type=float, help="lowest confidence kept, 0 to 1 (default: the one evaluation counts)")
+    p.add_argument("--iou", type=float, help="overlap above which NMS drops the weaker of two boxes of a class, 0 to 1 "
+                                             "(default: Ultralytics' 0.7)")
+    p.add_argument("--save", metavar="DIR", help="write each image with its boxes and labels drawn into DIR")
+    p.add_argument("--json", action="store_true", help="print the detections as COCO results (JSON): file_name, "
+                                                       "image_id, category_id (class + 1), category_name, "
+                                                       "bbox [x, y, width, height] in pixels, score")
     p.set_defaults(func=cmd_predict)
 
 
@@ -290,7 +323,7 @@ def _add_step_parsers(steps) -> None:
     p.add_argument("--classes", type=_classes, default=d["classes"], help="e.g. 'Bicycle,Car,Traffic sign'")
     for name in ("max_samples_per_class", "split", "seed"):
         _add_parameter(p, name)
-    p.set_defaults(func=cmd_download)
+    p.set_defaults(func=_json_step(cmd_download))
 
     p = steps.add_parser("convert", help="raw Open Images dir -> YOLO dataset dir")
     p.add_argument("--raw", required=True)
@@ -300,7 +333,7 @@ def _add_step_parsers(steps) -> None:
     p.add_argument("--split-ratios", type=_ratios, default=d["split_ratios"], help="train,val,test")
     p.add_argument("--exclude-group-of", action="store_true", help="drop Open Images 'group of' boxes")
     p.add_argument("--allow-missing-classes", action="store_true", help="warn, not fail, on a class without boxes")
-    p.set_defaults(func=cmd_convert)
+    p.set_defaults(func=_json_step(cmd_convert))
 
     p = steps.add_parser("train", help="YOLO dataset dir -> model dir (weights, args, per-epoch results)")
     p.add_argument("--data", required=True, help="a convert output dir (holds dataset.yaml)")
@@ -310,7 +343,7 @@ def _add_step_parsers(steps) -> None:
         _add_parameter(p, name)
     p.add_argument("--device", default="", help="Ultralytics device, e.g. 0 or cpu (default: auto)")
     p.add_argument("--train-args", default=json.dumps(d["train_args"]), help="more Ultralytics arguments, JSON")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_json_step(cmd_train))
 
     p = steps.add_parser("evaluate", help="model + YOLO dataset -> test-split metrics.json")
     p.add_argument("--data", required=True)
@@ -319,14 +352,14 @@ def _add_step_parsers(steps) -> None:
     _add_parameter(p, "imgsz", default=None, help=TRAINED_IMGSZ_HELP)
     _add_parameter(p, "batch")
     p.add_argument("--device", default="")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=_json_step(cmd_evaluate))
 
     p = steps.add_parser("export", help="model -> yolo-kfp/1/model.onnx and export.json (the serving layout)")
     p.add_argument("--model", required=True, help="a train output dir or a .pt file")
     p.add_argument("--output-dir", required=True)
     _add_parameter(p, "imgsz", default=None, help=TRAINED_IMGSZ_HELP)
     p.add_argument("--data", help="a YOLO dataset dir: its test images check the ONNX model against PyTorch")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=_json_step(cmd_export))
 
 
 def _add_option(parser, option_field) -> None:
@@ -373,7 +406,10 @@ def _add_server_options(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from yolo_kfp import __version__
+
     parser = argparse.ArgumentParser(prog="yolo-kfp", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("compile", help="write the pipeline YAML for the Data Science Pipelines UI")
@@ -452,11 +488,28 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _refuse_files_as_output_folders(args) -> None:
+    """An output folder (``--output-dir``, predict's ``--save``) must be a folder or not yet exist, nor lie
+    under a file: told before any work, not when the first output is written."""
+    for flag in ("output_dir", "save"):
+        folder = getattr(args, flag, None)
+        if not folder:
+            continue
+        existing = os.path.abspath(folder)
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            where = "is a file" if existing == os.path.abspath(folder) else f"lies under the file {existing}"
+            raise ValueError(f"--{flag.replace('_', '-')} {folder} {where}, not a folder: give a folder (it is made "
+                             "if missing)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: stop what was started, then exit
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        _refuse_files_as_output_folders(args)
         return args.func(args) or 0
     except KeyboardInterrupt:
         return _fail("interrupted; nothing of the run is left running (run again into the same --output-dir to "

@@ -6,6 +6,7 @@ Arial font behind every plot (answered by a local font placed where Ultralytics 
 AMP self-test on GPU, which fetches a weights file (replaced by a check that needs no download).
 """
 
+import atexit
 import contextlib
 import os
 import re
@@ -39,16 +40,35 @@ def amp_supported(model) -> bool:
 INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
 
 
+def _removed_at_exit(prefix: str) -> str:
+    """A new temporary folder, removed when this process exits (a CLI step leaves nothing in /tmp). Processes
+    it starts (DDP's workers) end before it and inherit the folder by the environment."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def disable_onnxruntime_telemetry() -> None:
+    """onnxruntime's official builds report usage to Microsoft over HTTPS from the moment they load and leave a
+    session file (``.ses``) in the temporary folder; ``ORT_DISABLE_TELEMETRY``, read as it loads, stops both."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
 def configure_offline() -> Path:
     """Sets up the environment and returns Ultralytics' config dir (writable, holding the fonts). Every
     checkpoint Ultralytics loads after this is loaded weights-only (``yolo_kfp.components.core.safe_checkpoint``)."""
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"  # read when Ultralytics is first imported
+    disable_onnxruntime_telemetry()  # export checks its model in onnxruntime
     if os.environ.get("YOLO_CONFIG_DIR"):
         with contextlib.suppress(OSError):
             os.makedirs(os.environ["YOLO_CONFIG_DIR"], exist_ok=True)
     if not os.environ.get("YOLO_CONFIG_DIR") or not os.access(os.environ["YOLO_CONFIG_DIR"], os.W_OK):
-        os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="yolo-config-")
+        os.environ["YOLO_CONFIG_DIR"] = _removed_at_exit("yolo-config-")
+    if not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        # torch makes its compiler's cache at /tmp/torchinductor_<user> when Ultralytics imports torch._dynamo;
+        # nothing here compiles, so the cache goes with the process
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = _removed_at_exit("torchinductor-")
     import ultralytics.engine.trainer
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
 
