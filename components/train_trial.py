@@ -87,5 +87,5 @@ def train_trial(dataset: Input[Dataset], trial: dict, base_model: str, base_mode
                           mlflow_run_id=mlflow_run, seconds=time.monotonic() - started)
     with open(record.path, "w") as f:
         json.dump(result, f, indent=2)
-    record.metadata.update({"trial": result["trial"], "epochs": result["epochs"], "seconds": result["seconds"],
-                            **{f"val_{k}": v for k, v in result["val"].items()}})
+    record.metadata.update({"trial": result["trial"], "settings": result["settings"], "epochs": result["epochs"],
+                            "seconds": result["seconds"], **{f"val_{k}": v for k, v in result["val"].items()}})

@@ -27,6 +27,14 @@ def _plain_number(value) -> str:
     return f"{value:,.0f}"
 
 
+def _settings(settings: dict) -> str:
+    return ", ".join(f"{name} {value}" for name, value in settings.items())
+
+
+def _winner(winner: dict) -> str:
+    return f"trial {winner['trial']} ({_settings(winner['settings'])}, val mAP50-95 {winner['val']['map50_95']:.3f})"
+
+
 # The figure that matters, per task, from the values of its executor output (parameters and artifacts' metadata).
 FIGURES = {
     "preflight": lambda v: "parameters and connections checked",
@@ -36,6 +44,10 @@ FIGURES = {
     "merge-download": lambda v: f"{_plain_number(v['images'])} images from {_plain_number(v['shards'])} shard(s)",
     "convert": lambda v: f"{_plain_number(v['images'])} images, {_plain_number(v['boxes'])} boxes -> "
                          f"train/val/test {'/'.join(_plain_number(n) for n in v['split_images'].values())}",
+    "train-trial": lambda v: f"val mAP50-95 {v['val_map50_95']:.3f} ({_settings(v['settings'])}, "
+                             f"{_plain_number(v['epochs'])} epochs)",
+    "choose-trial": lambda v: "winner: " + _winner(json.loads(v["Output"])["winner"]),
+    "no-search": lambda v: "no search_space: no trial",
     "train": lambda v: f"{_plain_number(v['epochs'])} epochs, {_plain_number(v['trainable_params'])} of "
                        f"{_plain_number(v['total_params'])} parameters trained",
     "evaluate": lambda v: f"test mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}",
@@ -224,6 +236,15 @@ def output_to(path: str):
             os.close(fd)
 
 
+def search_lines(search: dict | None) -> list[str]:
+    """The summary's lines on a search: where its trials are and which won."""
+    if not search:
+        return []
+    return [f"  search.html    the search's {len(search['trials'])} trials, table and picture; won by "
+            + _winner(search["winner"]),
+            "  search.json    every trial's settings and validation figures"]
+
+
 def summary_lines(result: dict, output_dir: str) -> list[str]:
     """The closing summary: the test metrics, then each output and where it is."""
     metrics, timings = result["metrics"], result["timings"]
@@ -240,5 +261,6 @@ def summary_lines(result: dict, output_dir: str) -> list[str]:
               f"  model.onnx     the model to serve (yolo-kfp predict --model {output_dir}/model.onnx IMAGE)",
               f"  timings.json   seconds: {steps}; total {timings['total']:.1f}",
               "  logs/          each step's full log",
+              *search_lines(result.get("search")),
               f"model {result['publication']}"]
     return lines

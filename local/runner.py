@@ -50,15 +50,27 @@ def _task_seconds(executor_output: str) -> float | None:
     return max((s for s in seconds if s is not None), default=None)
 
 
+def _busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """The length of the union of ``intervals``: time in which at least one task was working."""
+    busy, reached = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reached:
+            busy += end - max(start, reached)
+            reached = end
+    return busy
+
+
 def step_timings(run_dir: str, total: float) -> dict:
-    """Seconds spent inside each step (from its artifacts' metadata) and the rest of the wall time."""
-    steps = {}
+    """Seconds of work inside each step (from its artifacts' metadata; a fan-out's tasks added up) and the wall
+    time in which no step was working (a task's work ends as it writes its executor output)."""
+    steps, intervals = {}, []
     for step, tasks in STEPS.items():
         paths = [p for task in tasks for p in glob.glob(os.path.join(run_dir, task, "executor_output.json"))]
         if paths:
-            steps[step] = round(sum(_task_seconds(path) or 0 for path in paths), 2)
-    inside = sum(s for s in steps.values() if s)
-    return {"steps": steps, "total": round(total, 2), "outside_steps": round(total - inside, 2)}
+            seconds = [(path, _task_seconds(path) or 0) for path in paths]
+            steps[step] = round(sum(s for _, s in seconds), 2)
+            intervals += [(os.path.getmtime(path) - s, os.path.getmtime(path)) for path, s in seconds]
+    return {"steps": steps, "total": round(total, 2), "outside_steps": round(total - _busy_seconds(intervals), 2)}
 
 
 def execute(output_dir: str, params: dict) -> dict:
@@ -76,14 +88,30 @@ def execute(output_dir: str, params: dict) -> dict:
     shutil.copyfile(run.outputs["report"].path, os.path.join(output_dir, "report.html"))
     shutil.copyfile(os.path.join(run.outputs["onnx_model"].path, SERVING_NAME, "1", "model.onnx"),
                     os.path.join(output_dir, "model.onnx"))
+    search = gather_search(model_dir, output_dir)
     run_dir = os.path.dirname(os.path.dirname(model_dir))
     timings = step_timings(run_dir, total)
     with open(os.path.join(output_dir, "timings.json"), "w") as f:
         json.dump(timings, f, indent=2)
     with open(metrics_file) as f:
         metrics = json.load(f)
-    return {"metrics": metrics, "timings": timings, "run_dir": run_dir,
+    return {"metrics": metrics, "timings": timings, "run_dir": run_dir, "search": search,
             "publication": publication(run_dir, params.get("publish_to", ""))}
+
+
+def gather_search(model_dir: str, output_dir: str) -> dict | None:
+    """A search's record (the model's search.json) and its trials' page in the output dir; None without a search."""
+    from yolo_kfp.components.core.search_report import trials_html
+
+    found = os.path.join(model_dir, "search.json")
+    if not os.path.exists(found):
+        return None
+    shutil.copyfile(found, os.path.join(output_dir, "search.json"))
+    with open(found) as f:
+        search = json.load(f)
+    with open(os.path.join(output_dir, "search.html"), "w") as f:
+        f.write(trials_html(search["trials"], search["winner"]))
+    return search
 
 
 def _task_output(run_dir: str, task: str) -> dict | None:

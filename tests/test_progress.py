@@ -9,7 +9,7 @@ import sys
 import threading
 
 from yolo_kfp.local.progress import Progress, read_epochs, step_figure, summary_lines
-from yolo_kfp.local.runner import failure_line
+from yolo_kfp.local.runner import failure_line, step_timings
 from yolo_kfp.local.task_logs import TaskLogs
 
 CYAN, GREEN, RED, RESET = "\x1b[96m", "\x1b[92m", "\x1b[91m", "\x1b[0m"
@@ -207,6 +207,11 @@ def test_figures_of_the_steps_from_their_recorded_outputs():
         "ONNX opset 17, 160 px, checked on 16 images"
     assert step_figure("gate", {"parameterValues": {"Output": "keep"}, **artifact(reasons=["mAP50 0.3 < 0.99"])}) == \
         "decision: keep (mAP50 0.3 < 0.99)"
+    trial = artifact(val_map50_95=0.41234, settings={"lr0": 0.002, "freeze": 10}, epochs=5)
+    assert step_figure("train-trial", trial) == "val mAP50-95 0.412 (lr0 0.002, freeze 10, 5 epochs)"
+    search = {"winner": {"trial": 2, "settings": {"lr0": 0.02}, "val": {"map50_95": 0.5}}}
+    assert step_figure("choose-trial", {"parameterValues": {"Output": json.dumps(search)}}) == \
+        "winner: trial 2 (lr0 0.02, val mAP50-95 0.500)"
     assert step_figure("evaluate", artifact()) == ""  # a figure missing: no line broken
     assert step_figure("a-new-step", {}) == ""
 
@@ -221,6 +226,30 @@ def test_summary_names_every_output(tmp_path):
         assert f"  {output} " in text
     assert "Bicycle              AP50 -" in text and "download 5.7, train 15.6; total 47.4" in text
     assert text.endswith("model published: s3://models/yolo-kfp/v1")
+    assert "search" not in text
+    trials = [{"trial": 0, "settings": {"freeze": 0}, "val": {"map50_95": 0.3}},
+              {"trial": 1, "settings": {"freeze": 10}, "val": {"map50_95": 0.25}}]
+    text = "\n".join(summary_lines({**result, "search": {"trials": trials, "winner": trials[0]}}, "/o"))
+    assert "search.html    the search's 2 trials, table and picture; won by trial 0 (freeze 0, val mAP50-95 0.300)" \
+        in text and "  search.json " in text
+
+
+def test_timings_count_parallel_tasks_once_in_the_wall_time(tmp_path):
+    """Work seconds add up per step; the time outside any step is the wall time no task was working in, so
+    trials or shards side by side do not make it negative."""
+    def task(folder, seconds, ended):
+        os.makedirs(tmp_path / folder)
+        path = tmp_path / folder / "executor_output.json"
+        path.write_text(json.dumps({"artifacts": {"out": {"artifacts": [{"metadata": {"seconds": seconds}}]}}}))
+        os.utime(path, (ended, ended))
+
+    task("convert", 10, 1010)  # works 1000-1010
+    for i in range(4):  # four trials side by side, 1010-1030
+        task(f"for-loop-2-iteration-{i}/train-trial", 20, 1030)
+    task("train", 30, 1070)  # 1040-1070
+    timings = step_timings(str(tmp_path), total=100)
+    assert timings["steps"] == {"convert": 10, "search": 80, "train": 30}
+    assert timings["outside_steps"] == 40
 
 
 def test_a_failure_line_names_the_steps_log():
