@@ -1,5 +1,5 @@
 """The download steps' KFP components: thin wrappers around ``yolo_kfp.components.core.download_plan``,
-``download_fetch`` and ``download_merge``."""
+``download_fetch`` and ``download_merge``, and the one-step ``download`` over the same (``core.download``)."""
 
 from typing import List
 
@@ -85,3 +85,33 @@ def merge_download(plan: Input[Dataset], shards: Input[List[Dataset]], raw_datas
     summary = merge_shards(plan_dir=plan.path, shard_dirs=[shard.path for shard in shards], output_dir=raw_dataset.path)
     pack_in_place(raw_dataset.path, ("data",))
     raw_dataset.metadata.update(summary)
+
+
+# For servers without dsl.Collected (yolo_kfp.pipeline.servers): the three steps above in turn, in one pod, so
+# its time and memory are theirs together.
+@component(DATA_IMAGE, timeout_hours=22, retries=3, data_connection=True,
+           resources=Resources(cpu="1", cpu_limit="2", memory=memory("plan-download", "download-shard",
+                                                                      "merge-download")))
+def download(classes: list, max_samples_per_class: int, split: str, seed: int, shard_size: int,
+             open_images_cache: str, raw_dataset: Output[Dataset]):
+    """Selects up to max_samples_per_class Open Images V7 images per class, downloads them a shard of at most
+    shard_size images at a time (FiftyOne's download code) and joins them into one raw dataset in FiftyOne's
+    OpenImagesV7Dataset layout: what plan-download, download-shard and merge-download write, in one step.
+
+    Args:
+        classes: Open Images display names to detect.
+        max_samples_per_class: Images drawn for each class.
+        split: The Open Images split: train, validation or test.
+        seed: Seed of the draw.
+        shard_size: Images fetched at a time at most.
+        open_images_cache: s3://bucket/prefix keeping Open Images' metadata CSVs between runs; empty: none.
+        raw_dataset: The raw dataset in FiftyOne's OpenImagesV7Dataset layout.
+    """
+    import logging
+
+    from yolo_kfp.components.core.download import download_in_turn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    raw_dataset.metadata.update(download_in_turn(
+        output_dir=raw_dataset.path, classes=list(classes), max_samples_per_class=max_samples_per_class, split=split,
+        seed=seed, shard_size=shard_size, metadata_cache=open_images_cache))

@@ -24,9 +24,10 @@ from yolo_kfp.components.convert import convert
 from yolo_kfp.components.core import run_parameters
 from yolo_kfp.components.core.gate import PROMOTE
 from yolo_kfp.components.core.run_parameters import DATA_CONNECTION
+from yolo_kfp.components.core.search import SEARCH_REFUSAL_ENV
 from yolo_kfp.components.core.storage import ENV_KEYS
 from yolo_kfp.components.core.tracking import CREDENTIAL_KEYS
-from yolo_kfp.components.download import download_shard, merge_download, plan_download
+from yolo_kfp.components.download import download, download_shard, merge_download, plan_download
 from yolo_kfp.components.evaluate import evaluate
 from yolo_kfp.components.export import export
 from yolo_kfp.components.gate import gate
@@ -74,6 +75,10 @@ TRAIN_POD_LIMITS = {
     # its DDP buffers there) short. It counts against the pod's memory: the same ceiling.
     "shm_size": (64 * 2 ** 20, 2 ** 40, "64Mi is Docker's default /dev/shm, which this volume replaces"),
 }
+# The steps a server without fan-in (``servers.Features.fan_in``) does not run: it downloads in one task instead,
+# and has no search.
+FAN_IN_STEPS = tuple(c.component_spec.name for c in (plan_download, download_shard, merge_download, choose_trial,
+                                                     no_search))
 # A Kubernetes label value (the Kueue queue is one): at most 63 characters, alphanumeric at both ends.
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?", flags=re.ASCII)
 
@@ -294,17 +299,23 @@ class CompileOptions:
                                  f"{kind} request {values[kind]}")
         return Resources(**values)
 
+    @property
+    def sized_steps(self) -> list[str]:
+        """The steps without a GPU that this target's pipeline runs, sized by their declarations and step_resources."""
+        absent = FAN_IN_STEPS if not self.target.features.fan_in else (download.component_spec.name,)
+        return [step for step in sorted(SETTINGS) if not SETTINGS[step].gpu and step not in absent]
+
     def describe(self) -> str:
         sized = " ".join(f"{step}={r.cpu}/{r.cpu_limit}cpu,{r.memory}/{r.memory_limit}"
-                         for step, r in ((s, self.resources(s)) for s in sorted(SETTINGS) if not SETTINGS[s].gpu))
+                         for step, r in ((s, self.resources(s)) for s in self.sized_steps))
         pod_settings = "" if self.target.features.run_pod_settings else (
             f" data_connection={self.data_connection} gpu_node_selector={json.dumps(self.gpu_node_selector)} "
             f"gpu_tolerations={json.dumps(self.gpu_tolerations)}")
+        fan_outs = (f"download_parallelism={self.download_parallelism} search_parallelism={self.search_parallelism} "
+                    if self.target.features.fan_in else "")
         return (f"compile options: {self.target.describe()} gpus={self.gpus} cpu_per_gpu={self.cpu_per_gpu} "
                 f"memory_per_gpu={self.memory_per_gpu} shm_size={self.shm_size} shm_volume={self.shm_mount} "
-                f"kueue_queue={self.kueue_queue or '-'} download_parallelism={self.download_parallelism} "
-                f"search_parallelism={self.search_parallelism} "
-                f"{self._describe_images()}{pod_settings} "
+                f"kueue_queue={self.kueue_queue or '-'} {fan_outs}{self._describe_images()}{pod_settings} "
                 f"resources (request/limit): {sized}")
 
     def _describe_images(self) -> str:
@@ -323,22 +334,18 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
     def define(p: dict) -> Outputs:
         """The tasks of a run with the parameters ``p`` (pipeline channels, by name)."""
         checks = preflight(**{name: p[name] for name in preflight.component_spec.inputs})
-        plan_task = plan_download(classes=p["classes"], max_samples_per_class=p["max_samples_per_class"],
-                                  split=p["split"], seed=p["seed"], shard_size=p["download_shard_size"],
-                                  open_images_cache=p["open_images_cache"]).after(checks)
-        with dsl.ParallelFor(plan_task.outputs["Output"], parallelism=options.download_parallelism,
-                             name="download-shards") as shard:
-            shard_task = download_shard(plan=plan_task.outputs["plan"], shard=shard)
-        merge_task = merge_download(plan=plan_task.outputs["plan"],
-                                    shards=dsl.Collected(shard_task.outputs["raw_shard"]))
-        convert_task = convert(raw_dataset=merge_task.outputs["raw_dataset"], classes=p["classes"], seed=p["seed"],
+        if not options.target.features.fan_in:  # a search_space is refused before any work
+            checks.set_env_variable(SEARCH_REFUSAL_ENV, servers.search_refusal(options.target))
+        raw_dataset = downloaded(options, checks, p)
+        convert_task = convert(raw_dataset=raw_dataset, classes=p["classes"], seed=p["seed"],
                                split_ratios=p["split_ratios"], include_group_of=p["include_group_of"],
                                extra_data=p["extra_data"], extra_data_fingerprint=checks.outputs["fingerprint"],
                                allow_missing_classes=p["allow_missing_classes"])
         training = {name: p[name] for name in ("base_model", "base_model_sha256", "epochs", "batch", "imgsz", "freeze",
                                                 "workers", "cache", "patience", "optimizer", "lr0", "seed",
                                                 "train_args", "mlflow_tracking_uri", "mlflow_experiment")}
-        search = search_trials(options, checks, convert_task.outputs["dataset"], training, p)
+        search = search_trials(options, checks, convert_task.outputs["dataset"], training, p) if (
+            options.target.features.fan_in) else ""
         train_task = train(dataset=convert_task.outputs["dataset"], gpus=options.gpus, search=search, **training)
         evaluate_task = evaluate(dataset=convert_task.outputs["dataset"], model=train_task.outputs["model"],
                                  imgsz=p["imgsz"], batch=p["batch"])
@@ -369,6 +376,23 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
     return dsl.pipeline(name=PIPELINE_NAME, description=(
         "Open Images subset (FiftyOne) -> YOLO labels -> YOLOv5 transfer learning (Ultralytics) -> test-split "
         f"metrics. {options.describe()}"))(pipeline_function(define))
+
+
+def downloaded(options: CompileOptions, checks, p: dict):
+    """The raw dataset: ``plan-download``, a ``ParallelFor`` of ``download-shard`` tasks (at most
+    ``download_parallelism`` at once) and ``merge-download`` collecting them; on a server without fan-in, the one
+    ``download`` task that does the same in turn."""
+    selection = {"classes": p["classes"], "max_samples_per_class": p["max_samples_per_class"], "split": p["split"],
+                 "seed": p["seed"], "shard_size": p["download_shard_size"],
+                 "open_images_cache": p["open_images_cache"]}
+    if not options.target.features.fan_in:
+        return download(**selection).after(checks).outputs["raw_dataset"]
+    plan_task = plan_download(**selection).after(checks)
+    with dsl.ParallelFor(plan_task.outputs["Output"], parallelism=options.download_parallelism,
+                         name="download-shards") as shard:
+        shard_task = download_shard(plan=plan_task.outputs["plan"], shard=shard)
+    return merge_download(plan=plan_task.outputs["plan"],
+                          shards=dsl.Collected(shard_task.outputs["raw_shard"])).outputs["raw_dataset"]
 
 
 def search_trials(options: CompileOptions, checks, dataset, training: dict, p: dict):

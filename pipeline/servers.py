@@ -8,6 +8,9 @@ required, the run's tolerations vanish). So for an older server the compiled pla
 rewritten to what that server parses *and applies* (``adapt``), and the settings it cannot take from
 a run become compile options.
 
+The pipeline's graph depends on the backend too: a ``dsl.Collected`` fan-in runs from KFP 2.14 only, so
+for an older one the download is one task and the search is not compiled in (``Features.fan_in``).
+
 Backends by OpenShift AI release: 2.15–2.18 → KFP 2.2.0; 2.19–2.21 → 2.4.0; 2.22–2.25 → 2.5.0;
 3.0–3.3 → 2.14.3 with the ``optional`` change of 2.15; 3.4 → 2.16.0.
 """
@@ -31,14 +34,20 @@ class Features:
     # privilege escalation, capabilities dropped, RuntimeDefault seccomp) the pods pass Pod Security
     # "restricted". Older servers have no such field; OpenShift's restricted-v2 SCC sets the same at admission.
     security_context: bool = False
+    # dsl.Collected, the fan-in of a ParallelFor's outputs: drivers before KFP 2.14.0 do not resolve it
+    # (kubeflow/pipelines#11725, CHANGELOG 2.14.0 "enable dsl.Collected for parameters & artifacts"). The
+    # download's shards and the search's trials are collected; the search's dsl.OneOf over parameters is
+    # resolved from KFP 2.4.0 (#11196), so it adds no condition of its own.
+    fan_in: bool = False
 
 
 KFP_FEATURES = (
     Features("2.2", empty_dir=False, run_pod_settings=False, optional_secret=False),
     Features("2.3", empty_dir=True, run_pod_settings=False, optional_secret=False),
     Features("2.5", empty_dir=True, run_pod_settings=True, optional_secret=False),
-    Features("2.15", empty_dir=True, run_pod_settings=True, optional_secret=True),
-    Features("2.16", empty_dir=True, run_pod_settings=True, optional_secret=True, security_context=True),
+    Features("2.14", empty_dir=True, run_pod_settings=True, optional_secret=False, fan_in=True),
+    Features("2.15", empty_dir=True, run_pod_settings=True, optional_secret=True, fan_in=True),
+    Features("2.16", empty_dir=True, run_pod_settings=True, optional_secret=True, security_context=True, fan_in=True),
 )
 # OpenShift AI release -> the KFP backend whose features its Data Science Pipelines have.
 RHOAI_BACKENDS = (("2.15", "2.2"), ("2.19", "2.4"), ("2.22", "2.5"), ("3.0", "2.15"), ("3.4", "2.16"))
@@ -46,7 +55,7 @@ FLOOR = {"kfp": "2.2", "rhoai": "2.15"}
 WHY_FLOOR = ("older servers cannot give the train pod a larger /dev/shm (generic ephemeral volumes came in KFP 2.2), "
              "and PyTorch's DataLoader workers crash in the default 64 MB")
 # Named in --help and in docs/cluster.md; any version from the floor up is taken.
-TARGETS = ("kfp-2.2", "kfp-2.3", "kfp-2.4", "kfp-2.5", "kfp-2.15", "kfp-2.16",
+TARGETS = ("kfp-2.2", "kfp-2.3", "kfp-2.4", "kfp-2.5", "kfp-2.14", "kfp-2.15", "kfp-2.16",
            "rhoai-2.16", "rhoai-2.19", "rhoai-2.22", "rhoai-3.0", "rhoai-3.4")
 DEFAULT = "kfp-2.15"  # the oldest server of OpenShift AI 3.x: the committed YAML runs on all of them
 
@@ -98,8 +107,18 @@ def adapt(pipeline_spec: dict, platform_spec: dict, target: ServerTarget) -> Non
         del inputs[name]
 
 
+def search_refusal(target: ServerTarget) -> str:
+    """Why a run with a ``search_space`` is refused on ``target`` (the CLI and the preflight step say the same)."""
+    return (f"search_space is set, but the pipeline compiled for {target.name} has no search: its backend cannot "
+            "collect a ParallelFor's results (dsl.Collected, KFP 2.14): leave search_space empty, or compile for "
+            "kfp-2.14, rhoai-3.0 or newer")
+
+
 def check_run_parameters(params: dict, target: ServerTarget) -> None:
-    """Refuses run parameters that ``target``'s form does not have (``adapt`` removed them)."""
+    """Refuses run parameters that ``target``'s form does not have (``adapt`` removed them), and a search
+    where the pipeline has none."""
+    if params.get("search_space") and not target.features.fan_in:
+        raise ValueError(search_refusal(target))
     for name in (n for n in OPTIONAL_SECRETS if n in params and not target.features.optional_secret):
         raise ValueError(f"{name} is not a run parameter on {target.name}, which requires every Secret a pod names "
                          f"(KFP 2.15 does not): give it when compiling, --{name.replace('_', '-')}")

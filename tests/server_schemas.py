@@ -40,16 +40,17 @@ class Schema:
 
 
 # The schema each server parses: by its KFP backend (field notes: kfp-kubernetes 1.2.0 ≈ KFP 2.2.0,
-# 1.3.0 ≈ 2.3, 1.4.0 ≈ 2.4, 1.5.0 ≈ 2.5.0, 2.15.0 ≈ 2.15 and OpenShift AI 3.0, 2.16.0 ≈ 2.16).
+# 1.3.0 ≈ 2.3, 1.4.0 ≈ 2.4, 1.5.0 ≈ 2.5.0, 2.14.0 ≈ 2.14.0, 2.15.0 ≈ 2.15 and OpenShift AI 3.0, 2.16.0 ≈ 2.16).
 # The targets named in --help, and the backend whose schema each one parses with.
 TARGET_SCHEMAS = {"kfp-2.2": "2.2", "rhoai-2.16": "2.2", "kfp-2.3": "2.3", "kfp-2.4": "2.4", "rhoai-2.19": "2.4",
-                  "kfp-2.5": "2.5", "rhoai-2.22": "2.5", "kfp-2.15": "2.15", "rhoai-3.0": "2.15",
+                  "kfp-2.5": "2.5", "rhoai-2.22": "2.5", "kfp-2.14": "2.14", "kfp-2.15": "2.15", "rhoai-3.0": "2.15",
                   "kfp-2.16": "2.16", "rhoai-3.4": "2.16"}
 SCHEMAS = {
     "2.2": Schema("1.2.0", "0.3.0", "protobuf-3"),
     "2.3": Schema("1.3.0", "0.4.0", "protobuf-3"),
     "2.4": Schema("1.4.0", "0.5.0", "protobuf-3"),
     "2.5": Schema("1.5.0", "0.6.0", "protobuf-3"),
+    "2.14": Schema("2.14.0", "2.14.0", "protobuf-6"),
     "2.15": Schema("2.15.0", "2.15.0", "protobuf-6"),
     "2.16": Schema("2.16.0", "2.16.0", "protobuf-6"),
 }

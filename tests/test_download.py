@@ -14,7 +14,7 @@ from yolo_kfp.components.core.download_plan import cut_shards, make_plan, select
 from yolo_kfp.components.core.openimages_metadata import METADATA_ENV
 from yolo_kfp.components.core.packing import materialized, shards
 from yolo_kfp.components.core.storage import S3Url, Storage
-from yolo_kfp.components.download import download_shard, merge_download, plan_download
+from yolo_kfp.components.download import download, download_shard, merge_download, plan_download
 from yolo_kfp.local.synthetic import ALL_CLASSES
 
 
@@ -164,6 +164,37 @@ def test_sharded_download_through_kfp_local_equals_the_unsharded_one(mirror, loc
         metadata = json.load(f)["artifacts"]["raw_dataset"]["artifacts"][0]["metadata"]
     assert metadata["images_per_class"] == unsharded["images_per_class"] == {name: 5 for name in CLASSES}
     assert metadata["shards"] == 3 and metadata["images"] == len(images)
+
+
+def test_the_one_step_download_writes_what_the_sharded_steps_do(mirror, local_kfp):
+    """For servers without dsl.Collected: plan, shards and merge in one task, the same raw dataset."""
+    from kfp import dsl
+
+    selection = {"classes": CLASSES, "max_samples_per_class": 5, "split": "validation", "seed": 42,
+                 "open_images_cache": ""}
+
+    @dsl.pipeline
+    def both_downloads():
+        plan = plan_download(shard_size=5, **selection)
+        with dsl.ParallelFor(plan.outputs["Output"], parallelism=3) as shard:
+            shard_task = download_shard(plan=plan.outputs["plan"], shard=shard)
+        merge_download(plan=plan.outputs["plan"], shards=dsl.Collected(shard_task.outputs["raw_shard"]))
+        download(shard_size=5, **selection)
+
+    both_downloads()
+    (run_dir,) = [p for p in (local_kfp / "pipeline-root").iterdir() if p.is_dir()]
+    merged, one_step = run_dir / "merge-download" / "raw_dataset", run_dir / "download" / "raw_dataset"
+    assert "data" not in os.listdir(one_step) and len(shards(str(one_step))) == len(shards(str(merged))) == 3
+    with materialized(str(merged)) as sharded, materialized(str(one_step)) as single:
+        assert raw_files(single) == raw_files(sharded) and len(raw_files(single)) > len(oi.METADATA_FILES)
+        match, mismatch, errors = filecmp.cmpfiles(single, sharded, raw_files(single), shallow=False)
+        assert mismatch == errors == [] and len(match) == len(raw_files(single))
+    metadata = {}
+    for step in ("merge-download", "download"):
+        with open(run_dir / step / "executor_output.json") as f:
+            record = json.load(f)["artifacts"]["raw_dataset"]["artifacts"][0]["metadata"]
+        metadata[step] = {k: v for k, v in record.items() if k != "seconds"}
+    assert metadata["download"] == metadata["merge-download"] and metadata["download"]["shards"] == 3
 
 
 def test_open_images_metadata_is_cached_in_s3(mirror, s3, tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ from yolo_kfp.components.core.train import resume_epoch
 from yolo_kfp.components.core.validation import parameter_problems
 from yolo_kfp.components.step_settings import SETTINGS
 from yolo_kfp.local.s3_server import free_ports
-from yolo_kfp.pipeline.pipeline import compile_pipeline, parameter_defaults
+from yolo_kfp.pipeline.pipeline import FAN_IN_STEPS, CompileOptions, compile_pipeline, parameter_defaults
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
@@ -304,15 +304,20 @@ def test_a_transfer_cut_midway_is_retried(s3, tmp_path):
         proxy.close()
 
 
-def test_compiled_pipeline_retries_with_backoff_and_times_out_every_step(tmp_path):
-    with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
+@pytest.mark.parametrize("server", ["kfp-2.15", "kfp-2.5"])  # with fan-in, and the one-step download without
+def test_compiled_pipeline_retries_with_backoff_and_times_out_every_step(tmp_path, server):
+    options = CompileOptions(server=server)
+    with open(compile_pipeline(str(tmp_path / "p.yaml"), options)) as f:
         spec, platform = yaml.safe_load_all(f)
-    tasks = {**spec["root"]["dag"]["tasks"], **spec["components"]["comp-for-loop-1"]["dag"]["tasks"]}
-    for step in ("plan-download", "download-shard", "train"):
+    loop = spec["components"].get("comp-for-loop-1", {"dag": {"tasks": {}}})
+    tasks = {**spec["root"]["dag"]["tasks"], **loop["dag"]["tasks"]}
+    fan_in = options.target.features.fan_in
+    for step in ("plan-download", "download-shard", "train") if fan_in else ("download", "train"):
         policy = tasks[step]["retryPolicy"]
         assert policy["maxRetryCount"] >= 2 and policy["backoffFactor"] >= 2 and policy["backoffDuration"]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert {name[len("exec-"):] for name in executors} == set(SETTINGS)
+    absent = {"download"} if fan_in else {*FAN_IN_STEPS, "train-trial"}
+    assert {name[len("exec-"):] for name in executors} == set(SETTINGS) - absent
     for name, config in executors.items():
         assert int(config["activeDeadlineSeconds"]) == SETTINGS[name[len("exec-"):]].timeout_hours * 3600
 

@@ -8,12 +8,17 @@ import os
 import pytest
 import yaml
 from server_schemas import SCHEMAS, TARGET_SCHEMAS, parse_errors
+from yolo_kfp.components.core.search import SEARCH_REFUSAL_ENV
 from yolo_kfp.components.core.tracking import CREDENTIAL_KEYS
+from yolo_kfp.components.core.validation import parameter_problems
 from yolo_kfp.pipeline import servers
 from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline, quantity
 
 from yolo_kfp.cli import main
 
+STEPS = {True: 14, False: 9}  # with fan-in; without: one download step for three, no search's three
+# What a fan-in (dsl.Collected), a ParallelFor and a dsl.OneOf compile to in the pipeline spec.
+FAN_IN_MARKS = ("isArtifactList", "parameterIterator", "iteratorPolicy", "valueFromOneof")
 # Parsed but not applied by OpenShift AI 2.19's driver (KFP 2.4.0 with later protos): a run would lose them.
 IGNORED_ON_RHOAI_2_19 = ("secretNameParameter", "nodeSelectorJson", "tolerationJson")
 
@@ -118,7 +123,7 @@ def test_mlflow_credentials_come_from_a_secret_a_run_may_lack_where_the_server_a
 @pytest.mark.parametrize("target", sorted(TARGET_SCHEMAS))
 def test_every_executor_has_cpu_and_memory_requests_and_limits(compiled, target):
     steps = compiled[target][0]["deploymentSpec"]["executors"]
-    assert len(steps) == 14
+    assert len(steps) == STEPS[servers.server_target(target).features.fan_in]
     for name, executor in steps.items():
         resources = executor["container"]["resources"]
         for kind in ("Cpu", "Memory"):
@@ -133,7 +138,11 @@ def test_every_executor_has_cpu_and_memory_requests_and_limits(compiled, target)
 def test_targets_resolve_by_release_and_refuse_below_the_floor():
     assert servers.server_target("rhoai-2.24").features.kfp == "2.5"
     assert servers.server_target("rhoai-2.20").features.kfp == "2.3"  # the 2.4 driver: emptyDir, no run settings
-    assert servers.server_target("kfp-2.14.3").features.kfp == "2.5"  # `optional` came in 2.15
+    assert servers.server_target("kfp-2.14.3").features.kfp == "2.14"  # fan-in; `optional` came in 2.15
+    assert not servers.server_target("kfp-2.14").features.optional_secret
+    assert servers.server_target("kfp-2.13").features.kfp == "2.5"
+    assert not servers.server_target("rhoai-2.25").features.fan_in
+    assert servers.server_target("rhoai-3.0").features.fan_in
     assert servers.server_target("rhoai-3.2").features.optional_secret
     assert servers.server_target("kfp-2.17").features.kfp == "2.16"  # newer servers read what 2.16 does
     assert servers.server_target("rhoai-3.3").features.kfp == "2.15"
@@ -183,7 +192,7 @@ def test_steps_run_as_non_root_where_the_server_applies_it(compiled, target):
     dropped and RuntimeDefault seccomp; runAsNonRoot (the images' USER 1001) is the task's own. Older
     servers refuse the field (the strict parse above), so their YAML has none."""
     contexts = {name: config.get("securityContext") for name, config in executors(compiled[target]).items()}
-    assert len(contexts) == 14
+    assert len(contexts) == STEPS[servers.server_target(target).features.fan_in]
     if servers.server_target(target).features.security_context:
         assert set(map(str, contexts.values())) == {str({"runAsNonRoot": True})}, contexts
     else:
@@ -199,3 +208,58 @@ def test_the_images_run_as_a_numeric_non_root_user():
         with open(path) as f:
             users = [line.split()[1] for line in f if line.startswith("USER ")]
         assert users and users[-1].isdigit() and int(users[-1]) != 0, (path, users)
+
+
+@pytest.mark.parametrize("target", sorted(TARGET_SCHEMAS))
+def test_servers_without_fan_in_download_in_one_task_and_have_no_search(compiled, target):
+    """Before KFP 2.14 a driver cannot resolve dsl.Collected: such a YAML has no ParallelFor, no fan-in and no
+    OneOf, and its preflight refuses a search; from 2.14 the download fans out and the search is there."""
+    spec = compiled[target][0]
+    text, executors = json.dumps(spec), spec["deploymentSpec"]["executors"]
+    tasks = spec["root"]["dag"]["tasks"]
+    preflight_env = {e["name"]: e["value"] for e in executors["exec-preflight"]["container"].get("env", [])}
+    if servers.server_target(target).features.fan_in:
+        assert all(mark in text for mark in FAN_IN_MARKS)
+        assert {"exec-plan-download", "exec-download-shard", "exec-merge-download", "exec-train-trial",
+                "exec-choose-trial", "exec-no-search"} <= set(executors) and "exec-download" not in executors
+        assert tasks["train"]["inputs"]["parameters"]["search"]["taskOutputParameter"]
+        assert not preflight_env
+    else:
+        assert not [mark for mark in FAN_IN_MARKS if mark in text]
+        assert {e for e in executors if "download" in e or "trial" in e or "search" in e} == {"exec-download"}
+        raw_dataset = tasks["convert"]["inputs"]["artifacts"]["raw_dataset"]
+        assert raw_dataset["taskOutputArtifact"]["producerTask"] == "download"
+        assert tasks["train"]["inputs"]["parameters"]["search"] == {"runtimeValue": {"constant": ""}}
+        assert preflight_env == {SEARCH_REFUSAL_ENV: servers.search_refusal(servers.server_target(target))}
+        assert "download_parallelism" not in spec["pipelineInfo"]["description"]
+        assert "download=1/2cpu,2560Mi/2560Mi" in spec["pipelineInfo"]["description"]
+
+
+def test_a_search_is_refused_where_the_pipeline_has_none(capsys, monkeypatch):
+    space = 'search_space={"epochs": [5, 10]}'
+    for command in (["submit"], ["schedule", "--cron", "0 0 3 * * *", "--name", "nightly"]):
+        assert main([*command, "--host", "http://127.0.0.1:9", "--server", "rhoai-2.22", "--param", space]) == 2
+        err = capsys.readouterr().err
+        assert "search_space is set, but the pipeline compiled for rhoai-2.22 has no search" in err
+        assert "dsl.Collected, KFP 2.14" in err and len(err.strip().splitlines()) == 1, err
+    servers.check_run_parameters({"search_space": {}}, servers.server_target("rhoai-2.22"))
+    servers.check_run_parameters({"search_space": {"lr0": [0.01]}}, servers.server_target("rhoai-3.0"))
+    # the run form's preflight: the compile's reason, and nothing else about the space
+    refusal = servers.search_refusal(servers.server_target("kfp-2.5"))
+    monkeypatch.setenv(SEARCH_REFUSAL_ENV, refusal)
+    assert parameter_problems({"search_space": {"nothing": 1}}) == [refusal]
+    assert parameter_problems({"search_space": {}}) == []
+    monkeypatch.delenv(SEARCH_REFUSAL_ENV)
+    assert parameter_problems({"search_space": {"epochs": [5, 10]}}) == []
+
+
+def test_preflight_refuses_a_search_in_a_run_of_a_pipeline_compiled_without_one(local_kfp, capfd):
+    """The run form's way in: kfp.local runs the kfp-2.5 pipeline's preflight with the environment it compiles."""
+    from yolo_kfp.pipeline.pipeline import make_pipeline
+
+    with pytest.raises(RuntimeError, match="preflight"):
+        make_pipeline(CompileOptions(server="kfp-2.5"))(search_space={"lr0": [0.01, 0.02]})
+    output = capfd.readouterr()
+    assert f"ValueError: bad parameter: {servers.search_refusal(servers.server_target('kfp-2.5'))}" in (
+        output.out + output.err)
+    assert "'download'" not in output.out + output.err, "nothing ran after it"

@@ -5,13 +5,16 @@ selects each class's images and cuts them into shards, ``download_fetch`` fetche
 and ``download_merge`` joins the shards into one raw dataset holding only the selected images and
 their rows. The rows come from the plan in Open Images' order, so the result does not depend on the
 split into shards: ``download_open_images`` (everything in one process) writes the same dataset.
+On a server that cannot collect a ``ParallelFor``'s outputs, ``download_in_turn`` does the three steps in
+one task, a shard at a time, and writes what they write.
 """
 
+import os
 import tempfile
 import time
 
-from yolo_kfp.components.core.download_fetch import fetch_images
-from yolo_kfp.components.core.download_merge import complete_raw
+from yolo_kfp.components.core.download_fetch import fetch_images, fetch_shard
+from yolo_kfp.components.core.download_merge import complete_raw, merge_shards
 from yolo_kfp.components.core.download_plan import make_plan
 
 
@@ -30,3 +33,21 @@ def download_open_images(*, output_dir: str, classes: list[str], max_samples_per
                          seed=seed, shard_size=max_samples_per_class, metadata_cache=metadata_cache)
         reused = fetch_images(plan_dir, sorted(i for ids in plan["shards"].values() for i in ids), output_dir)
         return complete_raw(plan_dir, output_dir, reused, started)
+
+
+def download_in_turn(*, output_dir: str, classes: list[str], max_samples_per_class: int, split: str, seed: int,
+                     shard_size: int, metadata_cache: str = "") -> dict:
+    """The pipeline's plan, shard fetches and merge in one process: each shard fetched and packed in turn (one
+    shard's images in FiftyOne's hands at a time, as in a download-shard pod), then merged into ``output_dir``.
+    The same packed raw dataset and summary as merge-download's."""
+    from yolo_kfp.components.core.packing import pack_in_place
+
+    with tempfile.TemporaryDirectory(prefix="download-") as work:
+        plan_dir = os.path.join(work, "plan")
+        plan = make_plan(plan_dir=plan_dir, classes=classes, max_samples_per_class=max_samples_per_class, split=split,
+                         seed=seed, shard_size=shard_size, metadata_cache=metadata_cache)
+        shard_dirs = [os.path.join(work, f"shard-{n}") for n in range(len(plan["shards"]))]
+        for shard, shard_dir in zip(plan["shards"], shard_dirs):  # in the plan's order, as the ParallelFor's
+            fetch_shard(plan_dir=plan_dir, shard=shard, output_dir=shard_dir)
+            pack_in_place(shard_dir, ("data",))
+        return merge_shards(plan_dir=plan_dir, shard_dirs=shard_dirs, output_dir=output_dir)

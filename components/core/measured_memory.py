@@ -22,7 +22,8 @@ HEADROOM = 1.5
 MINIMUM_MIB = 1024
 
 
-def memory(step: str) -> str:
-    """The step's memory request and limit: its measured peak times ``HEADROOM`` in whole 512 MiB, 1 GiB at least."""
-    mib = max(MINIMUM_MIB, math.ceil(PEAK_GIB[step] * HEADROOM * 2) * 512)
+def memory(*steps: str) -> str:
+    """A step's memory request and limit: its measured peak times ``HEADROOM`` in whole 512 MiB, 1 GiB at least.
+    Several steps run in turn in one process: their peaks added (a process need not give freed memory back)."""
+    mib = max(MINIMUM_MIB, math.ceil(sum(PEAK_GIB[step] for step in steps) * HEADROOM * 2) * 512)
     return f"{mib // 1024}Gi" if mib % 1024 == 0 else f"{mib}Mi"

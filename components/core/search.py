@@ -23,6 +23,9 @@ RANGE_KEYS = ("min", "max", "log")
 # A grid beyond this is more GPU time than a search should take by accident: sample it with search_trials.
 MAX_TRIALS = 64
 TRIAL_SPLITS = ("train", "val")  # what a trial may read of the dataset
+# Set on the preflight task of a pipeline compiled without the search (a server without dsl.Collected,
+# yolo_kfp.pipeline.servers): why a run that asks for one is refused there, before any work.
+SEARCH_REFUSAL_ENV = "YOLO_KFP_SEARCH_REFUSAL"
 
 
 def is_range(values) -> bool:
@@ -59,6 +62,12 @@ def _combination(search_space: dict, names: list[str], index: int) -> dict:
         index, position = divmod(index, len(values))
         settings[name] = values[position]
     return {name: settings[name] for name in names}
+
+
+def refused_search(search_space: dict) -> list[str]:
+    """The problem of a search asked of a pipeline compiled without one (``SEARCH_REFUSAL_ENV``), if it is."""
+    refusal = os.environ.get(SEARCH_REFUSAL_ENV, "")
+    return [refusal] if search_space and refusal else []
 
 
 def plan_trials(search_space: dict, search_trials: int, seed: int) -> list[dict]:

@@ -12,7 +12,15 @@ import re
 
 from yolo_kfp.components.core.registry import url_problems
 from yolo_kfp.components.core.run_parameters import BY_NAME, RunParameter
-from yolo_kfp.components.core.search import MAX_TRIALS, RANGE_KEYS, SEARCHABLE, grid_size, is_range, searched_values
+from yolo_kfp.components.core.search import (
+    MAX_TRIALS,
+    RANGE_KEYS,
+    SEARCHABLE,
+    grid_size,
+    is_range,
+    refused_search,
+    searched_values,
+)
 from yolo_kfp.components.core.storage import is_s3
 from yolo_kfp.components.core.train_arg_types import train_args_type_problems
 from yolo_kfp.components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
@@ -181,6 +189,8 @@ def _search_value_problems(name: str, value, p) -> list[str]:
 
 
 def _search_space_problems(space, p) -> list[str]:
+    if refused_search(space):  # a pipeline compiled without the search: nothing else about it matters
+        return refused_search(space)
     unknown = [name for name in space if name not in SEARCHABLE and (
         name in NAMED_TRAINING_ARGS or name in STEP_TRAINING_ARGS or name not in ARGUMENTS)]
     if unknown:
