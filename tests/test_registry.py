@@ -247,7 +247,7 @@ def test_only_a_promoted_model_reaches_the_registry(tmp_path):
             component = spec["components"][task["componentRef"]["name"]]
             if "dag" in component:
                 walk(component["dag"], here)
-            elif "model_registry_url" in task["inputs"].get("parameters", {}):
+            elif "model_registry_url" in task.get("inputs", {}).get("parameters", {}):
                 takers[name] = [c for c in here if c]
 
     walk(spec["root"]["dag"], [])
