@@ -21,7 +21,7 @@ STEPS = ("convert", "train", "evaluate", "export")
 CLASSES = ["Bicycle", "Car", "Traffic sign"]
 # Fast on a CPU: one epoch of tiny images. gpus is the compile option's 1: without a GPU it trains on the CPU.
 SETTINGS = {"classes": CLASSES, "extra_data_fingerprint": "", "base_model": f"{MOUNT}/base.pt", "epochs": 1,
-            "imgsz": 64, "batch": 4, "workers": 0, "freeze": 0, "gpus": 1}
+            "imgsz": 64, "batch": 4, "workers": 0, "freeze": 0, "gpus": 1, "search": ""}  # search: none ran
 # Where each input artifact lies: (the step that wrote it, its name), or (None, folder) for what prepare writes.
 INPUTS = {"raw_dataset": (None, "raw"), "dataset": ("convert", "dataset"), "model": ("train", "model")}
 
