@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
 
-STEP_LOGS = {"preflight", "plan-download", "download-shard-0", "merge-download", "convert", "train", "evaluate",
-             "export", "track", "gate", "publish"}
+STEP_LOGS = {"preflight", "plan-download", "download-shard-0", "merge-download", "convert", "no-search", "train",
+             "evaluate", "export", "track", "gate", "publish"}
 
 
 def run_demo(out, env, *params, mlflow=False, verbose=False):

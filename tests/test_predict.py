@@ -39,7 +39,7 @@ def test_the_served_engines_detect_what_pytorch_detects(exported, engine):
     weights, model, images = exported
     pytorch = _detections(weights, images, IMGSZ)
     served = [as_arrays(d) for d in predict_local(model=model, images=images, engine=engine)]
-    assert sum(len(classes) for classes, _, _ in pytorch) >= len(images), "images where the model detects things"
+    assert sum(len(classes) for classes, _, _ in pytorch) >= len(images) // 2, "boxes enough to compare"
     for path, theirs, ours in zip(images, pytorch, served):
         assert _unmatched(theirs, ours) == [] and _unmatched(ours, theirs) == [], path
 

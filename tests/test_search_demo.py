@@ -31,10 +31,10 @@ pytestmark = [pytest.mark.slow,
 
 def test_a_demo_search_nests_its_trials_and_records_the_winner(mongod, s3, tmp_path):
     storage = Storage.from_env(s3.data_connection())
-    storage.client.create_bucket(Bucket="searched")
+    storage.client.create_bucket(Bucket="demo-searched")
     out = tmp_path / "search"
     result = subprocess.run([CLI, "run-local", "--demo", "--search", "--mlflow", "--output-dir", str(out),
-                             "--param", "publish_to=s3://searched/yolo-kfp"], capture_output=True, text=True,
+                             "--param", "publish_to=s3://demo-searched/yolo-kfp"], capture_output=True, text=True,
                             timeout=1500, env=dict(os.environ, **s3.data_connection()))
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -46,7 +46,7 @@ def test_a_demo_search_nests_its_trials_and_records_the_winner(mongod, s3, tmp_p
     best = max(trial["val"][SCORE] for trial in trials)
     assert winner == min((t for t in trials if t["val"][SCORE] == best), key=lambda t: t["trial"])
 
-    manifest = read_latest("s3://searched/yolo-kfp", storage)
+    manifest = read_latest("s3://demo-searched/yolo-kfp", storage)
     assert manifest["search"]["winner"] == {key: winner[key] for key in ("trial", "settings", "val")}
     assert manifest["search"]["trials"] == 4 and "search.json" in manifest["files"]
 

@@ -147,7 +147,7 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
         trained = train(dataset=data.output, base_model=base_checkpoint, base_model_sha256="", epochs=1, batch=8,
                         imgsz=64, freeze=10, workers=0, cache="", patience=100, optimizer="auto", lr0=0.01, seed=0,
                         train_args={"nbs": 8, "plots": False}, gpus=1, mlflow_tracking_uri="",
-                        mlflow_experiment="").set_caching_options(False)
+                        mlflow_experiment="", search="").set_caching_options(False)
         evaluate(dataset=data.output, model=trained.outputs["model"], imgsz=64, batch=8)
 
     train_then_evaluate(dataset_uri=yolo_dataset)
