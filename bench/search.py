@@ -3,7 +3,7 @@
 - search:   ``yolo-kfp run-local --demo --search`` (the fixed small search that flag sets: its space and
             trials are printed from the run's ``search.json``); each trial scored on the validation split;
 - transfer: ``yolo-kfp run-local --demo``, the demo as it is (its base checkpoint, the first layers frozen);
-- scratch:  the same with ``base_model=yolov5n.yaml`` and ``freeze=0`` (``transfer_vs_scratch.ROUTES``).
+- scratch:  the same from an untrained ``yolov5n.yaml`` saved as a checkpoint, ``freeze=0``.
 
 Each is a whole local pipeline run in a fresh output dir, one after the other. The last line is
 ``RESULT search <best - worst val mAP50-95 across the trials> <transfer - scratch test mAP50-95> <demo test
@@ -30,7 +30,11 @@ SCRATCH_MODEL, SCRATCH_FREEZE = ROUTES["scratch"]
 
 
 def run_local(output_dir: str, *options: str) -> None:
-    """One ``yolo-kfp run-local --demo`` run, in a process of its own as a user starts it."""
+    """One ``yolo-kfp run-local --demo`` run, in a process of its own as a user starts it; a finished one in a
+    kept ``--work-dir`` is not run again."""
+    if os.path.exists(os.path.join(output_dir, "metrics.json")):
+        print(f"reusing the finished run in {output_dir}", flush=True)
+        return
     command = [sys.executable, "-m", "yolo_kfp.cli", "run-local", "--demo", "--output-dir", output_dir, *options]
     print("$", " ".join(command[2:]), flush=True)
     subprocess.run(command, check=True)
@@ -53,11 +57,26 @@ def search_of(output_dir: str) -> dict:
         return json.load(f)
 
 
+def untrained_checkpoint(work: str) -> str:
+    """``SCRATCH_MODEL`` (a model definition) built untrained and saved as a checkpoint: the pipeline's base_model
+    is a checkpoint, and fine-tuning an untrained one with nothing frozen is training from scratch."""
+    from yolo_kfp.components.core.ultralytics_env import configure_offline
+
+    path = os.path.join(work, "untrained-yolov5n.pt")
+    os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(work, "ultralytics"))
+    configure_offline()
+    from ultralytics import YOLO
+
+    YOLO(SCRATCH_MODEL).save(path)
+    return path
+
+
 def measure(work: str) -> tuple[float, float, float]:
     runs = {name: os.path.join(work, name) for name in ("search", "transfer", "scratch")}
     run_local(runs["search"], "--search")
     run_local(runs["transfer"])
-    run_local(runs["scratch"], "--param", f"base_model={SCRATCH_MODEL}", "--param", f"freeze={SCRATCH_FREEZE}")
+    run_local(runs["scratch"], "--param", f"base_model={untrained_checkpoint(work)}", "--param",
+              f"freeze={SCRATCH_FREEZE}")
 
     search = search_of(runs["search"])
     scores = [trial["val"][SCORE] for trial in search["trials"]]
