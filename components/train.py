@@ -55,12 +55,11 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     import os
 
     from yolo_kfp.components.core import tracking
-    from yolo_kfp.components.core.checkpoints import Checkpoints, checkpoint_location
     from yolo_kfp.components.core.packing import materialized
     from yolo_kfp.components.core.publish import SEARCH
     from yolo_kfp.components.core.search import trial_settings
     from yolo_kfp.components.core.search_report import trials_html, trials_markdown
-    from yolo_kfp.components.core.train import dataset_fingerprint, train_yolo, training_key, ultralytics_device
+    from yolo_kfp.components.core.train import train_leased
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = {"base_model": base_model, "base_model_sha256": base_model_sha256, "epochs": epochs, "batch": batch,
@@ -72,28 +71,12 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
         logging.info("training with the settings of trial %d: %s", searched["winner"]["trial"],
                      json.dumps(searched["winner"]["settings"]))
     with materialized(dataset.path) as data_dir:
-        key = training_key(data_dir, settings)
-        checkpoint_to = checkpoint_location(key)
-        # the lease on the key's checkpoints: a retried pod takes over its own, an identical run at once keeps its own
-        checkpoints = Checkpoints(checkpoint_to).claim() if checkpoint_to else None
-        if not checkpoints:
-            logging.warning("no data connection bucket: checkpoints stay in the pod, a retry starts over")
-        if mlflow_tracking_uri:
-            mlflow_run = (checkpoints and checkpoints.record.get("mlflow_run")) or tracking.start_training_run(
-                tracking_uri=mlflow_tracking_uri, experiment=mlflow_experiment, training=key, params=settings,
-                tags={tracking.DATASET_TAG: dataset_fingerprint(data_dir)})
-            if checkpoints:
-                checkpoints.note(mlflow_run=mlflow_run)  # a retried pod goes on in the same MLflow run
-        summary = train_yolo(data_dir=data_dir, output_dir=model.path, base_model=base_model,
-                             epochs=settings["epochs"], batch=settings["batch"], imgsz=settings["imgsz"],
-                             freeze=settings["freeze"], workers=workers, cache=cache, device=ultralytics_device(gpus),
-                             patience=patience, optimizer=settings["optimizer"], lr0=settings["lr0"], seed=seed,
-                             overrides=settings["train_args"], base_model_sha256=base_model_sha256,
-                             checkpoints=checkpoints)
+        summary = train_leased(data_dir=data_dir, output_dir=model.path, settings=settings,
+                               mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment)
     model.metadata.update({k: summary[k] for k in ("names", "epochs", "trainable_params", "total_params",
                                                     "seconds") if k in summary})
     model.metadata["framework"] = "ultralytics"
-    model.metadata["checkpoints"] = checkpoints.place.location if checkpoints and checkpoints.place else ""
+    model.metadata["checkpoints"] = summary["checkpoints"]
     if searched:
         with open(os.path.join(model.path, SEARCH), "w") as f:
             json.dump(searched, f, indent=2)
@@ -104,7 +87,7 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
         f.write(trials_html(searched["trials"], searched["winner"]) if searched else
                 "<!DOCTYPE html><html><body><p>No search was run.</p></body></html>\n")
     if mlflow_tracking_uri:
-        tracking.finish_training_run(tracking_uri=mlflow_tracking_uri, run_id=mlflow_run, output_dir=model.path)
+        mlflow_run = summary["mlflow_run_id"]
         model.metadata["mlflow_run_id"] = mlflow_run
         if searched:
             tracking.nest_runs(tracking_uri=mlflow_tracking_uri, parent_run_id=mlflow_run,

@@ -49,10 +49,8 @@ def train_trial(dataset: Input[Dataset], trial: dict, base_model: str, base_mode
     import tempfile
     import time
 
-    from yolo_kfp.components.core import tracking
-    from yolo_kfp.components.core.checkpoints import Checkpoints, checkpoint_location
     from yolo_kfp.components.core.search import score_on_validation, trial_record, trial_settings, trial_view
-    from yolo_kfp.components.core.train import dataset_fingerprint, train_yolo, training_key, ultralytics_device
+    from yolo_kfp.components.core.train import train_leased
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     started = time.monotonic()
@@ -61,30 +59,13 @@ def train_trial(dataset: Input[Dataset], trial: dict, base_model: str, base_mode
                     "patience": patience, "optimizer": optimizer, "lr0": lr0, "seed": seed,
                     "train_args": dict(train_args), "gpus": gpus}
     settings = trial_settings(run_settings, trial["settings"], search_epochs)
-    mlflow_run = ""
     with trial_view(dataset.path) as data_dir, tempfile.TemporaryDirectory(prefix="trial-") as output_dir:
-        key = training_key(data_dir, settings)
-        checkpoint_to = checkpoint_location(key)
-        checkpoints = Checkpoints(checkpoint_to).claim() if checkpoint_to else None
-        if mlflow_tracking_uri:
-            mlflow_run = (checkpoints and checkpoints.record.get("mlflow_run")) or tracking.start_training_run(
-                tracking_uri=mlflow_tracking_uri, experiment=mlflow_experiment, training=key, params=settings,
-                tags={tracking.DATASET_TAG: dataset_fingerprint(data_dir)})
-            if checkpoints:
-                checkpoints.note(mlflow_run=mlflow_run)
-        summary = train_yolo(data_dir=data_dir, output_dir=output_dir, base_model=settings["base_model"],
-                             epochs=settings["epochs"], batch=settings["batch"], imgsz=settings["imgsz"],
-                             freeze=settings["freeze"], workers=settings["workers"], cache=settings["cache"],
-                             device=ultralytics_device(gpus), patience=settings["patience"],
-                             optimizer=settings["optimizer"], lr0=settings["lr0"], seed=settings["seed"],
-                             overrides=settings["train_args"], base_model_sha256=base_model_sha256,
-                             checkpoints=checkpoints)
+        summary = train_leased(data_dir=data_dir, output_dir=output_dir, settings=settings,
+                               mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment)
         val = score_on_validation(data_dir=data_dir, weights=os.path.join(output_dir, "weights", "best.pt"),
                                   imgsz=settings["imgsz"], batch=summary["batch"])
-        if mlflow_tracking_uri:
-            tracking.finish_training_run(tracking_uri=mlflow_tracking_uri, run_id=mlflow_run, output_dir=output_dir)
     result = trial_record(trial=trial["trial"], settings=trial["settings"], epochs=summary["epochs"], val=val,
-                          mlflow_run_id=mlflow_run, seconds=time.monotonic() - started)
+                          mlflow_run_id=summary["mlflow_run_id"], seconds=time.monotonic() - started)
     with open(record.path, "w") as f:
         json.dump(result, f, indent=2)
     record.metadata.update({"trial": result["trial"], "settings": result["settings"], "epochs": result["epochs"],

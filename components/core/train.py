@@ -238,3 +238,38 @@ def train_yolo(*, data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt
     log.info("trained %d epochs: %d of %d parameters trainable", summary["epochs"], counts["trainable_params"],
              counts["total_params"])
     return summary
+
+
+def train_leased(*, data_dir: str, output_dir: str, settings: dict, mlflow_tracking_uri: str = "",
+                 mlflow_experiment: str = "") -> dict:
+    """``train_yolo`` with ``settings`` (the train step's inputs: base_model ... train_args, gpus), its epoch
+    checkpoints kept in the data connection's bucket under the lease of their key (the dataset and the settings):
+    a retried pod takes over its own and resumes, an identical run at once keeps its own. With an MLflow server,
+    the training is logged to a run that a retried pod goes on in. Returns train_yolo's summary with where the
+    checkpoints are kept (``checkpoints``, or "") and the MLflow run (``mlflow_run_id``, or "")."""
+    from yolo_kfp.components.core import tracking
+    from yolo_kfp.components.core.checkpoints import checkpoint_location
+
+    key = training_key(data_dir, settings)
+    checkpoint_to = checkpoint_location(key)
+    checkpoints = Checkpoints(checkpoint_to).claim() if checkpoint_to else None
+    if not checkpoints:
+        log.warning("no data connection bucket: checkpoints stay in the pod, a retry starts over")
+    mlflow_run = ""
+    if mlflow_tracking_uri:
+        mlflow_run = (checkpoints and checkpoints.record.get("mlflow_run")) or tracking.start_training_run(
+            tracking_uri=mlflow_tracking_uri, experiment=mlflow_experiment, training=key, params=settings,
+            tags={tracking.DATASET_TAG: dataset_fingerprint(data_dir)})
+        if checkpoints:
+            checkpoints.note(mlflow_run=mlflow_run)  # a retried pod goes on in the same MLflow run
+    summary = train_yolo(data_dir=data_dir, output_dir=output_dir, base_model=settings["base_model"],
+                         epochs=settings["epochs"], batch=settings["batch"], imgsz=settings["imgsz"],
+                         freeze=settings["freeze"], workers=settings["workers"], cache=settings["cache"],
+                         device=ultralytics_device(settings["gpus"]), patience=settings["patience"],
+                         optimizer=settings["optimizer"], lr0=settings["lr0"], seed=settings["seed"],
+                         overrides=settings["train_args"], base_model_sha256=settings["base_model_sha256"],
+                         checkpoints=checkpoints)
+    if mlflow_tracking_uri:
+        tracking.finish_training_run(tracking_uri=mlflow_tracking_uri, run_id=mlflow_run, output_dir=output_dir)
+    return {**summary, "checkpoints": checkpoints.place.location if checkpoints and checkpoints.place else "",
+            "mlflow_run_id": mlflow_run}
