@@ -12,7 +12,8 @@ import os
 import sys
 
 import yaml
-from yolo_kfp.components.core.packing import materialized, pack_in_place
+
+from yolo_kfp.infra.packing import materialized, pack_in_place
 from yolo_kfp.local import synthetic
 from yolo_kfp.pipeline.pipeline import compile_pipeline, parameter_defaults
 
@@ -56,7 +57,7 @@ def argv(spec: dict, step: str) -> list[str]:
 
 def base_model(path: str) -> None:
     """An untrained YOLOv5n (80 classes), as the tests make it: the offline stand-in for yolov5nu.pt."""
-    from yolo_kfp.components.core.ultralytics_env import configure_offline
+    from yolo_kfp.model.ultralytics_env import configure_offline
 
     os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(os.path.dirname(path), "ultralytics"))  # else one in /tmp
     configure_offline()

@@ -20,8 +20,8 @@ import shutil
 import tempfile
 import time
 
-from yolo_kfp.components.core.packing import materialized, pack_in_place, shards
-from yolo_kfp.components.core.storage import S3Url, Storage
+from yolo_kfp.infra.packing import materialized, pack_in_place, shards
+from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.local.s3_server import SeaweedS3
 
 

@@ -20,10 +20,10 @@ import tempfile
 import time
 import uuid
 
-from yolo_kfp.components.core import openimages as oi
-from yolo_kfp.components.core.convert import convert_to_yolo
-from yolo_kfp.components.core.run_parameters import BY_NAME
+from yolo_kfp.data import openimages as oi
+from yolo_kfp.data.convert import convert_to_yolo
 from yolo_kfp.local import synthetic
+from yolo_kfp.params.run_parameters import BY_NAME
 
 CLASSES = list(synthetic.TARGET_CLASSES)
 LABELS = [*synthetic.TARGET_CLASSES.values(), synthetic.DECOY_CLASSES["Traffic light"]]

@@ -43,14 +43,14 @@ from metadata_scale import GIB, child, load, wait_until_idle  # noqa: E402
 
 DATA = "/work/bench-data/convert-scale"
 OURS = """
-from yolo_kfp.components.core.convert import convert_to_yolo
+from yolo_kfp.data.convert import convert_to_yolo
 began = time.perf_counter()
 stats = convert_to_yolo(raw_dir={raw!r}, output_dir={out!r}, classes=["Bicycle", "Car", "Traffic sign"], seed=42)
 result = {{"seconds": time.perf_counter() - began, "images": stats["images"], "boxes": stats["boxes"]}}
 """
 STEP = """
-from yolo_kfp.components.core.convert import convert_to_yolo
-from yolo_kfp.components.core.packing import materialized, pack_in_place
+from yolo_kfp.data.convert import convert_to_yolo
+from yolo_kfp.infra.packing import materialized, pack_in_place
 with materialized({raw!r}) as raw:
     stats = convert_to_yolo(raw_dir=raw, output_dir={out!r}, classes=["Bicycle", "Car", "Traffic sign"], seed=42)
 pack_in_place({out!r}, ("images", "labels"))
@@ -77,7 +77,7 @@ def raw_dataset(data: str, images: int, boxes_per_image: int) -> str:
 
 def packed_copy(raw: str, target: str) -> str:
     """The raw dataset as the download step leaves it: metadata beside data/ packed in tar shards (kept)."""
-    from yolo_kfp.components.core.packing import pack_in_place
+    from yolo_kfp.infra.packing import pack_in_place
 
     if not os.path.exists(os.path.join(target, "made.txt")):
         shutil.rmtree(target, ignore_errors=True)

@@ -21,7 +21,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.data import openimages as oi
 from yolo_kfp.local.mirror import build_mirror, mirror_environment
 from yolo_kfp.local.s3_server import SeaweedS3
 
@@ -32,18 +32,18 @@ SPLIT = "validation"
 SEED = 42
 # What each step runs in its process: the components' cores, with the packing the components do.
 STEPS = {
-    "whole": "from yolo_kfp.components.core.download import download_open_images as f;"
-             " from yolo_kfp.components.core.packing import pack_in_place;"
+    "whole": "from yolo_kfp.data.download import download_open_images as f;"
+             " from yolo_kfp.infra.packing import pack_in_place;"
              " f(output_dir=out, classes={classes!r}, max_samples_per_class={quota}, split={split!r}, seed={seed});"
              " pack_in_place(out, ('data',))",
-    "plan": "from yolo_kfp.components.core.download_plan import make_plan as f;"
+    "plan": "from yolo_kfp.data.download_plan import make_plan as f;"
             " f(plan_dir=out, classes={classes!r}, max_samples_per_class={quota}, split={split!r}, seed={seed},"
             " shard_size={quota})",
-    "shard": "from yolo_kfp.components.core.download_fetch import fetch_shard as f;"
-             " from yolo_kfp.components.core.packing import pack_in_place;"
+    "shard": "from yolo_kfp.data.download_fetch import fetch_shard as f;"
+             " from yolo_kfp.infra.packing import pack_in_place;"
              " f(plan_dir=plan, shard=shard, output_dir=out); pack_in_place(out, ('data',))",
-    "merge": "from yolo_kfp.components.core.download_merge import merge_shards as f;"
-             " from yolo_kfp.components.core.packing import pack_in_place;"
+    "merge": "from yolo_kfp.data.download_merge import merge_shards as f;"
+             " from yolo_kfp.infra.packing import pack_in_place;"
              " f(plan_dir=plan, shard_dirs=shards, output_dir=out); pack_in_place(out, ('data',))",
 }
 

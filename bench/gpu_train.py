@@ -41,9 +41,9 @@ SMALL_SHM = "64m"
 
 def prepare(work: str, images_per_class: int, imgsz: int) -> tuple[str, str]:
     """The synthetic YOLO dataset and a one-epoch base checkpoint."""
-    from yolo_kfp.components.core.convert import convert_to_yolo
-    from yolo_kfp.components.core.ultralytics_env import configure_offline
+    from yolo_kfp.data.convert import convert_to_yolo
     from yolo_kfp.local import synthetic
+    from yolo_kfp.model.ultralytics_env import configure_offline
 
     configure_offline()
     from ultralytics import YOLO
@@ -59,7 +59,7 @@ def prepare(work: str, images_per_class: int, imgsz: int) -> tuple[str, str]:
 
 def train_one(config: str, data: str, base: str, out: str, epochs: int, batch: int, imgsz: int) -> dict:
     """Trains with one configuration in this process; returns what it used."""
-    from yolo_kfp.components.core.ultralytics_env import configure_offline
+    from yolo_kfp.model.ultralytics_env import configure_offline
 
     configure_offline()
     common = {"epochs": epochs, "imgsz": imgsz, "freeze": 10, "seed": 42}
@@ -71,7 +71,7 @@ def train_one(config: str, data: str, base: str, out: str, epochs: int, batch: i
         model.train(data=os.path.join(data, "dataset.yaml"), batch=batch, cache="disk", save_dir=out, **common,
                     **extra)
         return {"batch": model.trainer.batch_size}
-    from yolo_kfp.components.core.train import train_yolo
+    from yolo_kfp.model.train import train_yolo
 
     summary = train_yolo(data_dir=data, output_dir=out, base_model=base,
                          batch=-1 if config == "ours-autobatch" else batch, workers=8,

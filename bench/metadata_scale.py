@@ -50,7 +50,8 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from yolo_kfp.components.core import openimages as oi
+
+from yolo_kfp.data import openimages as oi
 from yolo_kfp.local import synthetic
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -338,27 +339,27 @@ def child(code: str, env: dict | None = None) -> dict:
 # ---------------------------------------------------------------- the runs
 
 PLAN_CODE = """
-from yolo_kfp.components.core.download_plan import make_plan
+from yolo_kfp.data.download_plan import make_plan
 {before}
 plan = make_plan(plan_dir={plan_dir!r}, classes={classes!r}, max_samples_per_class={quota}, split="train", seed={seed},
                  shard_size={shard_size})
 result = {{"images": plan["images"], "detection_rows": plan["detection_rows"], "shards": len(plan["shards"])}}
 """
 SHARD_CODE = """
-from yolo_kfp.components.core.download_fetch import fetch_shard
-from yolo_kfp.components.core.packing import pack_in_place
+from yolo_kfp.data.download_fetch import fetch_shard
+from yolo_kfp.infra.packing import pack_in_place
 record = fetch_shard(plan_dir={plan_dir!r}, shard={shard!r}, output_dir={out!r})
 pack_in_place({out!r}, ("data",))
 result = record
 """
 MERGE_CODE = """
-from yolo_kfp.components.core.download_merge import merge_shards
-from yolo_kfp.components.core.packing import pack_in_place
+from yolo_kfp.data.download_merge import merge_shards
+from yolo_kfp.infra.packing import pack_in_place
 result = merge_shards(plan_dir={plan_dir!r}, shard_dirs={shards!r}, output_dir={out!r})
 pack_in_place({out!r}, ("data",))
 """
 FIFTYONE_PARSE_CODE = """
-from yolo_kfp.components.core.fiftyone_openimages import download_split
+from yolo_kfp.data.fiftyone_openimages import download_split
 download_split({split_dir!r}, "train", [])
 result = sorted(os.listdir(os.path.join({split_dir!r}, "metadata")))
 """
@@ -504,8 +505,8 @@ def packed_shards(plan_dir: str, fetched: str, work: str) -> list[str]:
     import io
     import tarfile
 
-    from yolo_kfp.components.core.download_fetch import SHARD_RECORD
-    from yolo_kfp.components.core.packing import shards as tar_files
+    from yolo_kfp.data.download_fetch import SHARD_RECORD
+    from yolo_kfp.infra.packing import shards as tar_files
 
     with tarfile.open(tar_files(os.path.join(work, "shard"))[0]) as tar:
         member = next(m for m in tar.getmembers() if m.isfile())

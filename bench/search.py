@@ -24,7 +24,8 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
 
 from transfer_vs_scratch import ROUTES  # noqa: E402
-from yolo_kfp.components.core.search_report import SCORE, trials_markdown  # noqa: E402
+
+from yolo_kfp.model.search_report import SCORE, trials_markdown  # noqa: E402
 
 SCRATCH_MODEL, SCRATCH_FREEZE = ROUTES["scratch"]
 
@@ -60,7 +61,7 @@ def search_of(output_dir: str) -> dict:
 def untrained_checkpoint(work: str) -> str:
     """``SCRATCH_MODEL`` (a model definition) built untrained and saved as a checkpoint: the pipeline's base_model
     is a checkpoint, and fine-tuning an untrained one with nothing frozen is training from scratch."""
-    from yolo_kfp.components.core.ultralytics_env import configure_offline
+    from yolo_kfp.model.ultralytics_env import configure_offline
 
     path = os.path.join(work, "untrained-yolov5n.pt")
     os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(work, "ultralytics"))

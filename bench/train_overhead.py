@@ -20,9 +20,9 @@ import sys
 import tempfile
 import time
 
-from yolo_kfp.components.core.convert import convert_to_yolo
-from yolo_kfp.components.core.ultralytics_env import configure_offline
+from yolo_kfp.data.convert import convert_to_yolo
 from yolo_kfp.local import synthetic
+from yolo_kfp.model.ultralytics_env import configure_offline
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 

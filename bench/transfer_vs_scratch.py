@@ -17,10 +17,10 @@ import argparse
 import os
 import tempfile
 
-from yolo_kfp.components.core.convert import convert_to_yolo
-from yolo_kfp.components.core.evaluate import evaluate_model
-from yolo_kfp.components.core.train import train_yolo
+from yolo_kfp.data.convert import convert_to_yolo
 from yolo_kfp.local import demo, synthetic
+from yolo_kfp.model.evaluate import evaluate_model
+from yolo_kfp.model.train import train_yolo
 
 CLASSES = list(synthetic.TARGET_CLASSES)
 ROUTES = {"transfer": ("base", 10), "scratch": ("yolov5n.yaml", 0)}  # base model, freeze

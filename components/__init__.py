@@ -1,6 +1,6 @@
-"""KFP components of the yolo-kfp pipeline.
+"""KFP components of the yolo-kfp pipeline, one module per step.
 
-Each module holds a plain-Python core (importable and testable without KFP) and a thin
-``@dsl.component`` wrapper that imports that core inside the function, so the container image,
-which carries this package, runs the same code as the tests.
+Each is a thin ``@component`` wrapper (``step_settings.component``) that imports its library module
+(``yolo_kfp.data``, ``yolo_kfp.model``, ``yolo_kfp.release``, ...) inside the function, so that the container
+image, which carries this package, runs the same code as the tests.
 """

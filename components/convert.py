@@ -1,8 +1,9 @@
-"""The convert step's KFP component: a thin wrapper around ``yolo_kfp.components.core.convert``."""
+"""The convert step's KFP component: a thin wrapper around ``yolo_kfp.data.convert``."""
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
-from yolo_kfp.components.core.measured_memory import memory
+
 from yolo_kfp.components.step_settings import DATA_IMAGE, Resources, component
+from yolo_kfp.infra.measured_memory import memory
 
 
 @component(DATA_IMAGE, timeout_hours=4, data_connection=True,
@@ -36,9 +37,9 @@ def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios:
     import shutil
     import tempfile
 
-    from yolo_kfp.components.core.convert import convert_to_yolo, dataset_markdown
-    from yolo_kfp.components.core.packing import materialized, pack_in_place
-    from yolo_kfp.components.core.storage import S3Url, Storage
+    from yolo_kfp.data.convert import convert_to_yolo, dataset_markdown
+    from yolo_kfp.infra.packing import materialized, pack_in_place
+    from yolo_kfp.infra.storage import S3Url, Storage
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.info("extra_data %r, fingerprint %r", extra_data, extra_data_fingerprint)

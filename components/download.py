@@ -1,11 +1,12 @@
-"""The download steps' KFP components: thin wrappers around ``yolo_kfp.components.core.download_plan``,
+"""The download steps' KFP components: thin wrappers around ``yolo_kfp.data.download_plan``,
 ``download_fetch`` and ``download_merge``, and the one-step ``download`` over the same (``core.download``)."""
 
 from typing import List
 
 from kfp.dsl import Dataset, Input, Output
-from yolo_kfp.components.core.measured_memory import memory
+
 from yolo_kfp.components.step_settings import DATA_IMAGE, Resources, component
+from yolo_kfp.infra.measured_memory import memory
 
 
 # Streams the metadata CSVs (the train split's boxes are over 2 GB) a piece at a time, on both CPUs.
@@ -31,7 +32,7 @@ def plan_download(classes: list, max_samples_per_class: int, split: str, seed: i
     """
     import logging
 
-    from yolo_kfp.components.core.download_plan import make_plan
+    from yolo_kfp.data.download_plan import make_plan
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     record = make_plan(plan_dir=plan.path, classes=list(classes), max_samples_per_class=max_samples_per_class,
@@ -54,8 +55,8 @@ def download_shard(plan: Input[Dataset], shard: str, raw_shard: Output[Dataset])
     """
     import logging
 
-    from yolo_kfp.components.core.download_fetch import fetch_shard
-    from yolo_kfp.components.core.packing import pack_in_place
+    from yolo_kfp.data.download_fetch import fetch_shard
+    from yolo_kfp.infra.packing import pack_in_place
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     record = fetch_shard(plan_dir=plan.path, shard=shard, output_dir=raw_shard.path)
@@ -78,8 +79,8 @@ def merge_download(plan: Input[Dataset], shards: Input[List[Dataset]], raw_datas
     """
     import logging
 
-    from yolo_kfp.components.core.download_merge import merge_shards
-    from yolo_kfp.components.core.packing import pack_in_place
+    from yolo_kfp.data.download_merge import merge_shards
+    from yolo_kfp.infra.packing import pack_in_place
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     summary = merge_shards(plan_dir=plan.path, shard_dirs=[shard.path for shard in shards], output_dir=raw_dataset.path)
@@ -109,7 +110,7 @@ def download(classes: list, max_samples_per_class: int, split: str, seed: int, s
     """
     import logging
 
-    from yolo_kfp.components.core.download import download_in_turn
+    from yolo_kfp.data.download import download_in_turn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     raw_dataset.metadata.update(download_in_turn(

@@ -1,6 +1,7 @@
-"""The evaluate step's KFP component: a thin wrapper around ``yolo_kfp.components.core.evaluate``."""
+"""The evaluate step's KFP component: a thin wrapper around ``yolo_kfp.model.evaluate``."""
 
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
 from yolo_kfp.components.step_settings import TRAIN_IMAGE, Resources, component
 
 
@@ -33,8 +34,8 @@ def evaluate(dataset: Input[Dataset], model: Input[Model], imgsz: int, batch: in
     import shutil
     import tempfile
 
-    from yolo_kfp.components.core.evaluate import evaluate_model
-    from yolo_kfp.components.core.packing import materialized
+    from yolo_kfp.infra.packing import materialized
+    from yolo_kfp.model.evaluate import evaluate_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with materialized(dataset.path) as data_dir, tempfile.TemporaryDirectory() as out:

@@ -1,6 +1,7 @@
-"""The export step's KFP component: a thin wrapper around ``yolo_kfp.components.core.export``."""
+"""The export step's KFP component: a thin wrapper around ``yolo_kfp.model.export``."""
 
 from kfp.dsl import Dataset, Input, Model, Output
+
 from yolo_kfp.components.step_settings import TRAIN_IMAGE, Resources, component
 
 
@@ -19,9 +20,9 @@ def export(model: Input[Model], dataset: Input[Dataset], imgsz: int, onnx_model:
     import logging
     import os
 
-    from yolo_kfp.components.core.evaluate import held_out_images
-    from yolo_kfp.components.core.export import export_onnx
-    from yolo_kfp.components.core.packing import materialized
+    from yolo_kfp.infra.packing import materialized
+    from yolo_kfp.model.evaluate import held_out_images
+    from yolo_kfp.model.export import export_onnx
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with materialized(dataset.path) as data_dir:

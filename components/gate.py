@@ -1,6 +1,7 @@
-"""The gate step's KFP component: a thin wrapper around ``yolo_kfp.components.core.gate``."""
+"""The gate step's KFP component: a thin wrapper around ``yolo_kfp.release.gate``."""
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
 from yolo_kfp.components.step_settings import TRAIN_IMAGE, Resources, component
 
 
@@ -29,8 +30,8 @@ def gate(metrics_json: Input[Artifact], dataset: Input[Dataset], publish_to: str
     """
     import logging
 
-    from yolo_kfp.components.core.gate import markdown, promotion_gate, record_decision
-    from yolo_kfp.components.core.packing import materialized
+    from yolo_kfp.infra.packing import materialized
+    from yolo_kfp.release.gate import markdown, promotion_gate, record_decision
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with materialized(dataset.path) as data_dir:

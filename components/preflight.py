@@ -1,4 +1,4 @@
-"""The preflight step's KFP component: a thin wrapper around ``yolo_kfp.components.core.preflight``."""
+"""The preflight step's KFP component: a thin wrapper around ``yolo_kfp.params.preflight``."""
 
 from typing import NamedTuple
 
@@ -58,10 +58,10 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
     """
     import logging
 
-    from yolo_kfp.components.core.preflight import check_s3_inputs
-    from yolo_kfp.components.core.registry import check_access
-    from yolo_kfp.components.core.search import plan_trials
-    from yolo_kfp.components.core.validation import base_model_problems, check, deepest_freeze, parameter_problems
+    from yolo_kfp.params.preflight import check_s3_inputs
+    from yolo_kfp.params.search_space import plan_trials
+    from yolo_kfp.params.validation import base_model_problems, check, deepest_freeze, parameter_problems
+    from yolo_kfp.release.registry import check_access
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     check(parameter_problems({

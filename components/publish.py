@@ -1,6 +1,7 @@
-"""The publish step's KFP component: a thin wrapper around ``yolo_kfp.components.core.publish``."""
+"""The publish step's KFP component: a thin wrapper around ``yolo_kfp.release.publish``."""
 
 from kfp.dsl import Artifact, Input, Model
+
 from yolo_kfp.components.step_settings import DATA_IMAGE, Resources, component
 
 
@@ -41,10 +42,10 @@ def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[A
     """
     import logging
 
-    from yolo_kfp.components.core import tracking
-    from yolo_kfp.components.core.publish import publish_model
-    from yolo_kfp.components.core.registry import serving_location
-    from yolo_kfp.components.core.search_report import search_tags
+    from yolo_kfp.model import tracking
+    from yolo_kfp.model.search_report import search_tags
+    from yolo_kfp.release.publish import publish_model
+    from yolo_kfp.release.registry import serving_location
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     published = publish_model(publish_to=publish_to, model_dir=model.path, metrics_path=metrics_json.path,
@@ -57,7 +58,7 @@ def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[A
                                 name=registered_model_name, source=serving_location(url, onnx_model.path)["uri"],
                                 tags={tracking.RUN_ID_TAG: run_id, "format": "onnx", **search_tags(search_settings)})
     if model_registry_url:
-        from yolo_kfp.components.core.registry import register_published_model
+        from yolo_kfp.release.registry import register_published_model
 
         register_published_model(registry_url=model_registry_url, name=registered_model_name, version_url=url,
                                  onnx_dir=onnx_model.path, metrics_path=metrics_json.path, run_id=run_id,

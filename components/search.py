@@ -12,6 +12,7 @@ the backend up to 2.16, kubeflow/pipelines#13436; over parameters it works).
 from typing import List
 
 from kfp.dsl import Artifact, Input
+
 from yolo_kfp.components.step_settings import DATA_IMAGE, Resources, component
 
 SMALL = Resources(cpu="100m", cpu_limit="500m", memory="256Mi")
@@ -28,7 +29,7 @@ def choose_trial(records: Input[List[Artifact]], search_space: dict) -> str:
     """
     import json
 
-    from yolo_kfp.components.core.search import search_summary
+    from yolo_kfp.model.search import search_summary
 
     trials = []
     for record in records:

@@ -1,6 +1,7 @@
-"""The track step's KFP component: a thin wrapper around ``yolo_kfp.components.core.tracking``."""
+"""The track step's KFP component: a thin wrapper around ``yolo_kfp.model.tracking``."""
 
 from kfp.dsl import Artifact, Input, Model
+
 from yolo_kfp.components.step_settings import DATA_IMAGE, Resources, component
 
 
@@ -19,7 +20,7 @@ def track(model: Input[Model], metrics_json: Input[Artifact], mlflow_tracking_ur
     import json
     import logging
 
-    from yolo_kfp.components.core import tracking
+    from yolo_kfp.model import tracking
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with open(metrics_json.path) as f:

@@ -1,6 +1,7 @@
-"""The train step's KFP component: a thin wrapper around ``yolo_kfp.components.core.train``."""
+"""The train step's KFP component: a thin wrapper around ``yolo_kfp.model.train``."""
 
 from kfp.dsl import HTML, Dataset, Input, Markdown, Model, Output
+
 from yolo_kfp.components.step_settings import TRAIN_IMAGE, component
 
 
@@ -20,7 +21,7 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     total, split across them). Each epoch's checkpoint is also kept in the data connection's bucket
     under yolo-kfp/checkpoints/<key>/, the key made of the dataset and these settings, so a retried
     (preempted) step or an identical re-run resumes where it stopped. With mlflow_tracking_uri set, the
-    training is logged to an MLflow run (yolo_kfp.components.core.tracking), named in the model's metadata.
+    training is logged to an MLflow run (yolo_kfp.model.tracking), named in the model's metadata.
 
     After a search (search: its search.json), the winner's settings are trained over these (its epochs
     only if epochs was searched), search.json is kept with the model, the trials are shown as a table
@@ -54,12 +55,12 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     import logging
     import os
 
-    from yolo_kfp.components.core import tracking
-    from yolo_kfp.components.core.packing import materialized
-    from yolo_kfp.components.core.publish import SEARCH
-    from yolo_kfp.components.core.search import trial_settings
-    from yolo_kfp.components.core.search_report import trials_html, trials_markdown
-    from yolo_kfp.components.core.train import train_leased
+    from yolo_kfp.infra.packing import materialized
+    from yolo_kfp.model import tracking
+    from yolo_kfp.model.search_report import trials_html, trials_markdown
+    from yolo_kfp.model.train import train_leased
+    from yolo_kfp.params.search_space import trial_settings
+    from yolo_kfp.release.publish import SEARCH
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = {"base_model": base_model, "base_model_sha256": base_model_sha256, "epochs": epochs, "batch": batch,

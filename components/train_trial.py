@@ -1,7 +1,8 @@
-"""The search's trial component: one trial of the search, a thin wrapper around ``yolo_kfp.components.core.train``
-and ``yolo_kfp.components.core.search``."""
+"""The search's trial component: one trial of the search, a thin wrapper around ``yolo_kfp.model.train``
+and ``yolo_kfp.model.search``."""
 
 from kfp.dsl import Artifact, Dataset, Input, Output
+
 from yolo_kfp.components.step_settings import TRAIN_IMAGE, component
 
 
@@ -49,8 +50,9 @@ def train_trial(dataset: Input[Dataset], trial: dict, base_model: str, base_mode
     import tempfile
     import time
 
-    from yolo_kfp.components.core.search import score_on_validation, trial_record, trial_settings, trial_view
-    from yolo_kfp.components.core.train import train_leased
+    from yolo_kfp.model.search import score_on_validation, trial_record, trial_view
+    from yolo_kfp.model.train import train_leased
+    from yolo_kfp.params.search_space import trial_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     started = time.monotonic()

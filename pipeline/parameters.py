@@ -1,7 +1,7 @@
 """A run's parameters as the pipeline declares them: from ``--param KEY=VALUE`` text or a notebook's dict,
 converted to each parameter's type and checked, for ``run-local``, ``submit`` and ``schedule`` alike."""
 
-from yolo_kfp.components.core.validation import check_parameters, convert_parameter
+from yolo_kfp.params.validation import check_parameters, convert_parameter
 from yolo_kfp.pipeline.pipeline import parameter_defaults, parameter_types
 
 

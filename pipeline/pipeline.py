@@ -1,7 +1,7 @@
 """The pipeline: download (sharded) -> convert -> [search: trials on GPU nodes] -> train (GPU node) -> evaluate.
 
 The pipeline function's signature and its ``Args:`` are made from the parameter table
-(``components/core/run_parameters.py``), which the compiled YAML's form in the Data Science Pipelines UI,
+(``yolo_kfp/params/run_parameters.py``), which the compiled YAML's form in the Data Science Pipelines UI,
 ``yolo-kfp run-local --param`` and the notebook all follow. Settings KFP cannot take as run parameters (the
 ``/dev/shm`` size, the GPU count and the requests that scale with it, pod labels, the download's
 parallelism) are compile options instead, declared once as ``CompileOptions`` fields and recorded in the
@@ -20,13 +20,8 @@ from kfp.compiler import pipeline_spec_builder
 from kfp.dsl import HTML, Artifact, Model, pipeline_context
 from kfp.pipeline_spec import pipeline_spec_pb2
 from kubernetes.utils.quantity import parse_quantity
+
 from yolo_kfp.components.convert import convert
-from yolo_kfp.components.core import run_parameters
-from yolo_kfp.components.core.gate import PROMOTE
-from yolo_kfp.components.core.run_parameters import DATA_CONNECTION
-from yolo_kfp.components.core.search import SEARCH_REFUSAL_ENV
-from yolo_kfp.components.core.storage import ENV_KEYS
-from yolo_kfp.components.core.tracking import CREDENTIAL_KEYS
 from yolo_kfp.components.download import download, download_shard, merge_download, plan_download
 from yolo_kfp.components.evaluate import evaluate
 from yolo_kfp.components.export import export
@@ -48,7 +43,13 @@ from yolo_kfp.components.step_settings import (
 from yolo_kfp.components.track import track
 from yolo_kfp.components.train import train
 from yolo_kfp.components.train_trial import train_trial
+from yolo_kfp.infra.storage import ENV_KEYS
+from yolo_kfp.model.tracking import CREDENTIAL_KEYS
+from yolo_kfp.params import run_parameters
+from yolo_kfp.params.run_parameters import DATA_CONNECTION
+from yolo_kfp.params.search_space import SEARCH_REFUSAL_ENV
 from yolo_kfp.pipeline import servers
+from yolo_kfp.release.gate import PROMOTE
 
 PIPELINE_NAME = "yolo-kfp"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -64,7 +65,7 @@ GPUS_PER_NODE = 16  # the largest GPU nodes have 8-16; a pod runs on one node
 # The train pod's size per GPU, by option: floor, ceiling, and why the floor. Below it the step cannot do its
 # work; above the ceiling no node could hold the pod, which would wait Pending forever.
 TRAIN_POD_LIMITS = {
-    # yolo_kfp.components.core.resources keeps one core per GPU for the training loop before any DataLoader worker;
+    # yolo_kfp.infra.resources keeps one core per GPU for the training loop before any DataLoader worker;
     # the largest GPU nodes have 24-48 cores per GPU.
     "cpu_per_gpu": (1, 128, "one core per GPU runs the training loop"),
     # Importing PyTorch and Ultralytics and building YOLOv5n takes 0.7 GiB resident on CPU (measured), CUDA's

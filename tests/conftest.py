@@ -123,7 +123,7 @@ def mongod():
 @pytest.fixture(scope="session")
 def s3():
     """A real S3 server (SeaweedFS) on 127.0.0.1 whose Open Images bucket anyone may read, as upstream."""
-    from yolo_kfp.components.core import openimages as oi
+    from yolo_kfp.data import openimages as oi
     from yolo_kfp.local.s3_server import SeaweedS3
 
     with SeaweedS3(public_read_buckets=(oi.BUCKET,)) as server:
@@ -152,7 +152,7 @@ def mirror(s3, mongod):
 @pytest.fixture(scope="session")
 def yolo_dataset():
     """A small YOLO dataset made by the convert core from synthetic Open Images data."""
-    from yolo_kfp.components.core.convert import convert_to_yolo
+    from yolo_kfp.data.convert import convert_to_yolo
     from yolo_kfp.local import synthetic
 
     raw, data = os.path.join(SESSION_DIR, "yolo-raw"), os.path.join(SESSION_DIR, "yolo-data")
@@ -164,7 +164,7 @@ def yolo_dataset():
 @pytest.fixture(scope="session")
 def base_checkpoint():
     """An untrained YOLOv5n checkpoint (80 classes): the offline stand-in for yolov5nu.pt."""
-    from yolo_kfp.components.core.ultralytics_env import configure_offline
+    from yolo_kfp.model.ultralytics_env import configure_offline
 
     configure_offline()
     from ultralytics import YOLO
@@ -187,9 +187,9 @@ def local_kfp(tmp_path):
 def trained_weights():
     """A YOLOv5n that detects the synthetic objects (trained here from scratch, ~2 min): for tests that
     need real detections (ONNX agreement, the quality gate, the report)."""
-    from yolo_kfp.components.core.convert import convert_to_yolo
-    from yolo_kfp.components.core.train import train_yolo
+    from yolo_kfp.data.convert import convert_to_yolo
     from yolo_kfp.local import synthetic
+    from yolo_kfp.model.train import train_yolo
 
     raw, data = os.path.join(SESSION_DIR, "trained-raw"), os.path.join(SESSION_DIR, "trained-data")
     synthetic.write_split(raw, "train", 60, seed=9)

@@ -16,7 +16,8 @@ DATATYPES = {"FP32": np.float32}
 class KServeV2Standin:
     def __init__(self, model_path: str, name: str, token: str = ""):
         import onnx
-        from yolo_kfp.components.core.predict import import_openvino
+
+        from yolo_kfp.cluster.predict import import_openvino
 
         self.name, self.token, self.requests = name, token, []
         proto = onnx.load(model_path, load_external_data=False)

@@ -1,7 +1,8 @@
 """Confusion matrix, report and FiftyOne-loadable predictions."""
 
 import numpy as np
-from yolo_kfp.components.core.analysis import confusion_matrix, html_report, iou
+
+from yolo_kfp.model.analysis import confusion_matrix, html_report, iou
 
 
 def truth(*rows):

@@ -6,30 +6,93 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Each folder of the package and the name it is imported by (pyproject.toml's package-dir maps one to the other).
-PACKAGES = {"yolo_kfp": "yolo_kfp", "components": "yolo_kfp.components", "components/core": "yolo_kfp.components.core",
-            "pipeline": "yolo_kfp.pipeline", "cluster": "yolo_kfp.cluster", "local": "yolo_kfp.local"}
+# The two folders at the repository's top that pyproject.toml maps into the package (and yolo_kfp/ links to).
+MAPPED = {"components": "yolo_kfp.components", "pipeline": "yolo_kfp.pipeline"}
+# Each room of the package and the rooms it may import: the library's rooms one way only, lowest first, then
+# the KFP components and the wiring over the library, and the client, the local harness and the CLI on top.
+LIBRARY = ("infra", "params", "data", "model", "release")
+ROOMS = {
+    "infra": set(),
+    "params": {"infra"},
+    "data": {"infra", "params"},
+    "model": {"infra", "params"},
+    "release": {"infra", "params", "model"},
+    "components": {*LIBRARY},
+    "pipeline": {*LIBRARY, "components"},
+    "cluster": {"infra", "params", "model", "pipeline"},
+    "local": {*LIBRARY, "pipeline"},
+    "cli": {*LIBRARY, "components", "pipeline", "cluster", "local"},
+}
 HEAVY = ("torch", "ultralytics", "fiftyone", "cv2", "mlflow")
 
 
 def project_modules() -> dict[str, str]:
-    return {f"{package}.{name[:-3]}": os.path.join(ROOT, folder, name) for folder, package in PACKAGES.items()
-            for name in sorted(os.listdir(os.path.join(ROOT, folder))) if name.endswith(".py")
-            and name != "__init__.py"}
+    """Every module of the package and its file: its path under yolo_kfp/, or under a mapped folder."""
+    folders = {os.path.join(ROOT, "yolo_kfp"): "yolo_kfp"} | {os.path.join(ROOT, f): p for f, p in MAPPED.items()}
+    modules = {}
+    for top, package in folders.items():
+        for folder, _, files in os.walk(top):  # the links to the mapped folders are not followed
+            relative = os.path.relpath(folder, top)
+            prefix = ".".join([package, *([] if relative == "." else relative.split(os.sep))])
+            modules |= {f"{prefix}.{name[:-3]}".removesuffix(".__init__"): os.path.join(folder, name)
+                        for name in files if name.endswith(".py")}
+    return modules
+
+
+def room_of(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else "yolo_kfp"
 
 
 def test_every_module_is_imported_by_its_name_in_the_package():
-    """The installed package (editable here) finds each folder's modules under yolo_kfp, and no folder of the
+    """The installed package (editable here) finds each module under its name, and no folder of the
     repository holds a Python package that the installed one leaves out."""
-    for name, path in project_modules().items():
+    modules = project_modules()
+    for name, path in modules.items():
         assert os.path.realpath(importlib.util.find_spec(name).origin) == os.path.realpath(path), name
     packages = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "*__init__.py"],
                               capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
-    assert {os.path.dirname(path) for path in packages} == set(PACKAGES)
+    assert {os.path.dirname(path).replace("/", ".") for path in packages} == {
+        name.replace("yolo_kfp.components", "components").replace("yolo_kfp.pipeline", "pipeline")
+        for name, path in modules.items() if path.endswith("__init__.py")}
+
+
+def test_every_module_of_the_wheel_is_where_its_name_says(tmp_path):
+    """Built as pip builds it, from the tracked files alone: each module's file is the path its name says, the
+    mapped folders aside."""
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                             capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    source = tmp_path / "source"
+    for path in tracked:
+        if os.path.lexists(os.path.join(ROOT, path)):
+            os.makedirs(source / os.path.dirname(path), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, path), source / path, follow_symlinks=False)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(source)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("*.whl")
+    names = [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".py")]
+    expected = {name.replace(".", "/") + ("/__init__.py" if path.endswith("__init__.py") else ".py")
+                for name, path in project_modules().items()}
+    assert set(names) == expected
+    for name in names:
+        mapped = next((folder for folder in MAPPED if name.startswith(f"yolo_kfp/{folder}/")), None)
+        path = name.removeprefix("yolo_kfp/") if mapped else name
+        assert os.path.isfile(os.path.join(ROOT, path)) and not os.path.islink(os.path.join(ROOT, path)), name
+
+
+def test_each_room_imports_only_the_rooms_below_it():
+    """A module imports its own room and the rooms ROOMS allows it, at its top or inside a function alike."""
+    modules = project_modules()
+    crossings = sorted(f"{name} imports {other}" for name, path in modules.items()
+                       for other in imports_of(path, set(modules))
+                       if room_of(other) not in ROOMS.get(room_of(name), set()) | {room_of(name), "yolo_kfp"})
+    assert crossings == []
+    assert {room_of(name) for name in modules} == set(ROOMS) | {"yolo_kfp"}
 
 
 # An import of a folder by its bare name works from the repository's top (the current directory is on sys.path)
@@ -98,9 +161,9 @@ def test_the_library_imports_no_kfp_and_the_components_only_define_components():
         imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
                                                 if isinstance(node, ast.ImportFrom) and node.module}
-        if name.startswith("yolo_kfp.components.core."):
+        if room_of(name) in LIBRARY:
             assert "kfp" not in imported, name
-        elif name.startswith("yolo_kfp.components.") and name != "yolo_kfp.components.step_settings":
+        elif room_of(name) == "components" and name not in ("yolo_kfp.components", "yolo_kfp.components.step_settings"):
             functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
             assert functions and all(any(isinstance(d, ast.Call) and getattr(d.func, "id", "") == "component"
                                          for d in f.decorator_list) for f in functions), name
@@ -112,8 +175,7 @@ def test_the_cycle_finder_finds_one():
 
 def test_the_pipeline_and_every_component_load_without_the_heavy_libraries():
     components = [name for name, path in project_modules().items()
-                  if name.startswith("yolo_kfp.components.") and not name.startswith("yolo_kfp.components.core.")
-                  and "@component(" in open(path).read()]
+                  if room_of(name) == "components" and "@component(" in open(path).read()]
     code = (f"import sys, yolo_kfp.pipeline.pipeline, {', '.join(components)}; "
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
@@ -159,6 +221,7 @@ def test_a_new_step_needs_its_module_and_one_call(tmp_path, monkeypatch):
     import importlib.util
 
     import yaml
+
     from yolo_kfp.components import step_settings
 
     monkeypatch.setattr(step_settings, "SETTINGS", dict(step_settings.SETTINGS))  # the toy's settings go with the test

@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
+
+from yolo_kfp.cli import main
 from yolo_kfp.local.runner import failed_step, failure_line, last_exception
 from yolo_kfp.pipeline.parameters import parse_params
 from yolo_kfp.pipeline.pipeline import parameter_defaults
-
-from yolo_kfp.cli import main
 
 
 def test_param_values_are_json_when_they_parse_else_strings():
@@ -23,6 +23,7 @@ def test_param_values_are_json_when_they_parse_else_strings():
 def test_param_values_take_the_types_the_pipeline_declares():
     """What kfp checks when the pipeline is called (a whole number for a float crashed it after 15-50 s)."""
     from kfp.dsl.types.type_utils import verify_type_compatibility
+
     from yolo_kfp.pipeline.pipeline import yolo_pipeline
 
     params = parse_params(["min_map50=0", "lr0=1", 'epochs="3"', "max_map50_drop=0", "imgsz=320.0", "seed=+7",
@@ -91,16 +92,16 @@ def test_a_failed_step_is_told_in_one_line_with_its_cause():
            "    Traceback (most recent call last):",
            '      File "/x/a.py", line 9, in <module>',
            "        fetch()",
-           "    yolo_kfp.components.core.storage.StorageError: S3 download of s3://b/k at AWS S3 failed:",
+           "    yolo_kfp.infra.storage.StorageError: S3 download of s3://b/k at AWS S3 failed:",
            "    NoSuchKey: not found",
            "",
            "",
            "2026-12-01 06:42:35,600 INFO root: Skipping task merge-download"]
     assert failed_step(message) == "download-shard"
-    assert last_exception(log) == ("yolo_kfp.components.core.storage.StorageError: S3 download of s3://b/k at AWS S3 "
+    assert last_exception(log) == ("yolo_kfp.infra.storage.StorageError: S3 download of s3://b/k at AWS S3 "
                                    "failed: NoSuchKey: not found")
     assert failure_line(message, log) == (
-        "step 'download-shard' failed: yolo_kfp.components.core.storage.StorageError: S3 download of s3://b/k at "
+        "step 'download-shard' failed: yolo_kfp.infra.storage.StorageError: S3 download of s3://b/k at "
         "AWS S3 failed: NoSuchKey: not found -- check the data connection (AWS_* variables: endpoint, keys, bucket) "
         "and run again")
     assert failure_line(message, log[:1]).startswith("step 'download-shard' failed without a Python error")

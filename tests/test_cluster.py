@@ -4,10 +4,10 @@
 import pytest
 import yaml
 from kfp_standin import API, KfpStandIn
-from yolo_kfp.cluster.client import resolve_token
-from yolo_kfp.cluster.schedules import six_field_cron
 
 from yolo_kfp.cli import main
+from yolo_kfp.cluster.client import resolve_token
+from yolo_kfp.cluster.schedules import six_field_cron
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ import threading
 import time
 
 import pytest
-import yolo_kfp.components.core.checkpoints as checkpoints_module
-from yolo_kfp.components.core import publish
-from yolo_kfp.components.core.checkpoints import Checkpoints
-from yolo_kfp.components.core.storage import S3Url, Storage
+
+import yolo_kfp.model.checkpoints as checkpoints_module
+from yolo_kfp.infra.storage import S3Url, Storage
+from yolo_kfp.model.checkpoints import Checkpoints
+from yolo_kfp.release import publish
 
 
 @pytest.fixture
@@ -114,8 +115,8 @@ def test_two_identical_trainings_at_once_both_finish(yolo_dataset, base_checkpoi
     location = str(tmp_path / "checkpoints" / "k1")
     script = textwrap.dedent(f"""
         import json, sys
-        import yolo_kfp.components.core.checkpoints as c
-        from yolo_kfp.components.core.train import train_yolo
+        import yolo_kfp.model.checkpoints as c
+        from yolo_kfp.model.train import train_yolo
         c.CHECKPOINT_POLL_SECONDS = c.SETTLE_SECONDS = 0.2
         checkpoints = c.Checkpoints({location!r}).claim(wait=1)
         summary = train_yolo(data_dir={yolo_dataset!r}, output_dir=sys.argv[1], base_model={base_checkpoint!r},

@@ -8,8 +8,9 @@ import sys
 import pytest
 import yaml
 from PIL import Image
-from yolo_kfp.components.core import openimages as oi
-from yolo_kfp.components.core.convert import assign_splits, convert_to_yolo, split_counts
+
+from yolo_kfp.data import openimages as oi
+from yolo_kfp.data.convert import assign_splits, convert_to_yolo, split_counts
 from yolo_kfp.local.synthetic import ALL_CLASSES, write_metadata
 
 MID = ALL_CLASSES  # display name -> real Open Images MID
@@ -121,7 +122,7 @@ def test_a_subset_of_classes_drops_the_rest(tricky_raw, tmp_path):
 
 
 def test_dataset_yaml_resolves_relative_to_itself(tricky_raw, tmp_path):
-    from yolo_kfp.components.core.ultralytics_env import configure_offline
+    from yolo_kfp.model.ultralytics_env import configure_offline
 
     configure_offline()  # check_det_dataset fetches a font otherwise
     from ultralytics.data.utils import check_det_dataset

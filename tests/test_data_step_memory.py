@@ -1,4 +1,4 @@
-"""The data steps' memory defaults come from their peaks measured at scale (``components/core/measured_memory.py``,
+"""The data steps' memory defaults come from their peaks measured at scale (``yolo_kfp/infra/measured_memory.py``,
 ``bench/metadata_scale.py``, ``bench/convert_scale.py``): a pod below its step's peak would be killed."""
 
 import os
@@ -6,7 +6,8 @@ import re
 
 import pytest
 import yaml
-from yolo_kfp.components.core.measured_memory import HEADROOM, MINIMUM_MIB, PEAK_GIB, memory
+
+from yolo_kfp.infra.measured_memory import HEADROOM, MINIMUM_MIB, PEAK_GIB, memory
 from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline, quantity
 
 BENCH_README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "README.md")

@@ -13,9 +13,10 @@ import pytest
 import torch
 from headless_browser import check_report
 from mlflow import MlflowClient
-from yolo_kfp.components.core.publish import read_latest
-from yolo_kfp.components.core.storage import S3Url, Storage
+
+from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.local.mlflow_server import MlflowServer, reopen_command
+from yolo_kfp.release.publish import read_latest
 
 pytestmark = pytest.mark.slow
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
@@ -96,7 +97,7 @@ def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
     assert failed.returncode != 0 and time.monotonic() - started < 60
     output = failed.stdout + failed.stderr
     last = failed.stderr.strip().splitlines()[-1]  # the cause, on one line, last, without colour codes
-    assert last.startswith("yolo-kfp: error: step 'preflight' failed: yolo_kfp.components.core.storage.StorageError: "
+    assert last.startswith("yolo-kfp: error: step 'preflight' failed: yolo_kfp.infra.storage.StorageError: "
                            "preflight: publish_to=s3://models/yolo-kfp is not usable")
     assert "SignatureDoesNotMatch" in last
     assert last.endswith("-- check the data connection (AWS_* variables: endpoint, keys, bucket) and run again "

@@ -7,14 +7,15 @@ import os
 
 import pytest
 from conftest import CLASSES
-from yolo_kfp.components.core import openimages as oi
-from yolo_kfp.components.core.csv_scan import scan_csv
-from yolo_kfp.components.core.download import download_open_images
-from yolo_kfp.components.core.download_plan import cut_shards, make_plan, select_scanned
-from yolo_kfp.components.core.openimages_metadata import METADATA_ENV
-from yolo_kfp.components.core.packing import materialized, shards
-from yolo_kfp.components.core.storage import S3Url, Storage
+
 from yolo_kfp.components.download import download, download_shard, merge_download, plan_download
+from yolo_kfp.data import openimages as oi
+from yolo_kfp.data.csv_scan import scan_csv
+from yolo_kfp.data.download import download_open_images
+from yolo_kfp.data.download_plan import cut_shards, make_plan, select_scanned
+from yolo_kfp.data.openimages_metadata import METADATA_ENV
+from yolo_kfp.infra.packing import materialized, shards
+from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.local.synthetic import ALL_CLASSES
 
 
@@ -256,7 +257,7 @@ def plain_candidates(path, mids):
 @pytest.mark.parametrize("newline, apart", [("\n", False), ("\r\n", True)])
 def test_one_pass_over_the_detections_finds_and_copies_what_a_plain_reading_does(tmp_path, monkeypatch, newline,
                                                                                   apart):
-    from yolo_kfp.components.core import csv_scan
+    from yolo_kfp.data import csv_scan
 
     source = str(tmp_path / "detections.csv")
     write_detections(source, detection_rows(7, apart), newline)
@@ -282,7 +283,7 @@ def test_one_pass_over_the_detections_finds_and_copies_what_a_plain_reading_does
 
 
 def test_rows_of_the_image_list_are_copied_as_written_quotes_and_all(tmp_path, monkeypatch):
-    from yolo_kfp.components.core import csv_scan
+    from yolo_kfp.data import csv_scan
 
     source = tmp_path / "image_ids.csv"
     titles = ['"Bike, parked"', "Street", '"He said ""stop"""', ""]
@@ -305,7 +306,7 @@ def test_rows_of_the_image_list_are_copied_as_written_quotes_and_all(tmp_path, m
 
 
 def test_the_plan_reads_a_local_mirror_in_place(mirror, tmp_path, monkeypatch):
-    from yolo_kfp.components.core import openimages_metadata
+    from yolo_kfp.data import openimages_metadata
 
     monkeypatch.setattr(openimages_metadata, "copy_metadata", lambda *a: pytest.fail("the mirror's files were copied"))
     plan = make_plan(plan_dir=str(tmp_path / "plan"), classes=CLASSES, max_samples_per_class=5, split="validation",
@@ -318,7 +319,8 @@ def test_missing_metadata_is_fetched_without_reading_the_image_list(mirror, tmp_
     2.4 GiB); the plan fetches the files with its download helpers alone."""
     import eta.core.web as etaw
     import fiftyone.utils.openimages as fouo
-    from yolo_kfp.components.core.openimages_metadata import fetch_metadata
+
+    from yolo_kfp.data.openimages_metadata import fetch_metadata
 
     sources = {"train-images-boxable-with-rotation.csv": oi.IMAGE_IDS_CSV, "oidv6-train-annotations-bbox.csv":
                oi.DETECTIONS_CSV, "class-descriptions-boxable.csv": oi.CLASSES_CSV}

@@ -6,10 +6,11 @@ import os
 import onnx
 import pytest
 from conftest import CLASSES
-from yolo_kfp.components.core.evaluate import held_out_images
-from yolo_kfp.components.core.export import OPSET, SERVING_NAME, _detections, compare_detections, export_onnx
+
 from yolo_kfp.components.evaluate import evaluate
 from yolo_kfp.components.export import export
+from yolo_kfp.model.evaluate import held_out_images
+from yolo_kfp.model.export import OPSET, SERVING_NAME, _detections, compare_detections, export_onnx
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +75,8 @@ def test_evaluate_and_export_components_through_kfp_local(trained_weights, local
 def test_predictions_load_in_fiftyone(trained_weights, mongod, tmp_path):
     import fiftyone as fo
     import fiftyone.utils.coco as fouc
-    from yolo_kfp.components.core.evaluate import evaluate_model
+
+    from yolo_kfp.model.evaluate import evaluate_model
 
     weights, data = trained_weights
     evaluate_model(data_dir=data, weights=weights, imgsz=128, batch=8, report_dir=str(tmp_path))

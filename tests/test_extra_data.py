@@ -7,9 +7,10 @@ import yaml
 from conftest import CLASSES
 from PIL import Image
 from test_convert import box_row, make_raw, read_labels
+
 from yolo_kfp.components.convert import convert
-from yolo_kfp.components.core.convert import convert_to_yolo
-from yolo_kfp.components.core.storage import S3Url, Storage
+from yolo_kfp.data.convert import convert_to_yolo
+from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 FILLER = [f"{i:016x}" for i in range(1, 9)]
@@ -87,7 +88,7 @@ def test_convert_component_fetches_extra_data_from_s3(s3, raw, tmp_path, local_k
     (run,) = (local_kfp / "pipeline-root").iterdir()
     artifact = run / "convert" / "dataset"
     assert sorted(os.listdir(artifact)) == ["dataset.yaml", "shard-00000.tar", "stats.json"]
-    from yolo_kfp.components.core.packing import materialized
+    from yolo_kfp.infra.packing import materialized
 
     with materialized(str(artifact)) as folder:
         assert "extra_street1" in read_labels(folder)

@@ -5,7 +5,10 @@ import uuid
 
 import pytest
 import yaml
-from yolo_kfp.components.core.gate import (
+
+from yolo_kfp.infra.storage import S3Url, Storage
+from yolo_kfp.pipeline.pipeline import compile_pipeline
+from yolo_kfp.release.gate import (
     NOT_PROMOTED,
     PROMOTE,
     decide,
@@ -14,9 +17,7 @@ from yolo_kfp.components.core.gate import (
     read_decision,
     record_decision,
 )
-from yolo_kfp.components.core.publish import publish_files
-from yolo_kfp.components.core.storage import S3Url, Storage
-from yolo_kfp.pipeline.pipeline import compile_pipeline
+from yolo_kfp.release.publish import publish_files
 
 
 def test_decide():

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from yolo_kfp.components.core.image_size import ULTRALYTICS_IMGSZ, imgsz_for, trained_imgsz
 
 from yolo_kfp.cli import main
+from yolo_kfp.model.image_size import ULTRALYTICS_IMGSZ, imgsz_for, trained_imgsz
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
@@ -72,7 +72,7 @@ def test_what_is_not_a_model_is_named(tmp_path):
 
 def test_the_trained_size_is_used_and_another_one_warned_about(tmp_path, caplog):
     trained = checkpoint(tmp_path / "m.pt", train_args={"imgsz": 160})
-    caplog.set_level(logging.INFO, logger="yolo_kfp.components.core.image_size")
+    caplog.set_level(logging.INFO, logger="yolo_kfp.model.image_size")
     assert imgsz_for(trained, None) == 160
     assert imgsz_for(trained, 160) == 160
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -84,7 +84,7 @@ def test_the_trained_size_is_used_and_another_one_warned_about(tmp_path, caplog)
 
 
 def test_predict_sizes_a_dynamic_onnx_model_as_exported(tmp_path):
-    from yolo_kfp.components.core.predict import model_names_and_size
+    from yolo_kfp.cluster.predict import model_names_and_size
 
     names = "{0: 'Car', 1: 'Bus'}"
     assert model_names_and_size(onnx_model(tmp_path / "fixed.onnx", {"names": names}, 96, 128)) == (["Car", "Bus"],
@@ -114,7 +114,7 @@ def run_cli(*args) -> tuple[dict, str]:
 def test_step_evaluate_and_export_run_the_model_at_its_trained_size(trained_weights, tmp_path):
     """Without --imgsz, ``step evaluate`` reports what the pipeline's evaluate step (which passes the run's
     imgsz, the trained one) reports; with another --imgsz it is honoured and warned about."""
-    from yolo_kfp.components.core.evaluate import evaluate_model
+    from yolo_kfp.model.evaluate import evaluate_model
 
     weights, data = trained_weights
     assert trained_imgsz(weights) == 128

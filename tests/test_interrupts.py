@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+
 from yolo_kfp.local.run_scope import marked_processes, stop_marked
 from yolo_kfp.local.s3_server import stale_sockets
 

@@ -13,8 +13,9 @@ import pytest
 import yaml
 from pod_security import rbac_violations, restricted_violations
 from test_serving_manifests import ISVC, ROOT, SERVING, kustomize
-from yolo_kfp.components.core.export import SERVING_NAME
-from yolo_kfp.components.core.storage import ENV_KEYS
+
+from yolo_kfp.infra.storage import ENV_KEYS
+from yolo_kfp.model.export import SERVING_NAME
 from yolo_kfp.pipeline.pipeline import DATA_CONNECTION
 
 SERVING_CONNECTION = "yolo-kfp-serving-s3"
@@ -145,7 +146,7 @@ def test_roles_name_what_they_grant_without_wildcards(shipped):
 
 
 def test_the_workbench_reads_no_route_but_the_old_proxys_one():
-    """cluster/workbench.py finds the server by listing DSPAs; the only Route a token must `get` is the one
+    """yolo_kfp/cluster/workbench.py finds the server by listing DSPAs; the only Route a token must `get` is the one
     the older pipeline-server proxy (oauth-proxy) checks: ds-pipeline-<DSPA name>."""
     role = kustomize(os.path.join(ROOT, "manifests"))[("Role", "yolo-kfp-pipeline-user")]
     routes = [r for r in role["rules"] if "routes" in r["resources"]]

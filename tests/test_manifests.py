@@ -10,7 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from conftest import shared_schema
-from yolo_kfp.components.core.storage import ENV_KEYS
+
+from yolo_kfp.infra.storage import ENV_KEYS
 from yolo_kfp.pipeline.pipeline import DATA_CONNECTION
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")

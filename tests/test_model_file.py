@@ -4,11 +4,12 @@ import subprocess
 import sys
 
 import pytest
-from yolo_kfp.components.core.model_file import checkpoint_layers
+
+from yolo_kfp.infra.model_file import checkpoint_layers
 
 
 def test_layers_match_what_ultralytics_loads(base_checkpoint, trained_weights):
-    from yolo_kfp.components.core.ultralytics_env import configure_offline
+    from yolo_kfp.model.ultralytics_env import configure_offline
 
     configure_offline()
     from ultralytics import YOLO
@@ -18,7 +19,7 @@ def test_layers_match_what_ultralytics_loads(base_checkpoint, trained_weights):
 
 
 def test_reading_a_checkpoint_imports_neither_torch_nor_ultralytics(base_checkpoint):
-    code = ("import sys; from yolo_kfp.components.core.model_file import checkpoint_layers; "
+    code = ("import sys; from yolo_kfp.infra.model_file import checkpoint_layers; "
             f"print(checkpoint_layers({base_checkpoint!r}), 'torch' in sys.modules, 'ultralytics' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["25", "False", "False"]

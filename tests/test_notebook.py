@@ -13,9 +13,10 @@ import yaml
 from kfp_standin import API, KfpStandIn
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-from yolo_kfp.components.core.gate import record_decision
-from yolo_kfp.components.core.publish import publish_files
-from yolo_kfp.components.core.storage import Storage
+
+from yolo_kfp.infra.storage import Storage
+from yolo_kfp.release.gate import record_decision
+from yolo_kfp.release.publish import publish_files
 
 NOTEBOOK_DIR = os.path.join(os.path.dirname(__file__), "..", "notebooks")
 NOTEBOOK = os.path.join(NOTEBOOK_DIR, "run_pipeline.ipynb")

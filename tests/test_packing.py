@@ -7,8 +7,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from yolo_kfp.components.core import packing
-from yolo_kfp.components.core.packing import extract, materialized, pack_in_place, shards
+
+from yolo_kfp.infra import packing
+from yolo_kfp.infra.packing import extract, materialized, pack_in_place, shards
 
 
 @pytest.fixture(params=["gnu tar", "python tarfile"], autouse=True)

@@ -5,6 +5,7 @@ import os
 
 import pytest
 import yaml
+
 from yolo_kfp.components.convert import convert
 from yolo_kfp.components.download import download_shard, merge_download, plan_download
 from yolo_kfp.components.evaluate import evaluate

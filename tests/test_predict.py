@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import CLASSES
 from kserve_v2_standin import KServeV2Standin
-from yolo_kfp.components.core.evaluate import held_out_images
-from yolo_kfp.components.core.export import SERVING_NAME, _detections, _unmatched, export_onnx
-from yolo_kfp.components.core.predict import predict_local
 
 from yolo_kfp.cli import main
+from yolo_kfp.cluster.predict import predict_local
+from yolo_kfp.model.evaluate import held_out_images
+from yolo_kfp.model.export import SERVING_NAME, _detections, _unmatched, export_onnx
 
 pytestmark = pytest.mark.slow
 IMGSZ = 128

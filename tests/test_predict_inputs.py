@@ -6,9 +6,9 @@ import time
 
 import pytest
 from http_standin import Served
-from yolo_kfp.components.core.export import SERVING_NAME
 
 from yolo_kfp.cli import main
+from yolo_kfp.model.export import SERVING_NAME
 
 NO_SERVER = f"http://127.0.0.1:9/v2/models/{SERVING_NAME}"  # never reached: the images are refused first
 

@@ -8,9 +8,10 @@ import pytest
 import tomllib
 from http_standin import Served
 from kfp_standin import API, KfpStandIn
+
 from yolo_kfp.cluster import kfp_internals
-from yolo_kfp.components.core import fiftyone_openimages
-from yolo_kfp.components.core import openimages as oi
+from yolo_kfp.data import fiftyone_openimages
+from yolo_kfp.data import openimages as oi
 
 PYPROJECT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyproject.toml")
 

@@ -5,8 +5,9 @@ import uuid
 
 import pytest
 import yaml
-from yolo_kfp.components.core.publish import LATEST, MANIFEST, RUNS, publish_model, read_latest
-from yolo_kfp.components.core.storage import S3Url, Storage, StorageError, sha256_of
+
+from yolo_kfp.infra.storage import S3Url, Storage, StorageError, sha256_of
+from yolo_kfp.release.publish import LATEST, MANIFEST, RUNS, publish_model, read_latest
 
 
 class RecordingStorage(Storage):

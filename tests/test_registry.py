@@ -12,11 +12,14 @@ import uuid
 import pytest
 import yaml
 from model_registry_standin import ModelRegistryStandIn
-from yolo_kfp.components.core import registry, tls
-from yolo_kfp.components.core.export import OPSET
-from yolo_kfp.components.core.registry import RegistryError, register_published_model, url_problems
-from yolo_kfp.components.core.urls import redact
+
+from yolo_kfp.infra import tls
+from yolo_kfp.infra.urls import redact
+from yolo_kfp.model.export import OPSET
+from yolo_kfp.params.validation import registry_url_problems
 from yolo_kfp.pipeline.pipeline import compile_pipeline
+from yolo_kfp.release import registry
+from yolo_kfp.release.registry import RegistryError, register_published_model
 
 TOKEN = "sa-token-of-the-pipeline-runner"
 METRICS = {"map50": 0.81, "map50_95": 0.52, "precision": 0.9, "recall": 0.75}
@@ -186,13 +189,13 @@ def test_the_standin_refuses_what_the_published_contract_refuses():
 @pytest.mark.parametrize("url", ["https://registry-rest.apps.example.com", "http://model-registry.kubeflow.svc:8080",
                                  "https://10.0.0.7:8443/", "http://[::1]:8080", ""])
 def test_a_registry_address_is_scheme_host_and_port(url):
-    assert url_problems(url) == []
+    assert registry_url_problems(url) == []
 
 
 @pytest.mark.parametrize("url", ["registry:8080", "ftp://registry", "https://", "https://registry/api/model_registry",
                                  "https://registry:99999", "https://user@registry", "https:// registry"])
 def test_anything_else_is_refused_in_one_line_before_any_request(url, exported):
-    (problem,) = url_problems(url)
+    (problem,) = registry_url_problems(url)
     assert problem.startswith("model_registry_url must be empty or a Kubeflow Model Registry's REST address")
     assert "\n" not in problem and repr(redact(url)) in problem  # user-info masked: https://***@registry
     with pytest.raises(ValueError, match="model_registry_url must be"):
@@ -211,7 +214,7 @@ def test_preflight_refuses_a_malformed_address_before_any_work(monkeypatch):
     from yolo_kfp.pipeline.pipeline import parameter_defaults
 
     called = []
-    monkeypatch.setattr("yolo_kfp.components.core.preflight.check_s3_inputs", lambda **kw: called.append(kw))
+    monkeypatch.setattr("yolo_kfp.params.preflight.check_s3_inputs", lambda **kw: called.append(kw))
     monkeypatch.setattr(registry, "check_access", lambda **kw: called.append(kw))
     params = {name: value for name, value in parameter_defaults().items() if name in preflight.component_spec.inputs}
     with pytest.raises(ValueError, match="bad parameter: model_registry_url must be empty or a Kubeflow Model"):
@@ -223,7 +226,7 @@ def test_preflight_reaches_the_registry_when_a_model_will_be_registered(standin,
     from yolo_kfp.components.preflight import preflight
     from yolo_kfp.pipeline.pipeline import parameter_defaults
 
-    monkeypatch.setattr("yolo_kfp.components.core.preflight.check_s3_inputs", lambda **kw: "")
+    monkeypatch.setattr("yolo_kfp.params.preflight.check_s3_inputs", lambda **kw: "")
     params = {name: value for name, value in parameter_defaults().items() if name in preflight.component_spec.inputs}
     preflight.python_func(**{**params, "model_registry_url": standin.url})
     assert standin.requests == []  # nothing to publish: nothing to register
@@ -259,9 +262,10 @@ def test_only_a_promoted_model_reaches_the_registry(tmp_path):
 def test_publish_component_registers_through_kfp_local(s3, standin, exported, local_kfp, tmp_path, monkeypatch):
     from kfp import dsl
     from kfp.dsl import Artifact, Model
-    from yolo_kfp.components.core.publish import read_latest
-    from yolo_kfp.components.core.storage import Storage
+
     from yolo_kfp.components.publish import publish
+    from yolo_kfp.infra.storage import Storage
+    from yolo_kfp.release.publish import read_latest
 
     for name, setting in s3.data_connection().items():
         monkeypatch.setenv(name, setting)
@@ -298,7 +302,7 @@ def test_publish_component_registers_through_kfp_local(s3, standin, exported, lo
 @pytest.mark.slow
 def test_a_model_the_gate_refuses_is_not_registered(mongod, s3, standin, tmp_path):
     """The whole pipeline (run-local --demo) with a registry named and a threshold no model reaches."""
-    from yolo_kfp.components.core.storage import Storage
+    from yolo_kfp.infra.storage import Storage
 
     Storage.from_env(s3.data_connection()).client.create_bucket(Bucket="refused")
     cli = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")

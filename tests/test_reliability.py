@@ -15,15 +15,16 @@ import yaml
 from conftest import CLASSES
 from PIL import Image
 from test_convert import box_row, make_raw
+
 from yolo_kfp.cluster.client import Server
-from yolo_kfp.components.core import openimages as oi
-from yolo_kfp.components.core.convert import convert_to_yolo
-from yolo_kfp.components.core.image_files import readable
-from yolo_kfp.components.core.storage import S3Url, Storage
-from yolo_kfp.components.core.train import resume_epoch
-from yolo_kfp.components.core.validation import parameter_problems
 from yolo_kfp.components.step_settings import SETTINGS
+from yolo_kfp.data import openimages as oi
+from yolo_kfp.data.convert import convert_to_yolo
+from yolo_kfp.infra.image_files import readable
+from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.local.s3_server import free_ports
+from yolo_kfp.model.train import resume_epoch
+from yolo_kfp.params.validation import parameter_problems
 from yolo_kfp.pipeline.pipeline import FAN_IN_STEPS, CompileOptions, compile_pipeline, parameter_defaults
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
@@ -98,7 +99,7 @@ def test_values_only_training_would_catch_are_refused_before_any_step(param, mes
 
 
 def test_a_local_base_model_is_read_for_its_depth(base_checkpoint, tmp_path):
-    from yolo_kfp.components.core.validation import base_model_problems
+    from yolo_kfp.params.validation import base_model_problems
 
     assert base_model_problems(base_checkpoint, 10) == []
     assert "freeze 25 is beyond" in base_model_problems(base_checkpoint, 25)[0]
@@ -108,8 +109,8 @@ def test_a_local_base_model_is_read_for_its_depth(base_checkpoint, tmp_path):
 
 
 def test_an_s3_base_model_is_fetched_and_checked_by_preflight(s3, base_checkpoint):
-    from yolo_kfp.components.core.preflight import check_s3_inputs
-    from yolo_kfp.components.core.storage import StorageError, sha256_of
+    from yolo_kfp.infra.storage import StorageError, sha256_of
+    from yolo_kfp.params.preflight import check_s3_inputs
 
     storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="base-models")
@@ -184,7 +185,7 @@ def test_a_class_without_images_fails_unless_allowed(tmp_path):
 
 @pytest.mark.slow
 def test_freeze_beyond_the_model_is_refused_before_training(yolo_dataset, base_checkpoint, tmp_path):
-    from yolo_kfp.components.core.train import train_yolo
+    from yolo_kfp.model.train import train_yolo
 
     with pytest.raises(ValueError, match=r"freeze 30 is beyond .*'s 25 layers \(0-24\)"):
         train_yolo(data_dir=yolo_dataset, output_dir=str(tmp_path / "model"), base_model=base_checkpoint, epochs=1,
@@ -372,7 +373,7 @@ def test_a_checkpoint_cut_off_mid_write_is_moved_aside_not_resumed(tmp_path, cap
 
 
 def test_download_rerun_fetches_only_what_is_missing_or_broken(mirror, tmp_path):
-    from yolo_kfp.components.core.download import download_open_images
+    from yolo_kfp.data.download import download_open_images
 
     out = tmp_path / "raw"
     first = download_open_images(output_dir=str(out), classes=CLASSES, max_samples_per_class=4, split="validation",
@@ -393,9 +394,10 @@ class Preempted(Exception):
 
 @pytest.mark.slow
 def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
-    import yolo_kfp.components.core.checkpoints as checkpoints_module
-    import yolo_kfp.components.core.train as train_module
     from ultralytics.utils.callbacks import base as callbacks  # what get_default_callbacks copies
+
+    import yolo_kfp.model.checkpoints as checkpoints_module
+    import yolo_kfp.model.train as train_module
 
     storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="checkpoints")

@@ -4,7 +4,8 @@ per-class table is there, and it asks the network for nothing. The demo's own re
 
 import numpy as np
 from headless_browser import browser_or_skip, problems, render
-from yolo_kfp.components.core.analysis import draw_grid, html_report, plot_confusion
+
+from yolo_kfp.model.analysis import draw_grid, html_report, plot_confusion
 
 CLASSES = ["Bicycle", "Car", "Traffic sign"]
 

@@ -1,7 +1,8 @@
 """Sizing the train step by the pod's limits: fake cgroup files, fake /dev/shm sizes."""
 
 import pytest
-from yolo_kfp.components.core import resources
+
+from yolo_kfp.infra import resources
 
 
 def write(root, files):
@@ -62,7 +63,7 @@ def test_threads_follow_the_cpu_quota_by_ultralytics_rule():
 
 
 def test_ultralytics_thread_pools_take_the_planned_count():
-    from yolo_kfp.components.core.ultralytics_env import THREAD_COUNT_USERS, configure_offline, limit_threads
+    from yolo_kfp.model.ultralytics_env import THREAD_COUNT_USERS, configure_offline, limit_threads
 
     configure_offline()
     import importlib

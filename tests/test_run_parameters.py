@@ -9,15 +9,14 @@ import pkgutil
 
 import pytest
 import yaml
-import yolo_kfp.components.core as core
-from yolo_kfp.components.core import run_parameters
-from yolo_kfp.components.core.run_parameters import BY_NAME, PARAMETERS, RunParameter
-from yolo_kfp.components.core.validation import RULES, parameter_problems
-from yolo_kfp.components.preflight import preflight
-from yolo_kfp.pipeline.parameters import parse_params
-from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 from yolo_kfp.cli import build_parser
+from yolo_kfp.components.preflight import preflight
+from yolo_kfp.params import run_parameters
+from yolo_kfp.params.run_parameters import BY_NAME, PARAMETERS, RunParameter
+from yolo_kfp.params.validation import RULES, parameter_problems
+from yolo_kfp.pipeline.parameters import parse_params
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARAMETERS_PAGE = os.path.join(ROOT, "docs", "parameters.md")
@@ -74,8 +73,9 @@ def test_no_core_keeps_a_default_of_its_own():
     """A core function's keyword that is a run parameter defaults to the table's value ("" or None for a value
     that may be absent: no location, the model's own image size)."""
     differing = []
-    for module_info in pkgutil.iter_modules(core.__path__):
-        module = importlib.import_module(f"yolo_kfp.components.core.{module_info.name}")
+    rooms = [importlib.import_module(f"yolo_kfp.{room}") for room in ("infra", "params", "data", "model", "release")]
+    for module_info in (info for room in rooms for info in pkgutil.iter_modules(room.__path__, f"{room.__name__}.")):
+        module = importlib.import_module(module_info.name)
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ != module.__name__:
                 continue

@@ -9,9 +9,11 @@ import shutil
 import pytest
 import yaml
 from conftest import CLASSES
-from yolo_kfp.components.core.packing import pack_in_place
-from yolo_kfp.components.core.search import plan_trials, select_trial, trial_settings, trial_view
-from yolo_kfp.components.core.validation import deepest_freeze, parameter_problems
+
+from yolo_kfp.infra.packing import pack_in_place
+from yolo_kfp.model.search import select_trial, trial_view
+from yolo_kfp.params.search_space import plan_trials, trial_settings
+from yolo_kfp.params.validation import deepest_freeze, parameter_problems
 from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline
 
 RUN = {"base_model": "yolov5nu.pt", "base_model_sha256": "", "epochs": 50, "batch": 16, "imgsz": 640, "freeze": 10,
@@ -143,7 +145,8 @@ def test_a_local_search_of_four_trials_trains_the_best_on_validation(mirror, bas
     """Four trials, the winner trained, evaluated and published; with MLflow one parent run (the final
     training's), one nested run per trial, and the winner's settings on the registered version."""
     from mlflow import MlflowClient
-    from yolo_kfp.components.core.storage import Storage
+
+    from yolo_kfp.infra.storage import Storage
     from yolo_kfp.local.runner import execute
 
     for name, value in {**s3.data_connection(), "YOLO_KFP_CHECKPOINTS": str(tmp_path / "checkpoints")}.items():

@@ -10,11 +10,12 @@ import sys
 
 import pytest
 from mlflow import MlflowClient
-from yolo_kfp.components.core.publish import read_latest
-from yolo_kfp.components.core.search_report import SCORE, search_tags
-from yolo_kfp.components.core.storage import Storage
-from yolo_kfp.components.core.tracking import PARENT_TAG
+
+from yolo_kfp.infra.storage import Storage
 from yolo_kfp.local.mlflow_server import MlflowServer
+from yolo_kfp.model.search_report import SCORE, search_tags
+from yolo_kfp.model.tracking import PARENT_TAG
+from yolo_kfp.release.publish import read_latest
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 

@@ -13,11 +13,13 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from model_registry_standin import ModelRegistryStandIn
-from yolo_kfp.components.core import registry, tracking
-from yolo_kfp.components.core.export import OPSET
-from yolo_kfp.components.core.publish import MANIFEST
-from yolo_kfp.components.core.search_report import search_record, trials_html, trials_markdown
-from yolo_kfp.components.core.storage import S3Url, Storage
+
+from yolo_kfp.infra.storage import S3Url, Storage
+from yolo_kfp.model import tracking
+from yolo_kfp.model.export import OPSET
+from yolo_kfp.model.search_report import search_record, trials_html, trials_markdown
+from yolo_kfp.release import registry
+from yolo_kfp.release.publish import MANIFEST
 
 SPACE = {"lr0": [0.0005, 0.01], "freeze": [0, 10], "optimizer": ["SGD", "AdamW"]}
 PLAN = [(0.0005, 0, "SGD"), (0.01, 0, "AdamW"), (0.0005, 10, "AdamW"), (0.01, 10, "SGD")]
@@ -186,7 +188,7 @@ def test_the_published_model_carries_the_winner_in_its_manifest_and_both_registr
 
 
 def test_without_a_search_the_manifest_holds_no_search(s3, published_model, monkeypatch):
-    from yolo_kfp.components.core.publish import publish_model
+    from yolo_kfp.release.publish import publish_model
 
     (published_model["model"] / "search.json").unlink()
     bucket = f"models-{uuid.uuid4().hex[:10]}"

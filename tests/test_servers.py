@@ -8,13 +8,13 @@ import os
 import pytest
 import yaml
 from server_schemas import SCHEMAS, TARGET_SCHEMAS, parse_errors
-from yolo_kfp.components.core.search import SEARCH_REFUSAL_ENV
-from yolo_kfp.components.core.tracking import CREDENTIAL_KEYS
-from yolo_kfp.components.core.validation import parameter_problems
-from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline, quantity
 
 from yolo_kfp.cli import main
+from yolo_kfp.model.tracking import CREDENTIAL_KEYS
+from yolo_kfp.params.search_space import SEARCH_REFUSAL_ENV
+from yolo_kfp.params.validation import parameter_problems
+from yolo_kfp.pipeline import servers
+from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline, quantity
 
 STEPS = {True: 14, False: 9}  # with fan-in; without: one download step for three, no search's three
 # What a fan-in (dsl.Collected), a ParallelFor and a dsl.OneOf compile to in the pipeline spec.

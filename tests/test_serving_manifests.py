@@ -15,7 +15,8 @@ import pytest
 import yaml
 from conftest import shared_schema
 from test_manifests import KUBERNETES_VERSION
-from yolo_kfp.components.core.export import SERVING_NAME
+
+from yolo_kfp.model.export import SERVING_NAME
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SERVING = os.path.join(ROOT, "manifests", "serving")

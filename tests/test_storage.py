@@ -6,10 +6,11 @@ import time
 import uuid
 
 import pytest
-from yolo_kfp.components.core.preflight import check_s3_inputs
-from yolo_kfp.components.core.storage import S3Url, Storage, StorageError
-from yolo_kfp.components.core.train import fetch_base_model
+
+from yolo_kfp.infra.storage import S3Url, Storage, StorageError
 from yolo_kfp.local.s3_server import free_ports
+from yolo_kfp.model.train import fetch_base_model
+from yolo_kfp.params.preflight import check_s3_inputs
 
 
 @pytest.fixture

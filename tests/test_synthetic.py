@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from yolo_kfp.components.core import openimages as oi
+
+from yolo_kfp.data import openimages as oi
 from yolo_kfp.local import synthetic
 
 

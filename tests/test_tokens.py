@@ -13,10 +13,10 @@ import pytest
 from http_standin import Served, answer_json
 from kfp_standin import API, KfpStandIn
 from model_registry_standin import ModelRegistryStandIn
-from yolo_kfp.cluster.client import Server, resolve_token
-from yolo_kfp.components.core.urls import CrossOriginRedirect, has_credentials, origin, redact
 
 from yolo_kfp.cli import main
+from yolo_kfp.cluster.client import Server, resolve_token
+from yolo_kfp.infra.urls import CrossOriginRedirect, has_credentials, origin, redact
 
 TOKEN = "tok-that-must-stay-home"
 SECRET = "s3cret"
@@ -121,7 +121,7 @@ def test_kfp_clients_calls_reach_another_origin_without_the_token(elsewhere, tes
 
 
 def test_predict_does_not_follow_a_redirect_elsewhere_with_the_token(elsewhere):
-    from yolo_kfp.components.core.predict import predict_remote
+    from yolo_kfp.cluster.predict import predict_remote
 
     with redirecting(elsewhere.url) as redirector:
         with pytest.raises(CrossOriginRedirect, match="another origin"):
@@ -133,7 +133,7 @@ def test_predict_does_not_follow_a_redirect_elsewhere_with_the_token(elsewhere):
 @pytest.mark.parametrize("https", [False, True], ids=["http-to-another-origin", "https-to-http"])
 def test_the_model_registry_client_reaches_another_origin_without_the_token(test_ca, tls, https):
     """The official client (aiohttp) drops the token on a redirect to another origin."""
-    from yolo_kfp.components.core import registry
+    from yolo_kfp.release import registry
 
     with ModelRegistryStandIn(hostname="localhost") as standin:
         with redirecting(standin.url, tls if https else None) as redirector:
@@ -145,7 +145,7 @@ def test_the_model_registry_client_reaches_another_origin_without_the_token(test
 
 def test_mlflow_reaches_another_origin_without_its_token(elsewhere, monkeypatch):
     """MLflow's client (requests) drops MLFLOW_TRACKING_TOKEN on a redirect to another host."""
-    from yolo_kfp.components.core import tracking
+    from yolo_kfp.model import tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
     with redirecting(elsewhere.url) as redirector:
@@ -250,7 +250,7 @@ def test_a_host_with_credentials_in_its_url_is_named_without_them(args, tmp_path
 
 
 def test_tracking_refuses_a_uri_with_credentials():
-    from yolo_kfp.components.core import tracking
+    from yolo_kfp.model import tracking
 
     with pytest.raises(ValueError) as refused:
         tracking.start_training_run(tracking_uri=f"http://u:{SECRET}@127.0.0.1:1", experiment="e", training="k",

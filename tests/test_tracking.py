@@ -3,7 +3,8 @@
 import uuid
 
 from mlflow import MlflowClient
-from yolo_kfp.components.core import tracking
+
+from yolo_kfp.model import tracking
 
 RESULTS = """epoch,time,train/box_loss,metrics/mAP50(B),metrics/mAP50-95(B)
 1,3.1,1.9,0.10,0.05

@@ -7,11 +7,12 @@ import os
 import pytest
 import torch
 from conftest import CLASSES
-from yolo_kfp.components.core.evaluate import evaluate_model
-from yolo_kfp.components.core.train import fit_batch, train_yolo, ultralytics_device
-from yolo_kfp.components.core.validation import plain_numbers
+
 from yolo_kfp.components.evaluate import evaluate
 from yolo_kfp.components.train import train
+from yolo_kfp.model.evaluate import evaluate_model
+from yolo_kfp.model.train import fit_batch, train_yolo, ultralytics_device
+from yolo_kfp.params.validation import plain_numbers
 
 TINY = {"epochs": 1, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False}}
 
@@ -136,7 +137,8 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
 
     from kfp import dsl
     from kfp.dsl import Dataset
-    from yolo_kfp.components.core.checkpoints import CHECKPOINTS_ENV
+
+    from yolo_kfp.model.checkpoints import CHECKPOINTS_ENV
 
     monkeypatch.setenv(CHECKPOINTS_ENV, str(local_kfp / "checkpoints"))
     copy = shutil.copytree(yolo_dataset, local_kfp / "dataset-copy")
@@ -172,7 +174,7 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
 def test_training_key_follows_the_dataset_and_the_settings(yolo_dataset, tmp_path):
     import shutil
 
-    from yolo_kfp.components.core.train import training_key
+    from yolo_kfp.model.train import training_key
 
     settings = {"epochs": 3, "imgsz": 64, "train_args": {"nbs": 8}}
     copy = shutil.copytree(yolo_dataset, tmp_path / "copy")
@@ -186,7 +188,7 @@ def test_training_key_follows_the_dataset_and_the_settings(yolo_dataset, tmp_pat
 
 
 def test_checkpoints_go_to_the_local_folder_else_the_bucket(monkeypatch):
-    from yolo_kfp.components.core.checkpoints import CHECKPOINTS_ENV, checkpoint_location
+    from yolo_kfp.model.checkpoints import CHECKPOINTS_ENV, checkpoint_location
 
     monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
     monkeypatch.delenv("AWS_S3_BUCKET", raising=False)
@@ -198,7 +200,7 @@ def test_checkpoints_go_to_the_local_folder_else_the_bucket(monkeypatch):
 
 
 def test_a_resumed_training_lists_each_epoch_once(tmp_path):
-    from yolo_kfp.components.core.train import trim_results
+    from yolo_kfp.model.train import trim_results
 
     (tmp_path / "results.csv").write_text("epoch,time,loss\n1,2.5,0.9\n2,5.1,0.8\n3,7.7,0.7\n")
     trim_results(str(tmp_path), 2)  # last.pt holds epoch 2: epoch 3 is trained again, its row written again

@@ -7,9 +7,10 @@ import re
 
 import pytest
 import yaml
-from yolo_kfp.components.core import ultralytics_catalog as catalog
-from yolo_kfp.components.core.train_arg_types import TYPED_KEYS, train_args_type_problems
-from yolo_kfp.components.core.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
+
+from yolo_kfp.params import ultralytics_catalog as catalog
+from yolo_kfp.params.train_arg_types import TYPED_KEYS, train_args_type_problems
+from yolo_kfp.params.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
 
 
 def test_arguments_are_ultralytics_default_configuration():

@@ -10,10 +10,11 @@ import time
 
 import numpy as np
 import pytest
-from yolo_kfp.components.core import safe_checkpoint
-from yolo_kfp.components.core.checkpoints import Checkpoints
-from yolo_kfp.components.core.storage import S3Url, Storage
-from yolo_kfp.components.core.validation import STEP_TRAINING_ARGS, base_model_problems, parameter_problems
+
+from yolo_kfp.infra.storage import S3Url, Storage
+from yolo_kfp.model import safe_checkpoint
+from yolo_kfp.model.checkpoints import Checkpoints
+from yolo_kfp.params.validation import STEP_TRAINING_ARGS, base_model_problems, parameter_problems
 from yolo_kfp.pipeline.pipeline import parameter_defaults
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
@@ -61,7 +62,7 @@ def test_the_payload_runs_when_unpickled_the_usual_way(tmp_path):
 
 
 def test_a_planted_resume_checkpoint_never_runs(on_bucket, yolo_dataset, base_checkpoint, tmp_path):
-    from yolo_kfp.components.core.train import train_yolo
+    from yolo_kfp.model.train import train_yolo
 
     storage, name = on_bucket
     marker = tmp_path / "ran"
@@ -77,9 +78,9 @@ def test_a_planted_resume_checkpoint_never_runs(on_bucket, yolo_dataset, base_ch
 
 
 def test_a_planted_s3_base_model_never_runs(on_bucket, tmp_path):
-    from yolo_kfp.components.core.preflight import check_s3_inputs
-    from yolo_kfp.components.core.storage import StorageError
-    from yolo_kfp.components.core.train import fetch_base_model
+    from yolo_kfp.infra.storage import StorageError
+    from yolo_kfp.model.train import fetch_base_model
+    from yolo_kfp.params.preflight import check_s3_inputs
 
     storage, name = on_bucket
     marker = tmp_path / "ran"
@@ -101,7 +102,7 @@ def test_a_planted_local_base_model_is_refused_before_any_work(tmp_path):
 
 
 def test_a_planted_published_model_never_runs_in_the_gate(on_bucket, yolo_dataset, tmp_path):
-    from yolo_kfp.components.core.gate import promotion_gate
+    from yolo_kfp.release.gate import promotion_gate
 
     storage, name = on_bucket
     marker = tmp_path / "ran"
@@ -131,7 +132,7 @@ def test_a_cut_off_checkpoint_is_unreadable_not_unsafe(base_checkpoint, tmp_path
 
 @pytest.mark.slow
 def test_a_label_cache_that_came_with_the_data_is_never_unpickled(yolo_dataset, base_checkpoint, tmp_path):
-    from yolo_kfp.components.core.train import train_yolo
+    from yolo_kfp.model.train import train_yolo
 
     data = shutil.copytree(yolo_dataset, tmp_path / "data")
     marker = tmp_path / "ran"
@@ -151,7 +152,7 @@ def test_train_args_that_reach_outside_the_run_are_refused(key):
 
 
 def test_every_refused_train_arg_is_one_ultralytics_knows():
-    from yolo_kfp.components.core.ultralytics_catalog import ARGUMENTS
+    from yolo_kfp.params.ultralytics_catalog import ARGUMENTS
 
     assert set(STEP_TRAINING_ARGS) - ARGUMENTS == {"save_dir"}  # not in default.yaml, but train() takes it
 

@@ -8,11 +8,11 @@ import sys
 import time
 
 import pytest
-from yolo_kfp.cluster.schedules import six_field_cron
-from yolo_kfp.components.core.validation import parameter_problems
-from yolo_kfp.pipeline.pipeline import CompileOptions
 
 from yolo_kfp.cli import main
+from yolo_kfp.cluster.schedules import six_field_cron
+from yolo_kfp.params.validation import parameter_problems
+from yolo_kfp.pipeline.pipeline import CompileOptions
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 # Nothing listens on port 9: a command that asked the server would fail otherwise than the test expects.

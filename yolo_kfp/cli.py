@@ -14,8 +14,8 @@ import sys
 
 from kfp_server_api.exceptions import ApiException
 
-from yolo_kfp.components.core import run_parameters
-from yolo_kfp.components.core.storage import StorageError
+from yolo_kfp.infra.storage import StorageError
+from yolo_kfp.params import run_parameters
 from yolo_kfp.pipeline import servers
 from yolo_kfp.pipeline.pipeline import (
     CompileOptions,
@@ -162,14 +162,14 @@ def _json_step(command):
 
 
 def cmd_download(args) -> dict:
-    from yolo_kfp.components.core.download import download_open_images
+    from yolo_kfp.data.download import download_open_images
 
     return download_open_images(output_dir=args.output_dir, classes=args.classes,
                                 max_samples_per_class=args.max_samples_per_class, split=args.split, seed=args.seed)
 
 
 def cmd_convert(args) -> dict:
-    from yolo_kfp.components.core.convert import convert_to_yolo
+    from yolo_kfp.data.convert import convert_to_yolo
 
     stats = convert_to_yolo(raw_dir=args.raw, output_dir=args.output_dir, classes=args.classes, seed=args.seed,
                             split_ratios=tuple(args.split_ratios), include_group_of=not args.exclude_group_of,
@@ -179,7 +179,7 @@ def cmd_convert(args) -> dict:
 
 
 def cmd_train(args) -> dict:
-    from yolo_kfp.components.core.train import train_yolo
+    from yolo_kfp.model.train import train_yolo
 
     return train_yolo(data_dir=args.data, output_dir=args.output_dir, base_model=args.base_model,
                       epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, freeze=args.freeze,
@@ -196,7 +196,7 @@ def _weights(model: str) -> str:
 
 
 def cmd_evaluate(args) -> dict:
-    from yolo_kfp.components.core.evaluate import evaluate_model
+    from yolo_kfp.model.evaluate import evaluate_model
 
     metrics = evaluate_model(data_dir=args.data, weights=_weights(args.model), imgsz=args.imgsz,
                              batch=args.batch, device=args.device)
@@ -207,8 +207,8 @@ def cmd_evaluate(args) -> dict:
 
 
 def cmd_export(args) -> dict:
-    from yolo_kfp.components.core.evaluate import held_out_images
-    from yolo_kfp.components.core.export import export_onnx
+    from yolo_kfp.model.evaluate import held_out_images
+    from yolo_kfp.model.export import export_onnx
 
     check_images = held_out_images(args.data)[:16] if args.data else []  # as many as the pipeline's export checks
     return export_onnx(weights=_weights(args.model), output_dir=args.output_dir, imgsz=args.imgsz,
@@ -220,7 +220,7 @@ def cmd_predict(args) -> None:
 
     if any(importlib.util.find_spec(name) is None for name in ("numpy", "cv2")):
         raise ValueError("predict needs numpy and OpenCV: pip install 'yolo-kfp[train]' (the base install has neither)")
-    from yolo_kfp.components.core import predict, prediction_output
+    from yolo_kfp.cluster import predict, prediction_output
 
     predict.check_settings(conf=args.conf, nms_iou=args.iou, timeout=args.timeout)
     detect = _detector(args)
@@ -247,8 +247,8 @@ def _detector(args):
     """Images -> detections per image, by ``--model`` here or the model at ``--url``; either is checked now."""
     import functools
 
-    from yolo_kfp.components.core import predict
-    from yolo_kfp.components.core.urls import read_token_file
+    from yolo_kfp.cluster import predict
+    from yolo_kfp.infra.urls import read_token_file
 
     settings = {name: value for name, value in (("conf", args.conf), ("nms_iou", args.iou)) if value is not None}
     if args.model:
@@ -293,7 +293,7 @@ def _add_predict_parser(commands) -> None:
 def _parameter(name: str):
     """An argparse type: the run parameter ``name``'s text, converted to its type and checked against its range
     and rule, at the door like ``--param``."""
-    from yolo_kfp.components.core.validation import convert_parameter, parameter_problems
+    from yolo_kfp.params.validation import convert_parameter, parameter_problems
 
     def parse(text: str):
         try:

@@ -1,0 +1,1 @@
+"""The dataset: Open Images' layout, the sharded download, and the conversion to YOLO."""

@@ -1,0 +1,275 @@
+"""Train: Ultralytics transfer learning from a base checkpoint with the backbone frozen.
+
+The base checkpoint's head is adapted to the dataset's classes by Ultralytics (rows of classes with
+the same name are kept), layers ``0..freeze-1`` are frozen, and the number of trainable parameters is
+recorded. Ultralytics' own defaults apply to every argument not given; ``overrides`` passes any other
+Ultralytics training argument through, as ``yolo train`` would take it.
+
+On several GPUs Ultralytics trains in DDP worker processes it starts itself: nothing here relies on
+callbacks in the training process, so the checkpoint copy and the parameter counts work either way.
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+
+from yolo_kfp.infra.storage import S3Url, Storage, check_checksum, is_s3
+from yolo_kfp.model import safe_checkpoint
+from yolo_kfp.model.checkpoints import Checkpoints, keeping_checkpoint
+from yolo_kfp.model.safe_checkpoint import drop_label_caches
+from yolo_kfp.params.validation import check, check_freeze, plain_numbers, train_args_problems
+
+log = logging.getLogger(__name__)
+
+
+def dataset_yaml(data_dir: str) -> str:
+    path = os.path.join(data_dir, "dataset.yaml")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{data_dir} holds no dataset.yaml: is it the output of the convert step?")
+    return path
+
+
+def ultralytics_device(gpus: int) -> str:
+    """Ultralytics' ``device`` for the pod's GPUs: all of them (DDP) when more than one, else its own choice."""
+    return ",".join(str(i) for i in range(gpus)) if gpus > 1 else ""
+
+
+def parameter_counts(model, freeze: int) -> dict:
+    """Total and trainable parameters under Ultralytics' freeze rule: layers ``model.0.`` to
+    ``model.{freeze-1}.`` and the DFL conv are frozen, every other parameter trains."""
+    frozen = tuple(f"model.{i}." for i in range(freeze)) + (".dfl",)
+    params = list(model.named_parameters())
+    return {"total_params": sum(p.numel() for _, p in params),
+            "trainable_params": sum(p.numel() for name, p in params if not any(f in name for f in frozen))}
+
+
+def fetch_base_model(base_model: str, sha256: str, workdir: str) -> str:
+    """A local path for ``base_model``: an ``s3://`` URL is downloaded and, given ``sha256``, verified. A
+    checkpoint file (downloaded or given as a path) must load weights-only: it came from outside this run."""
+    path = base_model
+    if is_s3(base_model):
+        url = S3Url.parse(base_model)
+        # not its own name: Ultralytics takes a file called yolov5n.pt for yolov5nu.pt and would download that
+        path = Storage.from_env().download_file(url, os.path.join(workdir, "base-model.pt"))
+        check_checksum(path, sha256, f"base_model {base_model}")
+        log.info("base model %s -> %s", base_model, path)
+    if os.path.isfile(path) and path.endswith(".pt"):
+        safe_checkpoint.load(path, "base_model")
+    return path
+
+
+def resume_epoch(last: str) -> int | None:
+    """The 0-based epoch a checkpoint resumes at; None where there is none or its training finished.
+
+    A checkpoint that does not load (the pod was killed while Ultralytics wrote it) is moved aside to
+    ``last.pt.unreadable``: the run then restores the copy in S3, or starts over, instead of failing on
+    every retry. One that holds more than an Ultralytics checkpoint does (planted in the bucket) is
+    refused: ``safe_checkpoint.UnsafeCheckpoint``.
+    """
+    if not os.path.exists(last):
+        return None
+    try:
+        epoch = safe_checkpoint.load(last, "the epoch checkpoint").get("epoch", -1)
+    except safe_checkpoint.UnreadableCheckpoint as error:
+        os.replace(last, last + ".unreadable")
+        log.warning("%s: moved aside, not resumed from", error)
+        return None
+    return None if epoch is None or epoch < 0 else epoch + 1  # Ultralytics marks a finished run with -1
+
+
+def dataset_fingerprint(data_dir: str) -> str:
+    """What identifies a YOLO dataset, as a short digest: ``dataset.yaml`` and the label files' content, the
+    images' names and sizes; not its report, which holds timings."""
+    digest = hashlib.sha256()
+    with open(dataset_yaml(data_dir), "rb") as f:
+        digest.update(f.read())
+    for folder in ("images", "labels"):
+        for root, dirs, files in os.walk(os.path.join(data_dir, folder)):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                digest.update(f"{os.path.relpath(path, data_dir)}\0{os.path.getsize(path)}\0".encode())
+                if folder == "labels":
+                    with open(path, "rb") as f:
+                        digest.update(f.read())
+    return digest.hexdigest()[:20]
+
+
+def training_key(data_dir: str, settings: dict) -> str:
+    """What defines a training, as a short digest: the training settings and the dataset's fingerprint.
+    Equal for a retried pod and for an identical re-run."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    digest.update(dataset_fingerprint(data_dir).encode())
+    return digest.hexdigest()[:20]
+
+
+def trim_results(output_dir: str, epochs_done: int) -> None:
+    """Drops the rows of ``results.csv`` past the checkpoint's epoch: a pod killed between writing an epoch's
+    row and its checkpoint trains that epoch again, and Ultralytics appends its row a second time."""
+    path = os.path.join(output_dir, "results.csv")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        header, *rows = f.read().splitlines()
+    kept = [row for row in rows if int(float(row.split(",", 1)[0])) <= epochs_done]
+    with open(path, "w") as f:
+        f.write("\n".join([header, *kept]) + "\n")
+
+
+def restore_checkpoint(checkpoints: Checkpoints, last: str) -> None:
+    """Fetches the durable copy of ``last.pt`` (a retried pod starts empty) unless one is already here."""
+    if not os.path.exists(last) and checkpoints.place.exists():
+        checkpoints.place.fetch(last)
+        log.info("checkpoint %s restored", checkpoints.place.location)
+
+
+def gpu_count(device: str) -> int:
+    """GPUs the run trains on: those listed in ``device``, else all the pod has (none for ``cpu``)."""
+    import torch
+
+    if device == "cpu":
+        return 0
+    return len(device.split(",")) if device else torch.cuda.device_count()
+
+
+def fit_batch(model, batch: int, imgsz: int, gpus: int) -> int:
+    """``batch=-1``: the largest batch that fills 60% of one GPU's memory (Ultralytics' AutoBatch) times
+    the GPUs, resolved before training so that workers and /dev/shm are planned for it (Ultralytics'
+    own AutoBatch also refuses several GPUs). Without a GPU, Ultralytics' default of 16."""
+    if batch != -1:
+        return batch
+    import copy
+
+    import torch
+    from ultralytics.utils.autobatch import check_train_batch_size
+
+    device = torch.device("cuda:0" if gpus and torch.cuda.is_available() else "cpu")
+    probe = copy.deepcopy(model.model).float().to(device).train()  # checkpoints keep half-precision weights
+    for p in probe.parameters():
+        p.requires_grad_(True)  # gradients everywhere: the batch found also fits with fewer layers frozen
+    per_gpu = check_train_batch_size(probe, imgsz, amp=device.type == "cuda")
+    log.info("batch -1 -> %d per GPU x %d GPU(s)", per_gpu, max(gpus, 1))
+    return per_gpu * max(gpus, 1)
+
+
+def fit_to_pod(workers: int, cache: str, batch: int, imgsz: int, gpus: int, data_dir: str) -> tuple[int, str]:
+    """Workers, threads and cache sized by the pod's CPU quota, /dev/shm and memory limit (not the node's)."""
+    from yolo_kfp.infra import resources
+    from yolo_kfp.model.ultralytics_env import limit_threads
+
+    cpus = resources.cpu_limit()
+    threads = resources.plan_threads(cpus)
+    if threads is not None:
+        limit_threads(threads)
+    per_process = max(1, batch // max(gpus, 1))  # DDP splits the batch: each GPU's process loads its part
+    workers = resources.plan_workers(workers, gpus, cpus, resources.shm_bytes(), per_process, imgsz)
+    images = len(os.listdir(os.path.join(data_dir, "images", "train")))
+    return workers, resources.plan_cache(cache, images, imgsz, resources.memory_limit())
+
+
+def train_yolo(*, data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", epochs: int = 50, batch: int = 256,
+               imgsz: int = 640, freeze: int = 10, workers: int = 8, cache: str = "", device: str = "",
+               patience: int = 100, optimizer: str = "auto", lr0: float = 0.01, seed: int = 42,
+               overrides: dict | None = None, base_model_sha256: str = "",
+               checkpoints: Checkpoints | None = None) -> dict:
+    """Fine-tunes ``base_model`` on the YOLO dataset in ``data_dir``; writes weights and logs to ``output_dir``.
+
+    ``base_model`` is an Ultralytics checkpoint name, a local path or an ``s3://`` URL. Every epoch
+    leaves ``output_dir/weights/last.pt`` (and a copy in ``checkpoints``, claimed, if given): run again on
+    the same output dir, or with the same checkpoints' location, training resumes from the last finished
+    epoch instead of starting over. A finished training removes the copy.
+    """
+    from yolo_kfp.model.ultralytics_env import configure_offline
+
+    check(train_args_problems(overrides or {}))
+    configure_offline()
+    from ultralytics import YOLO
+
+    started = time.monotonic()
+    output_dir = os.path.abspath(output_dir)
+    last = os.path.join(output_dir, "weights", "last.pt")
+    with checkpoints.released_on_failure() if checkpoints else contextlib.nullcontext():
+        start = resume_epoch(last)
+        if start is None and checkpoints:
+            restore_checkpoint(checkpoints, last)
+            start = resume_epoch(last)
+        drop_label_caches(data_dir)
+        gpus = gpu_count(device)
+        common = {"data": dataset_yaml(data_dir), **({"device": device} if device else {})}
+        with tempfile.TemporaryDirectory(prefix="yolo-base-") as work:
+            if start is None:
+                model = YOLO(fetch_base_model(base_model, base_model_sha256, work))
+                check_freeze(freeze, len(model.model.model), base_model)
+                batch = fit_batch(model, batch, imgsz, gpus)
+                args = {**common, "epochs": epochs, "batch": batch, "imgsz": imgsz, "freeze": freeze,
+                        "patience": patience, "optimizer": optimizer, "lr0": lr0, "seed": seed,
+                        # save_dir, not project/name: Ultralytics renames a run called "model" after its weights
+                        "save_dir": output_dir, **plain_numbers(overrides or {})}
+            else:
+                log.info("resuming %s at epoch %d of %d", last, start + 1, epochs)
+                trim_results(output_dir, start)
+                # save_dir: a retried pod may mount the artifact elsewhere than the checkpoint remembers
+                model, args = YOLO(last), {**common, "resume": True, "save_dir": output_dir}
+                batch = int(model.ckpt["train_args"]["batch"])
+            workers, cache = fit_to_pod(workers, cache, batch, imgsz, gpus, data_dir)
+            args.update(workers=workers, cache=cache or False)
+            log.info("Ultralytics train %s", args)
+            training_started = time.monotonic()
+            keeping = keeping_checkpoint(last, checkpoints, resume_epoch) if checkpoints else contextlib.nullcontext()
+            with keeping:
+                model.train(**args)
+            training_seconds = round(time.monotonic() - training_started, 2)
+        if checkpoints:
+            checkpoints.finish()
+    trainer = model.trainer
+    counts = parameter_counts(model.model, freeze)
+    summary = {"base_model": base_model, "names": list(trainer.data["names"].values()), "epochs": trainer.epochs,
+               "resumed_at_epoch": None if start is None else start + 1, "freeze": freeze, "imgsz": imgsz,
+               "batch": trainer.batch_size, "device": str(trainer.device),
+               # from best.pt: under DDP the trainer here did not train, its workers did
+               "best_fitness": float(model.ckpt.get("train_metrics", {}).get("fitness") or 0.0), **counts,
+               "seconds": round(time.monotonic() - started, 2), "training_seconds": training_seconds}
+    with open(os.path.join(output_dir, "train_summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    log.info("trained %d epochs: %d of %d parameters trainable", summary["epochs"], counts["trainable_params"],
+             counts["total_params"])
+    return summary
+
+
+def train_leased(*, data_dir: str, output_dir: str, settings: dict, mlflow_tracking_uri: str = "",
+                 mlflow_experiment: str = "") -> dict:
+    """``train_yolo`` with ``settings`` (the train step's inputs: base_model ... train_args, gpus), its epoch
+    checkpoints kept in the data connection's bucket under the lease of their key (the dataset and the settings):
+    a retried pod takes over its own and resumes, an identical run at once keeps its own. With an MLflow server,
+    the training is logged to a run that a retried pod goes on in. Returns train_yolo's summary with where the
+    checkpoints are kept (``checkpoints``, or "") and the MLflow run (``mlflow_run_id``, or "")."""
+    from yolo_kfp.model import tracking
+    from yolo_kfp.model.checkpoints import checkpoint_location
+
+    key = training_key(data_dir, settings)
+    checkpoint_to = checkpoint_location(key)
+    checkpoints = Checkpoints(checkpoint_to).claim() if checkpoint_to else None
+    if not checkpoints:
+        log.warning("no data connection bucket: checkpoints stay in the pod, a retry starts over")
+    mlflow_run = ""
+    if mlflow_tracking_uri:
+        mlflow_run = (checkpoints and checkpoints.record.get("mlflow_run")) or tracking.start_training_run(
+            tracking_uri=mlflow_tracking_uri, experiment=mlflow_experiment, training=key, params=settings,
+            tags={tracking.DATASET_TAG: dataset_fingerprint(data_dir)})
+        if checkpoints:
+            checkpoints.note(mlflow_run=mlflow_run)  # a retried pod goes on in the same MLflow run
+    summary = train_yolo(data_dir=data_dir, output_dir=output_dir, base_model=settings["base_model"],
+                         epochs=settings["epochs"], batch=settings["batch"], imgsz=settings["imgsz"],
+                         freeze=settings["freeze"], workers=settings["workers"], cache=settings["cache"],
+                         device=ultralytics_device(settings["gpus"]), patience=settings["patience"],
+                         optimizer=settings["optimizer"], lr0=settings["lr0"], seed=settings["seed"],
+                         overrides=settings["train_args"], base_model_sha256=settings["base_model_sha256"],
+                         checkpoints=checkpoints)
+    if mlflow_tracking_uri:
+        tracking.finish_training_run(tracking_uri=mlflow_tracking_uri, run_id=mlflow_run, output_dir=output_dir)
+    return {**summary, "checkpoints": checkpoints.place.location if checkpoints and checkpoints.place else "",
+            "mlflow_run_id": mlflow_run}
