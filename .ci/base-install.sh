@@ -19,7 +19,7 @@ files = [str(f) for f in importlib.metadata.distribution("yolo-kfp").files]
 names = sorted({f.split("/")[0] for f in files if not f.startswith("..")})
 scripts = sorted(f.rsplit("/", 1)[-1] for f in files if f.startswith(".."))
 print("site-packages gained:", ", ".join(names), "and bin/" + ", bin/".join(scripts))
-bare = [name for name in ("components", "pipeline", "cluster", "local") if importlib.util.find_spec(name)]
+bare = [name for name in ("components", "pipeline") if importlib.util.find_spec(name)]
 expected = ["yolo_kfp", "yolo_kfp-" + importlib.metadata.version("yolo-kfp") + ".dist-info"]
 if names != expected or scripts != ["yolo-kfp"] or bare:
     sys.exit(f"the wheel must add only yolo_kfp, its dist-info and bin/yolo-kfp; importable bare: {bare}")

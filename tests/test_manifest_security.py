@@ -152,7 +152,7 @@ def test_the_workbench_reads_no_route_but_the_old_proxys_one():
     routes = [r for r in role["rules"] if "routes" in r["resources"]]
     assert routes == [{"apiGroups": ["route.openshift.io"], "resources": ["routes"],
                        "resourceNames": ["ds-pipeline-dspa"], "verbs": ["get"]}]
-    cluster = "".join(open(path).read() for path in glob.glob(os.path.join(ROOT, "cluster", "*.py")))
+    cluster = "".join(open(path).read() for path in glob.glob(os.path.join(ROOT, "yolo_kfp", "cluster", "*.py")))
     assert "list_namespaced_custom_object(DSPA" in cluster and "route.openshift.io" not in cluster
 
 
