@@ -1,26 +1,38 @@
 # Set up and run: `make demo` (the whole pipeline locally on synthetic data), `make test`.
 VENV ?= .venv
 PYTHON ?= python3
+# pip's own output goes to a log; the terminal gets one line per install (and the log's end if it fails).
+quietly = > $(1) 2>&1 || { tail -n 40 $(1); echo "pip failed: its full log is $(1)"; exit 1; }
 
-.PHONY: setup demo test compile
+.PHONY: setup setup-dev demo test compile
 
-setup: $(VENV)/.installed $(VENV)/mlflow/bin/mlflow
+# What the demo runs: the package with every step's libraries, a mongod and an S3 server.
+setup: $(VENV)/.installed-local
+# What the tests run besides: pytest, the schema checkers, OpenVINO, and MLflow's server in its own environment.
+setup-dev: $(VENV)/.installed-dev $(VENV)/mlflow/bin/mlflow
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -e ".[dev]"
-	touch $@
+$(VENV)/.installed-local: pyproject.toml
+	@$(PYTHON) -m venv $(VENV)
+	@echo "installing yolo-kfp with every step's libraries into $(VENV) (a few minutes; log: $(VENV)/pip-local.log)"
+	@$(VENV)/bin/pip install --disable-pip-version-check -e ".[local]" $(call quietly,$(VENV)/pip-local.log)
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-local
+	@echo "installing the test tools into $(VENV) (log: $(VENV)/pip-dev.log)"
+	@$(VENV)/bin/pip install --disable-pip-version-check -e ".[dev]" $(call quietly,$(VENV)/pip-dev.log)
+	@touch $@
 
 # MLflow's tracking server for the tests, in its own environment: the full MLflow wants other versions
 # of pyarrow and starlette than FiftyOne (the project's environment has only its client).
-$(VENV)/mlflow/bin/mlflow: $(VENV)/.installed
-	$(PYTHON) -m venv $(VENV)/mlflow
-	$(VENV)/mlflow/bin/pip install "mlflow==3.17.2"
+$(VENV)/mlflow/bin/mlflow: $(VENV)/.installed-local
+	@$(PYTHON) -m venv $(VENV)/mlflow
+	@echo "installing MLflow's tracking server into $(VENV)/mlflow for the tests (log: $(VENV)/pip-mlflow.log)"
+	@$(VENV)/mlflow/bin/pip install --disable-pip-version-check "mlflow==3.17.2" $(call quietly,$(VENV)/pip-mlflow.log)
 
 demo: setup
 	$(VENV)/bin/yolo-kfp run-local --demo --output-dir out/demo
 
-test: setup
+test: setup-dev
 	$(VENV)/bin/pytest
 
 compile: setup

@@ -1,5 +1,5 @@
 """An MLflow tracking server on 127.0.0.1 for the tests and ``run-local --mlflow``: ``mlflow server`` with
-a SQLite store and its artifacts in a folder it serves, in an environment of its own (``make setup``
+a SQLite store and its artifacts in a folder it serves, in an environment of its own (``make setup-dev``
 makes ``.venv/mlflow``): the full MLflow wants other versions of pyarrow and starlette than FiftyOne, so
 only its client (``mlflow-skinny``) shares the project's environment.
 """
@@ -25,7 +25,7 @@ def mlflow_binary() -> str:
     found = os.environ.get("YOLO_KFP_MLFLOW") or (OWN_ENVIRONMENT if os.path.exists(OWN_ENVIRONMENT)
                                                    else shutil.which("mlflow"))
     if not found or not os.path.exists(found):
-        raise FileNotFoundError("MLflow's server is missing: make setup installs it in .venv/mlflow (or set "
+        raise FileNotFoundError("MLflow's server is missing: make setup-dev installs it in .venv/mlflow (or set "
                                 "YOLO_KFP_MLFLOW to an 'mlflow' executable)")
     return found
 

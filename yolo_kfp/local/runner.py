@@ -74,7 +74,8 @@ def step_timings(run_dir: str, total: float) -> dict:
 
 
 def execute(output_dir: str, params: dict) -> dict:
-    """Runs the pipeline with ``params`` and gathers its outputs; returns the metrics."""
+    """Runs the pipeline with ``params`` and copies its outputs into ``output_dir``; returns the metrics, the
+    step timings, the run's folder, the search's summary (if it searched) and the publication (if it published)."""
     from kfp import local
 
     from yolo_kfp.model.export import SERVING_NAME
