@@ -9,7 +9,7 @@ import pytest
 
 from yolo_kfp.cli import main
 from yolo_kfp.local.runner import failed_step, failure_line, last_exception
-from yolo_kfp.pipeline.parameters import parse_params
+from yolo_kfp.params.run_values import parse_params
 from yolo_kfp.pipeline.pipeline import parameter_defaults
 
 

@@ -1,6 +1,6 @@
 """``yolo-kfp``: compile the pipeline, run it locally, or run one step on directories.
 
-Defaults come from the parameter table (``parameter_defaults``), so the CLI, the compiled YAML
+Defaults come from the parameter table (``yolo_kfp.params.run_parameters``), so the CLI, the compiled YAML
 and the notebook cannot disagree.
 """
 
@@ -22,10 +22,9 @@ from yolo_kfp.pipeline.pipeline import (
     compile_options,
     compile_pipeline,
     option_default,
-    parameter_defaults,
 )
 
-DEFAULTS = parameter_defaults()
+DEFAULTS = run_parameters.defaults()
 TRAINED_IMGSZ_HELP = "image size in pixels (default: the size the model was trained at; another one is warned about)"
 
 
@@ -88,7 +87,7 @@ def cmd_run_local(args) -> None:
     from yolo_kfp.local.mlflow_server import reopen_command
     from yolo_kfp.local.progress import summary_lines
     from yolo_kfp.local.runner import run_local
-    from yolo_kfp.pipeline.parameters import parse_params
+    from yolo_kfp.params.run_values import parse_params
 
     params = parse_params(args.param)
     if args.search:
@@ -109,7 +108,7 @@ def cmd_run_local(args) -> None:
 
 def cmd_submit(args) -> int:
     from yolo_kfp.cluster import client
-    from yolo_kfp.pipeline.parameters import param_texts
+    from yolo_kfp.params.run_values import param_texts
 
     server = _server(args)
     run_id = client.submit(server, param_texts(args.param), args.experiment, args.run_name, _options(args))
@@ -130,7 +129,7 @@ def cmd_upload(args) -> None:
 
 def cmd_schedule(args) -> None:
     from yolo_kfp.cluster import schedules
-    from yolo_kfp.pipeline.parameters import param_texts
+    from yolo_kfp.params.run_values import param_texts
 
     if args.cron is None and (args.param or args.catch_up):
         raise ValueError("--param and --catch-up go with --cron (a new recurring run): leave them out")
