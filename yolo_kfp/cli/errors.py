@@ -1,0 +1,44 @@
+"""How a failure becomes the command's last line: ``yolo-kfp: error: ...`` on stderr and an exit code, without
+a traceback, for failures that are the user's to fix or the environment's (a bad value, a missing file, a server's
+refusal, Ctrl-C). Any other exception is a bug and goes up with its traceback."""
+
+import sys
+
+from kfp_server_api.exceptions import ApiException
+
+from yolo_kfp.infra.storage import StorageError
+
+INTERRUPTED = ("interrupted; nothing of the run is left running (run again into the same --output-dir to resume "
+               "training)")
+
+
+def _server_answer(error: ApiException) -> str:
+    return f"the pipeline server answered {error.status} {error.reason}: {(error.body or '').strip()[:500]}"
+
+
+# Each kind of failure, how it is told and its exit code; the first that matches counts.
+FAILURES = (
+    (KeyboardInterrupt, lambda error: INTERRUPTED, 130),
+    ((ValueError, FileNotFoundError, StorageError), str, 2),
+    (ApiException, _server_answer, 1),
+    (RuntimeError, str, 1),  # a failed local run (LocalRunFailed), an embedded server that did not start
+    (OSError, lambda error: f"{type(error).__name__}: {error}", 1),  # PermissionError, TimeoutError, ...
+)
+
+
+def fail(message: str, code: int) -> int:
+    """The command's last line, on stderr, on one line."""
+    print(f"yolo-kfp: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    return code
+
+
+def told_in_one_line(command) -> int:
+    """``command()``'s exit code; a failure of a kind in ``FAILURES`` told in one line instead of raised."""
+    try:
+        return command()
+    except (KeyboardInterrupt, Exception) as error:
+        told = next(((tell, code) for kinds, tell, code in FAILURES if isinstance(error, kinds)), None)
+        if told is None:
+            raise
+        tell, code = told
+        return fail(tell(error), code)
