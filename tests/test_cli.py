@@ -64,6 +64,23 @@ def test_cli_reports_bad_params_without_a_traceback(capsys, tmp_path):
     assert "KEY=VALUE" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, variable, shown", [(["--debug"], None, True), ([], "1", True), ([], None, False),
+                                                   ([], "0", False)])
+def test_debug_adds_the_traceback_a_failure_line_replaces(flag, variable, shown, capsys, tmp_path, monkeypatch):
+    """--debug or YOLO_KFP_DEBUG=1 print the traceback before the one line; without them there is none."""
+    if variable is None:
+        monkeypatch.delenv("YOLO_KFP_DEBUG", raising=False)
+    else:
+        monkeypatch.setenv("YOLO_KFP_DEBUG", variable)
+    assert main([*flag, "run-local", "--output-dir", str(tmp_path), "--param", "nonsense"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "yolo-kfp: error: --param wants KEY=VALUE, not 'nonsense'"
+    assert ("Traceback (most recent call last):" in err) is shown
+    if shown:
+        assert "ValueError: --param wants KEY=VALUE, not 'nonsense'" in err and "parse_param" in "\n".join(err)
+    assert any(line.startswith('  File "') for line in err) is shown
+
+
 def test_compile_writes_a_pipeline(tmp_path, capsys):
     assert main(["compile", "--output", str(tmp_path / "p.yaml"), "--shm-size", "2Gi"]) == 0
     assert "sizeLimit: 2Gi" in (tmp_path / "p.yaml").read_text()

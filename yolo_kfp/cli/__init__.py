@@ -9,7 +9,7 @@ room it needs inside the command's function; ``errors`` turns a failure into the
 import logging
 import signal
 
-from yolo_kfp.cli.errors import told_in_one_line
+from yolo_kfp.cli.errors import debug_wanted, told_in_one_line
 from yolo_kfp.cli.output import refuse_files_as_output_folders
 from yolo_kfp.cli.parsers import build_parser
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: stop what was started, then exit
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return told_in_one_line(lambda: _run(args))
+    return told_in_one_line(lambda: _run(args), debug=debug_wanted(args))
 
 
 def _run(args) -> int:

@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="yolo-kfp", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="with a failure told in one line, print the traceback "
+                                                             "it replaces too (so does YOLO_KFP_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (_add_compile, _add_submit, _add_upload, _add_schedule, _add_run_local, _add_predict):
         add(commands)
