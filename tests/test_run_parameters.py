@@ -6,6 +6,8 @@ import importlib
 import inspect
 import os
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -14,8 +16,8 @@ from yolo_kfp.cli import build_parser
 from yolo_kfp.components.preflight import preflight
 from yolo_kfp.params import run_parameters
 from yolo_kfp.params.run_parameters import BY_NAME, PARAMETERS, RunParameter
+from yolo_kfp.params.run_values import parse_params
 from yolo_kfp.params.validation import RULES, parameter_problems
-from yolo_kfp.pipeline.parameters import parse_params
 from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,6 +69,28 @@ def test_preflight_checks_the_table_where_its_values_are_known(tmp_path):
         assert spec.type == kinds[BY_NAME[name].kind], name
     checked = {p.name for p in PARAMETERS if p.allowed or p.name in RULES}
     assert checked <= set(inputs), sorted(checked - set(inputs))
+
+
+# What the CLI does with --param, and every rule over the values it gives, in a process of its own.
+CHECK_WITHOUT_KFP = """
+import sys
+from yolo_kfp.params import run_parameters
+from yolo_kfp.params.run_values import parse_params
+from yolo_kfp.params.validation import RULES, parameter_problems
+params = parse_params(["epochs=5", 'classes=["Car"]'])
+assert params == {"epochs": 5, "classes": ["Car"]}, params
+values = {**run_parameters.defaults(), **params}
+assert set(RULES) <= set(values) and parameter_problems(values) == []
+assert parameter_problems({**values, "epochs": 0}) == ["epochs must be from 1 to 10000, not 0"]
+print(sorted(name for name in sys.modules if name == "kfp" or name.startswith("kfp.")))
+"""
+
+
+def test_reading_and_checking_a_parameter_loads_no_kfp():
+    """A value is read and checked by the table alone: a client that checks one needs no kfp (slow to import)."""
+    result = subprocess.run([sys.executable, "-c", CHECK_WITHOUT_KFP], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_no_core_keeps_a_default_of_its_own():
