@@ -17,13 +17,8 @@ from kfp_server_api.exceptions import ApiException
 from yolo_kfp.infra.storage import StorageError
 from yolo_kfp.params import run_parameters
 from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.pipeline import (
-    CompileOptions,
-    compile_options,
-    compile_pipeline,
-    option_default,
-    parameter_defaults,
-)
+from yolo_kfp.pipeline.compile_options import CompileOptions, compile_options, option_default
+from yolo_kfp.pipeline.pipeline import compile_pipeline, parameter_defaults
 
 DEFAULTS = parameter_defaults()
 TRAINED_IMGSZ_HELP = "image size in pixels (default: the size the model was trained at; another one is warned about)"

@@ -33,8 +33,9 @@ from yolo_kfp.infra.urls import (
     urlopen,
 )
 from yolo_kfp.pipeline import servers
+from yolo_kfp.pipeline.compile_options import CompileOptions
 from yolo_kfp.pipeline.parameters import convert_params
-from yolo_kfp.pipeline.pipeline import PIPELINE_NAME, CompileOptions, compile_pipeline
+from yolo_kfp.pipeline.pipeline import PIPELINE_NAME, compile_pipeline
 
 log = logging.getLogger(__name__)
 
