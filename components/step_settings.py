@@ -3,7 +3,7 @@ settings: its image, its timeout, its retries, its CPU and memory, whether it ne
 or a GPU node, or MLflow's credentials.
 
 Each component states these once, where it is defined; the pipeline applies them to every task alike
-(``yolo_kfp.pipeline.pipeline.apply_step_settings``), so a new step is wired without lists to keep in sync.
+(``yolo_kfp.pipeline.task_settings.apply_step_settings``), so a new step is wired without lists to keep in sync.
 The images carry this project's code, kfp and every dependency, so nothing is pip-installed when a step
 starts. ``images/`` builds them; ``yolo-kfp compile --image-registry R --image-tag T`` points a compiled
 pipeline at another registry or tag (a mirror on a disconnected cluster), ``--data-image``/``--train-image``

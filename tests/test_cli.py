@@ -9,8 +9,8 @@ import pytest
 
 from yolo_kfp.cli import main
 from yolo_kfp.local.runner import failed_step, failure_line, last_exception
+from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.run_values import parse_params
-from yolo_kfp.pipeline.pipeline import parameter_defaults
 
 
 def test_param_values_are_json_when_they_parse_else_strings():

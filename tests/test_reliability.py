@@ -24,8 +24,10 @@ from yolo_kfp.infra.image_files import readable
 from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.local.s3_server import free_ports
 from yolo_kfp.model.train import resume_epoch
+from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.validation import parameter_problems
-from yolo_kfp.pipeline.pipeline import FAN_IN_STEPS, CompileOptions, compile_pipeline, parameter_defaults
+from yolo_kfp.pipeline.compile_options import FAN_IN_STEPS, CompileOptions
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 

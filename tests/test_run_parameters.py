@@ -135,7 +135,7 @@ def test_a_table_entry_alone_makes_a_parameter(tmp_path, monkeypatch):
 def test_compile_options_are_declared_once():
     """Each compile option's field gives the CLI flag (with its help and default) and its row in
     docs/parameters.md."""
-    from yolo_kfp.pipeline.pipeline import compile_options, compile_options_table, option_default
+    from yolo_kfp.pipeline.compile_options import compile_options, compile_options_table, option_default
 
     with open(PARAMETERS_PAGE) as f:
         assert compile_options_table() in f.read()

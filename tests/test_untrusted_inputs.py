@@ -14,8 +14,8 @@ import pytest
 from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.model import safe_checkpoint
 from yolo_kfp.model.checkpoints import Checkpoints
+from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.validation import STEP_TRAINING_ARGS, base_model_problems, parameter_problems
-from yolo_kfp.pipeline.pipeline import parameter_defaults
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 

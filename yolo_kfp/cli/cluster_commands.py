@@ -2,7 +2,8 @@
 ``schedule``. None loads the local harness (a test checks it)."""
 
 from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.pipeline import CompileOptions, compile_options, compile_pipeline
+from yolo_kfp.pipeline.compile_options import CompileOptions, compile_options
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 
 def _options(args) -> CompileOptions:

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from yolo_kfp.params import run_parameters
-from yolo_kfp.pipeline.pipeline import compile_options, option_default
+from yolo_kfp.pipeline.compile_options import compile_options, option_default
 
 
 def classes(text: str) -> list[str]:
@@ -31,7 +31,7 @@ def json_object(kind: type):
 
 
 def add_option(parser, option_field) -> None:
-    """``--name`` for a compile option, from its declaration (``pipeline.pipeline.option``)."""
+    """``--name`` for a compile option, from its declaration (``yolo_kfp.pipeline.compile_options.option``)."""
     meta, default = option_field.metadata, option_default(option_field)
     settings = {"help": f"{meta['help']} (default: {json.dumps(default)})", "default": default}
     if meta["kind"] in (dict, list):

@@ -34,7 +34,8 @@ from yolo_kfp.infra.urls import (
 )
 from yolo_kfp.params.run_values import convert_params
 from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.pipeline import PIPELINE_NAME, CompileOptions, compile_pipeline
+from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.pipeline import PIPELINE_NAME, compile_pipeline
 
 log = logging.getLogger(__name__)
 
