@@ -106,6 +106,25 @@ def component(image: str, timeout_hours: int, **settings):
             return func
         from kfp import dsl
 
+        func.__doc__ = with_table_args(func)
         return dsl.component(base_image=image, install_kfp_package=False)(func)
 
     return define
+
+
+def with_table_args(func) -> str:
+    """``func``'s docstring with an ``Args:`` line for each input named after a run parameter that has none: the
+    parameter table's description, so that the run form and every step describe it alike
+    (``tests/test_run_parameters.py`` holds any line a component writes itself to the table)."""
+    import inspect
+
+    from yolo_kfp.params.run_parameters import BY_NAME
+
+    doc = inspect.cleandoc(func.__doc__ or "")
+    lines = "".join(f"\n    {name}: {BY_NAME[name].description}" for name in inspect.signature(func).parameters
+                    if name in BY_NAME and not re.search(rf"^ +{name}:", doc, flags=re.MULTILINE))
+    if not lines:
+        return doc
+    if "\nArgs:" in doc:
+        return doc.replace("\nArgs:", "\nArgs:" + lines, 1)
+    return f"{doc}\n\nArgs:{lines}"

@@ -54,9 +54,8 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                                split_ratios=p["split_ratios"], include_group_of=p["include_group_of"],
                                extra_data=p["extra_data"], extra_data_fingerprint=checks.outputs["fingerprint"],
                                allow_missing_classes=p["allow_missing_classes"])
-        training = {name: p[name] for name in ("base_model", "base_model_sha256", "epochs", "batch", "imgsz", "freeze",
-                                                "workers", "cache", "patience", "optimizer", "lr0", "seed",
-                                                "train_args", "mlflow_tracking_uri", "mlflow_experiment")}
+        training = {"training": checks.outputs["training"], "mlflow_tracking_uri": p["mlflow_tracking_uri"],
+                    "mlflow_experiment": p["mlflow_experiment"]}
         search = search_trials(options, checks, convert_task.outputs["dataset"], training, p) if (
             options.target.features.fan_in) else ""
         train_task = train(dataset=convert_task.outputs["dataset"], gpus=options.gpus, search=search, **training)

@@ -415,7 +415,7 @@ def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_
         raise Preempted()
 
     prefix = "s3://checkpoints/yolo-kfp/checkpoints/run-1"
-    tiny = {"epochs": 3, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False}}
+    tiny = {"epochs": 3, "batch": 8, "imgsz": 64, "workers": 0, "train_args": {"nbs": 8, "plots": False}}
     with monkeypatch.context() as patch:
         patch.setitem(callbacks.default_callbacks, "on_model_save", [preempt_once_kept])
         with pytest.raises(Preempted):

@@ -140,7 +140,7 @@ def test_a_label_cache_that_came_with_the_data_is_never_unpickled(yolo_dataset, 
     with open(cache, "wb") as f:  # Ultralytics' cache format: np.save of a dict, loaded with allow_pickle=True
         np.save(f, np.array({"version": "1.0.3", "payload": Payload(marker)}, dtype=object), allow_pickle=True)
     train_yolo(data_dir=str(data), output_dir=str(tmp_path / "model"), base_model=base_checkpoint, epochs=1, batch=8,
-               imgsz=64, workers=0, overrides={"plots": False, "val": False})
+               imgsz=64, workers=0, train_args={"plots": False, "val": False})
     assert not marker.exists()
     assert cache.exists(), "Ultralytics wrote its own cache in its place"
 

@@ -5,6 +5,7 @@ import json
 import os
 
 from yolo_kfp.cli.output import library_output_to_stderr, print_json
+from yolo_kfp.params import run_parameters
 
 
 def json_step(command):
@@ -38,10 +39,8 @@ def cmd_convert(args) -> dict:
 def cmd_train(args) -> dict:
     from yolo_kfp.model.train import train_yolo
 
-    return train_yolo(data_dir=args.data, output_dir=args.output_dir, base_model=args.base_model,
-                      epochs=args.epochs, batch=args.batch, imgsz=args.imgsz, freeze=args.freeze,
-                      workers=args.workers, cache=args.cache, device=args.device, patience=args.patience,
-                      optimizer=args.optimizer, lr0=args.lr0, seed=args.seed, overrides=json.loads(args.train_args))
+    return train_yolo(data_dir=args.data, output_dir=args.output_dir, device=args.device,
+                      **{name: getattr(args, name) for name in run_parameters.TRAINING})
 
 
 def _weights(model: str) -> str:

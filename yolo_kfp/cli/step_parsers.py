@@ -2,7 +2,6 @@
 check, default and description from the parameter table)."""
 
 import argparse
-import json
 
 from yolo_kfp.cli.options import classes
 from yolo_kfp.cli.step_commands import cmd_convert, cmd_download, cmd_evaluate, cmd_export, cmd_train, json_step
@@ -76,11 +75,9 @@ def _add_train(steps) -> None:
     p = steps.add_parser("train", help="YOLO dataset dir -> model dir (weights, args, per-epoch results)")
     p.add_argument("--data", required=True, help="a convert output dir (holds dataset.yaml)")
     p.add_argument("--output-dir", required=True)
-    for name in ("base_model", "cache", "optimizer", "epochs", "batch", "imgsz", "freeze", "workers", "patience",
-                 "seed", "lr0"):
+    for name in run_parameters.TRAINING:
         _add_parameter(p, name)
     p.add_argument("--device", default="", help="Ultralytics device, e.g. 0 or cpu (default: auto)")
-    p.add_argument("--train-args", default=json.dumps(_default("train_args")), help="more Ultralytics arguments, JSON")
     p.set_defaults(func=json_step(cmd_train))
 
 
