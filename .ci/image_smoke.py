@@ -15,7 +15,8 @@ import yaml
 
 from yolo_kfp.infra.packing import materialized, pack_in_place
 from yolo_kfp.local import synthetic
-from yolo_kfp.pipeline.pipeline import compile_pipeline, parameter_defaults
+from yolo_kfp.params.run_parameters import defaults as parameter_defaults
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 MOUNT = "/work"
 STEPS = ("convert", "train", "evaluate", "export")

@@ -75,7 +75,7 @@ def train_one(config: str, data: str, base: str, out: str, epochs: int, batch: i
 
     summary = train_yolo(data_dir=data, output_dir=out, base_model=base,
                          batch=-1 if config == "ours-autobatch" else batch, workers=8,
-                         overrides=extra, **common)
+                         train_args=extra, **common)
     return {"batch": summary["batch"]}
 
 

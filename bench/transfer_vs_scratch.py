@@ -28,7 +28,7 @@ ROUTES = {"transfer": ("base", 10), "scratch": ("yolov5n.yaml", 0)}  # base mode
 
 def train_and_score(data: str, run: str, model: str, freeze: int, epochs: int, settings: dict) -> tuple[dict, dict]:
     summary = train_yolo(data_dir=data, output_dir=run, base_model=model, epochs=epochs, freeze=freeze,
-                         overrides=demo.PARAMS["train_args"],
+                         train_args=demo.PARAMS["train_args"],
                          **settings)
     metrics = evaluate_model(data_dir=data, weights=os.path.join(run, "weights", "best.pt"), imgsz=settings["imgsz"],
                              batch=settings["batch"])

@@ -22,13 +22,7 @@ def convert(raw_dataset: Input[Dataset], classes: list, seed: int, split_ratios:
 
     Args:
         raw_dataset: The downloaded Open Images subset.
-        classes: Open Images display names; YOLO class ids follow this order.
-        seed: Seed of the train/val/test split.
-        split_ratios: Shares of train, val and test.
-        include_group_of: Keep Open Images' group-of boxes.
-        extra_data: s3://bucket/prefix of the user's own labelled images; empty: none.
         extra_data_fingerprint: Fingerprint of the objects under extra_data (from preflight): keys the cache.
-        allow_missing_classes: Warn instead of failing when a class has no box.
         dataset: The YOLO dataset: dataset.yaml, images and labels (in tar shards), stats.json.
         dataset_stats: stats.json: images and boxes per class and split, and what was dropped.
         dataset_report: The same as a Markdown report.

@@ -22,12 +22,7 @@ def plan_download(classes: list, max_samples_per_class: int, split: str, seed: i
     open_images_cache (an S3 prefix, optional) keeps Open Images' metadata CSVs between runs.
 
     Args:
-        classes: Open Images display names to detect.
-        max_samples_per_class: Images drawn for each class.
-        split: The Open Images split: train, validation or test.
-        seed: Seed of the draw.
         shard_size: Images per shard at most.
-        open_images_cache: s3://bucket/prefix keeping Open Images' metadata CSVs between runs; empty: none.
         plan: The selection: Open Images' rows of the selected images and plan.json.
     """
     import logging
@@ -100,12 +95,7 @@ def download(classes: list, max_samples_per_class: int, split: str, seed: int, s
     OpenImagesV7Dataset layout: what plan-download, download-shard and merge-download write, in one step.
 
     Args:
-        classes: Open Images display names to detect.
-        max_samples_per_class: Images drawn for each class.
-        split: The Open Images split: train, validation or test.
-        seed: Seed of the draw.
         shard_size: Images fetched at a time at most.
-        open_images_cache: s3://bucket/prefix keeping Open Images' metadata CSVs between runs; empty: none.
         raw_dataset: The raw dataset in FiftyOne's OpenImagesV7Dataset layout.
     """
     import logging

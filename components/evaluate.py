@@ -20,8 +20,6 @@ def evaluate(dataset: Input[Dataset], model: Input[Model], imgsz: int, batch: in
     Args:
         dataset: The YOLO dataset (its test split is evaluated).
         model: The train step's model.
-        imgsz: Image size in pixels.
-        batch: Images per validation batch (-1: 16).
         metrics: mAP50, mAP50-95, precision, recall and per-class AP50 as KFP metrics.
         metrics_json: The same figures as metrics.json.
         confusion: The confusion matrix (classes and background).

@@ -14,7 +14,6 @@ def export(model: Input[Model], dataset: Input[Dataset], imgsz: int, onnx_model:
     Args:
         model: The train step's model.
         dataset: The YOLO dataset (test images check the export).
-        imgsz: The fixed image size of the exported model.
         onnx_model: yolo-kfp/1/model.onnx and export.json.
     """
     import logging

@@ -20,11 +20,6 @@ def gate(metrics_json: Input[Artifact], dataset: Input[Dataset], publish_to: str
     Args:
         metrics_json: The evaluate step's metrics.json.
         dataset: The YOLO dataset: the published model is evaluated on its test split.
-        publish_to: s3://bucket/prefix whose latest model is compared with.
-        min_map50: The lowest test-split mAP50 to publish.
-        max_map50_drop: How far below the published model's mAP50 a new one may fall.
-        imgsz: Image size in pixels for evaluating the published model.
-        batch: Images per validation batch.
         run_id: The run's id: its decision is kept under it.
         report: Why the model was or was not promoted, in Markdown.
     """

@@ -34,11 +34,7 @@ def publish(model: Input[Model], onnx_model: Input[Model], metrics_json: Input[A
         onnx_model: The export step's ONNX model.
         metrics_json: The evaluate step's metrics.json.
         dataset_stats: The convert step's stats.json.
-        publish_to: s3://bucket/prefix to publish under.
         run_id: The KFP run's id, recorded in the manifest.
-        mlflow_tracking_uri: The MLflow tracking server to register the model in; empty: none.
-        registered_model_name: The registered model the published version is added to.
-        model_registry_url: The Kubeflow Model Registry (http(s)://host[:port]) to register it in; empty: none.
     """
     import logging
 

@@ -25,7 +25,6 @@ def choose_trial(records: Input[List[Artifact]], search_space: dict) -> str:
 
     Args:
         records: The trial records of the search's train-trial tasks.
-        search_space: The run's search space, recorded with the trials.
     """
     import json
 

@@ -3,7 +3,7 @@ settings: its image, its timeout, its retries, its CPU and memory, whether it ne
 or a GPU node, or MLflow's credentials.
 
 Each component states these once, where it is defined; the pipeline applies them to every task alike
-(``yolo_kfp.pipeline.pipeline.apply_step_settings``), so a new step is wired without lists to keep in sync.
+(``yolo_kfp.pipeline.task_settings.apply_step_settings``), so a new step is wired without lists to keep in sync.
 The images carry this project's code, kfp and every dependency, so nothing is pip-installed when a step
 starts. ``images/`` builds them; ``yolo-kfp compile --image-registry R --image-tag T`` points a compiled
 pipeline at another registry or tag (a mirror on a disconnected cluster), ``--data-image``/``--train-image``
@@ -106,6 +106,25 @@ def component(image: str, timeout_hours: int, **settings):
             return func
         from kfp import dsl
 
+        func.__doc__ = with_table_args(func)
         return dsl.component(base_image=image, install_kfp_package=False)(func)
 
     return define
+
+
+def with_table_args(func) -> str:
+    """``func``'s docstring with an ``Args:`` line for each input named after a run parameter that has none: the
+    parameter table's description, so that the run form and every step describe it alike
+    (``tests/test_run_parameters.py`` holds any line a component writes itself to the table)."""
+    import inspect
+
+    from yolo_kfp.params.run_parameters import BY_NAME
+
+    doc = inspect.cleandoc(func.__doc__ or "")
+    lines = "".join(f"\n    {name}: {BY_NAME[name].description}" for name in inspect.signature(func).parameters
+                    if name in BY_NAME and not re.search(rf"^ +{name}:", doc, flags=re.MULTILINE))
+    if not lines:
+        return doc
+    if "\nArgs:" in doc:
+        return doc.replace("\nArgs:", "\nArgs:" + lines, 1)
+    return f"{doc}\n\nArgs:{lines}"

@@ -14,7 +14,6 @@ def track(model: Input[Model], metrics_json: Input[Artifact], mlflow_tracking_ur
     Args:
         model: The train step's model; its metadata names its MLflow run.
         metrics_json: The evaluate step's metrics.json.
-        mlflow_tracking_uri: The MLflow tracking server the training logged to.
         run_id: The KFP run's id, set as the MLflow run's kfp.run_id tag.
     """
     import json

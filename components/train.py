@@ -8,10 +8,8 @@ from yolo_kfp.components.step_settings import TRAIN_IMAGE, component
 # A retry (a preempted GPU node) resumes from the last epoch checkpoint.
 @component(TRAIN_IMAGE, timeout_hours=72, retries=3, retry_backoff_seconds=120, data_connection=True, gpu=True,
            mlflow_connection=True)
-def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epochs: int, batch: int, imgsz: int,
-          freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float, seed: int,
-          train_args: dict, gpus: int, mlflow_tracking_uri: str, mlflow_experiment: str, search: str,
-          model: Output[Model], search_table: Output[Markdown], search_picture: Output[HTML]):
+def train(dataset: Input[Dataset], training: dict, gpus: int, mlflow_tracking_uri: str, mlflow_experiment: str,
+          search: str, model: Output[Model], search_table: Output[Markdown], search_picture: Output[HTML]):
     """Fine-tunes a YOLO checkpoint (Ultralytics) on the YOLO dataset with its first `freeze` layers frozen.
 
     base_model is an Ultralytics checkpoint name, a path in the image or an s3:// URL (checked against
@@ -29,22 +27,8 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
 
     Args:
         dataset: The YOLO dataset of the convert step.
-        base_model: The checkpoint to fine-tune: an Ultralytics name, a path in the image or s3://bucket/key.
-        base_model_sha256: Expected SHA-256 of an s3:// base_model; empty: not checked.
-        epochs: Training epochs.
-        batch: Images per batch over all GPUs; -1 fits it to the GPU's memory.
-        imgsz: Training image size in pixels.
-        freeze: Layers kept frozen from the first one.
-        workers: DataLoader workers per GPU at most.
-        cache: Ultralytics' image cache: empty, ram or disk.
-        patience: Epochs without improvement before stopping early.
-        optimizer: Ultralytics optimizer name.
-        lr0: Initial learning rate.
-        seed: Training seed.
-        train_args: Further Ultralytics training arguments.
+        training: The run's training parameters, checked by the preflight step (base_model ... train_args, seed).
         gpus: GPUs of the pod (a compile option); more than one trains with DDP.
-        mlflow_tracking_uri: An MLflow tracking server to log the training to; empty: none.
-        mlflow_experiment: The MLflow experiment of the training's run.
         search: The search's result (JSON: space, trials, winner) from the choose-trial step; empty: no search.
         model: The trained model: weights/{best,last}.pt, args.yaml, results.csv, train_summary.json and,
             after a search, search.json.
@@ -63,9 +47,7 @@ def train(dataset: Input[Dataset], base_model: str, base_model_sha256: str, epoc
     from yolo_kfp.release.publish import SEARCH
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = {"base_model": base_model, "base_model_sha256": base_model_sha256, "epochs": epochs, "batch": batch,
-                "imgsz": imgsz, "freeze": freeze, "workers": workers, "cache": cache, "patience": patience,
-                "optimizer": optimizer, "lr0": lr0, "seed": seed, "train_args": dict(train_args), "gpus": gpus}
+    settings = {**training, "train_args": dict(training["train_args"]), "gpus": gpus}
     searched = json.loads(search) if search else None
     if searched:
         settings = trial_settings(settings, searched["winner"]["settings"])

@@ -9,10 +9,8 @@ from yolo_kfp.components.step_settings import TRAIN_IMAGE, component
 # As the train step: a GPU pod whose retry (a preempted node) resumes from the last epoch checkpoint.
 @component(TRAIN_IMAGE, timeout_hours=72, retries=3, retry_backoff_seconds=120, data_connection=True, gpu=True,
            mlflow_connection=True)
-def train_trial(dataset: Input[Dataset], trial: dict, base_model: str, base_model_sha256: str, epochs: int,
-                batch: int, imgsz: int, freeze: int, workers: int, cache: str, patience: int, optimizer: str,
-                lr0: float, seed: int, train_args: dict, search_epochs: int, gpus: int, mlflow_tracking_uri: str,
-                mlflow_experiment: str, record: Output[Artifact]):
+def train_trial(dataset: Input[Dataset], trial: dict, training: dict, search_epochs: int, gpus: int,
+                mlflow_tracking_uri: str, mlflow_experiment: str, record: Output[Artifact]):
     """Trains one trial of the search with the run's settings and the trial's values over them, and scores it
     on the validation split only: it trains on a view of the dataset without the test split, which stays
     untouched until the winner's final evaluation.
@@ -25,23 +23,8 @@ def train_trial(dataset: Input[Dataset], trial: dict, base_model: str, base_mode
     Args:
         dataset: The YOLO dataset of the convert step (its train and val splits only are read).
         trial: The trial, from the preflight step's plan: its index and its settings.
-        base_model: The checkpoint to fine-tune: an Ultralytics name, a path in the image or s3://bucket/key.
-        base_model_sha256: Expected SHA-256 of an s3:// base_model; empty: not checked.
-        epochs: The run's training epochs.
-        batch: Images per batch over all GPUs; -1 fits it to the GPU's memory.
-        imgsz: Training image size in pixels.
-        freeze: Layers kept frozen from the first one.
-        workers: DataLoader workers per GPU at most.
-        cache: Ultralytics' image cache: empty, ram or disk.
-        patience: Epochs without improvement before stopping early.
-        optimizer: Ultralytics optimizer name.
-        lr0: Initial learning rate.
-        seed: Training seed.
-        train_args: Further Ultralytics training arguments.
-        search_epochs: Epochs of a trial; 0: as many as epochs (a searched epochs wins).
+        training: The run's training parameters, checked by the preflight step (base_model ... train_args, seed).
         gpus: GPUs of the pod (a compile option); more than one trains with DDP.
-        mlflow_tracking_uri: An MLflow tracking server to log the trial to; empty: none.
-        mlflow_experiment: The MLflow experiment of the trial's run.
         record: The trial record (JSON).
     """
     import json
@@ -56,10 +39,7 @@ def train_trial(dataset: Input[Dataset], trial: dict, base_model: str, base_mode
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     started = time.monotonic()
-    run_settings = {"base_model": base_model, "base_model_sha256": base_model_sha256, "epochs": epochs,
-                    "batch": batch, "imgsz": imgsz, "freeze": freeze, "workers": workers, "cache": cache,
-                    "patience": patience, "optimizer": optimizer, "lr0": lr0, "seed": seed,
-                    "train_args": dict(train_args), "gpus": gpus}
+    run_settings = {**training, "train_args": dict(training["train_args"]), "gpus": gpus}
     settings = trial_settings(run_settings, trial["settings"], search_epochs)
     with trial_view(dataset.path) as data_dir, tempfile.TemporaryDirectory(prefix="trial-") as output_dir:
         summary = train_leased(data_dir=data_dir, output_dir=output_dir, settings=settings,

@@ -197,7 +197,7 @@ def trained_weights():
     out = os.path.join(SESSION_DIR, "trained-model")
     train_yolo(data_dir=data, output_dir=out, base_model="yolov5n.yaml", epochs=40, batch=16, imgsz=128, freeze=0,
                workers=0,
-               overrides={"nbs": 16, "plots": False})
+               train_args={"nbs": 16, "plots": False})
     return os.path.join(out, "weights", "best.pt"), data
 
 

@@ -190,7 +190,7 @@ def test_compiling_and_submitting_load_nothing_of_the_local_harness(tmp_path):
     assert {"yolo_kfp.local.runner", "yolo_kfp.local.s3_server", "yolo_kfp.local.mirror", "yolo_kfp.local.synthetic",
             "yolo_kfp.local.mlflow_server"} <= set(local_harness)
     code = ("import sys; from yolo_kfp import cli; from yolo_kfp.cluster import client, schedules, workbench; "
-            "from yolo_kfp.pipeline import parameters; from yolo_kfp.pipeline.pipeline import compile_pipeline; "
+            "from yolo_kfp.params import run_values; from yolo_kfp.pipeline.pipeline import compile_pipeline; "
             f"compile_pipeline({str(tmp_path / 'p.yaml')!r}); cli.build_parser(); "
             f"cli.main(['compile', '--output', {str(tmp_path / 'q.yaml')!r}]); "
             f"print(sorted(m for m in {local_harness!r} if m in sys.modules))")

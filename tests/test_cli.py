@@ -9,8 +9,8 @@ import pytest
 
 from yolo_kfp.cli import main
 from yolo_kfp.local.runner import failed_step, failure_line, last_exception
-from yolo_kfp.pipeline.parameters import parse_params
-from yolo_kfp.pipeline.pipeline import parameter_defaults
+from yolo_kfp.params.run_parameters import defaults as parameter_defaults
+from yolo_kfp.params.run_values import parse_params
 
 
 def test_param_values_are_json_when_they_parse_else_strings():
@@ -62,6 +62,23 @@ def test_unknown_param_lists_the_known_ones():
 def test_cli_reports_bad_params_without_a_traceback(capsys, tmp_path):
     assert main(["run-local", "--output-dir", str(tmp_path), "--param", "nonsense"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, variable, shown", [(["--debug"], None, True), ([], "1", True), ([], None, False),
+                                                   ([], "0", False)])
+def test_debug_adds_the_traceback_a_failure_line_replaces(flag, variable, shown, capsys, tmp_path, monkeypatch):
+    """--debug or YOLO_KFP_DEBUG=1 print the traceback before the one line; without them there is none."""
+    if variable is None:
+        monkeypatch.delenv("YOLO_KFP_DEBUG", raising=False)
+    else:
+        monkeypatch.setenv("YOLO_KFP_DEBUG", variable)
+    assert main([*flag, "run-local", "--output-dir", str(tmp_path), "--param", "nonsense"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "yolo-kfp: error: --param wants KEY=VALUE, not 'nonsense'"
+    assert ("Traceback (most recent call last):" in err) is shown
+    if shown:
+        assert "ValueError: --param wants KEY=VALUE, not 'nonsense'" in err and "parse_param" in "\n".join(err)
+    assert any(line.startswith('  File "') for line in err) is shown
 
 
 def test_compile_writes_a_pipeline(tmp_path, capsys):

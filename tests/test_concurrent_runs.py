@@ -120,7 +120,7 @@ def test_two_identical_trainings_at_once_both_finish(yolo_dataset, base_checkpoi
         c.CHECKPOINT_POLL_SECONDS = c.SETTLE_SECONDS = 0.2
         checkpoints = c.Checkpoints({location!r}).claim(wait=1)
         summary = train_yolo(data_dir={yolo_dataset!r}, output_dir=sys.argv[1], base_model={base_checkpoint!r},
-                             epochs=3, batch=8, imgsz=64, workers=0, overrides={{"nbs": 8, "plots": False}},
+                             epochs=3, batch=8, imgsz=64, workers=0, train_args={{"nbs": 8, "plots": False}},
                              checkpoints=checkpoints)
         print(json.dumps({{"shared": checkpoints.holds_lease, "epochs": summary["epochs"]}}))
     """)

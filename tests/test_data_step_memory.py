@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from yolo_kfp.infra.measured_memory import HEADROOM, MINIMUM_MIB, PEAK_GIB, memory
-from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline, quantity
+from yolo_kfp.infra.pod_size import quantity
+from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 BENCH_README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "README.md")
 GIB = 1 << 30

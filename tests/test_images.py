@@ -17,7 +17,8 @@ from server_schemas import SCHEMAS, TARGET_SCHEMAS, parse_errors
 from yolo_kfp.cli import main
 from yolo_kfp.components.step_settings import DATA_IMAGE, SETTINGS, TRAIN_IMAGE, image_ref
 from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline
+from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 CONTAINERFILES = sorted(glob.glob(os.path.join(ROOT, "images", "*.Containerfile")))

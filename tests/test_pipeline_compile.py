@@ -10,7 +10,9 @@ from yolo_kfp.components.convert import convert
 from yolo_kfp.components.download import download_shard, merge_download, plan_download
 from yolo_kfp.components.evaluate import evaluate
 from yolo_kfp.components.train import train
-from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline, parameter_defaults
+from yolo_kfp.params.run_parameters import defaults as parameter_defaults
+from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 COMMITTED = os.path.join(os.path.dirname(__file__), "..", "pipeline", "yolo_pipeline.yaml")
 

@@ -12,6 +12,7 @@ from kfp_standin import API, KfpStandIn
 from yolo_kfp.cluster import kfp_internals
 from yolo_kfp.data import fiftyone_openimages
 from yolo_kfp.data import openimages as oi
+from yolo_kfp.params import run_parameters
 
 PYPROJECT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyproject.toml")
 
@@ -67,7 +68,7 @@ def files():
 
 
 def test_fiftyone_has_metadata_urls_for_every_split():
-    for split in oi.SPLITS:
+    for split in run_parameters.SPLITS:
         assert fiftyone_openimages.has_metadata_helpers(split), split
         for kind in ("image_ids", "detections"):
             assert fiftyone_openimages.annotation_url(split, kind).startswith("https://"), (split, kind)

@@ -211,7 +211,7 @@ def test_the_cli_refuses_a_registry_address_before_submitting(capsys):
 
 def test_preflight_refuses_a_malformed_address_before_any_work(monkeypatch):
     from yolo_kfp.components.preflight import preflight
-    from yolo_kfp.pipeline.pipeline import parameter_defaults
+    from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 
     called = []
     monkeypatch.setattr("yolo_kfp.params.preflight.check_s3_inputs", lambda **kw: called.append(kw))
@@ -224,7 +224,7 @@ def test_preflight_refuses_a_malformed_address_before_any_work(monkeypatch):
 
 def test_preflight_reaches_the_registry_when_a_model_will_be_registered(standin, monkeypatch):
     from yolo_kfp.components.preflight import preflight
-    from yolo_kfp.pipeline.pipeline import parameter_defaults
+    from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 
     monkeypatch.setattr("yolo_kfp.params.preflight.check_s3_inputs", lambda **kw: "")
     params = {name: value for name, value in parameter_defaults().items() if name in preflight.component_spec.inputs}

@@ -24,8 +24,10 @@ from yolo_kfp.infra.image_files import readable
 from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.local.s3_server import free_ports
 from yolo_kfp.model.train import resume_epoch
+from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.validation import parameter_problems
-from yolo_kfp.pipeline.pipeline import FAN_IN_STEPS, CompileOptions, compile_pipeline, parameter_defaults
+from yolo_kfp.pipeline.compile_options import FAN_IN_STEPS, CompileOptions
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
@@ -413,7 +415,7 @@ def test_a_retried_pod_resumes_from_the_checkpoint_in_s3(s3, yolo_dataset, base_
         raise Preempted()
 
     prefix = "s3://checkpoints/yolo-kfp/checkpoints/run-1"
-    tiny = {"epochs": 3, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False}}
+    tiny = {"epochs": 3, "batch": 8, "imgsz": 64, "workers": 0, "train_args": {"nbs": 8, "plots": False}}
     with monkeypatch.context() as patch:
         patch.setitem(callbacks.default_callbacks, "on_model_save", [preempt_once_kept])
         with pytest.raises(Preempted):

@@ -14,7 +14,8 @@ from yolo_kfp.infra.packing import pack_in_place
 from yolo_kfp.model.search import select_trial, trial_view
 from yolo_kfp.params.search_space import plan_trials, trial_settings
 from yolo_kfp.params.validation import deepest_freeze, parameter_problems
-from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline
+from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 RUN = {"base_model": "yolov5nu.pt", "base_model_sha256": "", "epochs": 50, "batch": 16, "imgsz": 640, "freeze": 10,
        "workers": 8, "cache": "", "patience": 100, "optimizer": "auto", "lr0": 0.01, "seed": 42,

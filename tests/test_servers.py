@@ -10,11 +10,13 @@ import yaml
 from server_schemas import SCHEMAS, TARGET_SCHEMAS, parse_errors
 
 from yolo_kfp.cli import main
+from yolo_kfp.infra.pod_size import quantity
 from yolo_kfp.model.tracking import CREDENTIAL_KEYS
 from yolo_kfp.params.search_space import SEARCH_REFUSAL_ENV
 from yolo_kfp.params.validation import parameter_problems
 from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.pipeline import CompileOptions, compile_pipeline, quantity
+from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 STEPS = {True: 14, False: 9}  # with fan-in; without: one download step for three, no search's three
 # What a fan-in (dsl.Collected), a ParallelFor and a dsl.OneOf compile to in the pipeline spec.

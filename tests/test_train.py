@@ -14,7 +14,7 @@ from yolo_kfp.model.evaluate import evaluate_model
 from yolo_kfp.model.train import fit_batch, train_yolo, ultralytics_device
 from yolo_kfp.params.validation import plain_numbers
 
-TINY = {"epochs": 1, "batch": 8, "imgsz": 64, "workers": 0, "overrides": {"nbs": 8, "plots": False}}
+TINY = {"epochs": 1, "batch": 8, "imgsz": 64, "workers": 0, "train_args": {"nbs": 8, "plots": False}}
 
 
 def layer_tensors(checkpoint: str) -> dict[int, dict[str, torch.Tensor]]:

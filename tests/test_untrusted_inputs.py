@@ -14,8 +14,8 @@ import pytest
 from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.model import safe_checkpoint
 from yolo_kfp.model.checkpoints import Checkpoints
+from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.validation import STEP_TRAINING_ARGS, base_model_problems, parameter_problems
-from yolo_kfp.pipeline.pipeline import parameter_defaults
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
@@ -140,7 +140,7 @@ def test_a_label_cache_that_came_with_the_data_is_never_unpickled(yolo_dataset, 
     with open(cache, "wb") as f:  # Ultralytics' cache format: np.save of a dict, loaded with allow_pickle=True
         np.save(f, np.array({"version": "1.0.3", "payload": Payload(marker)}, dtype=object), allow_pickle=True)
     train_yolo(data_dir=str(data), output_dir=str(tmp_path / "model"), base_model=base_checkpoint, epochs=1, batch=8,
-               imgsz=64, workers=0, overrides={"plots": False, "val": False})
+               imgsz=64, workers=0, train_args={"plots": False, "val": False})
     assert not marker.exists()
     assert cache.exists(), "Ultralytics wrote its own cache in its place"
 

@@ -12,7 +12,7 @@ import pytest
 from yolo_kfp.cli import main
 from yolo_kfp.cluster.schedules import six_field_cron
 from yolo_kfp.params.validation import parameter_problems
-from yolo_kfp.pipeline.pipeline import CompileOptions
+from yolo_kfp.pipeline.compile_options import CompileOptions
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 # Nothing listens on port 9: a command that asked the server would fail otherwise than the test expects.

@@ -32,9 +32,10 @@ from yolo_kfp.infra.urls import (
     refuse_plain_http_token,
     urlopen,
 )
+from yolo_kfp.params.run_values import convert_params
 from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.parameters import convert_params
-from yolo_kfp.pipeline.pipeline import PIPELINE_NAME, CompileOptions, compile_pipeline
+from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.pipeline import PIPELINE_NAME, compile_pipeline
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import re
 
 from yolo_kfp.cluster.client import DEFAULT_EXPERIMENT, Server, own_links
 from yolo_kfp.cluster.kfp_internals import create_recurring_run_on_latest_version
+from yolo_kfp.params.run_values import convert_params
 from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.parameters import convert_params
 from yolo_kfp.pipeline.pipeline import PIPELINE_NAME
 
 log = logging.getLogger(__name__)

@@ -60,7 +60,7 @@ def make_base_checkpoint(workdir: str, epochs: int = BASE_EPOCHS) -> str:
         log.info("demo: training the base checkpoint from scratch on %s", BASE_CLASSES)
         train_yolo(data_dir=data, output_dir=run, base_model="yolov5n.yaml", epochs=epochs, batch=16, imgsz=160,
                    freeze=0, workers=0,
-                   overrides={"nbs": 16, "plots": False})
+                   train_args={"nbs": 16, "plots": False})
         os.makedirs(workdir, exist_ok=True)
         shutil.copyfile(os.path.join(run, "weights", "best.pt"), path)
     return path

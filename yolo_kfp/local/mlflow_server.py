@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from yolo_kfp.local.s3_server import free_ports
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 OWN_ENVIRONMENT = os.path.join(ROOT, ".venv", "mlflow", "bin", "mlflow")
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}  # nothing leaves the machine
 

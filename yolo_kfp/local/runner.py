@@ -32,8 +32,9 @@ from yolo_kfp.local.progress import Progress, output_to
 from yolo_kfp.local.run_scope import RunScope
 from yolo_kfp.local.task_logs import TaskLogs, event_writer
 from yolo_kfp.model.checkpoints import CHECKPOINTS_ENV
+from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.validation import base_model_problems, check
-from yolo_kfp.pipeline.pipeline import parameter_defaults, yolo_pipeline
+from yolo_kfp.pipeline.pipeline import yolo_pipeline
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The base checkpoint's head is adapted to the dataset's classes by Ultralytics (rows of classes with
 the same name are kept), layers ``0..freeze-1`` are frozen, and the number of trainable parameters is
-recorded. Ultralytics' own defaults apply to every argument not given; ``overrides`` passes any other
+recorded. The run's training parameters reach Ultralytics by their names; ``train_args`` passes any other
 Ultralytics training argument through, as ``yolo train`` would take it.
 
 On several GPUs Ultralytics trains in DDP worker processes it starts itself: nothing here relies on
@@ -21,7 +21,8 @@ from yolo_kfp.infra.storage import S3Url, Storage, check_checksum, is_s3
 from yolo_kfp.model import safe_checkpoint
 from yolo_kfp.model.checkpoints import Checkpoints, keeping_checkpoint
 from yolo_kfp.model.safe_checkpoint import drop_label_caches
-from yolo_kfp.params.validation import check, check_freeze, plain_numbers, train_args_problems
+from yolo_kfp.params import run_parameters
+from yolo_kfp.params.validation import check, check_freeze, named_training_args, plain_numbers, train_args_problems
 
 log = logging.getLogger(__name__)
 
@@ -171,21 +172,22 @@ def fit_to_pod(workers: int, cache: str, batch: int, imgsz: int, gpus: int, data
     return workers, resources.plan_cache(cache, images, imgsz, resources.memory_limit())
 
 
-def train_yolo(*, data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt", epochs: int = 50, batch: int = 256,
-               imgsz: int = 640, freeze: int = 10, workers: int = 8, cache: str = "", device: str = "",
-               patience: int = 100, optimizer: str = "auto", lr0: float = 0.01, seed: int = 42,
-               overrides: dict | None = None, base_model_sha256: str = "",
-               checkpoints: Checkpoints | None = None) -> dict:
+def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints: Checkpoints | None = None,
+               **settings) -> dict:
     """Fine-tunes ``base_model`` on the YOLO dataset in ``data_dir``; writes weights and logs to ``output_dir``.
 
-    ``base_model`` is an Ultralytics checkpoint name, a local path or an ``s3://`` URL. Every epoch
-    leaves ``output_dir/weights/last.pt`` (and a copy in ``checkpoints``, claimed, if given): run again on
-    the same output dir, or with the same checkpoints' location, training resumes from the last finished
-    epoch instead of starting over. A finished training removes the copy.
+    ``settings`` are the run's training parameters by name (``run_parameters.TRAINING``: base_model, epochs,
+    batch, ..., train_args); the parameter table's defaults fill in the rest, and the Ultralytics arguments
+    among them reach ``model.train`` as they are. ``base_model`` is an Ultralytics checkpoint name, a local path
+    or an ``s3://`` URL. Every epoch leaves ``output_dir/weights/last.pt`` (and a copy in ``checkpoints``,
+    claimed, if given): run again on the same output dir, or with the same checkpoints' location, training
+    resumes from the last finished epoch instead of starting over. A finished training removes the copy.
     """
     from yolo_kfp.model.ultralytics_env import configure_offline
 
-    check(train_args_problems(overrides or {}))
+    settings = run_parameters.training_settings(settings)
+    base_model, freeze, imgsz = settings["base_model"], settings["freeze"], settings["imgsz"]
+    check(train_args_problems(settings["train_args"]))
     configure_offline()
     from ultralytics import YOLO
 
@@ -202,20 +204,19 @@ def train_yolo(*, data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt
         common = {"data": dataset_yaml(data_dir), **({"device": device} if device else {})}
         with tempfile.TemporaryDirectory(prefix="yolo-base-") as work:
             if start is None:
-                model = YOLO(fetch_base_model(base_model, base_model_sha256, work))
+                model = YOLO(fetch_base_model(base_model, settings["base_model_sha256"], work))
                 check_freeze(freeze, len(model.model.model), base_model)
-                batch = fit_batch(model, batch, imgsz, gpus)
-                args = {**common, "epochs": epochs, "batch": batch, "imgsz": imgsz, "freeze": freeze,
-                        "patience": patience, "optimizer": optimizer, "lr0": lr0, "seed": seed,
+                batch = fit_batch(model, settings["batch"], imgsz, gpus)
+                args = {**common, **{name: settings[name] for name in named_training_args()}, "batch": batch,
                         # save_dir, not project/name: Ultralytics renames a run called "model" after its weights
-                        "save_dir": output_dir, **plain_numbers(overrides or {})}
+                        "save_dir": output_dir, **plain_numbers(settings["train_args"])}
             else:
-                log.info("resuming %s at epoch %d of %d", last, start + 1, epochs)
+                log.info("resuming %s at epoch %d of %d", last, start + 1, settings["epochs"])
                 trim_results(output_dir, start)
                 # save_dir: a retried pod may mount the artifact elsewhere than the checkpoint remembers
                 model, args = YOLO(last), {**common, "resume": True, "save_dir": output_dir}
                 batch = int(model.ckpt["train_args"]["batch"])
-            workers, cache = fit_to_pod(workers, cache, batch, imgsz, gpus, data_dir)
+            workers, cache = fit_to_pod(settings["workers"], settings["cache"], batch, imgsz, gpus, data_dir)
             args.update(workers=workers, cache=cache or False)
             log.info("Ultralytics train %s", args)
             training_started = time.monotonic()
@@ -242,7 +243,7 @@ def train_yolo(*, data_dir: str, output_dir: str, base_model: str = "yolov5nu.pt
 
 def train_leased(*, data_dir: str, output_dir: str, settings: dict, mlflow_tracking_uri: str = "",
                  mlflow_experiment: str = "") -> dict:
-    """``train_yolo`` with ``settings`` (the train step's inputs: base_model ... train_args, gpus), its epoch
+    """``train_yolo`` with ``settings`` (the training parameters, ``run_parameters.TRAINING``, and gpus), its epoch
     checkpoints kept in the data connection's bucket under the lease of their key (the dataset and the settings):
     a retried pod takes over its own and resumes, an identical run at once keeps its own. With an MLflow server,
     the training is logged to a run that a retried pod goes on in. Returns train_yolo's summary with where the
@@ -262,13 +263,8 @@ def train_leased(*, data_dir: str, output_dir: str, settings: dict, mlflow_track
             tags={tracking.DATASET_TAG: dataset_fingerprint(data_dir)})
         if checkpoints:
             checkpoints.note(mlflow_run=mlflow_run)  # a retried pod goes on in the same MLflow run
-    summary = train_yolo(data_dir=data_dir, output_dir=output_dir, base_model=settings["base_model"],
-                         epochs=settings["epochs"], batch=settings["batch"], imgsz=settings["imgsz"],
-                         freeze=settings["freeze"], workers=settings["workers"], cache=settings["cache"],
-                         device=ultralytics_device(settings["gpus"]), patience=settings["patience"],
-                         optimizer=settings["optimizer"], lr0=settings["lr0"], seed=settings["seed"],
-                         overrides=settings["train_args"], base_model_sha256=settings["base_model_sha256"],
-                         checkpoints=checkpoints)
+    summary = train_yolo(data_dir=data_dir, output_dir=output_dir, device=ultralytics_device(settings["gpus"]),
+                         checkpoints=checkpoints, **{name: settings[name] for name in run_parameters.TRAINING})
     if mlflow_tracking_uri:
         tracking.finish_training_run(tracking_uri=mlflow_tracking_uri, run_id=mlflow_run, output_dir=output_dir)
     return {**summary, "checkpoints": checkpoints.place.location if checkpoints and checkpoints.place else "",

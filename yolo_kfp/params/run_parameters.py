@@ -132,12 +132,23 @@ PARAMETERS: tuple[RunParameter, ...] = (
 del P
 
 BY_NAME = {p.name: p for p in PARAMETERS}
+# The train step's settings, which preflight hands to the train and trial steps as one dict: the training group
+# and the seed (which draws and splits the data too).
+TRAINING = tuple(p.name for p in PARAMETERS if p.group == "training") + ("seed",)
 
 
 def defaults() -> dict:
     """Each parameter's default (a fresh copy of lists and dicts)."""
     return {p.name: type(p.default)(p.default) if isinstance(p.default, (list, dict)) else p.default
             for p in PARAMETERS}
+
+
+def training_settings(given: dict) -> dict:
+    """The train step's settings: ``given`` (training parameters by name) over the table's defaults."""
+    unknown = sorted(set(given) - set(TRAINING))
+    if unknown:
+        raise ValueError(f"{unknown[0]} is not a training parameter; they are: {', '.join(TRAINING)}")
+    return {**{name: value for name, value in defaults().items() if name in TRAINING}, **given}
 
 
 def types() -> dict[str, type]:

@@ -12,6 +12,7 @@ import re
 
 from yolo_kfp.infra.storage import is_s3
 from yolo_kfp.infra.urls import has_credentials, redact
+from yolo_kfp.params import run_parameters
 from yolo_kfp.params.run_parameters import BY_NAME, RunParameter
 from yolo_kfp.params.search_space import (
     MAX_TRIALS,
@@ -30,9 +31,6 @@ REGISTRY_URL = re.compile(r"(?P<scheme>https?)://(?P<host>[A-Za-z0-9]([A-Za-z0-9
 STRIDE = 32  # YOLOv5/v8 heads downsample by 32: image sizes must be multiples of it
 # 4096 px a side is 16.8 Mpixel an image (the notebook trains at 640); beyond it a batch needs tens of GB.
 MAX_IMGSZ = 4096
-# Training values that are pipeline parameters of their own: train_args may not set them a second time.
-NAMED_TRAINING_ARGS = ("epochs", "batch", "imgsz", "freeze", "workers", "cache", "patience", "optimizer", "lr0",
-                       "seed")
 # Ultralytics arguments that would read files from elsewhere, move the run's outputs, or let another split in
 # (each a key of the pinned Ultralytics' default.yaml): the train step sets them, or a parameter does the job.
 STEP_TRAINING_ARGS = {
@@ -54,6 +52,11 @@ STEP_TRAINING_ARGS = {
 # The Python types of the pipeline's parameters, as KFP declares them.
 KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a JSON list",
          dict: "a JSON object"}
+
+
+def named_training_args() -> tuple[str, ...]:
+    """The Ultralytics arguments that are run parameters of their own: train_args may not set them a second time."""
+    return tuple(name for name in run_parameters.TRAINING if name in ARGUMENTS)
 
 
 def registry_url_problems(url: str) -> list[str]:
@@ -205,7 +208,7 @@ def _search_space_problems(space, p) -> list[str]:
     if refused_search(space):  # a pipeline compiled without the search: nothing else about it matters
         return refused_search(space)
     unknown = [name for name in space if name not in SEARCHABLE and (
-        name in NAMED_TRAINING_ARGS or name in STEP_TRAINING_ARGS or name not in ARGUMENTS)]
+        name in named_training_args() or name in STEP_TRAINING_ARGS or name not in ARGUMENTS)]
     if unknown:
         return [f"search_space has {unknown[0]!r}, which is not searched: give {', '.join(SEARCHABLE)} or an "
                 "Ultralytics training argument train_args may set (e.g. mosaic, cos_lr, weight_decay)"]
@@ -302,7 +305,7 @@ def train_args_problems(train_args) -> list[str]:
         return [f"train_args must be a JSON object of Ultralytics training arguments, not {train_args!r}"]
     problems = []
     for key in train_args:
-        if key in NAMED_TRAINING_ARGS:
+        if key in named_training_args():
             problems.append(f"train_args sets {key!r}, which is a parameter of its own: set {key} instead "
                             "(else the recorded parameter would not be what was trained)")
         elif key in STEP_TRAINING_ARGS:
@@ -311,7 +314,7 @@ def train_args_problems(train_args) -> list[str]:
             close = difflib.get_close_matches(key, sorted(ARGUMENTS), n=1)
             problems.append(f"train_args has {key!r}, which is not an Ultralytics training argument"
                             + (f" (did you mean {close[0]!r}?)" if close else ""))
-    allowed = {k: v for k, v in train_args.items() if k not in NAMED_TRAINING_ARGS and k not in STEP_TRAINING_ARGS}
+    allowed = {k: v for k, v in train_args.items() if k not in named_training_args() and k not in STEP_TRAINING_ARGS}
     return problems + train_args_type_problems(allowed)
 
 

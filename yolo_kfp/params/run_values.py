@@ -1,8 +1,11 @@
-"""A run's parameters as the pipeline declares them: from ``--param KEY=VALUE`` text or a notebook's dict,
-converted to each parameter's type and checked, for ``run-local``, ``submit`` and ``schedule`` alike."""
+"""A run's parameter values, from ``--param KEY=VALUE`` text or a notebook's dict: converted to the types of the
+parameter table and checked, for ``run-local``, ``submit`` and ``schedule`` alike.
 
+It reads the table, not the compiled pipeline, so that reading or checking a value loads no kfp (a test holds it).
+"""
+
+from yolo_kfp.params import run_parameters
 from yolo_kfp.params.validation import check_parameters, convert_parameter
-from yolo_kfp.pipeline.pipeline import parameter_defaults, parameter_types
 
 
 def parse_param(text: str) -> tuple[str, str]:
@@ -14,14 +17,14 @@ def parse_param(text: str) -> tuple[str, str]:
 
 
 def convert_params(params: dict) -> dict:
-    """``params`` converted to the types the pipeline declares and checked together with the defaults they
-    join; an unknown key is refused with the known ones."""
-    types = parameter_types()
+    """``params`` converted to the types the table declares and checked together with the defaults they join;
+    an unknown key is refused with the known ones."""
+    types = run_parameters.types()
     unknown = [key for key in params if key not in types]
     if unknown:
         raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(types)}")
     converted = {key: convert_parameter(key, value, types[key]) for key, value in params.items()}
-    check_parameters({**parameter_defaults(), **converted})
+    check_parameters({**run_parameters.defaults(), **converted})
     return converted
 
 

@@ -1,0 +1,91 @@
+"""Per-task settings, applied to the tasks of the pipeline being defined: each task gets what its component
+declares (``yolo_kfp.components.step_settings``: image, timeout, retries, CPU and memory, the data connection,
+MLflow's credentials, a GPU node, caching), sized and placed by the compile options
+(``yolo_kfp.pipeline.compile_options``). Nothing here lists the steps.
+"""
+
+from kfp import kubernetes
+from kfp.dsl import pipeline_context
+
+from yolo_kfp.components import step_settings
+from yolo_kfp.components.step_settings import Resources
+from yolo_kfp.infra.storage import ENV_KEYS
+from yolo_kfp.model.tracking import CREDENTIAL_KEYS
+from yolo_kfp.pipeline.compile_options import CompileOptions
+
+GPU_RESOURCE = "nvidia.com/gpu"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+TOLERATION_ARGUMENTS = {"tolerationSeconds": "toleration_seconds"}  # kfp.kubernetes.add_toleration's name
+
+
+def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selector, gpu_tolerations,
+                        mlflow_connection) -> None:
+    """Every task of the pipeline being defined gets what its component declares
+    (``yolo_kfp.components.step_settings``).
+
+    On a server that cannot take pod settings from a run (``servers``), the compile options give them."""
+    if not options.target.features.run_pod_settings:
+        data_connection = options.data_connection
+        gpu_node_selector, gpu_tolerations = options.gpu_node_selector, options.gpu_tolerations
+    with_mlflow_connection = options.target.features.optional_secret or bool(options.mlflow_connection)
+    if not options.target.features.optional_secret:
+        mlflow_connection = options.mlflow_connection
+    for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():
+        settings = step_settings.SETTINGS[task.component_spec.name]
+        task.container_spec.image = options.images[settings.image]
+        kubernetes.set_timeout(task, settings.timeout_hours * 3600)
+        if options.target.features.security_context:  # the images run as UID 1001 (images/*.Containerfile)
+            kubernetes.set_security_context(task, run_as_non_root=True)
+        if settings.retries:
+            task.set_retry(num_retries=settings.retries, backoff_duration=f"{settings.retry_backoff_seconds}s",
+                           backoff_factor=2, backoff_max_duration="1h")
+        if settings.data_connection:
+            with_data_connection(task, data_connection)
+        if settings.mlflow_connection and with_mlflow_connection:
+            kubernetes.use_secret_as_env(task, secret_name=mlflow_connection,
+                                         secret_key_to_env={k: k for k in CREDENTIAL_KEYS}, optional=True)
+        if settings.gpu:
+            on_gpu_node(task, gpu_node_selector, gpu_tolerations, options)
+        else:
+            sized(task, options.resources(task.component_spec.name))
+        if not settings.cache:
+            task.set_caching_options(False)
+
+
+def sized(task, resources: Resources) -> None:
+    task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu_limit)
+    task.set_memory_request(resources.memory).set_memory_limit(resources.memory_limit)
+
+
+def with_data_connection(task, secret_name) -> None:
+    """The data connection's keys as environment variables; a run without S3 needs no such Secret (on
+    servers that apply ``optional``, ``servers``)."""
+    kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env={k: k for k in ENV_KEYS},
+                                 optional=True)
+
+
+def on_gpu_node(task, node_selector, tolerations, options: CompileOptions) -> None:
+    """GPUs, CPU and memory scaled by the GPU count (limits equal to requests: the pod holds the node's GPUs
+    anyway), a /dev/shm the memory limit covers, the GPU taint and the extra tolerations tolerated, the
+    node selector, and the Kueue queue if any. The selector and tolerations are run parameters (channels)
+    where the server takes them from a run, else fixed values."""
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(options.gpus)
+    sized(task, Resources(cpu=options.train_cpu, cpu_limit=options.train_cpu, memory=options.train_memory))
+    kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+    if options.target.features.run_pod_settings:
+        kubernetes.add_toleration_json(task, tolerations)
+        kubernetes.add_node_selector_json(task, node_selector)
+    else:
+        for toleration in tolerations:
+            kubernetes.add_toleration(task, **{TOLERATION_ARGUMENTS.get(k, k): v for k, v in toleration.items()})
+        for label, value in node_selector.items():
+            kubernetes.add_node_selector(task, label, value)
+    if options.kueue_queue:
+        kubernetes.add_pod_label(task, KUEUE_QUEUE_LABEL, options.kueue_queue)
+    if options.shm_mount == "ephemeral":
+        kubernetes.add_ephemeral_volume(task, volume_name="dshm", mount_path="/dev/shm",
+                                        access_modes=["ReadWriteOnce"], size=options.shm_limit)
+    else:
+        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
+                                   size_limit=options.shm_limit)
+

@@ -1,0 +1,27 @@
+"""``run-local``: the whole pipeline on this machine through kfp.local. The only command that imports the local
+harness, inside its function, so that the others never load it."""
+
+import os
+
+
+def cmd_run_local(args) -> None:
+    from yolo_kfp.local.mlflow_server import reopen_command
+    from yolo_kfp.local.progress import summary_lines
+    from yolo_kfp.local.runner import run_local
+    from yolo_kfp.params.run_values import parse_params
+
+    params = parse_params(args.param)
+    if args.search:
+        if not args.demo:
+            raise ValueError("--search is the demo's small search: with your own data set --param search_space=...")
+        from yolo_kfp.local.demo import SEARCH_PARAMS
+
+        params = {**SEARCH_PARAMS, **params}
+    result = run_local(args.output_dir, params, demo=args.demo, mlflow=args.mlflow, verbose=args.verbose)
+    print()
+    print("\n".join(summary_lines(result, os.path.abspath(args.output_dir))))
+    if "notice" in result:
+        print(result["notice"])
+    if args.mlflow:
+        print(f"MLflow's UI on this run: {' '.join(reopen_command(os.path.join(args.output_dir, 'mlflow')))}, "
+              "then open http://127.0.0.1:5000")

@@ -1,0 +1,33 @@
+"""What a command writes: a step's JSON result alone on stdout, the libraries' output on stderr, and output
+folders checked before any work."""
+
+import contextlib
+import json
+import os
+import sys
+
+
+def print_json(value) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def library_output_to_stderr():
+    """Ultralytics logs and draws progress bars on stdout, which a step keeps for its JSON result alone.
+    Its log handler takes the stdout of when it is first imported: inside a step's core, so here too."""
+    return contextlib.redirect_stdout(sys.stderr)
+
+
+def refuse_files_as_output_folders(args) -> None:
+    """An output folder (``--output-dir``, predict's ``--save``) must be a folder or not yet exist, nor lie
+    under a file: told before any work, not when the first output is written."""
+    for flag in ("output_dir", "save"):
+        folder = getattr(args, flag, None)
+        if not folder:
+            continue
+        existing = os.path.abspath(folder)
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            where = "is a file" if existing == os.path.abspath(folder) else f"lies under the file {existing}"
+            raise ValueError(f"--{flag.replace('_', '-')} {folder} {where}, not a folder: give a folder (it is made "
+                             "if missing)")
