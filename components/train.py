@@ -43,11 +43,12 @@ def train(dataset: Input[Dataset], training: dict, gpus: int, mlflow_tracking_ur
     from yolo_kfp.model import tracking
     from yolo_kfp.model.search_report import trials_html, trials_markdown
     from yolo_kfp.model.train import train_leased
+    from yolo_kfp.params.run_parameters import training_settings
     from yolo_kfp.params.search_space import trial_settings
     from yolo_kfp.release.publish import SEARCH
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = {**training, "train_args": dict(training["train_args"]), "gpus": gpus}
+    settings = {**training_settings(training), "gpus": gpus}  # integers again: KFP passed a dict's as floats
     searched = json.loads(search) if search else None
     if searched:
         settings = trial_settings(settings, searched["winner"]["settings"])

@@ -35,11 +35,12 @@ def train_trial(dataset: Input[Dataset], trial: dict, training: dict, search_epo
 
     from yolo_kfp.model.search import score_on_validation, trial_record, trial_view
     from yolo_kfp.model.train import train_leased
+    from yolo_kfp.params.run_parameters import training_settings
     from yolo_kfp.params.search_space import trial_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     started = time.monotonic()
-    run_settings = {**training, "train_args": dict(training["train_args"]), "gpus": gpus}
+    run_settings = {**training_settings(training), "gpus": gpus}  # integers again: KFP passed a dict's as floats
     settings = trial_settings(run_settings, trial["settings"], search_epochs)
     with trial_view(dataset.path) as data_dir, tempfile.TemporaryDirectory(prefix="trial-") as output_dir:
         summary = train_leased(data_dir=data_dir, output_dir=output_dir, settings=settings,

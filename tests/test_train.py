@@ -139,6 +139,7 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
     from kfp.dsl import Dataset
 
     from yolo_kfp.model.checkpoints import CHECKPOINTS_ENV
+    from yolo_kfp.params.run_parameters import training_settings
 
     monkeypatch.setenv(CHECKPOINTS_ENV, str(local_kfp / "checkpoints"))
     copy = shutil.copytree(yolo_dataset, local_kfp / "dataset-copy")
@@ -146,9 +147,9 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
     @dsl.pipeline
     def train_then_evaluate(dataset_uri: str):
         data = dsl.importer(artifact_uri=dataset_uri, artifact_class=Dataset, reimport=False)
-        trained = train(dataset=data.output, base_model=base_checkpoint, base_model_sha256="", epochs=1, batch=8,
-                        imgsz=64, freeze=10, workers=0, cache="", patience=100, optimizer="auto", lr0=0.01, seed=0,
-                        train_args={"nbs": 8, "plots": False}, gpus=1, mlflow_tracking_uri="",
+        training = training_settings({"base_model": base_checkpoint, "epochs": 1, "batch": 8, "imgsz": 64,
+                                      "workers": 0, "seed": 0, "train_args": {"nbs": 8, "plots": False}})
+        trained = train(dataset=data.output, training=training, gpus=1, mlflow_tracking_uri="",
                         mlflow_experiment="", search="").set_caching_options(False)
         evaluate(dataset=data.output, model=trained.outputs["model"], imgsz=64, batch=8)
 

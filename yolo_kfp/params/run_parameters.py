@@ -144,11 +144,14 @@ def defaults() -> dict:
 
 
 def training_settings(given: dict) -> dict:
-    """The train step's settings: ``given`` (training parameters by name) over the table's defaults."""
+    """The train step's settings: ``given`` (training parameters by name) over the table's defaults, integers as
+    integers again (KFP hands a dict's numbers over as floats: 64.0)."""
     unknown = sorted(set(given) - set(TRAINING))
     if unknown:
         raise ValueError(f"{unknown[0]} is not a training parameter; they are: {', '.join(TRAINING)}")
-    return {**{name: value for name, value in defaults().items() if name in TRAINING}, **given}
+    settings = {**{name: value for name, value in defaults().items() if name in TRAINING}, **given}
+    return {name: int(value) if BY_NAME[name].kind is int and isinstance(value, float) and value.is_integer()
+            else dict(value) if isinstance(value, dict) else value for name, value in settings.items()}
 
 
 def types() -> dict[str, type]:
