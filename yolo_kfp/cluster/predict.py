@@ -159,7 +159,7 @@ def decode(output: np.ndarray, image: Letterboxed, names: list[str], conf: float
     boxes = (boxes[chosen] - [left, top, left, top]) / image.scale
     boxes = boxes.clip(0, [width, height, width, height])
     return [Detection(int(c), names[int(c)], float(s), tuple(float(v) for v in b))
-            for c, s, b in zip(classes[chosen], scores[chosen], boxes)]
+            for c, s, b in zip(classes[chosen], scores[chosen], boxes, strict=True)]
 
 
 def model_names_and_size(model: str) -> tuple[list[str], tuple[int, int]]:

@@ -172,10 +172,11 @@ def yolo_lines(boxes: pd.DataFrame) -> pd.Series:
     x0, x1, y0, y1 = (boxes[c].to_numpy() for c in BOX_COLUMNS)
     lines = [f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" for c, cx, cy, w, h in
              zip(boxes["class_id"].tolist(), ((x0 + x1) / 2).tolist(), ((y0 + y1) / 2).tolist(),
-                 (x1 - x0).tolist(), (y1 - y0).tolist())]
+                 (x1 - x0).tolist(), (y1 - y0).tolist(), strict=True)]
     image_ids, starts = np.unique(boxes["ImageID"].to_numpy(), return_index=True)
     ends = [*starts[1:], len(lines)]
-    return pd.Series(["\n".join(lines[a:b]) + "\n" for a, b in zip(starts, ends)], index=image_ids, dtype=object)
+    return pd.Series(["\n".join(lines[a:b]) + "\n" for a, b in zip(starts, ends, strict=True)], index=image_ids,
+                     dtype=object)
 
 
 def write_file(path: str, data: bytes) -> None:
@@ -234,7 +235,7 @@ def convert_to_yolo(*, raw_dir: str, output_dir: str, classes: list[str], seed: 
     for split in SPLIT_NAMES:
         for kind in ("images", "labels"):
             os.makedirs(os.path.join(output_dir, kind, split), exist_ok=True)
-    for image_id, text in zip(labels.index.tolist(), labels.tolist()):
+    for image_id, text in zip(labels.index.tolist(), labels.tolist(), strict=True):
         split, source = splits[image_id], image_of[image_id]
         link_or_copy(source, os.path.join(output_dir, "images", split, image_id + os.path.splitext(source)[1]))
         write_file(os.path.join(output_dir, "labels", split, f"{image_id}.txt"), text.encode())

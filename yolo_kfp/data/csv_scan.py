@@ -185,7 +185,7 @@ def scan_csv(path: str, labels: list[str] = ()) -> CsvScan:
         return (image_ids.take(pa.array(first)), offset + starts[first], offset + ends[last], last - first + 1,
                 pairs // max(1, len(labels)), pairs % max(1, len(labels)))
 
-    parts = list(zip(*_pieces(path, scan, _threads()))) or [[]] * 6
+    parts = list(zip(*_pieces(path, scan, _threads()), strict=True)) or [[]] * 6
     base = np.cumsum([0, *(len(ids) for ids in parts[0])])
 
     def numbers(arrays) -> np.ndarray:
@@ -194,7 +194,7 @@ def scan_csv(path: str, labels: list[str] = ()) -> CsvScan:
     return CsvScan(labels=list(labels),
                    block_ids=pa.concat_arrays(list(parts[0])) if parts[0] else pa.array([], pa.string()),
                    block_start=numbers(parts[1]), block_end=numbers(parts[2]), block_rows=numbers(parts[3]),
-                   wanted_blocks=numbers(b + offset for b, offset in zip(parts[4], base)),
+                   wanted_blocks=numbers(b + offset for b, offset in zip(parts[4], base[:-1], strict=True)),
                    wanted_labels=numbers(parts[5]))
 
 
@@ -207,7 +207,7 @@ def _copy_ranges(source: str, target: str, header: bytes, starts: np.ndarray, en
     with open(source, "rb") as f, open(target, "wb") as out:
         out.write(header)
         batch, size = [], 0
-        for start, end in zip(starts.tolist(), ends.tolist()):
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             batch.append(os.pread(f.fileno(), end - start, start))
             size += end - start
             if size >= 8 << 20:

@@ -106,7 +106,7 @@ def pack_in_place(artifact_dir: str, folders: tuple[str, ...], shard_bytes: int 
         size += sizes[name]
     first = len(shards(artifact_dir))  # after the shards already there
     written = [os.path.join(artifact_dir, f"{SHARD_PREFIX}{first + i:05d}.tar") for i in range(len(groups))]
-    for archive, group in zip(written, groups):
+    for archive, group in zip(written, groups, strict=True):
         _write_shard(archive, artifact_dir, group)
     for folder in folders:
         shutil.rmtree(os.path.join(artifact_dir, folder), ignore_errors=True)

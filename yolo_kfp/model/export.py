@@ -50,7 +50,8 @@ def _unmatched(mine, theirs) -> list[str]:
 def compare_detections(weights: str, onnx_path: str, images: list[str], imgsz: int) -> list[str]:
     """Differences between the PyTorch and the ONNX model's detections on ``images`` (empty: they agree)."""
     problems = []
-    for path, pt, ox in zip(images, _detections(weights, images, imgsz), _detections(onnx_path, images, imgsz)):
+    pytorch, onnx = _detections(weights, images, imgsz), _detections(onnx_path, images, imgsz)
+    for path, pt, ox in zip(images, pytorch, onnx, strict=True):
         problems += [f"{os.path.basename(path)}: only PyTorch has {p}" for p in _unmatched(pt, ox)]
         problems += [f"{os.path.basename(path)}: only ONNX has {p}" for p in _unmatched(ox, pt)]
     return problems
