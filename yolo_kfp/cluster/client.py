@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import socket
 import ssl
 import tempfile
 import time
@@ -43,6 +42,7 @@ TOKEN_ENVS = ("KFP_TOKEN", "KF_PIPELINES_TOKEN")
 HEALTHZ = "/apis/v2beta1/healthz"
 FINAL_STATES = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
 DEFAULT_EXPERIMENT = PIPELINE_NAME
+DEFAULT_OPTIONS = CompileOptions()  # frozen: one instance serves every call
 
 
 def resolve_token(flag: str | None, token_file: str = SERVICE_ACCOUNT_TOKEN, given_file: str | None = None
@@ -111,7 +111,7 @@ class Server:
                 status, kind, body = response.status, response.headers.get("Content-Type", ""), response.read(65536)
         except urllib.error.HTTPError as error:
             status, kind, body = error.code, error.headers.get("Content-Type", ""), b""
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise ValueError(f"the pipeline server at {self.host} did not answer within {timeout:g} s: is it the "
                              "route of the DSPA's API server (oc get route ds-pipeline-dspa)?") from None
         except (urllib.error.URLError, OSError) as error:
@@ -169,7 +169,7 @@ def _compiled(options: CompileOptions, workdir: str) -> str:
 
 
 def submit(server: Server, params: dict, experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None,
-           options: CompileOptions = CompileOptions()) -> str:
+           options: CompileOptions = DEFAULT_OPTIONS) -> str:
     """Starts a run of the freshly compiled pipeline; returns its id."""
     params = convert_params(params)
     servers.check_run_parameters(params, options.target)
@@ -196,7 +196,7 @@ def wait(server: Server, run_id: str, poll_seconds: float = 10, timeout: float =
     raise TimeoutError(f"run {run_id} did not finish within {timeout} s")
 
 
-def upload(server: Server, version: str | None = None, options: CompileOptions = CompileOptions()) -> tuple[str, str]:
+def upload(server: Server, version: str | None = None, options: CompileOptions = DEFAULT_OPTIONS) -> tuple[str, str]:
     """Uploads the pipeline as a new version of the pipeline named yolo-kfp (created on first upload)."""
     client = server.client()
     version = version or time.strftime("v%Y%m%d-%H%M%S", time.gmtime())

@@ -18,6 +18,7 @@ PREDEFINED_SCHEDULES = {"@hourly": "0 0 * * * *", "@daily": "0 0 0 * * *", "@mid
                         "@weekly": "0 0 0 * * 0", "@monthly": "0 0 0 1 * *", "@yearly": "0 0 0 1 1 *",
                         "@annually": "0 0 0 1 1 *"}
 TIME_ZONE = "UTC"  # the time zone of the scheduled-workflow controller of Data Science Pipelines
+DEFAULT_TARGET = servers.server_target()  # frozen: one instance serves every call
 
 
 # KFP's scheduler parses cron with robfig/cron: each field a list of N, a-b, */n, a/n or a-b/n, where * or ?
@@ -69,7 +70,7 @@ def six_field_cron(expression: str) -> str:
                          "day-of-week, e.g. '0 0 3 * * 1' for Mondays at 03:00 UTC, or one of "
                          f"{', '.join(PREDEFINED_SCHEDULES)}")
     fired = []
-    for text, field in zip(fields, CRON_FIELDS):
+    for text, field in zip(fields, CRON_FIELDS, strict=True):
         name, low, high, names = field
         try:
             fired.append(cron_field_values(text, field))
@@ -104,7 +105,7 @@ def latest_version(client, pipeline_id: str) -> str:
 
 
 def schedule(server: Server, cron: str, name: str, params: dict, experiment: str = DEFAULT_EXPERIMENT,
-             catch_up: bool = False, target: servers.ServerTarget = servers.server_target()) -> tuple[str, str]:
+             catch_up: bool = False, target: servers.ServerTarget = DEFAULT_TARGET) -> tuple[str, str]:
     """A recurring run of the pipeline, one run at a time; returns its id and which version it runs.
 
     From KFP 2.5 (kubeflow/pipelines#11560) a recurring run given the pipeline but no version runs the
