@@ -67,7 +67,7 @@ class SeaweedS3:
     endpoint: str = field(default="", init=False)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
-    def start(self, timeout: float = 30.0) -> "SeaweedS3":
+    def start(self, timeout: float = 30.0) -> SeaweedS3:
         # Always a fresh folder: weed mini remembers its last ports in its data and waits for them.
         self.workdir = tempfile.mkdtemp(prefix="seaweed-")
         data_dir = os.path.join(self.workdir, "data")
@@ -75,7 +75,7 @@ class SeaweedS3:
         config = os.path.join(self.workdir, "identities.json")
         with open(config, "w") as f:
             json.dump(self._identities(), f)
-        ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
+        ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
         self.endpoint = f"http://127.0.0.1:{ports['s3.port']}"
         args = [weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-s3.config={config}", "-s3.autoCreateBucket=false", "-webdav=false", "-admin.ui=false",
@@ -142,7 +142,7 @@ class SeaweedS3:
         shutil.rmtree(self.workdir, ignore_errors=True)
         remove_stale_sockets()
 
-    def __enter__(self) -> "SeaweedS3":
+    def __enter__(self) -> SeaweedS3:
         return self.start()
 
     def __exit__(self, *exc) -> None:
