@@ -213,8 +213,10 @@ def extract(archive: str, target: str, selected=None) -> None:
                             "--files-from=-"], input=b"\0".join(os.fsencode(m.name) for m in files), check=True)
             return
         # Python's own "data" filter (3.11.4+) as a second guard where the interpreter has it.
-        guard = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(target, members=files, **guard)
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(target, members=files, filter="data")
+        else:
+            tar.extractall(target, members=files)
 
 
 @contextlib.contextmanager
