@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,8 +30,9 @@ BOX_COLUMNS = ["XMin", "XMax", "YMin", "YMax"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
-def split_counts(total: int, ratios: tuple[float, float, float]) -> tuple[int, int, int]:
-    """Images per split: train and val rounded half up, test the rest; val and test get one at least."""
+def split_counts(total: int, ratios: Sequence[float]) -> tuple[int, int, int]:
+    """Images per split (``ratios``: train, val, test): train and val rounded half up, test the rest; val and
+    test get one at least."""
     if total < 3:
         raise ValueError(f"only {total} images have boxes of the selected classes; at least 3 are needed")
     val = max(1, int(np.floor(total * ratios[1] + 0.5)))
@@ -38,7 +40,7 @@ def split_counts(total: int, ratios: tuple[float, float, float]) -> tuple[int, i
     return total - val - test, val, test
 
 
-def assign_splits(image_ids: list[str], seed: int, ratios: tuple[float, float, float]) -> dict[str, str]:
+def assign_splits(image_ids: list[str], seed: int, ratios: Sequence[float]) -> dict[str, str]:
     """Maps each image id to a split; depends only on the set of ids and the seed."""
     ordered = sorted(image_ids)
     permuted = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]
@@ -56,8 +58,8 @@ def clean_boxes(boxes: pd.DataFrame, dropped: dict) -> pd.DataFrame:
     empty = (clamped["XMax"] <= clamped["XMin"]) | (clamped["YMax"] <= clamped["YMin"])
     _count(dropped, invalid_boxes=int(invalid.sum()), boxes_outside_image=int(empty.sum()),
            boxes_clamped=int((clamped != coords[~invalid]).any(axis=1).sum()))
-    kept = boxes[~invalid][~empty.values].copy()
-    kept[BOX_COLUMNS] = clamped[~empty.values]
+    kept = boxes[~invalid][~empty.to_numpy()].copy()
+    kept[BOX_COLUMNS] = clamped[~empty.to_numpy()]
     return kept
 
 
@@ -214,7 +216,7 @@ def check_every_class_present(boxes: pd.DataFrame, classes: list[str], allow_mis
 
 
 def convert_to_yolo(*, raw_dir: str, output_dir: str, classes: list[str], seed: int = 42,
-                    split_ratios: tuple[float, float, float] = tuple(BY_NAME["split_ratios"].default),
+                    split_ratios: Sequence[float] = tuple(BY_NAME["split_ratios"].default),
                     include_group_of: bool = True, extra_dirs: tuple[str, ...] = (),
                     allow_missing_classes: bool = False) -> dict:
     """Writes ``images/{train,val,test}``, ``labels/...``, ``dataset.yaml`` and ``stats.json``; returns the stats.
@@ -264,7 +266,8 @@ def box_sizes(boxes: pd.DataFrame, classes: list[str]) -> dict:
     bucket = pd.cut(side, [0.0, *BOX_SIZES.values()], labels=list(BOX_SIZES), include_lowest=True)
     counts = pd.crosstab(boxes["class_id"], bucket).reindex(index=range(len(classes)), columns=list(BOX_SIZES),
                                                             fill_value=0)
-    return {classes[i]: {size: int(n) for size, n in row.items()} for i, row in counts.iterrows()}
+    return {name: {size: int(n) for size, n in row.items()}
+            for name, (_, row) in zip(classes, counts.iterrows(), strict=True)}
 
 
 def dataset_markdown(stats: dict) -> str:
