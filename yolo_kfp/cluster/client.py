@@ -164,6 +164,13 @@ def own_links():
         auth.is_ipython = is_ipython
 
 
+def answered(value: str | None, what: str) -> str:
+    """An id that the server's answer carries (kfp_server_api's models declare every field optional)."""
+    if value is None:
+        raise ValueError(f"the pipeline server answered without {what}")
+    return value
+
+
 def _compiled(options: CompileOptions, workdir: str) -> str:
     return compile_pipeline(os.path.join(workdir, f"{PIPELINE_NAME}.yaml"), options)
 
@@ -178,8 +185,9 @@ def submit(server: Server, params: dict, experiment: str = DEFAULT_EXPERIMENT, r
         result = client.create_run_from_pipeline_package(
             _compiled(options, workdir), arguments=params, experiment_name=experiment,
             run_name=run_name or f"{PIPELINE_NAME} {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    log.info("run %s started: %s", result.run_id, server.run_link(result.run_id))
-    return result.run_id
+    run_id = answered(result.run_id, "the run's id")
+    log.info("run %s started: %s", run_id, server.run_link(run_id))
+    return run_id
 
 
 def wait(server: Server, run_id: str, poll_seconds: float = 10, timeout: float = 7 * 24 * 3600) -> str:
@@ -206,7 +214,8 @@ def upload(server: Server, version: str | None = None, options: CompileOptions =
         if pipeline_id is None:
             pipeline = client.upload_pipeline(path, pipeline_name=PIPELINE_NAME,
                                               description="Open Images subset -> YOLOv5 by transfer learning")
-            pipeline_id = pipeline.pipeline_id
+            pipeline_id = answered(pipeline.pipeline_id, "the pipeline's id")
         created = client.upload_pipeline_version(path, pipeline_version_name=version, pipeline_id=pipeline_id)
-    log.info("uploaded %s version %s (%s)", PIPELINE_NAME, version, created.pipeline_version_id)
-    return pipeline_id, created.pipeline_version_id
+    version_id = answered(created.pipeline_version_id, "the version's id")
+    log.info("uploaded %s version %s (%s)", PIPELINE_NAME, version, version_id)
+    return pipeline_id, version_id

@@ -4,7 +4,7 @@ the server is asked, then create, list, enable, disable or delete."""
 import logging
 import re
 
-from yolo_kfp.cluster.client import DEFAULT_EXPERIMENT, Server, own_links
+from yolo_kfp.cluster.client import DEFAULT_EXPERIMENT, Server, answered, own_links
 from yolo_kfp.cluster.kfp_internals import create_recurring_run_on_latest_version
 from yolo_kfp.pipeline import servers
 from yolo_kfp.pipeline.parameters import convert_params
@@ -122,7 +122,7 @@ def schedule(server: Server, cron: str, name: str, params: dict, experiment: str
         raise ValueError(f"no pipeline named {PIPELINE_NAME} on {server.host}: run yolo-kfp upload first")
     version_id = latest_version(client, pipeline_id)
     with own_links():
-        experiment_id = client.create_experiment(experiment).experiment_id
+        experiment_id = answered(client.create_experiment(experiment).experiment_id, "the experiment's id")
         if servers.follows_latest_version(target):
             recurring = create_recurring_run_on_latest_version(client, name=name, experiment_id=experiment_id,
                                                                pipeline_id=pipeline_id, cron=cron, params=params,
@@ -135,8 +135,9 @@ def schedule(server: Server, cron: str, name: str, params: dict, experiment: str
                 experiment_id=experiment_id, job_name=name, cron_expression=cron, max_concurrency=1,
                 no_catchup=not catch_up, params=params, pipeline_id=pipeline_id, version_id=version_id)
             version = f"version {version_id}"
-    log.info("scheduled %s (%s) at cron %r %s", name, recurring.recurring_run_id, cron, TIME_ZONE)
-    return recurring.recurring_run_id, version
+    recurring_run_id = answered(recurring.recurring_run_id, "the recurring run's id")
+    log.info("scheduled %s (%s) at cron %r %s", name, recurring_run_id, cron, TIME_ZONE)
+    return recurring_run_id, version
 
 
 def list_schedules(server: Server) -> list[dict]:
