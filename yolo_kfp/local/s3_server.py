@@ -86,7 +86,7 @@ class SeaweedS3:
         # Its own TMPDIR for its logs; its sockets go to /tmp whatever it is told (stop() removes them).
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "TMPDIR": self.workdir}
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        self._wait_ready(timeout)
+        self._wait_ready(self.process, timeout)
         return self
 
     def _identities(self) -> dict:
@@ -97,10 +97,10 @@ class SeaweedS3:
             identities.append({"name": "anonymous", "actions": actions})
         return {"identities": identities}
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, process: subprocess.Popen, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 message = f"SeaweedFS exited early: {self._log_tail()}"
                 self.stop()
                 raise RuntimeError(message)
