@@ -52,7 +52,7 @@ def confusion_matrix(pairs: list[tuple[np.ndarray, np.ndarray]], nc: int) -> np.
         overlaps = iou(predicted[:, 2:6], truth[:, 1:5]) if len(truth) and len(predicted) else None
         for p in np.argsort(-predicted[:, 1]) if len(predicted) else []:
             candidates = np.where(~matched & (overlaps[p] >= IOU_MATCH))[0] if overlaps is not None else []
-            if len(candidates):
+            if overlaps is not None and len(candidates):
                 t = candidates[np.argmax(overlaps[p][candidates])]
                 matched[t] = True
                 matrix[int(truth[t, 0]), int(predicted[p, 0])] += 1

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 
 from yolo_kfp.model.analysis import CONFIDENCE, iou
 
@@ -27,7 +28,10 @@ def _detections(weights: str, images: list[str], imgsz: int) -> list:
     from ultralytics import YOLO
 
     results = YOLO(weights, task="detect").predict(images, imgsz=imgsz, conf=CONFIDENCE, verbose=False)
-    return [(r.boxes.cls.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.xyxy.cpu().numpy()) for r in results]
+    # Ultralytics types predict() as list[Results] | Tensor, Results.boxes as optional and a box field as Tensor |
+    # ndarray: a detection model's predictions are Results whose boxes hold tensors.
+    return [(r.boxes.cls.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.xyxy.cpu().numpy())  # pyright: ignore[reportAttributeAccessIssue, reportOptionalMemberAccess]
+            for r in results]
 
 
 def _unmatched(mine, theirs) -> list[str]:
@@ -57,7 +61,7 @@ def compare_detections(weights: str, onnx_path: str, images: list[str], imgsz: i
     return problems
 
 
-def export_onnx(*, weights: str, output_dir: str, imgsz: int | None = None, check_images: list[str] = ()) -> dict:
+def export_onnx(*, weights: str, output_dir: str, imgsz: int | None = None, check_images: Sequence[str] = ()) -> dict:
     """Writes ``<output_dir>/yolo-kfp/1/model.onnx`` and ``export.json``, at ``imgsz`` or, without it, at the
     size the model was trained at; fails if the check finds differences."""
     from yolo_kfp.model.image_size import imgsz_for
