@@ -1,8 +1,8 @@
-# Set up and run: `make demo` (the whole pipeline locally on synthetic data), `make test`.
+# Set up and run: `make demo` (the whole pipeline locally on synthetic data), `make test` (`make lint` first).
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: setup demo test compile
+.PHONY: setup demo lint test compile
 
 setup: $(VENV)/.installed $(VENV)/mlflow/bin/mlflow
 
@@ -20,7 +20,13 @@ $(VENV)/mlflow/bin/mlflow: $(VENV)/.installed
 demo: setup
 	$(VENV)/bin/yolo-kfp run-local --demo --output-dir out/demo
 
-test: setup
+# ruff, and pyright over the package (settings of both in pyproject.toml). Pyright comes from PyPI with its own
+# Node.js (pyright[nodejs]); PYRIGHT_PYTHON_IGNORE_WARNINGS skips its check for a newer release on PyPI.
+lint: setup
+	$(VENV)/bin/ruff check .
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(VENV)/bin/pyright
+
+test: lint
 	$(VENV)/bin/pytest
 
 compile: setup
