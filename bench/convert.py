@@ -66,7 +66,8 @@ def fiftyone_route(raw_dir: str, out_dir: str) -> tuple[float, float, int]:
                                   label_types=["detections"], classes=CLASSES, only_matching=True,
                                   load_hierarchy=False, name=f"bench-{uuid.uuid4().hex}")
     imported = time.perf_counter()
-    four.random_split(dataset, dict(zip(("train", "val", "test"), BY_NAME["split_ratios"].default)), seed=SEED)
+    ratios = dict(zip(("train", "val", "test"), BY_NAME["split_ratios"].default, strict=True))
+    four.random_split(dataset, ratios, seed=SEED)
     for split in ("train", "val", "test"):
         dataset.match_tags(split).export(export_dir=out_dir, dataset_type=fo.types.YOLOv5Dataset,
                                          label_field="ground_truth", classes=CLASSES, split=split,

@@ -181,7 +181,8 @@ def main() -> None:
           f"peak RSS {step['peak_rss'] / GIB:.3f} GiB")
     fo = median(fiftyone)
     ratio = fo / median(ours[args.fiftyone_images])
-    pairs = [f["result"]["seconds"] / o["result"]["seconds"] for f, o in zip(fiftyone, ours[args.fiftyone_images])]
+    pairs = [f["result"]["seconds"] / o["result"]["seconds"]
+             for f, o in zip(fiftyone, ours[args.fiftyone_images], strict=True)]
     runs = ", ".join(f"{r['result']['seconds']:.2f}" for r in fiftyone)
     parts = {key: median(fiftyone, key) for key in ("import", "export")}
     print(f"FiftyOne at {args.fiftyone_images:,}: {fo:.2f} s (runs {runs}; import {parts['import']:.2f} s, split + "

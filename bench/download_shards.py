@@ -70,7 +70,7 @@ def sharded(work: str, quota: int, parallelism: int) -> dict[str, float]:
     outs = [os.path.join(work, f"shard-{i}") for i in range(len(names))]
     with ThreadPoolExecutor(parallelism) as pool:
         seconds["shards"] = timed(lambda: list(pool.map(lambda a: step("shard", quota, plan=plan, shard=a[0],
-                                                                       out=a[1]), zip(names, outs))))
+                                                                       out=a[1]), zip(names, outs, strict=True))))
     seconds["merge"] = timed(lambda: step("merge", quota, plan=plan, shards=outs, out=os.path.join(work, "raw")))
     return seconds
 
@@ -96,7 +96,8 @@ def main() -> None:
         rows = {"unsharded (one step)": median_run(lambda w: {"whole": timed(lambda: step(
             "whole", quota, out=os.path.join(w, "raw")))}, args.repeats)}
         for parallelism in (1, 3):
-            rows[f"parallelism {parallelism}"] = median_run(lambda w: sharded(w, quota, parallelism), args.repeats)
+            rows[f"parallelism {parallelism}"] = median_run(
+                lambda w, parallelism=parallelism: sharded(w, quota, parallelism), args.repeats)
     print(f"{len(CLASSES)} classes x {quota} images from the mirror at {s3.endpoint}, median of {args.repeats}")
     print(f"{'way':<22}{'plan s':>8}{'shards s':>10}{'merge s':>9}{'total s':>9}")
     for name, r in rows.items():

@@ -241,7 +241,7 @@ def write_metadata(split_dir: str, rows: int, images: int) -> dict:
     write_image_list(os.path.join(split_dir, oi.IMAGE_IDS_CSV), ids)
     mids, names = class_table()
     with open(os.path.join(split_dir, oi.CLASSES_CSV), "w") as f:
-        f.writelines(f"{mid},{name}\n" for mid, name in zip(mids, names))
+        f.writelines(f"{mid},{name}\n" for mid, name in zip(mids, names, strict=True))
     with open(os.path.join(split_dir, oi.HIERARCHY_JSON), "w") as f:
         json.dump({"LabelName": "Entity", "Subcategory": [{"LabelName": name} for name in names]}, f)
     return {name: os.path.getsize(os.path.join(split_dir, name)) for name in oi.METADATA_FILES}
@@ -598,7 +598,7 @@ def main() -> None:
     row("floor: pyarrow reading them, no work", parse_s, warm["parse"]["seconds"],
         max(r["peak_rss"] for r in runs["parse"]), runs["parse"][-1])
     ratios, parse_ratios, peaks = [], [], []
-    for label, classes, quota in settings:
+    for label, _, _ in settings:
         seconds = median(label, "seconds")
         peak = max(max(r["peak_rss"] for r in runs[label]), warm[label]["peak_rss"])
         ratios.append(seconds / floor_s)

@@ -1,9 +1,8 @@
 """Transfer learning versus training from scratch, on the demo's synthetic data and settings:
 
-- transfer: a base checkpoint made as the demo makes its own (YOLOv5n trained from scratch on
-            *related* classes: cars, traffic lights, bicycle wheels, in other scenes), here trained to
-            convergence (``--base-epochs``, 40; the demo's ``BASE_EPOCHS`` leave it half-trained), fine-tuned with
-            the first 10 layers frozen;
+- transfer: a base checkpoint made as the demo's own is made (``yolo_kfp.local.demo_base``: YOLOv5n trained
+            from scratch on *related* classes: cars, traffic lights, bicycle wheels, in other scenes), here for
+            ``--base-epochs`` (40), fine-tuned with the first 10 layers frozen;
 - scratch:  YOLOv5n from its architecture file, nothing frozen;
 
 same data, epochs, image size and batch; both scored on the same test split, for each budget of
@@ -18,7 +17,7 @@ import os
 import tempfile
 
 from yolo_kfp.data.convert import convert_to_yolo
-from yolo_kfp.local import demo, synthetic
+from yolo_kfp.local import demo, demo_base, synthetic
 from yolo_kfp.model.evaluate import evaluate_model
 from yolo_kfp.model.train import train_yolo
 
@@ -42,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = {k: demo.PARAMS[k] for k in ("batch", "imgsz", "workers")}
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as work:
-        base = demo.make_base_checkpoint(os.path.join(work, "demo"), args.base_epochs)
+        base = demo_base.train_base_checkpoint(os.path.join(work, "base.pt"), args.base_epochs, 100)
         raw, data = os.path.join(work, "raw"), os.path.join(work, "data")
         synthetic.write_split(raw, "train", demo.PARAMS["max_samples_per_class"], demo.MIRROR_SEED)
         convert_to_yolo(raw_dir=raw, output_dir=data, classes=CLASSES, seed=42)
@@ -51,7 +50,7 @@ def main() -> None:
                                                     base if model == "base" else model, freeze, epochs, settings)
                    for epochs in budgets for route, (model, freeze) in ROUTES.items()}
         training_images = len(os.listdir(os.path.join(data, "images", "train")))
-        print(f"base: {args.base_epochs} epochs on {demo.BASE_CLASSES}; {settings}, {len(CLASSES)} classes, "
+        print(f"base: {args.base_epochs} epochs on {demo_base.BASE_CLASSES}; {settings}, {len(CLASSES)} classes, "
               f"{training_images} training images; test split ({results[budgets[0], 'transfer'][0]['images']} images)")
         print(f"{'epochs':>6}  {'route':<10}{'mAP50':>8}{'mAP50-95':>10}{'trainable':>11}{'train s':>9}  "
               "AP50 per class")

@@ -1,8 +1,6 @@
 """The download steps' KFP components: thin wrappers around ``yolo_kfp.data.download_plan``,
 ``download_fetch`` and ``download_merge``, and the one-step ``download`` over the same (``core.download``)."""
 
-from typing import List
-
 from kfp.dsl import Dataset, Input, Output
 
 from yolo_kfp.components.step_settings import DATA_IMAGE, Resources, component
@@ -60,7 +58,7 @@ def download_shard(plan: Input[Dataset], shard: str, raw_shard: Output[Dataset])
 
 
 @component(DATA_IMAGE, timeout_hours=4, resources=Resources(cpu="500m", cpu_limit="1", memory=memory("merge-download")))
-def merge_download(plan: Input[Dataset], shards: Input[List[Dataset]], raw_dataset: Output[Dataset]):
+def merge_download(plan: Input[Dataset], shards: Input[list[Dataset]], raw_dataset: Output[Dataset]):
     """Joins the downloaded shards into one raw dataset in FiftyOne's OpenImagesV7Dataset layout.
 
     Holds only the selected images and their rows: labels/detections.csv,

@@ -5,6 +5,8 @@ from typing import NamedTuple
 from yolo_kfp.components.step_settings import DATA_IMAGE, component
 
 
+# Its outputs in KFP's form, a NamedTuple made in the annotation: the step runs this function's source alone
+# (after kfp's `from typing import *`), where a class defined beside it would not exist.
 @component(DATA_IMAGE, timeout_hours=1, data_connection=True, cache=False)  # access can change: check anew
 def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cache: str, classes: list,
               max_samples_per_class: int, download_shard_size: int, split: str, split_ratios: list, epochs: int,
@@ -12,7 +14,8 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
               seed: int, train_args: dict, min_map50: float, max_map50_drop: float, base_model_sha256: str,
               mlflow_tracking_uri: str, mlflow_experiment: str, registered_model_name: str,
               model_registry_url: str, search_space: dict, search_trials: int, search_epochs: int
-              ) -> NamedTuple("Checked", fingerprint=str, trials=list, trial_count=int, training=dict):
+              ) -> NamedTuple("Checked", fingerprint=str, trials=list, trial_count=int,  # pyright: ignore[reportInvalidTypeForm]
+                              training=dict):
     """Checks the run's parameters and its access to every S3 location (publish_to, base_model,
     extra_data, open_images_cache) before any work, and to the Kubeflow Model Registry when a published
     model is to be registered there.

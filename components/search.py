@@ -9,8 +9,6 @@ and the train step takes ``dsl.OneOf`` of the two answers as a parameter (OneOf 
 the backend up to 2.16, kubeflow/pipelines#13436; over parameters it works).
 """
 
-from typing import List
-
 from kfp.dsl import Artifact, Input
 
 from yolo_kfp.components.step_settings import DATA_IMAGE, Resources, component
@@ -19,7 +17,7 @@ SMALL = Resources(cpu="100m", cpu_limit="500m", memory="256Mi")
 
 
 @component(DATA_IMAGE, timeout_hours=1, resources=SMALL)
-def choose_trial(records: Input[List[Artifact]], search_space: dict) -> str:
+def choose_trial(records: Input[list[Artifact]], search_space: dict) -> str:
     """Reads the trials' records and picks the winner: the highest validation mAP50-95, a tie to the lowest
     trial index. Returns search.json's content (JSON: space, trials, winner) for the train step.
 

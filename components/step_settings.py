@@ -13,6 +13,10 @@ name each image in full, e.g. pinned by digest.
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from kfp.dsl.python_component import PythonComponent
 
 REGISTRY = "quay.io/yolo-kfp"
 TAG = "0.1.0"
@@ -100,14 +104,14 @@ def component(image: str, timeout_hours: int, **settings):
     Inside a running step kfp loads only its runtime part (``_KFP_RUNTIME=true``), which has no
     decorator; the module is imported there for its core, so the function is left as it is.
     """
-    def define(func):
+    def define(func) -> "PythonComponent":
         SETTINGS[func.__name__.replace("_", "-")] = StepSettings(image, timeout_hours, **settings)
         if os.environ.get("_KFP_RUNTIME") == "true":
-            return func
+            return cast("PythonComponent", func)  # in the pod only its core is called, never the component
         from kfp import dsl
 
         func.__doc__ = with_table_args(func)
-        return dsl.component(base_image=image, install_kfp_package=False)(func)
+        return cast("PythonComponent", dsl.component(base_image=image, install_kfp_package=False)(func))
 
     return define
 

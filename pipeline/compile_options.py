@@ -8,6 +8,7 @@ and the checks come from there, and the pipeline's description records their val
 import json
 import re
 from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
 
 from yolo_kfp.components import step_settings
 from yolo_kfp.components.download import download, download_shard, merge_download, plan_download
@@ -38,7 +39,7 @@ FAN_IN_STEPS = tuple(c.component_spec.name for c in (plan_download, download_sha
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?", flags=re.ASCII)
 
 
-def option(default, help: str, **argparse_settings):
+def option(default, help: str, **argparse_settings) -> Any:  # a dataclass field, typed as its value
     """A compile option, declared once: its default and description (the CLI's flag and help and the table of
     docs/parameters.md come from them), and how the CLI reads it where its type does not say."""
     kind = type(default)
@@ -254,3 +255,6 @@ class CompileOptions:
         if self.data_image or self.train_image:
             return f"data_image={self.images[DATA_IMAGE]} train_image={self.images[TRAIN_IMAGE]}"
         return f"images={self.image_registry}/{{data,train}}:{self.image_tag}"
+
+
+DEFAULT_OPTIONS = CompileOptions()  # frozen: one instance serves every call

@@ -8,7 +8,7 @@ image, timeout, retries, size and secrets come from its component's declaration 
 """
 
 import inspect
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from google.protobuf import json_format
 from kfp import dsl
@@ -30,7 +30,7 @@ from yolo_kfp.components.train_trial import train_trial
 from yolo_kfp.params import run_parameters
 from yolo_kfp.params.search_space import SEARCH_REFUSAL_ENV
 from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.compile_options import DEFAULT_OPTIONS, CompileOptions
 from yolo_kfp.pipeline.task_settings import apply_step_settings
 from yolo_kfp.release.gate import PROMOTE
 
@@ -38,15 +38,21 @@ PIPELINE_NAME = "yolo-kfp"
 PIPELINE_DOC = ("Open Images subset -> YOLO labels -> YOLOv5 transfer learning -> test-split metrics -> published "
                 "model.")
 # What a run hands back (run-local gathers these into its output dir).
-Outputs = NamedTuple("Outputs", model=Model, metrics=Artifact, report=HTML, onnx_model=Model)
+MESSAGES: Any = pipeline_spec_pb2  # generated protobuf classes, which pyright cannot see
+
+class Outputs(NamedTuple):
+    model: Model
+    metrics: Artifact
+    report: HTML
+    onnx_model: Model
 
 
-def make_pipeline(options: CompileOptions = CompileOptions()):
+def make_pipeline(options: CompileOptions = DEFAULT_OPTIONS):
     """Builds the pipeline function for ``options``."""
 
     def define(p: dict) -> Outputs:
         """The tasks of a run with the parameters ``p`` (pipeline channels, by name)."""
-        checks = preflight(**{name: p[name] for name in preflight.component_spec.inputs})
+        checks = preflight(**{name: p[name] for name in preflight.component_spec.inputs or {}})
         if not options.target.features.fan_in:  # a search_space is refused before any work
             checks.set_env_variable(SEARCH_REFUSAL_ENV, servers.search_refusal(options.target))
         raw_dataset = downloaded(options, checks, p)
@@ -81,9 +87,10 @@ def make_pipeline(options: CompileOptions = CompileOptions()):
                         model_registry_url=p["model_registry_url"])
         apply_step_settings(options, p["data_connection"], p["gpu_node_selector"], p["gpu_tolerations"],
                             p["mlflow_connection"])
-        return Outputs(
+        outputs: list[Any] = [  # channels of the artifacts Outputs declares, as KFP has a pipeline return them
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],
-            export_task.outputs["onnx_model"])
+            export_task.outputs["onnx_model"]]
+        return Outputs(*outputs)
 
     return dsl.pipeline(name=PIPELINE_NAME, description=(
         "Open Images subset (FiftyOne) -> YOLO labels -> YOLOv5 transfer learning (Ultralytics) -> test-split "
@@ -123,14 +130,14 @@ def search_trials(options: CompileOptions, checks, dataset, training: dict, p: d
         chosen = choose_trial(records=dsl.Collected(trial_task.outputs["record"]), search_space=p["search_space"])
     with dsl.Else(name="no-search"):
         nothing = no_search()
-    return dsl.OneOf(chosen.output, nothing.output)
+    return dsl.OneOf(chosen.output, nothing.output)  # pyright: ignore[reportArgumentType]  (kfp's loose types)
 
 
 def pipeline_function(define):
     """``yolo_pipeline``: the function KFP reads a pipeline from, its signature and its ``Args:`` (the run form)
     made from the parameter table; KFP calls it with one pipeline channel per parameter, in order."""
     def yolo_pipeline(*channels) -> Outputs:
-        return define(dict(zip(run_parameters.BY_NAME, channels)))
+        return define(dict(zip(run_parameters.BY_NAME, channels, strict=True)))
 
     yolo_pipeline.__signature__ = inspect.Signature(
         [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default, annotation=p.kind)
@@ -144,14 +151,14 @@ yolo_pipeline = make_pipeline()
 
 
 
-def compile_pipeline(output: str, options: CompileOptions = CompileOptions()) -> str:
+def compile_pipeline(output: str, options: CompileOptions = DEFAULT_OPTIONS) -> str:
     """Writes the pipeline YAML for ``options.server``: kfp compiles it, ``servers.adapt`` rewrites it to what
     that server parses and applies, and kfp's own writer writes it."""
     func = make_pipeline(options)
     spec, platform = (json_format.MessageToDict(m) for m in (func.pipeline_spec, func.platform_spec))
     servers.adapt(spec, platform, options.target)
     pipeline_spec_builder.write_pipeline_spec_to_file(
-        pipeline_spec=json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec()),
+        pipeline_spec=json_format.ParseDict(spec, MESSAGES.PipelineSpec()),
         pipeline_description=func.description,
-        platform_spec=json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec()), package_path=output)
+        platform_spec=json_format.ParseDict(platform, MESSAGES.PlatformSpec()), package_path=output)
     return output

@@ -4,6 +4,8 @@ MLflow's credentials, a GPU node, caching), sized and placed by the compile opti
 (``yolo_kfp.pipeline.compile_options``). Nothing here lists the steps.
 """
 
+from typing import Any
+
 from kfp import kubernetes
 from kfp.dsl import pipeline_context
 
@@ -30,7 +32,9 @@ def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selec
     with_mlflow_connection = options.target.features.optional_secret or bool(options.mlflow_connection)
     if not options.target.features.optional_secret:
         mlflow_connection = options.mlflow_connection
-    for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():
+    pipeline = pipeline_context.Pipeline.get_default_pipeline()
+    assert pipeline is not None, "apply_step_settings is called inside a pipeline's definition"
+    for task in pipeline.tasks.values():
         settings = step_settings.SETTINGS[task.component_spec.name]
         task.container_spec.image = options.images[settings.image]
         kubernetes.set_timeout(task, settings.timeout_hours * 3600)
@@ -77,7 +81,8 @@ def on_gpu_node(task, node_selector, tolerations, options: CompileOptions) -> No
         kubernetes.add_node_selector_json(task, node_selector)
     else:
         for toleration in tolerations:
-            kubernetes.add_toleration(task, **{TOLERATION_ARGUMENTS.get(k, k): v for k, v in toleration.items()})
+            fields: dict[str, Any] = toleration
+            kubernetes.add_toleration(task, **{TOLERATION_ARGUMENTS.get(k, k): v for k, v in fields.items()})
         for label, value in node_selector.items():
             kubernetes.add_node_selector(task, label, value)
     if options.kueue_queue:

@@ -29,7 +29,7 @@ DOCUMENT = "model-registry-v0.3.8.yaml"  # in ../shared/schemas (tests/schemas/R
 DOCUMENT_SERVER = "http://localhost:8080"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_document(name: str = DOCUMENT):
     """The parsed document and openapi-core's validator of it (which checks the document itself on load)."""
     from conftest import shared_schema

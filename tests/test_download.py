@@ -236,7 +236,7 @@ def detection_rows(seed, apart, images=60):
     rng = random.Random(seed)
     labels = [*ALL_CLASSES.values(), "/m/0decoy"]
     rows = []
-    for i in range(images):
+    for _ in range(images):
         image_id = f"{rng.getrandbits(64):016x}"
         for _ in range(rng.randint(1, 6)):
             source = rng.choice(["xclick", "activemil", "x" * 700 if rng.random() < 0.02 else "human"])

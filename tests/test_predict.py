@@ -40,7 +40,7 @@ def test_the_served_engines_detect_what_pytorch_detects(exported, engine):
     pytorch = _detections(weights, images, IMGSZ)
     served = [as_arrays(d) for d in predict_local(model=model, images=images, engine=engine)]
     assert sum(len(classes) for classes, _, _ in pytorch) >= len(images) // 2, "boxes enough to compare"
-    for path, theirs, ours in zip(images, pytorch, served):
+    for path, theirs, ours in zip(images, pytorch, served, strict=True):
         assert _unmatched(theirs, ours) == [] and _unmatched(ours, theirs) == [], path
 
 
@@ -48,7 +48,7 @@ def test_a_different_decoding_is_caught(exported):
     weights, model, images = exported
     pytorch = _detections(weights, images, IMGSZ)
     shifted = [(c, s, b + 8) for c, s, b in (as_arrays(d) for d in predict_local(model=model, images=images))]
-    assert any(_unmatched(theirs, ours) for theirs, ours in zip(pytorch, shifted))
+    assert any(_unmatched(theirs, ours) for theirs, ours in zip(pytorch, shifted, strict=True))
 
 
 def printed_boxes(output: str) -> list[str]:
@@ -130,11 +130,12 @@ def test_save_draws_each_image_and_json_holds_the_boxes_coco_style(exported, pho
     namesake.parent.mkdir()
     shutil.copy(files[0], namesake)
     images = [*files, str(namesake)]
-    expected = [(image, d) for image, found in zip(images, predict_local(model=model, images=images)) for d in found]
+    found_in = predict_local(model=model, images=images)
+    expected = [(image, d) for image, found in zip(images, found_in, strict=True) for d in found]
     saved = tmp_path / "drawn"
     results = json.loads(predicted(capsys, "--model", model, "--json", "--save", str(saved), *images))
     assert len(results) == len(expected) > 0
-    for entry, (image, detection) in zip(results, expected):
+    for entry, (image, detection) in zip(results, expected, strict=True):
         x0, y0, x1, y1 = detection.box
         assert (entry["file_name"], entry["category_name"], entry["category_id"]) == (image, detection.name,
                                                                                       detection.class_id + 1)
@@ -145,7 +146,7 @@ def test_save_draws_each_image_and_json_holds_the_boxes_coco_style(exported, pho
     drawings = [saved / os.path.basename(f) for f in files] + [saved / f"{stem}-2{suffix}"]
     assert sorted(saved.iterdir()) == sorted(drawings)
     with_boxes = {entry["file_name"] for entry in results}
-    for image, drawing in zip(images, drawings):
+    for image, drawing in zip(images, drawings, strict=True):
         with Image.open(image) as original, Image.open(drawing) as drawn:
             assert drawn.size == original.size
             changed = ImageChops.difference(original.convert("RGB"), drawn.convert("RGB")).getbbox() is not None

@@ -74,7 +74,7 @@ def test_ultralytics_thread_pools_take_the_planned_count():
         limit_threads(before[0] + 5)
         assert [m.NUM_THREADS for m in modules] == [before[0] + 5] * len(modules)
     finally:
-        for module, value in zip(modules, before):
+        for module, value in zip(modules, before, strict=True):
             module.NUM_THREADS = value
 
 

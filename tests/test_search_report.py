@@ -31,7 +31,7 @@ def records(run_ids=("", "", "", "")) -> list[dict]:
     return [{"trial": i, "settings": {"lr0": lr0, "freeze": freeze, "optimizer": optimizer}, "epochs": 3,
              "val": {"map50": score + 0.3, "map50_95": score, "precision": 0.7, "recall": 0.6},
              "mlflow_run_id": run_id, "seconds": 40.0 + i}
-            for i, ((lr0, freeze, optimizer), score, run_id) in enumerate(zip(PLAN, SCORES, run_ids))]
+            for i, ((lr0, freeze, optimizer), score, run_id) in enumerate(zip(PLAN, SCORES, run_ids, strict=True))]
 
 
 def search(trials: list[dict]) -> dict:

@@ -62,6 +62,7 @@ def cmd_schedule(args) -> None:
         action, name = changes[0]
         print(f"{action}d {name}: {schedules.change_schedule(server, name, action)}")
     else:
+        assert args.cron is not None  # --cron, --list or a change: the parser requires one of them
         recurring_id, version = schedules.schedule(server, args.cron, args.name, param_texts(args.param),
                                                    args.experiment, args.catch_up, servers.server_target(args.server))
         print(f"recurring run {args.name} ({recurring_id}) at {schedules.six_field_cron(args.cron)!r} "

@@ -16,7 +16,7 @@ INTERRUPTED = ("interrupted; nothing of the run is left running (run again into 
                "training)")
 
 
-def _server_answer(error: ApiException) -> str:
+def _server_answer(error) -> str:  # an ApiException
     return f"the pipeline server answered {error.status} {error.reason}: {(error.body or '').strip()[:500]}"
 
 

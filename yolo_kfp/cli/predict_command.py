@@ -28,13 +28,14 @@ def cmd_predict(args) -> None:
         _print_boxes(images, results)
     if args.save:
         os.makedirs(args.save, exist_ok=True)
-        for path, detections, target in zip(images, results, prediction_output.annotated_paths(images, args.save)):
+        for path, detections, target in zip(images, results, prediction_output.annotated_paths(images, args.save),
+                                            strict=True):
             prediction_output.draw_detections(path, detections, target)
         print(f"{len(images)} images with their boxes drawn in {args.save}", file=sys.stderr)
 
 
 def _print_boxes(images: list[str], results: list) -> None:
-    for path, detections in zip(images, results):
+    for path, detections in zip(images, results, strict=True):
         print(f"{path}: {len(detections)} boxes")
         for d in detections:
             print(f"  {d.name:<20} {d.confidence:.3f}  " + " ".join(f"{v:.1f}" for v in d.box))

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import socket
 import ssl
 import tempfile
 import time
@@ -34,7 +33,7 @@ from yolo_kfp.infra.urls import (
 )
 from yolo_kfp.params.run_values import convert_params
 from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.compile_options import DEFAULT_OPTIONS, CompileOptions
 from yolo_kfp.pipeline.pipeline import PIPELINE_NAME, compile_pipeline
 
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ class Server:
                 status, kind, body = response.status, response.headers.get("Content-Type", ""), response.read(65536)
         except urllib.error.HTTPError as error:
             status, kind, body = error.code, error.headers.get("Content-Type", ""), b""
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise ValueError(f"the pipeline server at {self.host} did not answer within {timeout:g} s: is it the "
                              "route of the DSPA's API server (oc get route ds-pipeline-dspa)?") from None
         except (urllib.error.URLError, OSError) as error:
@@ -165,12 +164,19 @@ def own_links():
         auth.is_ipython = is_ipython
 
 
+def answered(value: str | None, what: str) -> str:
+    """An id that the server's answer carries (kfp_server_api's models declare every field optional)."""
+    if value is None:
+        raise ValueError(f"the pipeline server answered without {what}")
+    return value
+
+
 def _compiled(options: CompileOptions, workdir: str) -> str:
     return compile_pipeline(os.path.join(workdir, f"{PIPELINE_NAME}.yaml"), options)
 
 
 def submit(server: Server, params: dict, experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None,
-           options: CompileOptions = CompileOptions()) -> str:
+           options: CompileOptions = DEFAULT_OPTIONS) -> str:
     """Starts a run of the freshly compiled pipeline; returns its id."""
     params = convert_params(params)
     servers.check_run_parameters(params, options.target)
@@ -179,8 +185,9 @@ def submit(server: Server, params: dict, experiment: str = DEFAULT_EXPERIMENT, r
         result = client.create_run_from_pipeline_package(
             _compiled(options, workdir), arguments=params, experiment_name=experiment,
             run_name=run_name or f"{PIPELINE_NAME} {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    log.info("run %s started: %s", result.run_id, server.run_link(result.run_id))
-    return result.run_id
+    run_id = answered(result.run_id, "the run's id")
+    log.info("run %s started: %s", run_id, server.run_link(run_id))
+    return run_id
 
 
 def wait(server: Server, run_id: str, poll_seconds: float = 10, timeout: float = 7 * 24 * 3600) -> str:
@@ -197,7 +204,7 @@ def wait(server: Server, run_id: str, poll_seconds: float = 10, timeout: float =
     raise TimeoutError(f"run {run_id} did not finish within {timeout} s")
 
 
-def upload(server: Server, version: str | None = None, options: CompileOptions = CompileOptions()) -> tuple[str, str]:
+def upload(server: Server, version: str | None = None, options: CompileOptions = DEFAULT_OPTIONS) -> tuple[str, str]:
     """Uploads the pipeline as a new version of the pipeline named yolo-kfp (created on first upload)."""
     client = server.client()
     version = version or time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
@@ -207,7 +214,8 @@ def upload(server: Server, version: str | None = None, options: CompileOptions =
         if pipeline_id is None:
             pipeline = client.upload_pipeline(path, pipeline_name=PIPELINE_NAME,
                                               description="Open Images subset -> YOLOv5 by transfer learning")
-            pipeline_id = pipeline.pipeline_id
+            pipeline_id = answered(pipeline.pipeline_id, "the pipeline's id")
         created = client.upload_pipeline_version(path, pipeline_version_name=version, pipeline_id=pipeline_id)
-    log.info("uploaded %s version %s (%s)", PIPELINE_NAME, version, created.pipeline_version_id)
-    return pipeline_id, created.pipeline_version_id
+    version_id = answered(created.pipeline_version_id, "the version's id")
+    log.info("uploaded %s version %s (%s)", PIPELINE_NAME, version, version_id)
+    return pipeline_id, version_id

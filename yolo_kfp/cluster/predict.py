@@ -144,7 +144,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
 def decode(output: np.ndarray, image: Letterboxed, names: list[str], conf: float = CONFIDENCE,
            nms_iou: float = NMS_IOU) -> list[Detection]:
     """The model's ``[1, 4 + classes, anchors]`` output -> detections in the original image's pixels."""
-    rows = np.asarray(output, dtype=np.float32).reshape(output.shape[-2:]).T
+    rows = np.asarray(output, dtype=np.float32).reshape(output.shape[-2], output.shape[-1]).T
     if rows.shape[1] != 4 + len(names):
         raise ValueError(f"the model scores {rows.shape[1] - 4} classes, but {len(names)} names were given: {names}")
     classes = rows[:, 4:].argmax(1)
@@ -158,8 +158,13 @@ def decode(output: np.ndarray, image: Letterboxed, names: list[str], conf: float
     height, width = image.shape
     boxes = (boxes[chosen] - [left, top, left, top]) / image.scale
     boxes = boxes.clip(0, [width, height, width, height])
-    return [Detection(int(c), names[int(c)], float(s), tuple(float(v) for v in b))
-            for c, s, b in zip(classes[chosen], scores[chosen], boxes)]
+    return [Detection(int(c), names[int(c)], float(s), _box(b))
+            for c, s, b in zip(classes[chosen], scores[chosen], boxes, strict=True)]
+
+
+def _box(row: np.ndarray) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = (float(v) for v in row)
+    return x0, y0, x1, y1
 
 
 def model_names_and_size(model: str) -> tuple[list[str], tuple[int, int]]:

@@ -18,7 +18,7 @@ def coco_results(images: list[str], results: list[list[Detection]]) -> list[dict
     extension, a number where it is one, as Ultralytics), ``category_id`` (class index + 1, as Ultralytics and
     pycocotools), ``category_name``, ``bbox`` ([x, y, width, height] in pixels) and ``score``."""
     entries = []
-    for path, detections in zip(images, results):
+    for path, detections in zip(images, results, strict=True):
         stem = os.path.splitext(os.path.basename(path))[0]
         for detection in detections:
             x0, y0, x1, y1 = detection.box

@@ -4,7 +4,7 @@ the server is asked, then create, list, enable, disable or delete."""
 import logging
 import re
 
-from yolo_kfp.cluster.client import DEFAULT_EXPERIMENT, Server, own_links
+from yolo_kfp.cluster.client import DEFAULT_EXPERIMENT, Server, answered, own_links
 from yolo_kfp.cluster.kfp_internals import create_recurring_run_on_latest_version
 from yolo_kfp.params.run_values import convert_params
 from yolo_kfp.pipeline import servers
@@ -18,6 +18,7 @@ PREDEFINED_SCHEDULES = {"@hourly": "0 0 * * * *", "@daily": "0 0 0 * * *", "@mid
                         "@weekly": "0 0 0 * * 0", "@monthly": "0 0 0 1 * *", "@yearly": "0 0 0 1 1 *",
                         "@annually": "0 0 0 1 1 *"}
 TIME_ZONE = "UTC"  # the time zone of the scheduled-workflow controller of Data Science Pipelines
+DEFAULT_TARGET = servers.server_target()  # frozen: one instance serves every call
 
 
 # KFP's scheduler parses cron with robfig/cron: each field a list of N, a-b, */n, a/n or a-b/n, where * or ?
@@ -69,7 +70,7 @@ def six_field_cron(expression: str) -> str:
                          "day-of-week, e.g. '0 0 3 * * 1' for Mondays at 03:00 UTC, or one of "
                          f"{', '.join(PREDEFINED_SCHEDULES)}")
     fired = []
-    for text, field in zip(fields, CRON_FIELDS):
+    for text, field in zip(fields, CRON_FIELDS, strict=True):
         name, low, high, names = field
         try:
             fired.append(cron_field_values(text, field))
@@ -104,7 +105,7 @@ def latest_version(client, pipeline_id: str) -> str:
 
 
 def schedule(server: Server, cron: str, name: str, params: dict, experiment: str = DEFAULT_EXPERIMENT,
-             catch_up: bool = False, target: servers.ServerTarget = servers.server_target()) -> tuple[str, str]:
+             catch_up: bool = False, target: servers.ServerTarget = DEFAULT_TARGET) -> tuple[str, str]:
     """A recurring run of the pipeline, one run at a time; returns its id and which version it runs.
 
     From KFP 2.5 (kubeflow/pipelines#11560) a recurring run given the pipeline but no version runs the
@@ -121,7 +122,7 @@ def schedule(server: Server, cron: str, name: str, params: dict, experiment: str
         raise ValueError(f"no pipeline named {PIPELINE_NAME} on {server.host}: run yolo-kfp upload first")
     version_id = latest_version(client, pipeline_id)
     with own_links():
-        experiment_id = client.create_experiment(experiment).experiment_id
+        experiment_id = answered(client.create_experiment(experiment).experiment_id, "the experiment's id")
         if servers.follows_latest_version(target):
             recurring = create_recurring_run_on_latest_version(client, name=name, experiment_id=experiment_id,
                                                                pipeline_id=pipeline_id, cron=cron, params=params,
@@ -134,8 +135,9 @@ def schedule(server: Server, cron: str, name: str, params: dict, experiment: str
                 experiment_id=experiment_id, job_name=name, cron_expression=cron, max_concurrency=1,
                 no_catchup=not catch_up, params=params, pipeline_id=pipeline_id, version_id=version_id)
             version = f"version {version_id}"
-    log.info("scheduled %s (%s) at cron %r %s", name, recurring.recurring_run_id, cron, TIME_ZONE)
-    return recurring.recurring_run_id, version
+    recurring_run_id = answered(recurring.recurring_run_id, "the recurring run's id")
+    log.info("scheduled %s (%s) at cron %r %s", name, recurring_run_id, cron, TIME_ZONE)
+    return recurring_run_id, version
 
 
 def list_schedules(server: Server) -> list[dict]:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,8 +30,9 @@ BOX_COLUMNS = ["XMin", "XMax", "YMin", "YMax"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
-def split_counts(total: int, ratios: tuple[float, float, float]) -> tuple[int, int, int]:
-    """Images per split: train and val rounded half up, test the rest; val and test get one at least."""
+def split_counts(total: int, ratios: Sequence[float]) -> tuple[int, int, int]:
+    """Images per split (``ratios``: train, val, test): train and val rounded half up, test the rest; val and
+    test get one at least."""
     if total < 3:
         raise ValueError(f"only {total} images have boxes of the selected classes; at least 3 are needed")
     val = max(1, int(np.floor(total * ratios[1] + 0.5)))
@@ -38,7 +40,7 @@ def split_counts(total: int, ratios: tuple[float, float, float]) -> tuple[int, i
     return total - val - test, val, test
 
 
-def assign_splits(image_ids: list[str], seed: int, ratios: tuple[float, float, float]) -> dict[str, str]:
+def assign_splits(image_ids: list[str], seed: int, ratios: Sequence[float]) -> dict[str, str]:
     """Maps each image id to a split; depends only on the set of ids and the seed."""
     ordered = sorted(image_ids)
     permuted = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]
@@ -56,8 +58,8 @@ def clean_boxes(boxes: pd.DataFrame, dropped: dict) -> pd.DataFrame:
     empty = (clamped["XMax"] <= clamped["XMin"]) | (clamped["YMax"] <= clamped["YMin"])
     _count(dropped, invalid_boxes=int(invalid.sum()), boxes_outside_image=int(empty.sum()),
            boxes_clamped=int((clamped != coords[~invalid]).any(axis=1).sum()))
-    kept = boxes[~invalid][~empty.values].copy()
-    kept[BOX_COLUMNS] = clamped[~empty.values]
+    kept = boxes[~invalid][~empty.to_numpy()].copy()
+    kept[BOX_COLUMNS] = clamped[~empty.to_numpy()]
     return kept
 
 
@@ -172,10 +174,11 @@ def yolo_lines(boxes: pd.DataFrame) -> pd.Series:
     x0, x1, y0, y1 = (boxes[c].to_numpy() for c in BOX_COLUMNS)
     lines = [f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" for c, cx, cy, w, h in
              zip(boxes["class_id"].tolist(), ((x0 + x1) / 2).tolist(), ((y0 + y1) / 2).tolist(),
-                 (x1 - x0).tolist(), (y1 - y0).tolist())]
+                 (x1 - x0).tolist(), (y1 - y0).tolist(), strict=True)]
     image_ids, starts = np.unique(boxes["ImageID"].to_numpy(), return_index=True)
     ends = [*starts[1:], len(lines)]
-    return pd.Series(["\n".join(lines[a:b]) + "\n" for a, b in zip(starts, ends)], index=image_ids, dtype=object)
+    return pd.Series(["\n".join(lines[a:b]) + "\n" for a, b in zip(starts, ends, strict=True)], index=image_ids,
+                     dtype=object)
 
 
 def write_file(path: str, data: bytes) -> None:
@@ -213,7 +216,7 @@ def check_every_class_present(boxes: pd.DataFrame, classes: list[str], allow_mis
 
 
 def convert_to_yolo(*, raw_dir: str, output_dir: str, classes: list[str], seed: int = 42,
-                    split_ratios: tuple[float, float, float] = tuple(BY_NAME["split_ratios"].default),
+                    split_ratios: Sequence[float] = tuple(BY_NAME["split_ratios"].default),
                     include_group_of: bool = True, extra_dirs: tuple[str, ...] = (),
                     allow_missing_classes: bool = False) -> dict:
     """Writes ``images/{train,val,test}``, ``labels/...``, ``dataset.yaml`` and ``stats.json``; returns the stats.
@@ -234,7 +237,7 @@ def convert_to_yolo(*, raw_dir: str, output_dir: str, classes: list[str], seed: 
     for split in SPLIT_NAMES:
         for kind in ("images", "labels"):
             os.makedirs(os.path.join(output_dir, kind, split), exist_ok=True)
-    for image_id, text in zip(labels.index.tolist(), labels.tolist()):
+    for image_id, text in zip(labels.index.tolist(), labels.tolist(), strict=True):
         split, source = splits[image_id], image_of[image_id]
         link_or_copy(source, os.path.join(output_dir, "images", split, image_id + os.path.splitext(source)[1]))
         write_file(os.path.join(output_dir, "labels", split, f"{image_id}.txt"), text.encode())
@@ -263,7 +266,8 @@ def box_sizes(boxes: pd.DataFrame, classes: list[str]) -> dict:
     bucket = pd.cut(side, [0.0, *BOX_SIZES.values()], labels=list(BOX_SIZES), include_lowest=True)
     counts = pd.crosstab(boxes["class_id"], bucket).reindex(index=range(len(classes)), columns=list(BOX_SIZES),
                                                             fill_value=0)
-    return {classes[i]: {size: int(n) for size, n in row.items()} for i, row in counts.iterrows()}
+    return {name: {size: int(n) for size, n in row.items()}
+            for name, (_, row) in zip(classes, counts.iterrows(), strict=True)}
 
 
 def dataset_markdown(stats: dict) -> str:

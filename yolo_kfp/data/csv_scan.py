@@ -9,6 +9,7 @@ used again and again, parsed by pyarrow on every core the pod has, and only comp
 import collections
 import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -129,16 +130,16 @@ class CsvScan:
     def _index(self) -> None:
         """Each block's image as its rank among the images sorted (as Python sorts strings: by code point),
         and each (label, image) pair once, sorted."""
-        import pyarrow.compute as pc
+        import pyarrow.compute as pc  # its kernels are made at import, unseen by pyright: hence the ignores
 
         count = len(self.block_ids)
-        if count and pc.all(pc.less_equal(self.block_ids.slice(0, count - 1), self.block_ids.slice(1))).as_py():
-            first = np.append(True, pc.not_equal(self.block_ids.slice(1), self.block_ids.slice(0, count - 1))
+        if count and pc.all(pc.less_equal(self.block_ids.slice(0, count - 1), self.block_ids.slice(1))).as_py():  # pyright: ignore[reportAttributeAccessIssue]
+            first = np.append(True, pc.not_equal(self.block_ids.slice(1), self.block_ids.slice(0, count - 1))  # pyright: ignore[reportAttributeAccessIssue]
                               .to_numpy(zero_copy_only=False))
             rank, self._images = np.cumsum(first) - 1, self.block_ids.filter(first)  # sorted already: no sort
         else:
-            encoded = pc.dictionary_encode(self.block_ids)
-            order = pc.array_sort_indices(encoded.dictionary).to_numpy()
+            encoded = pc.dictionary_encode(self.block_ids)  # pyright: ignore[reportAttributeAccessIssue]
+            order = pc.array_sort_indices(encoded.dictionary).to_numpy()  # pyright: ignore[reportAttributeAccessIssue]
             by_entry = np.empty(len(order), dtype=np.int64)
             by_entry[order] = np.arange(len(order))
             rank = by_entry[encoded.indices.to_numpy(zero_copy_only=False)]
@@ -155,12 +156,12 @@ class CsvScan:
         return self._images.take(self._pairs[first:last] - k * count)
 
 
-def scan_csv(path: str, labels: list[str] = ()) -> CsvScan:
+def scan_csv(path: str, labels: Sequence[str] = ()) -> CsvScan:
     """One streaming pass over an Open Images CSV with an ImageID column, on every core the pod has, keeping
     only compact arrays: the blocks of rows of each image and, of detections.csv, the blocks with a box of
     ``labels`` (MIDs)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow.compute as pc  # its kernels are made at import, unseen by pyright: hence the ignores
 
     columns, _ = _header(path)
     value_set = pa.array(labels, pa.string())
@@ -172,20 +173,20 @@ def scan_csv(path: str, labels: list[str] = ()) -> CsvScan:
         parsed, starts, ends = _rows_of(data, columns, types)
         image_ids = parsed["ImageID"]
         rows = len(image_ids)
-        new = np.append(True, pc.not_equal(image_ids.slice(1), image_ids.slice(0, max(0, rows - 1)))
+        new = np.append(True, pc.not_equal(image_ids.slice(1), image_ids.slice(0, max(0, rows - 1)))  # pyright: ignore[reportAttributeAccessIssue]
                         .to_numpy(zero_copy_only=False))[:rows]
         first = np.flatnonzero(new)
         last = np.append(first[1:], rows)[:len(first)] - 1
         pairs = np.zeros(0, np.int64)
         if labels:
             names = parsed["LabelName"]
-            label = pc.fill_null(pc.index_in(names.dictionary, value_set=value_set).take(names.indices), -1).to_numpy()
+            label = pc.fill_null(pc.index_in(names.dictionary, value_set=value_set).take(names.indices), -1).to_numpy()  # pyright: ignore[reportAttributeAccessIssue]
             wanted = np.flatnonzero(label >= 0)
             pairs = np.unique((np.cumsum(new) - 1)[wanted] * len(labels) + label[wanted])  # a few per image at most
         return (image_ids.take(pa.array(first)), offset + starts[first], offset + ends[last], last - first + 1,
                 pairs // max(1, len(labels)), pairs % max(1, len(labels)))
 
-    parts = list(zip(*_pieces(path, scan, _threads()))) or [[]] * 6
+    parts = list(zip(*_pieces(path, scan, _threads()), strict=True)) or [[]] * 6
     base = np.cumsum([0, *(len(ids) for ids in parts[0])])
 
     def numbers(arrays) -> np.ndarray:
@@ -194,7 +195,7 @@ def scan_csv(path: str, labels: list[str] = ()) -> CsvScan:
     return CsvScan(labels=list(labels),
                    block_ids=pa.concat_arrays(list(parts[0])) if parts[0] else pa.array([], pa.string()),
                    block_start=numbers(parts[1]), block_end=numbers(parts[2]), block_rows=numbers(parts[3]),
-                   wanted_blocks=numbers(b + offset for b, offset in zip(parts[4], base)),
+                   wanted_blocks=numbers(b + offset for b, offset in zip(parts[4], base[:-1], strict=True)),
                    wanted_labels=numbers(parts[5]))
 
 
@@ -207,7 +208,7 @@ def _copy_ranges(source: str, target: str, header: bytes, starts: np.ndarray, en
     with open(source, "rb") as f, open(target, "wb") as out:
         out.write(header)
         batch, size = [], 0
-        for start, end in zip(starts.tolist(), ends.tolist()):
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             batch.append(os.pread(f.fileno(), end - start, start))
             size += end - start
             if size >= 8 << 20:
@@ -220,9 +221,9 @@ def keep_rows(scan: CsvScan, source: str, target: str, image_ids: set[str]) -> i
     """Copies the rows of ``source`` (the CSV ``scan`` read) whose ImageID is in ``image_ids``, in their order
     and as they are written (nothing is rewritten), reading only those rows; returns how many."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow.compute as pc  # its kernels are made at import, unseen by pyright: hence the ignores
 
     columns, _ = _header(source)
-    keep = pc.is_in(scan.block_ids, value_set=pa.array(sorted(image_ids), pa.string())).to_numpy(zero_copy_only=False)
+    keep = pc.is_in(scan.block_ids, value_set=pa.array(sorted(image_ids), pa.string())).to_numpy(zero_copy_only=False)  # pyright: ignore[reportAttributeAccessIssue]
     _copy_ranges(source, target, (",".join(columns) + "\n").encode(), scan.block_start[keep], scan.block_end[keep])
     return int(scan.block_rows[keep].sum())

@@ -47,7 +47,8 @@ def download_in_turn(*, output_dir: str, classes: list[str], max_samples_per_cla
         plan = make_plan(plan_dir=plan_dir, classes=classes, max_samples_per_class=max_samples_per_class, split=split,
                          seed=seed, shard_size=shard_size, metadata_cache=metadata_cache)
         shard_dirs = [os.path.join(work, f"shard-{n}") for n in range(len(plan["shards"]))]
-        for shard, shard_dir in zip(plan["shards"], shard_dirs):  # in the plan's order, as the ParallelFor's
+        # in the plan's order, as the ParallelFor's
+        for shard, shard_dir in zip(plan["shards"], shard_dirs, strict=True):
             fetch_shard(plan_dir=plan_dir, shard=shard, output_dir=shard_dir)
             pack_in_place(shard_dir, ("data",))
         return merge_shards(plan_dir=plan_dir, shard_dirs=shard_dirs, output_dir=output_dir)

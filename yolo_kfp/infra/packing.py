@@ -106,7 +106,7 @@ def pack_in_place(artifact_dir: str, folders: tuple[str, ...], shard_bytes: int 
         size += sizes[name]
     first = len(shards(artifact_dir))  # after the shards already there
     written = [os.path.join(artifact_dir, f"{SHARD_PREFIX}{first + i:05d}.tar") for i in range(len(groups))]
-    for archive, group in zip(written, groups):
+    for archive, group in zip(written, groups, strict=True):
         _write_shard(archive, artifact_dir, group)
     for folder in folders:
         shutil.rmtree(os.path.join(artifact_dir, folder), ignore_errors=True)
@@ -213,8 +213,10 @@ def extract(archive: str, target: str, selected=None) -> None:
                             "--files-from=-"], input=b"\0".join(os.fsencode(m.name) for m in files), check=True)
             return
         # Python's own "data" filter (3.11.4+) as a second guard where the interpreter has it.
-        guard = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(target, members=files, **guard)
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(target, members=files, filter="data")
+        else:
+            tar.extractall(target, members=files)
 
 
 @contextlib.contextmanager

@@ -8,9 +8,11 @@ a ``StorageError`` that names the operation, endpoint, bucket and key — never 
 
 import hashlib
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_S3_ENDPOINT", "AWS_DEFAULT_REGION", "AWS_S3_BUCKET")
 MULTIPART_THRESHOLD = 64 << 20
@@ -83,11 +85,13 @@ class Storage:
         return boto3.client("s3", endpoint_url=self.endpoint or None, region_name=self.region, config=config,
                             **credentials)
 
-    def _call(self, operation: str, url: S3Url, func, if_missing=_RAISE, answers: dict | None = None):
-        """Runs one S3 call; returns ``if_missing`` instead of failing where the object does not exist, and
-        ``answers[code]`` where the server answers with an error code listed there."""
+    def _call(self, operation: str, url: S3Url, func: Callable[[], Any], if_missing: Any = _RAISE,
+              answers: dict[str, Any] | None = None) -> Any:
+        """Runs one S3 call (boto3's answers are untyped dicts); returns ``if_missing`` instead of failing where
+        the object does not exist, and ``answers[code]`` where the server answers with an error code listed there."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        answers = answers or {}
         try:
             return func()
         except ClientError as error:
@@ -95,7 +99,7 @@ class Storage:
             code = str(info.get("Code") or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
             if code in NOT_FOUND and if_missing is not _RAISE:
                 return if_missing
-            if code in (answers or {}):
+            if code in answers:
                 return answers[code]
             reason = f"{code}: {info.get('Message') or _meaning(code)}"
         except (BotoCoreError, OSError) as error:

@@ -17,8 +17,9 @@ CREDENTIAL_HEADERS = ("Authorization", "Proxy-authorization", "Cookie")  # as ur
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def redact(text: str) -> str:
-    """``text`` with the user-info of each URL in it masked: ``http://user:pw@host/`` -> ``http://***@host/``."""
+def redact(text: object) -> str:
+    """``text`` (or an error, as str() shows it) with the user-info of each URL in it masked:
+    ``http://user:pw@host/`` -> ``http://***@host/``."""
     return USER_INFO.sub(r"\g<scheme>***@", str(text))
 
 

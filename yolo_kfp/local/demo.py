@@ -4,33 +4,25 @@ Open Images and the pretrained YOLOv5 weights cannot be downloaded here, so the 
 1. draws a small synthetic Open Images split (bicycles, cars, traffic signs; see ``synthetic``),
 2. serves its images from a SeaweedFS S3 server on 127.0.0.1 as bucket ``open-images-dataset`` and
    points FiftyOne's real download code at it (``AWS_ENDPOINT_URL_S3``),
-3. makes its own base checkpoint: YOLOv5n trained from scratch on *other* classes of other synthetic
-   scenes (cars, traffic lights, bicycle wheels), so that fine-tuning with the backbone frozen is
-   real transfer learning: two of the three target classes are new to the head.
+3. starts from the project's own base checkpoint: YOLOv5n trained from scratch on *other* classes of other
+   synthetic scenes (``demo_base``), so that fine-tuning with the backbone frozen is real transfer learning:
+   two of the three target classes are new to the head.
 """
 
 import contextlib
 import logging
-import os
-import shutil
-import tempfile
 
 from yolo_kfp.data import openimages as oi
-from yolo_kfp.data.convert import convert_to_yolo
-from yolo_kfp.local import synthetic
+from yolo_kfp.local.demo_base import base_checkpoint
 from yolo_kfp.local.mirror import build_mirror, mirror_environment
 from yolo_kfp.local.s3_server import SeaweedS3
-from yolo_kfp.model.train import train_yolo
 
 log = logging.getLogger(__name__)
 
 NOTICE = ("DEMO: the images are synthetic drawings standing in for Open Images (not reachable here), served "
-          "from a local S3 mirror; the base checkpoint is made locally. Figures describe the synthetic data.")
-BASE_CLASSES = ["Car", "Traffic light", "Bicycle wheel"]
+          "from a local S3 mirror; the base checkpoint is the project's own. Figures describe the synthetic data.")
 MIRROR_IMAGES_PER_CLASS = 130
 MIRROR_SEED = 2024
-BASE_SEED = 7
-BASE_EPOCHS = 20  # from scratch on the cluttered scenes: fewer leave a backbone that frozen transfers little
 # Small settings that train on 2 CPU cores in a few minutes.
 PARAMS = {
     "max_samples_per_class": 100,
@@ -47,30 +39,11 @@ PARAMS = {
 SEARCH_PARAMS = {"optimizer": "SGD", "search_space": {"lr0": [0.002, 0.02], "freeze": [0, 10]}, "search_epochs": 5}
 
 
-def make_base_checkpoint(workdir: str, epochs: int = BASE_EPOCHS) -> str:
-    """YOLOv5n trained from scratch for ``epochs`` on synthetic scenes labelled with ``BASE_CLASSES``;
-    reused if present."""
-    path = os.path.join(workdir, "base-checkpoint.pt")
-    if os.path.exists(path):
-        return path
-    with tempfile.TemporaryDirectory(prefix="demo-base-") as tmp:
-        raw, data, run = (os.path.join(tmp, name) for name in ("raw", "data", "run"))
-        synthetic.write_split(raw, "train", 100, BASE_SEED)
-        convert_to_yolo(raw_dir=raw, output_dir=data, classes=BASE_CLASSES, seed=BASE_SEED)
-        log.info("demo: training the base checkpoint from scratch on %s", BASE_CLASSES)
-        train_yolo(data_dir=data, output_dir=run, base_model="yolov5n.yaml", epochs=epochs, batch=16, imgsz=160,
-                   freeze=0, workers=0,
-                   train_args={"nbs": 16, "plots": False})
-        os.makedirs(workdir, exist_ok=True)
-        shutil.copyfile(os.path.join(run, "weights", "best.pt"), path)
-    return path
-
-
 @contextlib.contextmanager
 def demo_environment(workdir: str, split: str):
     """Yields (environment variables, parameter overrides) while the mirror's S3 server runs."""
     log.info(NOTICE)
-    base = make_base_checkpoint(workdir)
+    base = base_checkpoint(workdir)
     with SeaweedS3(public_read_buckets=(oi.BUCKET,)) as s3:
         metadata_dir = build_mirror(s3, workdir, split, MIRROR_IMAGES_PER_CLASS, MIRROR_SEED)
         log.info("demo: Open Images mirror at %s (bucket %s)", s3.endpoint, oi.BUCKET)

@@ -81,6 +81,7 @@ class RunScope:
             else:
                 os.environ[key] = value
         tempfile.tempdir = self._saved_tempdir
+        assert self.watchdog.stdin is not None  # a pipe: stdin=PIPE
         self.watchdog.stdin.close()  # the watchdog's cue
         self.watchdog.wait()
 

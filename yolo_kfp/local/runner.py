@@ -243,17 +243,18 @@ def run_in_child(output_dir: str, params: dict, variables: dict[str, str], progr
     request = os.path.join(tempfile.mkdtemp(prefix="request-"), "request.json")
     with open(request, "w") as f:
         json.dump({"output_dir": output_dir, "params": params}, f)
-    events, events_out = os.pipe() if progress else (None, None)
-    process = subprocess.Popen([sys.executable, "-m", "yolo_kfp.local.runner", request, str(events_out or "")],
+    events = os.pipe() if progress else None  # the child writes its events to the second end
+    events_fd = str(events[1]) if events else ""
+    process = subprocess.Popen([sys.executable, "-m", "yolo_kfp.local.runner", request, events_fd],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                               env={**os.environ, **variables}, pass_fds=(events_out,) if progress else ())
+                               env={**os.environ, **variables}, pass_fds=events[1:] if events else ())
     lines: collections.deque[str] = collections.deque(maxlen=5000)
     stdout, stderr = (None, None) if progress else (sys.stdout, sys.stderr)
     readers = [threading.Thread(target=_forward, args=(process.stdout, stdout, lines), daemon=True),
                threading.Thread(target=_forward, args=(process.stderr, stderr, None), daemon=True)]
-    if progress:
-        os.close(events_out)
-        readers.append(threading.Thread(target=progress.follow, args=(events,), daemon=True))
+    if progress and events:
+        os.close(events[1])
+        readers.append(threading.Thread(target=progress.follow, args=(events[0],), daemon=True))
     for thread in readers:
         thread.start()
     try:

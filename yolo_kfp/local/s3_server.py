@@ -67,7 +67,7 @@ class SeaweedS3:
     endpoint: str = field(default="", init=False)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
-    def start(self, timeout: float = 30.0) -> "SeaweedS3":
+    def start(self, timeout: float = 30.0) -> SeaweedS3:
         # Always a fresh folder: weed mini remembers its last ports in its data and waits for them.
         self.workdir = tempfile.mkdtemp(prefix="seaweed-")
         data_dir = os.path.join(self.workdir, "data")
@@ -75,7 +75,7 @@ class SeaweedS3:
         config = os.path.join(self.workdir, "identities.json")
         with open(config, "w") as f:
             json.dump(self._identities(), f)
-        ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
+        ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
         self.endpoint = f"http://127.0.0.1:{ports['s3.port']}"
         args = [weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-s3.config={config}", "-s3.autoCreateBucket=false", "-webdav=false", "-admin.ui=false",
@@ -86,7 +86,7 @@ class SeaweedS3:
         # Its own TMPDIR for its logs; its sockets go to /tmp whatever it is told (stop() removes them).
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "TMPDIR": self.workdir}
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        self._wait_ready(timeout)
+        self._wait_ready(self.process, timeout)
         return self
 
     def _identities(self) -> dict:
@@ -97,10 +97,10 @@ class SeaweedS3:
             identities.append({"name": "anonymous", "actions": actions})
         return {"identities": identities}
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, process: subprocess.Popen, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 message = f"SeaweedFS exited early: {self._log_tail()}"
                 self.stop()
                 raise RuntimeError(message)
@@ -142,7 +142,7 @@ class SeaweedS3:
         shutil.rmtree(self.workdir, ignore_errors=True)
         remove_stale_sockets()
 
-    def __enter__(self) -> "SeaweedS3":
+    def __enter__(self) -> SeaweedS3:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -26,7 +26,8 @@ class Box:
 
 
 def random_color(rng, low: int = 0, high: int = 256) -> tuple[int, int, int]:
-    return tuple(int(c) for c in rng.integers(low, high, 3))
+    red, green, blue = (int(c) for c in rng.integers(low, high, 3))
+    return red, green, blue
 
 
 def _bicycle(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: float, rng) -> list[Box]:

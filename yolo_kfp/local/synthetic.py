@@ -68,7 +68,8 @@ def _background(rng, width: int, height: int) -> Image.Image:
         np.linspace(-25, 25, height)[:, None, None]
     blotches = np.stack([np.asarray(Image.fromarray(rng.normal(0, rng.uniform(8, 30), (int(rng.integers(3, 12)),
                                                                                   int(rng.integers(3, 12))))
-                                                    .astype(np.float32), "F").resize((width, height), Image.BILINEAR))
+                                                    .astype(np.float32), "F")
+                                    .resize((width, height), Image.Resampling.BILINEAR))
                          for _ in range(3)], axis=-1)
     pixels = base + blotches + rng.normal(0, rng.uniform(3, 12), (height, width, 3))
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))

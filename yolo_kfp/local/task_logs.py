@@ -14,6 +14,7 @@ import json
 import os
 import re
 import threading
+from typing import TextIO
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 EXECUTING = re.compile(r"Executing task '([^']+)'")
@@ -43,8 +44,8 @@ class _Execution:
     def __init__(self, number: int, task: str):
         self.number, self.task = number, task
         self.pending: list[str] = []
-        self.file = None
-        self.task_dir = None
+        self.file: TextIO | None = None
+        self.task_dir: str | None = None
         self.finished = False
 
     def log_name(self) -> str:
@@ -113,33 +114,34 @@ class TaskLogs:
         else:
             execution.file.write(text + "\n")
         warned, resuming = WARNED.search(text), RESUMING.search(text)
-        if warned or resuming:
-            note = warned.group(1) if warned else f"resuming at {resuming.group(1)} from its kept checkpoint"
+        note = warned.group(1) if warned else \
+            f"resuming at {resuming.group(1)} from its kept checkpoint" if resuming else None
+        if note is not None:
             self._emit({"event": "note", "task": execution.task, "text": note})
         finished = FINISHED.search(text)
         if finished and finished.group(1) == execution.task:
             execution.finished = True
-            if execution.file is None:  # it failed before its executor input was printed
-                self._open_log(execution)
+            # opened here where it failed before its executor input was printed
+            log = execution.file if execution.file is not None else self._open_log(execution)
             outputs = os.path.join(execution.task_dir or "", "executor_output.json")
             self._emit({"event": "end", "id": execution.number, "task": execution.task,
-                        "status": finished.group(2), "log": execution.file.name,
+                        "status": finished.group(2), "log": log.name,
                         "outputs": outputs if execution.task_dir and os.path.isfile(outputs) else None})
         elif execution.finished and HORIZONTAL_LINE.match(text):  # kfp.local's line after a task's outputs
             self._close(execution)
             self._thread.execution = None
 
-    def _open_log(self, execution: _Execution) -> None:
+    def _open_log(self, execution: _Execution) -> TextIO:
         # appended to: a retried task's attempts share one log (run-local empties the folder when it starts)
-        execution.file = open(os.path.join(self.logs_dir, execution.log_name() + ".log"), "a", buffering=1)
-        execution.file.writelines(line + "\n" for line in execution.pending)
+        file = execution.file = open(os.path.join(self.logs_dir, execution.log_name() + ".log"), "a", buffering=1)
+        file.writelines(line + "\n" for line in execution.pending)
         execution.pending = []
         self._open.add(execution)
+        return file
 
     def _close(self, execution: _Execution) -> None:
-        if execution.file is None:
-            self._open_log(execution)
-        execution.file.close()
+        file = execution.file if execution.file is not None else self._open_log(execution)
+        file.close()
         self._open.discard(execution)
 
 

@@ -52,7 +52,7 @@ def confusion_matrix(pairs: list[tuple[np.ndarray, np.ndarray]], nc: int) -> np.
         overlaps = iou(predicted[:, 2:6], truth[:, 1:5]) if len(truth) and len(predicted) else None
         for p in np.argsort(-predicted[:, 1]) if len(predicted) else []:
             candidates = np.where(~matched & (overlaps[p] >= IOU_MATCH))[0] if overlaps is not None else []
-            if len(candidates):
+            if overlaps is not None and len(candidates):
                 t = candidates[np.argmax(overlaps[p][candidates])]
                 matched[t] = True
                 matrix[int(truth[t, 0]), int(predicted[p, 0])] += 1
@@ -117,7 +117,7 @@ def coco_files(samples: list[tuple[str, np.ndarray, np.ndarray]], names: list[st
     for FiftyOne's COCODetectionDataset and ``add_coco_labels``."""
     categories = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
     images, truths, predictions = [], [], []
-    for image_id, ((path, truth, predicted), (w, h)) in enumerate(zip(samples, sizes), 1):
+    for image_id, ((path, truth, predicted), (w, h)) in enumerate(zip(samples, sizes, strict=True), 1):
         images.append({"id": image_id, "file_name": os.path.basename(path), "width": w, "height": h})
         for row in truth:
             truths.append({"id": len(truths) + 1, "image_id": image_id, "category_id": int(row[0]) + 1,

@@ -77,11 +77,12 @@ class CheckpointPlace:
         return os.path.join(self.location, name)
 
     def exists(self) -> bool:
-        return self.storage.exists(self.prefix.join(LAST)) if self.prefix else os.path.exists(self._path(LAST))
+        return self.storage.exists(self.prefix.join(LAST)) if self.prefix and self.storage \
+            else os.path.exists(self._path(LAST))
 
     def fetch(self, target: str) -> None:
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        if self.prefix:
+        if self.prefix and self.storage:
             self.storage.download_file(self.prefix.join(LAST), target)
         else:
             shutil.copyfile(self._path(LAST), target)
@@ -89,7 +90,7 @@ class CheckpointPlace:
     def keep(self, path: str) -> None:
         """Stores ``path``; a failure is logged, not raised: training goes on, a retry resumes from an older epoch."""
         try:
-            if self.prefix:
+            if self.prefix and self.storage:
                 self.storage.upload_file(path, self.prefix.join(LAST))
             else:
                 os.makedirs(self.location, exist_ok=True)
@@ -99,7 +100,7 @@ class CheckpointPlace:
             log.warning("checkpoint not kept: %s", error)
 
     def remove(self, name: str = LAST) -> None:
-        if self.prefix:
+        if self.prefix and self.storage:
             self.storage.delete(self.prefix.join(name))
         else:
             with contextlib.suppress(FileNotFoundError):
@@ -107,7 +108,7 @@ class CheckpointPlace:
 
     def read(self, name: str) -> tuple[bytes, str] | None:
         """A small object's content and a tag that ``swap`` compares with; None where there is none."""
-        if self.prefix:
+        if self.prefix and self.storage:
             return self.storage.get_tagged(self.prefix.join(name))
         try:
             with open(self._path(name), "rb") as f:
@@ -118,7 +119,7 @@ class CheckpointPlace:
 
     def swap(self, name: str, tag: str | None, data: bytes) -> bool:
         """Writes ``data`` only while the object is still the one ``tag`` names (None: while there is none)."""
-        if self.prefix:
+        if self.prefix and self.storage:
             return self.storage.put_if(self.prefix.join(name), data, tag)
         os.makedirs(self.location, exist_ok=True)
         with open(self._path(".lock"), "a") as lock:
@@ -150,7 +151,8 @@ class Checkpoints:
         lease = {"holder": self.holder, "renewed": time.time() if renewed is None else renewed, **self.record}
         if not self.shared.swap(LEASE, tag, json.dumps(lease).encode()):
             return False
-        self._tag = self.shared.read(LEASE)[1]
+        written = self.shared.read(LEASE)
+        self._tag = written[1] if written else None  # None: it is gone already, as swap's tag says
         return True
 
     def claim(self, wait: float = LEASE_SECONDS + CHECKPOINT_POLL_SECONDS) -> "Checkpoints":
@@ -236,8 +238,9 @@ def keeping_checkpoint(last: str, checkpoints: Checkpoints, resumable):
                 if current is None or current == kept or stop.wait(SETTLE_SECONDS) or _signature(last) != current:
                     continue
                 copy = shutil.copyfile(last, os.path.join(work, LAST))
-                if _signature(last) == current and resumable(copy):  # whole, and resumable
-                    checkpoints.place.keep(copy)
+                place = checkpoints.place  # None once the lease is lost (renew said so above)
+                if place is not None and _signature(last) == current and resumable(copy):  # whole, and resumable
+                    place.keep(copy)
                 kept = current
 
     thread = threading.Thread(target=keep, name="keep-checkpoint", daemon=True)

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 
 from yolo_kfp.model.analysis import CONFIDENCE, iou
 
@@ -27,7 +28,10 @@ def _detections(weights: str, images: list[str], imgsz: int) -> list:
     from ultralytics import YOLO
 
     results = YOLO(weights, task="detect").predict(images, imgsz=imgsz, conf=CONFIDENCE, verbose=False)
-    return [(r.boxes.cls.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.xyxy.cpu().numpy()) for r in results]
+    # Ultralytics types predict() as list[Results] | Tensor, Results.boxes as optional and a box field as Tensor |
+    # ndarray: a detection model's predictions are Results whose boxes hold tensors.
+    return [(r.boxes.cls.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.xyxy.cpu().numpy())  # pyright: ignore[reportAttributeAccessIssue, reportOptionalMemberAccess]
+            for r in results]
 
 
 def _unmatched(mine, theirs) -> list[str]:
@@ -50,13 +54,14 @@ def _unmatched(mine, theirs) -> list[str]:
 def compare_detections(weights: str, onnx_path: str, images: list[str], imgsz: int) -> list[str]:
     """Differences between the PyTorch and the ONNX model's detections on ``images`` (empty: they agree)."""
     problems = []
-    for path, pt, ox in zip(images, _detections(weights, images, imgsz), _detections(onnx_path, images, imgsz)):
+    pytorch, onnx = _detections(weights, images, imgsz), _detections(onnx_path, images, imgsz)
+    for path, pt, ox in zip(images, pytorch, onnx, strict=True):
         problems += [f"{os.path.basename(path)}: only PyTorch has {p}" for p in _unmatched(pt, ox)]
         problems += [f"{os.path.basename(path)}: only ONNX has {p}" for p in _unmatched(ox, pt)]
     return problems
 
 
-def export_onnx(*, weights: str, output_dir: str, imgsz: int | None = None, check_images: list[str] = ()) -> dict:
+def export_onnx(*, weights: str, output_dir: str, imgsz: int | None = None, check_images: Sequence[str] = ()) -> dict:
     """Writes ``<output_dir>/yolo-kfp/1/model.onnx`` and ``export.json``, at ``imgsz`` or, without it, at the
     size the model was trained at; fails if the check finds differences."""
     from yolo_kfp.model.image_size import imgsz_for

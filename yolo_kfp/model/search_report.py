@@ -181,14 +181,14 @@ def _panel(name: str, records: list[dict], winner: dict) -> str:
     parts.append(f'<line class="axis" x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{y(high):.1f}" y2="{y(low):.1f}"/>')
     parts.append(f'<line class="axis" x1="{x(0):.1f}" x2="{x(1):.1f}" y1="{y(low):.1f}" y2="{y(low):.1f}"/>')
     shown = levels if len(levels) <= 6 else [levels[0], levels[len(levels) // 2], levels[-1]]
-    for level, position in zip(shown, _x_positions(kind, levels, shown)):
+    for level, position in zip(shown, _x_positions(kind, levels, shown), strict=True):
         label = level if kind == "columns" else setting_text(level)
         parts.append(f'<text x="{x(position):.1f}" y="{y(low) + 15:.1f}" text-anchor="middle">'
                      f'{html.escape(label[:14])}</text>')
     parts.append(f'<text x="{x(0.5):.1f}" y="{PANEL_HEIGHT - 6}" text-anchor="middle">{html.escape(name)}</text>')
     positions = _spread(_x_positions(kind, levels, values), plot_w)
     # the winner last, so that it is drawn on top
-    for record, position in sorted(zip(present, positions), key=lambda pair: _is_winner(pair[0], winner)):
+    for record, position in sorted(zip(present, positions, strict=True), key=lambda pair: _is_winner(pair[0], winner)):
         won = _is_winner(record, winner)
         tip = (f"trial {record['trial']}{' (winner)' if won else ''}: {name}={setting_text(record['settings'][name])},"
                f" val mAP50-95 {_number(record['val'][SCORE])}")

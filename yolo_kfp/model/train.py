@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import time
+from typing import Any
 
 from yolo_kfp.infra.storage import S3Url, Storage, check_checksum, is_s3
 from yolo_kfp.model import safe_checkpoint
@@ -123,9 +124,10 @@ def trim_results(output_dir: str, epochs_done: int) -> None:
 
 def restore_checkpoint(checkpoints: Checkpoints, last: str) -> None:
     """Fetches the durable copy of ``last.pt`` (a retried pod starts empty) unless one is already here."""
-    if not os.path.exists(last) and checkpoints.place.exists():
-        checkpoints.place.fetch(last)
-        log.info("checkpoint %s restored", checkpoints.place.location)
+    place = checkpoints.place  # claimed: the shared place or one of this training's own
+    if not os.path.exists(last) and place is not None and place.exists():
+        place.fetch(last)
+        log.info("checkpoint %s restored", place.location)
 
 
 def gpu_count(device: str) -> int:
@@ -189,7 +191,9 @@ def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints:
     base_model, freeze, imgsz = settings["base_model"], settings["freeze"], settings["imgsz"]
     check(train_args_problems(settings["train_args"]))
     configure_offline()
+    import torch
     from ultralytics import YOLO
+    from ultralytics.engine.trainer import BaseTrainer
 
     started = time.monotonic()
     output_dir = os.path.abspath(output_dir)
@@ -205,7 +209,10 @@ def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints:
         with tempfile.TemporaryDirectory(prefix="yolo-base-") as work:
             if start is None:
                 model = YOLO(fetch_base_model(base_model, settings["base_model_sha256"], work))
-                check_freeze(freeze, len(model.model.model), base_model)
+                network = model.model  # a detection model: its layers are an nn.Sequential
+                if not isinstance(network, torch.nn.Module) or not isinstance(network.model, torch.nn.Sequential):
+                    raise ValueError(f"base_model {base_model} is not an Ultralytics YOLO detection model")
+                check_freeze(freeze, len(network.model), base_model)
                 batch = fit_batch(model, settings["batch"], imgsz, gpus)
                 args = {**common, **{name: settings[name] for name in named_training_args()}, "batch": batch,
                         # save_dir, not project/name: Ultralytics renames a run called "model" after its weights
@@ -215,7 +222,8 @@ def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints:
                 trim_results(output_dir, start)
                 # save_dir: a retried pod may mount the artifact elsewhere than the checkpoint remembers
                 model, args = YOLO(last), {**common, "resume": True, "save_dir": output_dir}
-                batch = int(model.ckpt["train_args"]["batch"])
+                resumed: dict[str, Any] = model.ckpt or {}  # the checkpoint's dict
+                batch = int(resumed["train_args"]["batch"])
             workers, cache = fit_to_pod(settings["workers"], settings["cache"], batch, imgsz, gpus, data_dir)
             args.update(workers=workers, cache=cache or False)
             log.info("Ultralytics train %s", args)
@@ -227,12 +235,15 @@ def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints:
         if checkpoints:
             checkpoints.finish()
     trainer = model.trainer
+    if not isinstance(trainer, BaseTrainer):  # one dataset: a task's trainer (several: Ultralytics' MultiTrainer)
+        raise RuntimeError(f"Ultralytics trained with {type(trainer).__name__}, not a trainer of one dataset")
+    best: dict[str, Any] = model.ckpt or {}  # best.pt's dict, which Ultralytics loads after training
     counts = parameter_counts(model.model, freeze)
     summary = {"base_model": base_model, "names": list(trainer.data["names"].values()), "epochs": trainer.epochs,
                "resumed_at_epoch": None if start is None else start + 1, "freeze": freeze, "imgsz": imgsz,
                "batch": trainer.batch_size, "device": str(trainer.device),
                # from best.pt: under DDP the trainer here did not train, its workers did
-               "best_fitness": float(model.ckpt.get("train_metrics", {}).get("fitness") or 0.0), **counts,
+               "best_fitness": float(best.get("train_metrics", {}).get("fitness") or 0.0), **counts,
                "seconds": round(time.monotonic() - started, 2), "training_seconds": training_seconds}
     with open(os.path.join(output_dir, "train_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -82,7 +82,8 @@ def configure_offline() -> Path:
     for name in FONT_NAMES:
         if not (USER_CONFIG_DIR / name).exists():
             shutil.copyfile(_local_font(), USER_CONFIG_DIR / name)
-    ultralytics.engine.trainer.check_amp = amp_supported
+    # the name trainer.py calls, replaced on purpose (it is trainer.py's import, not a name it exports)
+    ultralytics.engine.trainer.check_amp = amp_supported  # pyright: ignore[reportPrivateImportUsage]
     return USER_CONFIG_DIR
 
 
@@ -91,5 +92,5 @@ def limit_threads(threads: int) -> None:
     instead of a count from the node's cores, which a CPU-limited pod would only be throttled on."""
     import importlib
 
-    for name in THREAD_COUNT_USERS:
-        importlib.import_module(name).NUM_THREADS = threads
+    for name in THREAD_COUNT_USERS:  # a module imported by name is a plain ModuleType to pyright
+        importlib.import_module(name).NUM_THREADS = threads  # pyright: ignore[reportAttributeAccessIssue]

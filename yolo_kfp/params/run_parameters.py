@@ -11,6 +11,7 @@ Kept free of kfp and heavy libraries: the preflight step and a base install read
 import json
 import math
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
 MLFLOW_CONNECTION = "yolo-kfp-mlflow"  # a Secret with MLflow's credentials, if its server wants any
@@ -22,11 +23,14 @@ def _number(value: float | None) -> str | None:
     return None if value is None else str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class RunParameter:
+class RunParameter(Generic[T]):
     name: str
-    kind: type  # what KFP declares: int, float, bool, str, list or dict
-    default: object
+    kind: type[T]  # what KFP declares: int, float, bool, str, list or dict
+    default: T
     group: str
     description: str
     minimum: float | None = None  # inclusive
@@ -65,7 +69,8 @@ class RunParameter:
 
 
 P = RunParameter
-PARAMETERS: tuple[RunParameter, ...] = (
+# Each entry's default is of its kind; the table mixes kinds, so a lookup by name (BY_NAME) is of any kind.
+PARAMETERS: tuple[RunParameter[Any], ...] = (
     P("classes", list, ["Bicycle", "Car", "Traffic sign"], "data",
       "Open Images display names to detect; YOLO class ids follow this order."),
     P("max_samples_per_class", int, 300, "data", "Images drawn from Open Images for each class.", minimum=1),

@@ -27,17 +27,41 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from yolo_kfp.infra.tls import SYSTEM_STORE, pick_ca_bundle
 from yolo_kfp.model.search_report import search_tags
 from yolo_kfp.params.validation import REGISTRY_URL, registry_url_problems
 
+if TYPE_CHECKING:
+    from model_registry import ModelRegistry
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 AUTHOR = "yolo-kfp"
 MODEL_FORMAT = "onnx"
 METRICS = ("map50", "map50_95", "precision", "recall")
-SOURCE = {"model_source_kind": "kfp", "model_source_class": "pipelinerun"}  # Kubeflow's names for a KFP run
+
+
+class ArtifactSource(TypedDict, total=False):
+    """Where a model artifact came from, as Kubeflow's convention writes it."""
+
+    model_source_kind: str
+    model_source_class: str
+    model_source_id: str
+    model_source_group: str
+
+
+class ArtifactFields(ArtifactSource):
+    """The model artifact's fields besides its name and URI (keywords of the client's calls)."""
+
+    model_format_name: str
+    model_format_version: str
+
+
+SOURCE_KIND, SOURCE_CLASS = "kfp", "pipelinerun"  # Kubeflow's names for a KFP run
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_PATH_VARIABLE = "KF_PIPELINES_SA_TOKEN_PATH"  # the client's own: a file holding the token
 CA_BUNDLE_VARIABLE = "MODEL_REGISTRY_CA_BUNDLE"
@@ -54,6 +78,8 @@ def _address(url: str) -> tuple[str, int, bool]:
     if problems or not url:
         raise ValueError(problems[0] if problems else "model_registry_url is empty")
     found = REGISTRY_URL.fullmatch(url)
+    if found is None:  # what registry_url_problems refuses
+        raise ValueError(f"model_registry_url {url!r} is not a registry's URL")
     secure = found["scheme"] == "https"
     return f"{found['scheme']}://{found['host']}", int(found["port"] or (443 if secure else 80)), secure
 
@@ -79,7 +105,7 @@ def _namespace() -> str | None:
 
 
 def connect(registry_url: str, token: str | None = None, ca_bundle: str | None = None, attempts: int = 4,
-            retry_delay: float = 2.0):
+            retry_delay: float = 2.0) -> "ModelRegistry":
     """The official client, connected (it lists one registered model to check access)."""
     from model_registry import ModelRegistry
 
@@ -130,7 +156,8 @@ def _explained(registry_url: str, doing: str, error: Exception, verified_with: s
     return RegistryError(f"Model Registry at {registry_url}: {doing} failed ({why}){hint}")
 
 
-def _calling(registry_url: str, doing: str, call, attempts: int = 4, delay: float = 2.0, verified_with: str = ""):
+def _calling(registry_url: str, doing: str, call: Callable[[], T], attempts: int = 4, delay: float = 2.0,
+             verified_with: str = "") -> T:
     """``call()``, tried again on a transient fault (with backoff); any failure as one RegistryError."""
     from model_registry.exceptions import StoreError
 
@@ -148,6 +175,7 @@ def _calling(registry_url: str, doing: str, call, attempts: int = 4, delay: floa
                         type(error).__name__, error, delay)
             time.sleep(delay)
             delay *= 2
+    raise RegistryError(f"Model Registry at {registry_url}: {doing} was not tried ({attempts} attempts)")
 
 
 def register_model_version(*, registry_url: str, name: str, version: str, uri: str, format_version: str,
@@ -160,12 +188,18 @@ def register_model_version(*, registry_url: str, name: str, version: str, uri: s
     was made now."""
     from model_registry.types import ModelArtifact
 
-    metadata = {key: float(metrics[key]) for key in METRICS if metrics.get(key) is not None}
-    metadata.update({**({"kfp_run_id": run_id} if run_id else {}), **(properties or {})})
+    metadata: dict[str, float | int | str] = {key: float(metrics[key]) for key in METRICS
+                                              if metrics.get(key) is not None}
+    if run_id:
+        metadata["kfp_run_id"] = run_id
+    metadata.update(properties or {})
     namespace = _namespace()
-    artifact = dict(model_format_name=MODEL_FORMAT, model_format_version=str(format_version),
-                    **(dict(SOURCE, model_source_id=run_id) if run_id else {}),
-                    **({"model_source_group": namespace} if run_id and namespace else {}))
+    artifact: ArtifactFields = {"model_format_name": MODEL_FORMAT, "model_format_version": str(format_version)}
+    if run_id:
+        artifact.update({"model_source_kind": SOURCE_KIND, "model_source_class": SOURCE_CLASS,
+                         "model_source_id": run_id})
+        if namespace:
+            artifact["model_source_group"] = namespace
     registry = connect(registry_url, token, ca_bundle, attempts, retry_delay)
     existed = []  # whether the version was there when this call first looked (a retry may find its own)
 
@@ -179,7 +213,7 @@ def register_model_version(*, registry_url: str, name: str, version: str, uri: s
             log.warning("version %s of %s has no model artifact: adding it", version, name)
             # the client has no public call for this; its API client's upsert is what register_model uses
             registry.async_runner(registry._api.upsert_model_version_artifact(
-                ModelArtifact(name=name, uri=uri, **artifact), found.id))
+                ModelArtifact(name=name, uri=uri, **artifact), _given(found.id, f"version {version}'s id")))
 
     _calling(registry_url, f"register version {version} of {name!r}", register, attempts, retry_delay)
     created = not existed[0]
@@ -187,6 +221,9 @@ def register_model_version(*, registry_url: str, name: str, version: str, uri: s
                      lambda: (registry.get_model_version(name, version), registry.get_model_artifact(name, version)),
                      attempts, retry_delay)
     model_version, model_artifact = found
+    if model_version is None or model_artifact is None:
+        raise RegistryError(f"Model Registry at {registry_url}: version {version} of {name!r} or its model "
+                            "artifact is missing after it was registered")
     if not created and model_artifact.uri != uri:
         log.info("version %s of %s was registered by an earlier attempt of this run, at %s; kept", version, name,
                  model_artifact.uri)
@@ -195,6 +232,12 @@ def register_model_version(*, registry_url: str, name: str, version: str, uri: s
     return {"registered_model_id": model_version.registered_model_id, "model_version_id": model_version.id,
             "model_artifact_id": model_artifact.id, "version": version, "uri": model_artifact.uri,
             "created": created}
+
+
+def _given(value: str | None, what: str) -> str:
+    if value is None:
+        raise RegistryError(f"the Model Registry answered without {what}")
+    return value
 
 
 def serving_location(version_url: str, onnx_dir: str) -> dict:
@@ -228,7 +271,7 @@ def register_published_model(*, registry_url: str, name: str, version_url: str, 
     with open(metrics_path) as f:
         metrics = json.load(f)
     published = version_url.rstrip("/").rsplit("/", 1)[-1]
-    properties = {"published_version": published, "published_url": version_url}
+    properties: dict[str, str | int] = {"published_version": published, "published_url": version_url}
     if serving["imgsz"]:
         properties["imgsz"] = int(serving["imgsz"])
     if serving["names"]:
