@@ -4,8 +4,8 @@ learning: two of the three target classes are new to the head.
 
 It is the project's own model, made once by ``python -m yolo_kfp.local.demo_base`` (100 epochs, 21 minutes on
 2 CPU cores; test mAP50 0.88 on its own classes) and kept beside this module with its SHA-256
-(``SHIPPED_SHA256``), so that a fresh demo does not spend minutes on it. Where the file is missing (an installed wheel carries no weights) or differs from that
-hash, the demo trains a shorter one itself and says so.
+(``SHIPPED_SHA256``), so that a fresh demo does not spend minutes on it. Where the file is missing (an
+installed wheel carries no weights) or differs from that hash, the demo trains a shorter one itself and says so.
 """
 
 import argparse
@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 BASE_CLASSES = ["Car", "Traffic light", "Bicycle wheel"]
 BASE_SEED = 7
 SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo-base.pt")
-SHIPPED_SHA256 = "0beff8d1f4bf40840d730462a5840c77045b82328280b2dbb0c1f4b083829f30"  # what `python -m yolo_kfp.local.demo_base` printed
+# What `python -m yolo_kfp.local.demo_base` printed for the shipped file.
+SHIPPED_SHA256 = "0beff8d1f4bf40840d730462a5840c77045b82328280b2dbb0c1f4b083829f30"
 SHIPPED_EPOCHS = 100  # long enough that its frozen backbone helps the demo's classes (bench/search.py)
 SHIPPED_IMAGES_PER_CLASS = 150
 FALLBACK_EPOCHS = 20  # a fresh demo without the shipped file: a weaker base, minutes rather than twenty
