@@ -2,7 +2,7 @@
 
 - per-file:   one object per file, as KFP's launcher stores an unpacked artifact folder
               (sequential, as the launcher does, and with 8 threads);
-- packed:     what the pipeline does: tar shards (components/packing.py), uploaded, downloaded, unpacked;
+- packed:     what the pipeline does: tar shards (yolo_kfp/infra/packing.py), uploaded, downloaded, unpacked;
 - floor:      one object holding the same bytes, no packing at all.
 
 Each total is up + down (+ pack and unpack for the packed way); the packed way and the floor are

@@ -1,6 +1,6 @@
 """Open Images -> YOLO conversion, measured side by side on one generated raw dataset:
 
-- ours:      the convert step's core (components/convert.py): read the CSVs, clean, split, write labels,
+- ours:      the convert step's core (yolo_kfp/data/convert.py): read the CSVs, clean, split, write labels,
              hard-link images, dataset.yaml and statistics;
 - FiftyOne:  the route a FiftyOne user takes: import the OpenImagesV7Dataset directory, split it
              (``random_split``, same ratios and seed), export each split as YOLOv5Dataset (images

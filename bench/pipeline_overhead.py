@@ -2,7 +2,7 @@
 task a subprocess, artifacts packed and unpacked between steps), its wall time minus the time spent
 inside Ultralytics' training (its ``train()`` call: the epochs with their validation and the final
 validation of ``best.pt``, from ``train_summary.json``) and its test-split validation (the evaluate
-step's ``val()`` call). Starting the demo's mirror and making its base checkpoint happen before the run
+step's ``val()`` call). Starting the demo's mirror and taking its base checkpoint happen before the run
 and are not counted. The last line is ``RESULT pipeline_overhead <seconds>``.
 
     python bench/pipeline_overhead.py [--epochs 25]

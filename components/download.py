@@ -1,5 +1,5 @@
 """The download steps' KFP components: thin wrappers around ``yolo_kfp.data.download_plan``,
-``download_fetch`` and ``download_merge``, and the one-step ``download`` over the same (``core.download``)."""
+``download_fetch`` and ``download_merge``, and the one-step ``download`` over the same (``yolo_kfp.data.download``)."""
 
 from kfp.dsl import Dataset, Input, Output
 

@@ -37,9 +37,9 @@ from yolo_kfp.release.gate import PROMOTE
 PIPELINE_NAME = "yolo-kfp"
 PIPELINE_DOC = ("Open Images subset -> YOLO labels -> YOLOv5 transfer learning -> test-split metrics -> published "
                 "model.")
-# What a run hands back (run-local gathers these into its output dir).
 MESSAGES: Any = pipeline_spec_pb2  # generated protobuf classes, which pyright cannot see
 
+# What a run hands back (run-local gathers these into its output dir).
 class Outputs(NamedTuple):
     model: Model
     metrics: Artifact

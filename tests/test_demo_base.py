@@ -30,3 +30,12 @@ def test_a_shipped_file_that_is_not_the_one_named_is_not_used(tmp_path, monkeypa
         demo_base.base_checkpoint(str(tmp_path / "work"))
     assert trained == [(demo_base.FALLBACK_EPOCHS, 100)]
     assert "is not the one made for this release: training a weaker one here" in caplog.text
+
+
+def test_the_recipe_trains_a_checkpoint_of_the_base_classes(tmp_path):
+    """``python -m yolo_kfp.local.demo_base``'s recipe, for one epoch on a few images."""
+    from yolo_kfp.infra.model_file import read_checkpoint
+
+    path = demo_base.train_base_checkpoint(str(tmp_path / "base.pt"), 1, 4)
+    names = vars(read_checkpoint(path)["model"])["names"]
+    assert list(names.values()) == demo_base.BASE_CLASSES

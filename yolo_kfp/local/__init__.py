@@ -1,2 +1,3 @@
 """The whole pipeline on this machine: the kfp.local runner (``yolo-kfp run-local``) and its demo harness
-(an S3 server, a synthetic Open Images mirror, an MLflow server). Compiling and submitting import none of it."""
+(an S3 server, a synthetic Open Images mirror, the demo's base checkpoint, an MLflow server). Compiling and
+submitting import none of it."""

@@ -3,7 +3,7 @@
 learning: two of the three target classes are new to the head.
 
 It is the project's own model, made once by ``python -m yolo_kfp.local.demo_base`` (100 epochs, 21 minutes on
-2 CPU cores; test mAP50 0.88 on its own classes) and kept beside this module with its SHA-256
+2 CPU cores; validation mAP50 0.88 on its own classes) and kept beside this module with its SHA-256
 (``SHIPPED_SHA256``), so that a fresh demo does not spend minutes on it. Where the file is missing (an
 installed wheel carries no weights) or differs from that hash, the demo trains a shorter one itself and says so.
 """
@@ -47,7 +47,7 @@ def train_base_checkpoint(path: str, epochs: int, images_per_class: int) -> str:
         convert_to_yolo(raw_dir=raw, output_dir=data, classes=BASE_CLASSES, seed=BASE_SEED)
         log.info("demo: training a base checkpoint from scratch on %s, %d epochs", BASE_CLASSES, epochs)
         train_yolo(data_dir=data, output_dir=run, base_model="yolov5n.yaml", epochs=epochs, batch=16, imgsz=160,
-                   freeze=0, workers=0, overrides={"nbs": 16, "plots": False})
+                   freeze=0, workers=0, train_args={"nbs": 16, "plots": False})
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         shutil.copyfile(os.path.join(run, "weights", "best.pt"), path)
     return path

@@ -76,7 +76,8 @@ def step_timings(run_dir: str, total: float) -> dict:
 
 def execute(output_dir: str, params: dict) -> dict:
     """Runs the pipeline with ``params`` and copies its outputs into ``output_dir``; returns the metrics, the
-    step timings, the run's folder, the search's summary (if it searched) and the publication (if it published)."""
+    step timings, the run's folder, the search's summary (None without a search) and what became of the model
+    (``publication``: published where, not promoted and why, or not asked for)."""
     from kfp import local
 
     from yolo_kfp.model.export import SERVING_NAME
@@ -295,13 +296,15 @@ def _child(request: str, events_fd: str) -> int:
 
 
 def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = False, verbose: bool = False) -> dict:
-    """The whole pipeline on this machine; ``demo`` first starts the offline Open Images mirror, ``mlflow``
-    an MLflow tracking server that the run logs to, its store kept in ``<output_dir>/mlflow``. Progress
-    lines on stdout, each step's log in ``<output_dir>/logs/``; ``verbose`` streams everything instead.
+    """The whole pipeline on this machine; ``demo`` first starts the offline Open Images mirror and takes the
+    demo's base checkpoint (``yolo_kfp.local.demo_base``), ``mlflow`` an MLflow tracking server that the run logs
+    to, its store kept in ``<output_dir>/mlflow``. Progress lines on stdout, each step's log in
+    ``<output_dir>/logs/``; ``verbose`` streams everything instead.
 
     Whatever ends the run (success, a failed step, Ctrl-C, SIGKILL), no process of it stays and nothing
     of it is left in the temporary directory (``yolo_kfp.local.run_scope``). Epoch checkpoints are kept under
-    ``<output_dir>/checkpoints``: a run into the same output dir after an interrupt resumes training."""
+    ``<output_dir>/checkpoints``: a run into the same output dir after an interrupt resumes training.
+    Returns what ``execute`` returns, with the demo's ``notice`` in demo mode."""
     missing = [name for name in LOCAL_LIBRARIES if importlib.util.find_spec(name) is None]
     if missing:
         raise ValueError(f"run-local runs every step here and needs {', '.join(missing)}: "
@@ -315,7 +318,7 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
         from yolo_kfp.local.synthetic import check_demo_classes
 
         check_demo_classes(params.get("classes", defaults["classes"]))  # before any work
-    if not demo or "base_model" in params:  # the demo makes its own base checkpoint
+    if not demo or "base_model" in params:  # the demo brings its own base checkpoint
         check(base_model_problems(params.get("base_model", defaults["base_model"]),
                                   params.get("freeze", defaults["freeze"])))
     output_dir = os.path.abspath(output_dir)
@@ -334,7 +337,7 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
         from yolo_kfp.local.demo import NOTICE, demo_environment
 
         started, demo_log = time.monotonic(), os.path.join(logs, "demo.log")
-        say(f"demo: making a synthetic Open Images mirror and a base checkpoint (log: {demo_log})")
+        say(f"demo: making a synthetic Open Images mirror, taking the base checkpoint (log: {demo_log})")
         with contextlib.nullcontext() if verbose else output_to(demo_log):
             variables, demo_params = servers.enter_context(
                 demo_environment(os.path.join(output_dir, "demo"), params.get("split", defaults["split"])))
