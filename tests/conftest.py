@@ -175,6 +175,30 @@ def base_checkpoint():
 
 
 @pytest.fixture
+def ultralytics_arguments(monkeypatch):
+    """``arguments_of(**settings)``: what ``train_yolo(**settings)`` hands Ultralytics' ``YOLO.train``, which is
+    not run."""
+    from ultralytics import YOLO
+
+    from yolo_kfp.model.train import train_yolo
+
+    class Handed(Exception):
+        pass
+
+    def hand(model, **arguments):
+        raise Handed(arguments)
+
+    monkeypatch.setattr(YOLO, "train", hand)
+
+    def arguments_of(**settings) -> dict:
+        with pytest.raises(Handed) as handed:
+            train_yolo(**settings)
+        return handed.value.args[0]
+
+    return arguments_of
+
+
+@pytest.fixture
 def local_kfp(tmp_path):
     """kfp.local running tasks as subprocesses of this Python, artifacts under ``tmp_path``."""
     from kfp import local

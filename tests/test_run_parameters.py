@@ -142,25 +142,8 @@ def with_toy_in_preflight(tmp_path, monkeypatch):
     return toy_preflight.preflight, load_module("toy_wiring", tmp_path / "toy_wiring.py")
 
 
-def ultralytics_arguments(monkeypatch, **settings) -> dict:
-    """What ``train_yolo(**settings)`` hands Ultralytics' ``YOLO.train`` (which is not run)."""
-    from ultralytics import YOLO
-
-    from yolo_kfp.model.train import train_yolo
-
-    class Handed(Exception):
-        pass
-
-    def hand(model, **arguments):
-        raise Handed(arguments)
-
-    monkeypatch.setattr(YOLO, "train", hand)
-    with pytest.raises(Handed) as handed:
-        train_yolo(**settings)
-    return handed.value.args[0]
-
-
-def test_a_training_parameter_is_its_table_entry_and_a_preflight_input(tmp_path, monkeypatch, yolo_dataset):
+def test_a_training_parameter_is_its_table_entry_and_a_preflight_input(tmp_path, monkeypatch, yolo_dataset,
+                                                                       ultralytics_arguments):
     """CONTRIBUTING.md's 'adding a parameter', for an Ultralytics argument: the table's entry and preflight's
     signature put it into the run form, the CLI (--param and the train step's option), the checks and the
     arguments the train step hands Ultralytics; nothing else is edited."""
@@ -189,8 +172,7 @@ def test_a_training_parameter_is_its_table_entry_and_a_preflight_input(tmp_path,
     assert training[TOY.name] == 1.5
     tiny = {"base_model": "yolov5n.yaml", "freeze": 0, "epochs": 1, "batch": 8, "imgsz": 64, "workers": 0,
             "train_args": {"plots": False}}
-    handed = ultralytics_arguments(monkeypatch, data_dir=yolo_dataset, output_dir=str(tmp_path / "model"),
-                                   **{**training, **tiny})
+    handed = ultralytics_arguments(data_dir=yolo_dataset, output_dir=str(tmp_path / "model"), **{**training, **tiny})
     assert handed[TOY.name] == 1.5
 
 

@@ -86,27 +86,9 @@ def test_several_gpus_train_on_all_of_them_and_one_lets_ultralytics_choose():
     assert ultralytics_device(1) == "" and ultralytics_device(0) == ""
 
 
-class Captured(Exception):
-    pass
-
-
-def ultralytics_train_args(monkeypatch, **kwargs) -> dict:
-    """The arguments ``train_yolo(**kwargs)`` hands Ultralytics' ``YOLO.train`` (not run)."""
-    from ultralytics import YOLO
-
-    def capture(model, **train_args):
-        raise Captured(train_args)
-
-    monkeypatch.setattr(YOLO, "train", capture)
-    with pytest.raises(Captured) as captured:
-        train_yolo(**kwargs)
-    return captured.value.args[0]
-
-
-def test_two_gpus_reach_ultralytics_as_two_devices(yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
-    args = ultralytics_train_args(monkeypatch, data_dir=yolo_dataset, output_dir=str(tmp_path / "model"),
-                                  base_model=base_checkpoint,
-                                  device=ultralytics_device(2), **TINY)
+def test_two_gpus_reach_ultralytics_as_two_devices(yolo_dataset, base_checkpoint, tmp_path, ultralytics_arguments):
+    args = ultralytics_arguments(data_dir=yolo_dataset, output_dir=str(tmp_path / "model"), base_model=base_checkpoint,
+                                 device=ultralytics_device(2), **TINY)
     assert args["device"] == "0,1" and args["batch"] == TINY["batch"]  # the run's batch: Ultralytics splits it
 
 
@@ -121,10 +103,9 @@ def test_auto_batch_is_resolved_before_training_and_scaled_to_the_gpus(base_chec
     assert fit_batch(model, -1, 640, gpus=2) == 80  # 40 fit one GPU; DDP splits 80 over two
 
 
-def test_auto_batch_reaches_ultralytics_as_a_number(yolo_dataset, base_checkpoint, tmp_path, monkeypatch):
-    args = ultralytics_train_args(monkeypatch, data_dir=yolo_dataset, output_dir=str(tmp_path / "model"),
-                                  base_model=base_checkpoint,
-                                  **{**TINY, "batch": -1})
+def test_auto_batch_reaches_ultralytics_as_a_number(yolo_dataset, base_checkpoint, tmp_path, ultralytics_arguments):
+    args = ultralytics_arguments(data_dir=yolo_dataset, output_dir=str(tmp_path / "model"), base_model=base_checkpoint,
+                                 **{**TINY, "batch": -1})
     assert args["batch"] == 16
 
 

@@ -9,13 +9,13 @@ installed wheel carries no weights) or differs from that hash, the demo trains a
 """
 
 import argparse
-import hashlib
 import logging
 import os
 import shutil
 import tempfile
 
 from yolo_kfp.data.convert import convert_to_yolo
+from yolo_kfp.infra.storage import sha256_of
 from yolo_kfp.local import synthetic
 from yolo_kfp.model.train import train_yolo
 
@@ -29,14 +29,6 @@ SHIPPED_SHA256 = "0beff8d1f4bf40840d730462a5840c77045b82328280b2dbb0c1f4b083829f
 SHIPPED_EPOCHS = 100  # long enough that its frozen backbone helps the demo's classes (bench/search.py)
 SHIPPED_IMAGES_PER_CLASS = 150
 FALLBACK_EPOCHS = 20  # a fresh demo without the shipped file: a weaker base, minutes rather than twenty
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def train_base_checkpoint(path: str, epochs: int, images_per_class: int) -> str:
