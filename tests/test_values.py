@@ -189,10 +189,10 @@ def test_a_refused_key_is_named_once_not_also_for_its_type():
         "would not be what was trained)"]
 
 
-@pytest.mark.parametrize("imgsz", [n for n in range(1, 400) if n % 32])
-def test_imgsz_off_the_stride_offers_distinct_multiples(imgsz):
-    (problem,) = parameter_problems({"imgsz": imgsz})
-    offered = [int(n) for n in re.findall(r"\d+", problem.split("train at ", 1)[1])]
-    assert all(n > 0 and n % 32 == 0 for n in offered) and len(set(offered)) == len(offered), problem
-    if imgsz < 32:
-        assert problem == f"imgsz {imgsz} is not a multiple of 32: Ultralytics would train at 32; use that"
+def test_imgsz_off_the_stride_offers_distinct_multiples():
+    for imgsz in (n for n in range(1, 400) if n % 32):
+        (problem,) = parameter_problems({"imgsz": imgsz})
+        offered = [int(n) for n in re.findall(r"\d+", problem.split("train at ", 1)[1])]
+        assert all(n > 0 and n % 32 == 0 for n in offered) and len(set(offered)) == len(offered), problem
+        if imgsz < 32:
+            assert problem == f"imgsz {imgsz} is not a multiple of 32: Ultralytics would train at 32; use that"
