@@ -174,6 +174,14 @@ def base_checkpoint():
     return path
 
 
+@pytest.fixture(scope="session")
+def default_pipeline(tmp_path_factory) -> str:
+    """The default pipeline's YAML, compiled once for the session: tests read it, none writes it."""
+    from yolo_kfp.pipeline.pipeline import compile_pipeline
+
+    return compile_pipeline(str(tmp_path_factory.mktemp("default-pipeline") / "pipeline.yaml"))
+
+
 @pytest.fixture
 def ultralytics_arguments(monkeypatch):
     """``arguments_of(**settings)``: what ``train_yolo(**settings)`` hands Ultralytics' ``YOLO.train``, which is

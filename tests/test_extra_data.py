@@ -11,7 +11,6 @@ from test_convert import box_row, make_raw, read_labels
 from yolo_kfp.components.convert import convert
 from yolo_kfp.data.convert import convert_to_yolo
 from yolo_kfp.infra.storage import S3Url, Storage
-from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 FILLER = [f"{i:016x}" for i in range(1, 9)]
 
@@ -95,8 +94,8 @@ def test_convert_component_fetches_extra_data_from_s3(s3, raw, tmp_path, local_k
     assert (run / "convert" / "dataset_stats").read_text() == (artifact / "stats.json").read_text()
 
 
-def test_the_extra_data_fingerprint_keys_the_convert_step(tmp_path):
-    with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
+def test_the_extra_data_fingerprint_keys_the_convert_step(default_pipeline):
+    with open(default_pipeline) as f:
         spec = next(yaml.safe_load_all(f))
     fingerprint = spec["root"]["dag"]["tasks"]["convert"]["inputs"]["parameters"]["extra_data_fingerprint"]
     assert fingerprint["taskOutputParameter"] == {"outputParameterKey": "fingerprint", "producerTask": "preflight"}

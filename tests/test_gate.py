@@ -7,7 +7,6 @@ import pytest
 import yaml
 
 from yolo_kfp.infra.storage import S3Url, Storage
-from yolo_kfp.pipeline.pipeline import compile_pipeline
 from yolo_kfp.release.gate import (
     NOT_PROMOTED,
     PROMOTE,
@@ -89,9 +88,9 @@ def test_each_runs_decision_is_kept_for_whoever_started_it(s3):
     assert storage.exists(S3Url.parse(f"s3://{bucket}/yolo/decisions/run-1.json"))
 
 
-def test_the_gate_is_never_served_from_the_cache(tmp_path):
+def test_the_gate_is_never_served_from_the_cache(default_pipeline):
     """The published model it compares with changes between runs; a cached decision would be stale."""
-    with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
+    with open(default_pipeline) as f:
         spec = next(yaml.safe_load_all(f))
     tasks = {name: task for component in spec["components"].values() for name, task in
              component.get("dag", {}).get("tasks", {}).items()}
@@ -99,8 +98,8 @@ def test_the_gate_is_never_served_from_the_cache(tmp_path):
     assert tasks["gate"]["inputs"]["parameters"]["run_id"] == {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
 
 
-def test_pipeline_compiles_the_gate_as_a_condition_on_publish(tmp_path):
-    with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
+def test_pipeline_compiles_the_gate_as_a_condition_on_publish(default_pipeline):
+    with open(default_pipeline) as f:
         spec = next(yaml.safe_load_all(f))
     (outer_name, outer), = [(n, t) for n, t in spec["root"]["dag"]["tasks"].items()
                             if "publish_to" in t.get("triggerPolicy", {}).get("condition", "")]

@@ -24,13 +24,12 @@ def load(path):
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    return load(compile_pipeline(str(tmp_path_factory.mktemp("yaml") / "p.yaml")))
+def compiled(default_pipeline):
+    return load(default_pipeline)
 
 
-def test_committed_yaml_is_up_to_date(tmp_path):
-    fresh = compile_pipeline(str(tmp_path / "p.yaml"))
-    with open(fresh) as a, open(COMMITTED) as b:
+def test_committed_yaml_is_up_to_date(default_pipeline):
+    with open(default_pipeline) as a, open(COMMITTED) as b:
         assert a.read() == b.read(), "pipeline/yolo_pipeline.yaml is stale: run " \
                                      "yolo-kfp compile --output pipeline/yolo_pipeline.yaml"
 

@@ -17,7 +17,6 @@ from yolo_kfp.infra import tls
 from yolo_kfp.infra.urls import redact
 from yolo_kfp.model.export import OPSET
 from yolo_kfp.params.validation import registry_url_problems
-from yolo_kfp.pipeline.pipeline import compile_pipeline
 from yolo_kfp.release import registry
 from yolo_kfp.release.registry import RegistryError, register_published_model
 
@@ -237,10 +236,10 @@ def test_preflight_reaches_the_registry_when_a_model_will_be_registered(standin,
         preflight.python_func(**{**params, "model_registry_url": standin.url, "publish_to": "s3://models/yolo-kfp"})
 
 
-def test_only_a_promoted_model_reaches_the_registry(tmp_path):
+def test_only_a_promoted_model_reaches_the_registry(default_pipeline):
     """In the compiled pipeline the registry's address goes to preflight and to publish, and publish runs
     only inside the gate's "promote" condition: a refused model registers nothing."""
-    with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
+    with open(default_pipeline) as f:
         spec = next(yaml.safe_load_all(f))
     takers = {}
 

@@ -20,18 +20,12 @@ from yolo_kfp.params import run_parameters
 from yolo_kfp.params.run_parameters import BY_NAME, PARAMETERS, RunParameter
 from yolo_kfp.params.run_values import parse_params
 from yolo_kfp.params.validation import RULES, parameter_problems
-from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARAMETERS_PAGE = os.path.join(ROOT, "docs", "parameters.md")
 TOY = RunParameter("warmup_epochs", float, 3.0, "training", "Epochs of learning-rate warm-up (this test's toy).",
                    minimum=0, maximum=20)
 KFP_TYPES = {int: "Integer", float: "Float", bool: "Boolean", str: "String", list: "List", dict: "Dict"}
-
-
-def compiled_inputs(tmp_path) -> dict:
-    with open(compile_pipeline(str(tmp_path / "p.yaml"))) as f:
-        return next(yaml.safe_load_all(f))["root"]["inputDefinitions"]["parameters"]
 
 
 def help_of(command: str) -> str:
@@ -45,8 +39,9 @@ def test_the_parameters_page_holds_the_parameter_table():
         assert run_parameters.markdown_table() in f.read()
 
 
-def test_the_run_form_is_the_table(tmp_path):
-    inputs = compiled_inputs(tmp_path)
+def test_the_run_form_is_the_table(default_pipeline):
+    with open(default_pipeline) as f:
+        inputs = next(yaml.safe_load_all(f))["root"]["inputDefinitions"]["parameters"]
     assert list(inputs) == sorted(BY_NAME)  # KFP sorts them
     kinds = {int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", bool: "BOOLEAN", str: "STRING", list: "LIST",
              dict: "STRUCT"}
