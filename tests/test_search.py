@@ -1,5 +1,6 @@
 """The search mode: the trial plan, the checks of a search space, the trials' view of the dataset (no test
-split), the compiled fan-out, and a local search of four trials through kfp.local."""
+split), the compiled fan-out, run-local's --search, and a local search of four trials through kfp.local with
+MLflow and publication."""
 
 import glob
 import json
@@ -16,6 +17,7 @@ from yolo_kfp.params.search_space import plan_trials, trial_settings
 from yolo_kfp.params.validation import deepest_freeze, parameter_problems
 from yolo_kfp.pipeline.compile_options import CompileOptions
 from yolo_kfp.pipeline.pipeline import compile_pipeline
+from yolo_kfp.release.publish import read_latest
 
 RUN = {"base_model": "yolov5nu.pt", "base_model_sha256": "", "epochs": 50, "batch": 16, "imgsz": 640, "freeze": 10,
        "workers": 8, "cache": "", "patience": 100, "optimizer": "auto", "lr0": 0.01, "seed": 42,
@@ -192,3 +194,30 @@ def test_a_local_search_of_four_trials_trains_the_best_on_validation(mirror, bas
     (version,) = client.search_model_versions("name = 'searched'")
     assert {k: v for k, v in version.tags.items() if k.startswith("search.")} == {
         f"search.{name}": json.dumps(value) for name, value in search["winner"]["settings"].items()}
+
+    manifest = read_latest("s3://searched/yolo-kfp", Storage.from_env())
+    assert manifest["search"]["winner"] == {key: search["winner"][key] for key in ("trial", "settings", "val")}
+    assert manifest["search"]["trials"] == 4 and "search.json" in manifest["files"]
+    assert json.loads((tmp_path / "search.json").read_text()) == search  # gathered into the output dir
+    assert (tmp_path / "search.html").stat().st_size > 0
+
+
+def test_run_local_search_is_the_demos_search_under_the_users_values(tmp_path, monkeypatch):
+    """``run-local --demo --search``: the demo's small search (``SEARCH_PARAMS``), the user's --param over it;
+    without --demo it is refused, since it is the demo's search."""
+    from yolo_kfp.cli import main
+    from yolo_kfp.local import runner
+    from yolo_kfp.local.demo import SEARCH_PARAMS
+
+    class Started(Exception):
+        pass
+
+    def run_local(output_dir, params, **settings):
+        raise Started(params, settings)
+
+    monkeypatch.setattr(runner, "run_local", run_local)
+    with pytest.raises(Started) as started:
+        main(["run-local", "--demo", "--search", "--output-dir", str(tmp_path / "out"), "--param", "search_epochs=2"])
+    params, settings = started.value.args
+    assert params == {**SEARCH_PARAMS, "search_epochs": 2} and settings["demo"] is True
+    assert main(["run-local", "--search", "--output-dir", str(tmp_path / "mine")]) == 2
