@@ -15,6 +15,7 @@ import yaml
 
 from yolo_kfp.infra.packing import materialized, pack_in_place
 from yolo_kfp.local import synthetic
+from yolo_kfp.params.run_parameters import TRAINING, training_settings
 from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.pipeline.pipeline import compile_pipeline
 
@@ -44,6 +45,7 @@ def argv(spec: dict, step: str) -> list[str]:
     component = spec["components"][f"comp-{step}"]
     inputs = component["inputDefinitions"]
     values = {**parameter_defaults(), **SETTINGS}
+    values["training"] = training_settings({name: values[name] for name in TRAINING})  # what preflight hands on
     artifacts = {name: artifact(name, definition["artifactType"]["schemaTitle"], uri(*INPUTS[name]))
                  for name, definition in inputs["artifacts"].items()}
     outputs = {name: artifact(name, definition["artifactType"]["schemaTitle"], uri(step, name))
