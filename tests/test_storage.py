@@ -1,14 +1,16 @@
 """S3 against a real SeaweedFS: data-connection settings, errors that say what failed, never a secret."""
 
 import hashlib
+import json
 import os
 import time
+import urllib.request
 import uuid
 
 import pytest
 
 from yolo_kfp.infra.storage import S3Url, Storage, StorageError
-from yolo_kfp.local.s3_server import free_ports
+from yolo_kfp.local.s3_server import VOLUME_SLOTS, free_ports
 from yolo_kfp.model.train import fetch_base_model
 from yolo_kfp.params.preflight import check_s3_inputs
 
@@ -32,6 +34,13 @@ def test_settings_come_from_the_data_connection_variables():
     assert (storage.endpoint, storage.region, storage.access_key, storage.secret_key) == \
         ("http://x:9000", "eu-west-1", "AKID", "s3cr3t-value")
     assert "s3cr3t-value" not in repr(storage)
+
+
+def test_the_test_server_has_room_for_every_tests_bucket(s3):
+    """Each bucket takes a volume; weed's default count follows the free disk and ran out at 37 in CI."""
+    with urllib.request.urlopen(f"{s3.master_url}/dir/status", timeout=5) as response:
+        topology = json.load(response)["Topology"]
+    assert topology["Max"] == VOLUME_SLOTS
 
 
 def test_round_trip_listing_and_fingerprint(storage, bucket, tmp_path):

@@ -23,6 +23,10 @@ PORT_FLAGS = (
     "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc",
 )
 
+# Each bucket is a SeaweedFS collection with a volume of its own; weed's default count (free disk / 1 GiB)
+# ran out at 37 buckets on a disk with 38 GB free. Volumes are not preallocated, so a high cap costs nothing.
+VOLUME_SLOTS = 2000
+
 
 def free_ports(count: int) -> list[int]:
     """Ports free on 127.0.0.1 (held open together so that they differ)."""
@@ -65,6 +69,7 @@ class SeaweedS3:
     public_read_buckets: tuple[str, ...] = ()
     workdir: str = field(default="", init=False)
     endpoint: str = field(default="", init=False)
+    master_url: str = field(default="", init=False)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     def start(self, timeout: float = 30.0) -> SeaweedS3:
@@ -77,9 +82,10 @@ class SeaweedS3:
             json.dump(self._identities(), f)
         ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
         self.endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+        self.master_url = f"http://127.0.0.1:{ports['master.port']}"
         args = [weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-s3.config={config}", "-s3.autoCreateBucket=false", "-webdav=false", "-admin.ui=false",
-                "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                "-master.telemetry=false", f"-volume.max={VOLUME_SLOTS}", "-s3.port.iceberg=0", "-s3.port.lance=0",
                 *(f"-{flag}={port}" for flag, port in ports.items())]
         log = open(os.path.join(self.workdir, "weed.log"), "wb")
         # weed reads AWS_* credentials from its environment as an identity of its own: keep the caller's out.
