@@ -95,3 +95,41 @@ def test_slugs_follow_github():
     assert slug("On a cluster: from an empty OpenShift AI project") == "on-a-cluster-from-an-empty-openshift-ai-project"
     assert slug("train_overhead — our train step versus plain `yolo train`") == \
         "train_overhead--our-train-step-versus-plain-yolo-train"
+
+
+def table_rows(page: str, header: str) -> list[list[str]]:
+    """The cells of the Markdown table whose header row starts with ``header``."""
+    with open(os.path.join(ROOT, page)) as f:
+        lines = f.read().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header} |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_cluster_pages_tables_name_every_step_with_its_image_and_size(default_pipeline):
+    import yaml
+
+    from yolo_kfp.infra.pod_size import quantity
+
+    with open(default_pipeline) as f:
+        executors = next(yaml.safe_load_all(f))["deploymentSpec"]["executors"]
+    steps = {name.removeprefix("exec-"): executor["container"] for name, executor in executors.items()}
+    sized = {}
+    for cells in table_rows("docs/cluster.md", "step"):
+        for step in (s.strip() for s in cells[0].split(",")):
+            sized[step] = cells[1:]
+    imaged = {step.split("(")[0].strip(): cells[0].strip("`") for cells in table_rows("docs/cluster.md", "image")
+              for step in cells[2].split(",")}
+    for step, container in steps.items():
+        assert container["image"].rsplit("/", 1)[-1].startswith(f"{imaged[step]}:"), step
+        if step.startswith("train"):
+            continue  # sized by compile options, a formula in the table
+        cpu, memory = sized[step]
+        request, limit = (quantity(part.strip()) for part in cpu.split("/"))
+        resources = container["resources"]
+        assert (request, limit) == (resources["cpuRequest"], resources["cpuLimit"]), step
+        assert quantity(memory) == round(resources["memoryRequest"] * 1e9) == round(resources["memoryLimit"] * 1e9), step
