@@ -4,15 +4,14 @@ left in /tmp, no library warnings on the client commands, and an output folder t
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+from cli_process import CLI
 from kfp_standin import KfpStandIn
 
 from yolo_kfp import __version__
 from yolo_kfp.cli import main
 
-CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 OWN_GROUP = 54321  # a group nothing else on this machine creates files with
 
 

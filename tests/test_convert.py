@@ -3,10 +3,10 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import yaml
+from cli_process import CLI
 from PIL import Image
 
 from yolo_kfp.data import openimages as oi
@@ -183,7 +183,7 @@ def test_missing_metadata_is_named(tricky_raw, tmp_path):
 
 def test_cli_step_convert(tricky_raw, tmp_path):
     out = str(tmp_path / "cli")
-    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "yolo-kfp"), "step", "convert",
+    result = subprocess.run([CLI, "step", "convert",
                              "--raw", tricky_raw, "--output-dir", out, "--classes", "Bicycle,Car,Traffic sign",
                              "--seed", "42"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -5,12 +5,12 @@ import glob
 import json
 import os
 import subprocess
-import sys
 import time
 
 import onnx
 import pytest
 import torch
+from cli_process import CLI
 from headless_browser import check_report
 from mlflow import MlflowClient
 
@@ -19,7 +19,6 @@ from yolo_kfp.local.mlflow_server import MlflowServer, reopen_command
 from yolo_kfp.release.publish import read_latest
 
 pytestmark = pytest.mark.slow
-CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
 
 STEP_LOGS = {"preflight", "plan-download", "download-shard-0", "merge-download", "convert", "no-search", "train",

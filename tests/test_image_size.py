@@ -5,14 +5,12 @@ import json
 import logging
 import os
 import subprocess
-import sys
 
 import pytest
+from cli_process import CLI
 
 from yolo_kfp.cli import main
 from yolo_kfp.model.image_size import ULTRALYTICS_IMGSZ, imgsz_for, trained_imgsz
-
-CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
 
 def checkpoint(path, **content) -> str:

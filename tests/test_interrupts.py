@@ -10,12 +10,12 @@ import sys
 import time
 
 import pytest
+from cli_process import CLI
 
 from yolo_kfp.local.run_scope import marked_processes, stop_marked
 from yolo_kfp.local.s3_server import stale_sockets
 
 pytestmark = pytest.mark.slow
-CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
 
 def processes_under(tmpdir) -> list[str]:

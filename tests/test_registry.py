@@ -4,13 +4,13 @@ that holds every request and answer to the registry's published OpenAPI document
 import json
 import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
 import yaml
+from cli_process import CLI
 from model_registry_standin import ModelRegistryStandIn
 
 from yolo_kfp.infra import tls
@@ -304,9 +304,8 @@ def test_a_model_the_gate_refuses_is_not_registered(mongod, s3, standin, tmp_pat
     from yolo_kfp.infra.storage import Storage
 
     Storage.from_env(s3.data_connection()).client.create_bucket(Bucket="refused")
-    cli = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
     params = ["publish_to=s3://refused/yolo-kfp", "min_map50=0.99", "epochs=2", f"model_registry_url={standin.url}"]
-    result = subprocess.run([cli, "run-local", "--demo", "--output-dir", str(tmp_path / "demo"),
+    result = subprocess.run([CLI, "run-local", "--demo", "--output-dir", str(tmp_path / "demo"),
                              *(a for p in params for a in ("--param", p))], capture_output=True, text=True,
                             timeout=900, env=dict(os.environ, **s3.data_connection()))
     assert result.returncode == 0, result.stderr[-3000:]

@@ -5,13 +5,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
+from cli_process import CLI
 from conftest import CLASSES
 from PIL import Image
 from test_convert import box_row, make_raw
@@ -28,8 +28,6 @@ from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.validation import parameter_problems
 from yolo_kfp.pipeline.compile_options import FAN_IN_STEPS, CompileOptions
 from yolo_kfp.pipeline.pipeline import compile_pipeline
-
-CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
 
 @pytest.mark.parametrize("params, message", [

@@ -5,19 +5,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from cli_process import CLI
 
 from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.model import safe_checkpoint
 from yolo_kfp.model.checkpoints import Checkpoints
 from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.validation import STEP_TRAINING_ARGS, base_model_problems, parameter_problems
-
-CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 
 
 class Payload:

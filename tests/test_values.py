@@ -1,20 +1,18 @@
 """Wrong values are refused at the door: within seconds, before any step runs or any file is written, in one
 line that names the value and what to do (compile options, schedules, the demo's classes, imgsz, train_args)."""
 
-import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
+from cli_process import CLI
 
 from yolo_kfp.cli import main
 from yolo_kfp.cluster.schedules import six_field_cron
 from yolo_kfp.params.validation import parameter_problems
 from yolo_kfp.pipeline.compile_options import CompileOptions
 
-CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
 # Nothing listens on port 9: a command that asked the server would fail otherwise than the test expects.
 HOST = ["--host", "http://127.0.0.1:9", "--token", "t", "--allow-plain-http-token"]
 
