@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import pytest
 
@@ -128,6 +129,22 @@ def s3():
 
     with SeaweedS3(public_read_buckets=(oi.BUCKET,)) as server:
         yield server
+
+
+@pytest.fixture
+def storage(s3):
+    """A client of the session's S3 server (``Storage``, as the steps make it from a data connection)."""
+    from yolo_kfp.infra.storage import Storage
+
+    return Storage.from_env(s3.data_connection())
+
+
+@pytest.fixture
+def bucket(storage) -> str:
+    """The name of a new, empty bucket on the session's S3 server: the server is shared, a test's bucket is not."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    storage.client.create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture(scope="session")

@@ -17,23 +17,14 @@ from yolo_kfp.model.checkpoints import Checkpoints
 from yolo_kfp.release import publish
 
 
-@pytest.fixture
-def storage(s3):
-    storage = Storage.from_env(s3.data_connection())
-    name = f"runs-{os.urandom(4).hex()}"
-    storage.client.create_bucket(Bucket=name)
-    storage.test_bucket = name
-    return storage
-
-
 @pytest.fixture(params=["s3", "folder"])
 def location(request, tmp_path, monkeypatch):
     """A checkpoint location of each kind: an S3 prefix on the test server, a local folder."""
     if request.param == "folder":
         return str(tmp_path / "checkpoints" / "k1")
-    storage = request.getfixturevalue("storage")
+    storage, bucket = request.getfixturevalue("storage"), request.getfixturevalue("bucket")
     monkeypatch.setattr(Storage, "from_env", classmethod(lambda cls, env=None: storage))
-    return f"s3://{storage.test_bucket}/yolo-kfp/checkpoints/k1"
+    return f"s3://{bucket}/yolo-kfp/checkpoints/k1"
 
 
 def stored(place) -> bytes | None:
@@ -144,8 +135,8 @@ def latest(storage, prefix: S3Url) -> str:
     return json.loads(storage.get_bytes(prefix.join(publish.LATEST)))["version"]
 
 
-def test_publishes_that_finish_out_of_order_leave_latest_on_the_newer(storage, tmp_path, monkeypatch):
-    prefix = S3Url(storage.test_bucket, "models/yolo")
+def test_publishes_that_finish_out_of_order_leave_latest_on_the_newer(storage, bucket, tmp_path, monkeypatch):
+    prefix = S3Url(bucket, "models/yolo")
     model = tmp_path / "model.bin"
     model.write_bytes(b"weights")
     older_may_finish = threading.Event()
@@ -171,9 +162,9 @@ def test_publishes_that_finish_out_of_order_leave_latest_on_the_newer(storage, t
     assert latest(storage, prefix) == results["newer"]["version"] == results["older"]["latest"]
 
 
-def test_latest_is_compared_and_set_against_a_writer_in_between(storage):
+def test_latest_is_compared_and_set_against_a_writer_in_between(storage, bucket):
     """Another publish writes latest between this one's read and its write: the conditional write notices."""
-    prefix = S3Url(storage.test_bucket, "models/race")
+    prefix = S3Url(bucket, "models/race")
     storage.put_bytes(prefix.join(publish.LATEST), json.dumps({"version": "20260101-000000-a"}).encode())
     read = storage.get_tagged
     sneaked = []
@@ -189,8 +180,8 @@ def test_latest_is_compared_and_set_against_a_writer_in_between(storage):
     assert latest(storage, prefix) == "20260301-000000-c"
 
 
-def test_a_retried_publish_goes_on_with_its_version(storage, tmp_path):
-    prefix = S3Url(storage.test_bucket, "models/retried")
+def test_a_retried_publish_goes_on_with_its_version(storage, bucket, tmp_path):
+    prefix = S3Url(bucket, "models/retried")
     model = tmp_path / "model.bin"
     model.write_bytes(b"weights")
     first = publish.publish_files(publish_to=str(prefix), files={"model.bin": str(model)}, record={},
@@ -201,8 +192,8 @@ def test_a_retried_publish_goes_on_with_its_version(storage, tmp_path):
     assert again["version"] == first["version"] and published(storage, prefix) == [first["version"]]
 
 
-def test_a_planted_version_claim_is_refused(storage, tmp_path):
-    prefix = S3Url(storage.test_bucket, "models/planted")
+def test_a_planted_version_claim_is_refused(storage, bucket, tmp_path):
+    prefix = S3Url(bucket, "models/planted")
     storage.put_bytes(prefix.join(publish.RUNS, "dddddddd-4.json"), json.dumps({"version": "99999999-zzz"}).encode())
     model = tmp_path / "model.bin"
     model.write_bytes(b"weights")

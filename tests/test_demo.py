@@ -1,5 +1,6 @@
 """The README's first command: the whole pipeline through kfp.local on the offline mirror. It trains,
-publishes to an S3 named by the data-connection variables, and a wrong secret stops it in its first step."""
+publishes to an S3 named by the data-connection variables, a wrong secret stops it in its first step, and a model
+the gate refuses is neither published nor registered."""
 
 import glob
 import json
@@ -13,12 +14,15 @@ import torch
 from cli_process import CLI
 from headless_browser import check_report
 from mlflow import MlflowClient
+from model_registry_standin import ModelRegistryStandIn
 
 from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.local.mlflow_server import MlflowServer, reopen_command
+from yolo_kfp.release import registry
 from yolo_kfp.release.publish import read_latest
 
 pytestmark = pytest.mark.slow
+REGISTRY_TOKEN = "sa-token-of-the-pipeline-runner"
 
 
 STEP_LOGS = {"preflight", "plan-download", "download-shard-0", "merge-download", "convert", "no-search", "train",
@@ -106,10 +110,16 @@ def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
     assert "a-wrong-secret-for-the-test" not in output
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]
 
-    # a retrained model that does not clear the gate: the run ends green, nothing is published
-    refused = run_demo(out, env, "publish_to=s3://models/yolo-kfp", "min_map50=0.99", "epochs=2", mlflow=True,
-                       verbose=True)
+    # a retrained model that does not clear the gate: the run ends green, nothing is published or registered
+    token = tmp_path / "registry-token"
+    token.write_text(REGISTRY_TOKEN + "\n")
+    with ModelRegistryStandIn(token=REGISTRY_TOKEN) as standin:
+        refused = run_demo(out, {**env, registry.TOKEN_PATH_VARIABLE: str(token)}, "publish_to=s3://models/yolo-kfp",
+                           "min_map50=0.99", "epochs=2", f"model_registry_url={standin.url}", mlflow=True, verbose=True)
     assert refused.returncode == 0, refused.stderr[-3000:]
+    assert [r.path for r in standin.requests] == [standin.api + "/registered_models"]  # preflight's check only
+    assert standin.registered_models == {} and standin.model_versions == {} and standin.artifacts == {}
+    assert standin.problems() == []
     assert "Executing task 'train'" in refused.stdout and "Epoch" in refused.stdout  # --verbose: everything
     assert "publish.log" not in os.listdir(out / "logs")  # this run's logs only
     assert "model not promoted: mAP50 " in refused.stdout

@@ -1,12 +1,11 @@
 """The quality gate: publish when better, refuse when worse or below the threshold; compiled as conditions."""
 
 import json
-import uuid
 
 import pytest
 import yaml
 
-from yolo_kfp.infra.storage import S3Url, Storage
+from yolo_kfp.infra.storage import S3Url
 from yolo_kfp.release.gate import (
     NOT_PROMOTED,
     PROMOTE,
@@ -28,11 +27,8 @@ def test_decide():
 
 
 @pytest.fixture
-def published(s3, trained_weights, tmp_path):
+def published(storage, bucket, trained_weights, tmp_path):
     """A model in use: the trained weights published under a fresh prefix."""
-    storage = Storage.from_env(s3.data_connection())
-    bucket = f"gate-{uuid.uuid4().hex[:8]}"
-    storage.client.create_bucket(Bucket=bucket)
     publish_files(publish_to=f"s3://{bucket}/yolo", files={"weights/best.pt": trained_weights[0]}, record={},
                   run_id="current", storage=storage)
     return f"s3://{bucket}/yolo", storage
@@ -67,20 +63,14 @@ def test_gate_against_the_published_model_on_the_same_split(published, trained_w
     assert low["decision"] == NOT_PROMOTED and low["reasons"] == ["mAP50 0.500 is below the threshold min_map50=0.600"]
 
 
-def test_first_model_only_needs_the_threshold(s3, tmp_path):
-    storage = Storage.from_env(s3.data_connection())
-    bucket = f"gate-{uuid.uuid4().hex[:8]}"
-    storage.client.create_bucket(Bucket=bucket)
+def test_first_model_only_needs_the_threshold(storage, bucket, tmp_path):
     first = promotion_gate(metrics_path=candidate(tmp_path, 0.3), data_dir="unused", publish_to=f"s3://{bucket}/yolo",
                            min_map50=0.25, max_map50_drop=0.01, imgsz=128, batch=8, storage=storage)
     assert first["decision"] == PROMOTE and first["current_version"] is None
     assert "none published yet" in markdown(first)
 
 
-def test_each_runs_decision_is_kept_for_whoever_started_it(s3):
-    storage = Storage.from_env(s3.data_connection())
-    bucket = f"gate-{uuid.uuid4().hex[:8]}"
-    storage.client.create_bucket(Bucket=bucket)
+def test_each_runs_decision_is_kept_for_whoever_started_it(storage, bucket):
     refused = {"decision": NOT_PROMOTED, "reasons": ["mAP50 0.100 is below the threshold min_map50=0.250"]}
     assert read_decision(f"s3://{bucket}/yolo", "run-1", storage) is None
     record_decision(publish_to=f"s3://{bucket}/yolo", run_id="run-1", result=refused, storage=storage)

@@ -4,7 +4,6 @@ Kubernetes API (the stand-in serves that too), submits with the workbench token 
 import json
 import os
 import re
-import uuid
 
 import nbformat
 import pytest
@@ -14,7 +13,6 @@ from kfp_standin import API, KfpStandIn
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from yolo_kfp.infra.storage import Storage
 from yolo_kfp.release.gate import record_decision
 from yolo_kfp.release.publish import publish_files
 
@@ -26,15 +24,12 @@ DASHBOARD = "https://rhods-dashboard-redhat-ods-applications.apps.example.com"
 
 
 @pytest.fixture
-def workbench(s3, tmp_path, monkeypatch, test_ca):
+def workbench(s3, storage, bucket, tmp_path, monkeypatch, test_ca):
     """The environment of a workbench: a kubeconfig, a token, a data connection, and a pipeline server
     (``tls=True``: at its ``*.svc`` name over TLS, the workbench's service CA given by ``service_ca``)
     whose runs publish their model, or are refused by the gate (``refused=True``)."""
     from conftest import SERVICE_HOST
 
-    storage = Storage.from_env(s3.data_connection())
-    bucket = f"nb-models-{uuid.uuid4().hex[:8]}"
-    storage.client.create_bucket(Bucket=bucket)
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"map50": 0.8, "map50_95": 0.55, "per_class": {"Car": {"ap50": 0.8}}}))
     publish_to = f"s3://{bucket}/yolo-kfp"

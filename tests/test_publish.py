@@ -1,7 +1,6 @@
 """Publishing a model: complete versions, manifest last, `latest` moved only after it; on a real S3."""
 
 import json
-import uuid
 
 import pytest
 import yaml
@@ -52,9 +51,7 @@ def trained(tmp_path):
 
 
 @pytest.fixture
-def target(s3):
-    bucket = f"models-{uuid.uuid4().hex[:10]}"
-    s3.client().create_bucket(Bucket=bucket)
+def target(bucket):
     return f"s3://{bucket}/yolo-kfp"
 
 

@@ -147,11 +147,9 @@ def published_model(tmp_path):
 
 
 def test_the_published_model_carries_the_winner_in_its_manifest_and_both_registries(
-        s3, mlflow_server, published_model, tmp_path, monkeypatch):
+        s3, bucket, mlflow_server, published_model, tmp_path, monkeypatch):
     from yolo_kfp.components.publish import publish
 
-    bucket = f"models-{uuid.uuid4().hex[:10]}"
-    s3.client().create_bucket(Bucket=bucket)
     for key, value in {"AWS_S3_ENDPOINT": s3.endpoint, "AWS_ACCESS_KEY_ID": s3.access_key,
                        "AWS_SECRET_ACCESS_KEY": s3.secret_key}.items():
         monkeypatch.setenv(key, value)
@@ -187,12 +185,10 @@ def test_the_published_model_carries_the_winner_in_its_manifest_and_both_registr
         {"search.lr0": "0.01", "search.freeze": "0", "search.optimizer": "AdamW"}
 
 
-def test_without_a_search_the_manifest_holds_no_search(s3, published_model, monkeypatch):
+def test_without_a_search_the_manifest_holds_no_search(s3, bucket, published_model, monkeypatch):
     from yolo_kfp.release.publish import publish_model
 
     (published_model["model"] / "search.json").unlink()
-    bucket = f"models-{uuid.uuid4().hex[:10]}"
-    s3.client().create_bucket(Bucket=bucket)
     storage = Storage(endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key)
     published = publish_model(publish_to=f"s3://{bucket}/yolo-kfp", model_dir=str(published_model["model"]),
                               metrics_path=str(published_model["metrics"]), stats_path=str(published_model["stats"]),

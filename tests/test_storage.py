@@ -5,7 +5,6 @@ import json
 import os
 import time
 import urllib.request
-import uuid
 
 import pytest
 
@@ -13,18 +12,6 @@ from yolo_kfp.infra.storage import S3Url, Storage, StorageError
 from yolo_kfp.local.s3_server import VOLUME_SLOTS, free_ports
 from yolo_kfp.model.train import fetch_base_model
 from yolo_kfp.params.preflight import check_s3_inputs
-
-
-@pytest.fixture
-def storage(s3):
-    return Storage.from_env(s3.data_connection())
-
-
-@pytest.fixture
-def bucket(storage):
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    storage.client.create_bucket(Bucket=name)
-    return name
 
 
 def test_settings_come_from_the_data_connection_variables():

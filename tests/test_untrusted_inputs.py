@@ -36,18 +36,10 @@ def planted_checkpoint(path, marker) -> str:
 
 
 @pytest.fixture
-def bucket(s3):
-    storage = Storage.from_env(s3.data_connection())
-    name = f"trust-{os.urandom(4).hex()}"
-    storage.client.create_bucket(Bucket=name)
-    return storage, name
-
-
-@pytest.fixture
-def on_bucket(bucket, monkeypatch):
-    storage, name = bucket
+def on_bucket(storage, bucket, monkeypatch):
+    """A fresh bucket, which every step's ``Storage.from_env`` reaches."""
     monkeypatch.setattr(Storage, "from_env", classmethod(lambda cls, env=None: storage))
-    return storage, name
+    return storage, bucket
 
 
 def test_the_payload_runs_when_unpickled_the_usual_way(tmp_path):

@@ -1,5 +1,6 @@
 """Wrong values are refused at the door: within seconds, before any step runs or any file is written, in one
-line that names the value and what to do (compile options, schedules, the demo's classes, imgsz, train_args)."""
+line that names the value and what to do. The tables of the rules: run parameters, compile options, schedules,
+the demo's classes, imgsz, train_args."""
 
 import re
 import subprocess
@@ -10,6 +11,7 @@ from cli_process import CLI
 
 from yolo_kfp.cli import main
 from yolo_kfp.cluster.schedules import six_field_cron
+from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.validation import parameter_problems
 from yolo_kfp.pipeline.compile_options import CompileOptions
 
@@ -194,3 +196,66 @@ def test_imgsz_off_the_stride_offers_distinct_multiples():
         assert all(n > 0 and n % 32 == 0 for n in offered) and len(set(offered)) == len(offered), problem
         if imgsz < 32:
             assert problem == f"imgsz {imgsz} is not a multiple of 32: Ultralytics would train at 32; use that"
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"classes": []}, "classes must be a non-empty list"),
+    ({"classes": ["Car", "Bicycle", "Car"]}, "classes lists ['Car'] more than once"),
+    ({"split_ratios": [0.8, 0.1, 0.2]}, "split_ratios must be three non-negative numbers"),
+    ({"split_ratios": [1.2, -0.1, -0.1]}, "split_ratios must be three non-negative numbers"),
+    ({"max_samples_per_class": 0}, "max_samples_per_class must be 1 or more, not 0"),
+    ({"epochs": -3}, "epochs must be from 1 to 10000, not -3"),
+    ({"batch": 0}, "batch must be a positive integer or -1"),
+    ({"imgsz": 650}, "imgsz 650 is not a multiple of 32: Ultralytics would train at 672; use that or 640"),
+    ({"freeze": -1}, "freeze must be 0 or more, not -1"),
+    ({"cache": "gpu"}, "cache must be one of '', 'ram', 'disk', not 'gpu'"),
+    ({"split": "val"}, "split must be one of 'train', 'validation', 'test', not 'val'"),
+    ({"publish_to": "models/yolo"}, "publish_to must be empty or an S3 URL"),
+    ({"base_model_sha256": "abc"}, "base_model_sha256 must be empty or 64 hexadecimal digits"),
+    ({"min_map50": 1.5}, "min_map50 must be from 0 to 1, not 1.5"),
+    ({"imgsz": 100000}, "imgsz 100000 is beyond 4096"),
+    ({"freeze": 25}, "freeze 25 is beyond yolov5nu.pt's 25 layers (0-24)"),
+    ({"base_model": "yolo11n.pt", "freeze": 24}, "freeze 24 is beyond yolo11n.pt's 24 layers"),
+    ({"optimizer": "Foo"}, "optimizer must be one of Ultralytics' auto, SGD"),
+    ({"train_args": {"nonsense": 1}}, "train_args has 'nonsense', which is not an Ultralytics training argument"),
+    ({"train_args": {"cos_lrr": True}}, "(did you mean 'cos_lr'?)"),
+    ({"train_args": {"epochs": 3}}, "train_args sets 'epochs', which is a parameter of its own: set epochs instead"),
+    ({"train_args": {"data": "x.yaml"}}, "train_args may not set 'data': the dataset is the convert step's"),
+    ({"lr0": float("nan")}, "lr0 must be above 0 and at most 1, not nan"),
+    ({"lr0": -1.0}, "lr0 must be above 0 and at most 1, not -1.0"),
+    ({"lr0": 0.0}, "lr0 must be above 0 and at most 1, not 0.0"),
+    ({"lr0": 1e9}, "lr0 must be above 0 and at most 1, not 1000000000.0"),
+    ({"patience": -1}, "patience must be 0 or more, not -1"),
+    ({"workers": -1}, "workers must be from 0 to 64, not -1"),
+    ({"seed": -1}, "seed must be from 0 to 4294967295, not -1"),
+    ({"epochs": True}, "epochs must be an integer, not True"),
+])
+def test_bad_parameters_are_named(params, message):
+    problems = parameter_problems({**parameter_defaults(), **params})
+    assert len(problems) == 1 and message in problems[0], problems
+
+
+def test_defaults_and_kfp_floats_pass():
+    assert parameter_problems(parameter_defaults()) == []
+    assert parameter_problems({"epochs": 3.0, "imgsz": 640.0, "batch": -1, "optimizer": "adamw",
+                               "train_args": {"cos_lr": True, "nbs": 16.0}}) == []
+
+
+@pytest.mark.parametrize("param, message", [
+    ("freeze=99", "freeze 99 is beyond yolov5nu.pt's 25 layers (0-24)"),
+    ("optimizer=Foo", "optimizer must be one of Ultralytics' auto, SGD, MuSGD"),
+    ('train_args={"nonsense": 1}', "train_args has 'nonsense', which is not an Ultralytics training argument"),
+    ('train_args={"epochs": 3}', "train_args sets 'epochs', which is a parameter of its own"),
+    ("base_model=models/missing.pt", "base_model 'models/missing.pt' is neither a checkpoint Ultralytics publishes"),
+    ("imgsz=100000", "imgsz 100000 is beyond 4096"),
+    ("min_map50=x", "min_map50 must be a number, not 'x'"),
+    ("lr0=NaN", "lr0 must be above 0 and at most 1, not nan"),
+    ("lr0=1e9", "lr0 must be above 0 and at most 1"),
+    ("patience=-1", "patience must be 0 or more, not -1"),
+    ("workers=-1", "workers must be from 0 to 64, not -1"),
+    ("seed=-1", "seed must be from 0 to"),
+])
+def test_values_only_training_would_catch_are_refused_before_any_step(param, message, tmp_path, capsys):
+    """In this process: ``run_local_refused`` shows the command itself refusing the same way."""
+    refused_in_one_line(capsys, ["run-local", "--output-dir", str(tmp_path / "out"), "--param", param], message)
+    assert not (tmp_path / "out").exists()
