@@ -1,8 +1,9 @@
-"""The compile options: pod settings KFP cannot take as run parameters (the ``/dev/shm`` size, the GPU count
-and the requests that scale with it, pod labels, the download's and the search's parallelism, the images), the
-server the YAML is written for, and the pod settings an older server cannot take from a run. Each is declared
-once, as a ``CompileOptions`` field (``option``): the CLI's flags and help, the table in docs/parameters.md
-and the checks come from there, and the pipeline's description records their values.
+"""The compile options: what the pods are (the ``/dev/shm`` size, the GPU count and the requests that scale with
+it, where the train pod runs, pod labels, the download's and the search's parallelism, the images, the Secrets
+the steps get) and the server the YAML is written for. None of them is a run parameter: whoever may start a run
+chooses the data and the training, not the pods, nor whose Secrets they mount. Each is declared once, as a
+``CompileOptions`` field (``option``): the CLI's flags and help, the table in docs/parameters.md and the checks
+come from there, and the pipeline's description records their values.
 """
 
 import json
@@ -25,9 +26,10 @@ from yolo_kfp.components.step_settings import (
 )
 from yolo_kfp.infra import pod_size
 from yolo_kfp.infra.pod_size import GPUS_PER_NODE, TRAIN_POD_LIMITS, per_gpu_text, quantity, train_pod_range
-from yolo_kfp.params.run_parameters import DATA_CONNECTION
 from yolo_kfp.pipeline import servers
 
+DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
+MLFLOW_CONNECTION = "yolo-kfp-mlflow"  # a Secret with MLflow's credentials, if its server wants any
 SHM_VOLUMES = ("emptydir", "ephemeral")
 RESOURCE_FIELDS = ("cpu", "cpu_limit", "memory", "memory_limit")
 TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
@@ -37,6 +39,9 @@ FAN_IN_STEPS = tuple(c.component_spec.name for c in (plan_download, download_sha
                                                      no_search))
 # A Kubernetes label value (the Kueue queue is one): at most 63 characters, alphanumeric at both ends.
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?", flags=re.ASCII)
+# A Secret's name: a DNS subdomain (RFC 1123).
+SECRET_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*",
+                         flags=re.ASCII)
 
 
 def option(default, help: str, **argparse_settings) -> Any:  # a dataclass field, typed as its value
@@ -97,18 +102,18 @@ class CompileOptions:
                                         "in a GPU pod like the train step's")
     step_resources: dict = option({}, "CPU and memory of other steps than train, e.g. '{\"evaluate\": {\"memory\": "
                                       "\"16Gi\", \"cpu_limit\": \"8\"}}' (keys cpu, cpu_limit, memory, memory_limit)")
-    # Servers older than KFP 2.5 cannot take these from a run: they are fixed when compiling for one.
-    data_connection: str = option(DATA_CONNECTION, "for servers older than KFP 2.5 only (elsewhere a run "
-                                                   "parameter): the data connection Secret")
-    gpu_node_selector: dict = option({}, "for servers older than KFP 2.5 only (elsewhere a run parameter): the train "
-                                         "pod's node labels")
-    gpu_tolerations: list = option([], "for servers older than KFP 2.5 only (elsewhere a run parameter): more train "
-                                       "pod tolerations")
-    # Servers older than KFP 2.15 require every Secret a pod names: the MLflow credentials' Secret is named
-    # only when compiling for one, and must then exist.
-    mlflow_connection: str = option("", "for servers older than KFP 2.15 only (elsewhere the run parameter "
-                                        "mlflow_connection, optional): a Secret with MLflow's credentials, which "
-                                        "must then exist", metavar="SECRET")
+    gpu_node_selector: dict = option({}, "the train pod's node labels, e.g. '{\"nvidia.com/gpu.product\": "
+                                         "\"NVIDIA-A100\"}'")
+    gpu_tolerations: list = option([], "more tolerations of the train pod, in Kubernetes' form, beside the "
+                                       "nvidia.com/gpu taint's")
+    data_connection: str = option(DATA_CONNECTION, "the Secret (an OpenShift AI data connection) whose AWS_* keys "
+                                                   "the S3 steps get", metavar="SECRET")
+    # Servers older than KFP 2.15 require every Secret a pod names: there the MLflow credentials' Secret is
+    # mounted only when named, and must then exist.
+    mlflow_connection: str = option("", f"a Secret with MLFLOW_TRACKING_TOKEN (or _USERNAME and _PASSWORD) for the "
+                                        f"run parameter mlflow_tracking_uri's server; default: {MLFLOW_CONNECTION}, "
+                                        "mounted if it exists (KFP 2.15+; older servers: none unless named, and "
+                                        "then it must exist)", metavar="SECRET")
 
     def __post_init__(self):
         target = self.target
@@ -127,11 +132,8 @@ class CompileOptions:
         if not LABEL_VALUE.fullmatch(self.kueue_queue):
             raise ValueError(f"--kueue-queue {self.kueue_queue!r} is not a Kubernetes label value: use at most 63 "
                              "letters, digits, '-', '_' or '.', with a letter or digit at both ends, e.g. gpu-team")
-        self._check_pod_settings(target)
+        self._check_pod_settings()
         self._check_images()
-        if self.mlflow_connection and target.features.optional_secret:
-            raise ValueError(f"--mlflow-connection is for servers that require every Secret (older than KFP 2.15); "
-                             f"{target.name} can do without it: set the run parameter mlflow_connection")
         for step in self.step_resources:
             self.resources(step)
 
@@ -149,23 +151,23 @@ class CompileOptions:
                 raise ValueError(f"{option} {text} is above {ceiling_text} per GPU, more than any node has (the "
                                  f"pod would never be scheduled): give at most {ceiling_text}")
 
-    def _check_pod_settings(self, target: servers.ServerTarget) -> None:
-        given = [name for name, value in (("data_connection", self.data_connection != DATA_CONNECTION),
-                                          ("gpu_node_selector", self.gpu_node_selector),
-                                          ("gpu_tolerations", self.gpu_tolerations)) if value]
-        if target.features.run_pod_settings:
-            if given:
-                raise ValueError(f"--{given[0].replace('_', '-')} is for servers that cannot take it from a run "
-                                 f"(older than KFP 2.5); {target.name} can: set the run parameter {given[0]}")
-            return
+    def _check_pod_settings(self) -> None:
         if not isinstance(self.gpu_node_selector, dict) or not all(
                 isinstance(v, str) for v in self.gpu_node_selector.values()):
-            raise ValueError(f"gpu_node_selector must be a JSON object of label: value strings, "
+            raise ValueError(f"--gpu-node-selector must be a JSON object of label: value strings, "
                              f"not {self.gpu_node_selector!r}")
         for toleration in self.gpu_tolerations:
             if not isinstance(toleration, dict) or set(toleration) - set(TOLERATION_FIELDS):
-                raise ValueError(f"each of gpu_tolerations must be a Kubernetes toleration with fields among "
+                raise ValueError(f"each of --gpu-tolerations must be a Kubernetes toleration with fields among "
                                  f"{', '.join(TOLERATION_FIELDS)}, not {toleration!r}")
+        for option, secret in (("--data-connection", self.data_connection),
+                               ("--mlflow-connection", self.mlflow_connection)):
+            if secret and not SECRET_NAME.fullmatch(secret):
+                raise ValueError(f"{option} {secret!r} is not a Secret's name: use lowercase letters, digits, '-' "
+                                 "and '.', at most 253, e.g. yolo-kfp-s3")
+        if not self.data_connection:
+            raise ValueError(f"--data-connection is empty: name the data connection Secret (default "
+                             f"{DATA_CONNECTION})")
 
     def _check_images(self) -> None:
         given = {option: reference for option, reference in (("--data-image", self.data_image),
@@ -191,6 +193,11 @@ class CompileOptions:
     @property
     def shm_mount(self) -> str:
         return self.shm_volume or ("emptydir" if self.target.features.empty_dir else "ephemeral")
+
+    @property
+    def mlflow_secret(self) -> str:
+        """The Secret the MLflow steps get, if any: named, or the default where a server mounts it optionally."""
+        return self.mlflow_connection or (MLFLOW_CONNECTION if self.target.features.optional_secret else "")
 
     @property
     def train_cpu(self) -> str:
@@ -241,9 +248,9 @@ class CompileOptions:
     def describe(self) -> str:
         sized = " ".join(f"{step}={r.cpu}/{r.cpu_limit}cpu,{r.memory}/{r.memory_limit}"
                          for step, r in ((s, self.resources(s)) for s in self.sized_steps))
-        pod_settings = "" if self.target.features.run_pod_settings else (
-            f" data_connection={self.data_connection} gpu_node_selector={json.dumps(self.gpu_node_selector)} "
-            f"gpu_tolerations={json.dumps(self.gpu_tolerations)}")
+        pod_settings = (f" data_connection={self.data_connection} mlflow_connection={self.mlflow_secret or '-'} "
+                        f"gpu_node_selector={json.dumps(self.gpu_node_selector)} "
+                        f"gpu_tolerations={json.dumps(self.gpu_tolerations)}")
         fan_outs = (f"download_parallelism={self.download_parallelism} search_parallelism={self.search_parallelism} "
                     if self.target.features.fan_in else "")
         return (f"compile options: {self.target.describe()} gpus={self.gpus} cpu_per_gpu={self.cpu_per_gpu} "

@@ -85,8 +85,7 @@ def make_pipeline(options: CompileOptions = DEFAULT_OPTIONS):
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, mlflow_tracking_uri=p["mlflow_tracking_uri"],
                         registered_model_name=p["registered_model_name"],
                         model_registry_url=p["model_registry_url"])
-        apply_step_settings(options, p["data_connection"], p["gpu_node_selector"], p["gpu_tolerations"],
-                            p["mlflow_connection"])
+        apply_step_settings(options)
         outputs: list[Any] = [  # channels of the artifacts Outputs declares, as KFP has a pipeline return them
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],
             export_task.outputs["onnx_model"]]

@@ -1,12 +1,11 @@
 """The pipeline servers a compiled YAML is written for, and what each of them parses and applies.
 
 kfp-kubernetes 2.17 writes the newest form of every pod setting: ``secretAsEnv[].optional`` (even
-false), the Secret's name as ``secretNameParameter`` (even a constant), tolerations and node selectors
-from run parameters as ``tolerationJson``/``nodeSelectorJson``. Drivers up to KFP 2.4.1 fail a step on
-a field they do not know; KFP 2.5 and OpenShift AI 2.19–2.25 drop it silently (the Secret then becomes
-required, the run's tolerations vanish). So for an older server the compiled platform spec is
-rewritten to what that server parses *and applies* (``adapt``), and the settings it cannot take from
-a run become compile options.
+false) and the Secret's name as ``secretNameParameter`` (even a constant). Drivers up to KFP 2.4.1 fail a
+step on a field they do not know; KFP 2.5 and OpenShift AI 2.19–2.25 drop it silently (the Secret then
+becomes required). So for an older server the compiled platform spec is rewritten to what that server
+parses *and applies* (``adapt``). Pod settings are compile options on every server
+(``yolo_kfp.pipeline.compile_options``), never run parameters.
 
 The pipeline's graph depends on the backend too: a ``dsl.Collected`` fan-in runs from KFP 2.14 only, so
 for an older one the download is one task and the search is not compiled in (``Features.fan_in``).
@@ -18,9 +17,6 @@ Backends by OpenShift AI release: 2.15–2.18 → KFP 2.2.0; 2.19–2.21 → 2.4
 import re
 from dataclasses import dataclass
 
-RUN_POD_SETTINGS = ("data_connection", "gpu_node_selector", "gpu_tolerations")  # run parameters only from KFP 2.5
-OPTIONAL_SECRETS = ("mlflow_connection",)  # run parameters only from KFP 2.15: a Secret a run may not have
-
 
 @dataclass(frozen=True)
 class Features:
@@ -28,7 +24,7 @@ class Features:
 
     kfp: str  # the oldest backend with exactly these features
     empty_dir: bool  # emptyDirMounts: a memory-backed /dev/shm (2.3)
-    run_pod_settings: bool  # secretNameParameter, nodeSelectorJson, tolerationJson from run parameters (2.5)
+    secret_name_parameter: bool  # secretAsEnv[].secretNameParameter, which kfp-kubernetes writes (2.5)
     optional_secret: bool  # secretAsEnv.optional: runs without a data connection Secret (2.15)
     # securityContext.runAsNonRoot per task (2.16): with what the 2.16 compiler adds to every step (no
     # privilege escalation, capabilities dropped, RuntimeDefault seccomp) the pods pass Pod Security
@@ -42,12 +38,13 @@ class Features:
 
 
 KFP_FEATURES = (
-    Features("2.2", empty_dir=False, run_pod_settings=False, optional_secret=False),
-    Features("2.3", empty_dir=True, run_pod_settings=False, optional_secret=False),
-    Features("2.5", empty_dir=True, run_pod_settings=True, optional_secret=False),
-    Features("2.14", empty_dir=True, run_pod_settings=True, optional_secret=False, fan_in=True),
-    Features("2.15", empty_dir=True, run_pod_settings=True, optional_secret=True, fan_in=True),
-    Features("2.16", empty_dir=True, run_pod_settings=True, optional_secret=True, security_context=True, fan_in=True),
+    Features("2.2", empty_dir=False, secret_name_parameter=False, optional_secret=False),
+    Features("2.3", empty_dir=True, secret_name_parameter=False, optional_secret=False),
+    Features("2.5", empty_dir=True, secret_name_parameter=True, optional_secret=False),
+    Features("2.14", empty_dir=True, secret_name_parameter=True, optional_secret=False, fan_in=True),
+    Features("2.15", empty_dir=True, secret_name_parameter=True, optional_secret=True, fan_in=True),
+    Features("2.16", empty_dir=True, secret_name_parameter=True, optional_secret=True, security_context=True,
+             fan_in=True),
 )
 # OpenShift AI release -> the KFP backend whose features its Data Science Pipelines have.
 RHOAI_BACKENDS = (("2.15", "2.2"), ("2.19", "2.4"), ("2.22", "2.5"), ("3.0", "2.15"), ("3.4", "2.16"))
@@ -99,12 +96,8 @@ def adapt(pipeline_spec: dict, platform_spec: dict, target: ServerTarget) -> Non
         for secret in config.get("secretAsEnv", []):
             if not target.features.optional_secret:
                 secret.pop("optional", None)
-            if not target.features.run_pod_settings:
+            if not target.features.secret_name_parameter:
                 secret["secretName"] = secret.pop("secretNameParameter")["runtimeValue"]["constant"]
-    inputs = pipeline_spec["root"]["inputDefinitions"]["parameters"]
-    for name in (RUN_POD_SETTINGS if not target.features.run_pod_settings else ()) + (
-            OPTIONAL_SECRETS if not target.features.optional_secret else ()):
-        del inputs[name]
 
 
 def search_refusal(target: ServerTarget) -> str:
@@ -115,18 +108,9 @@ def search_refusal(target: ServerTarget) -> str:
 
 
 def check_run_parameters(params: dict, target: ServerTarget) -> None:
-    """Refuses run parameters that ``target``'s form does not have (``adapt`` removed them), and a search
-    where the pipeline has none."""
+    """Refuses a search where the pipeline compiled for ``target`` has none."""
     if params.get("search_space") and not target.features.fan_in:
         raise ValueError(search_refusal(target))
-    for name in (n for n in OPTIONAL_SECRETS if n in params and not target.features.optional_secret):
-        raise ValueError(f"{name} is not a run parameter on {target.name}, which requires every Secret a pod names "
-                         f"(KFP 2.15 does not): give it when compiling, --{name.replace('_', '-')}")
-    if target.features.run_pod_settings:
-        return
-    for name in (n for n in RUN_POD_SETTINGS if n in params):
-        raise ValueError(f"{name} is not a run parameter on {target.name}, which cannot take pod settings from a "
-                         f"run (KFP 2.5 can): give it when compiling, --{name.replace('_', '-')}")
 
 
 def follows_latest_version(target: ServerTarget) -> bool:

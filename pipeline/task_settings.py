@@ -20,18 +20,9 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 TOLERATION_ARGUMENTS = {"tolerationSeconds": "toleration_seconds"}  # kfp.kubernetes.add_toleration's name
 
 
-def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selector, gpu_tolerations,
-                        mlflow_connection) -> None:
+def apply_step_settings(options: CompileOptions) -> None:
     """Every task of the pipeline being defined gets what its component declares
-    (``yolo_kfp.components.step_settings``).
-
-    On a server that cannot take pod settings from a run (``servers``), the compile options give them."""
-    if not options.target.features.run_pod_settings:
-        data_connection = options.data_connection
-        gpu_node_selector, gpu_tolerations = options.gpu_node_selector, options.gpu_tolerations
-    with_mlflow_connection = options.target.features.optional_secret or bool(options.mlflow_connection)
-    if not options.target.features.optional_secret:
-        mlflow_connection = options.mlflow_connection
+    (``yolo_kfp.components.step_settings``), as the compile options size and place it."""
     pipeline = pipeline_context.Pipeline.get_default_pipeline()
     assert pipeline is not None, "apply_step_settings is called inside a pipeline's definition"
     for task in pipeline.tasks.values():
@@ -44,12 +35,12 @@ def apply_step_settings(options: CompileOptions, data_connection, gpu_node_selec
             task.set_retry(num_retries=settings.retries, backoff_duration=f"{settings.retry_backoff_seconds}s",
                            backoff_factor=2, backoff_max_duration="1h")
         if settings.data_connection:
-            with_data_connection(task, data_connection)
-        if settings.mlflow_connection and with_mlflow_connection:
-            kubernetes.use_secret_as_env(task, secret_name=mlflow_connection,
+            with_data_connection(task, options.data_connection)
+        if settings.mlflow_connection and options.mlflow_secret:
+            kubernetes.use_secret_as_env(task, secret_name=options.mlflow_secret,
                                          secret_key_to_env={k: k for k in CREDENTIAL_KEYS}, optional=True)
         if settings.gpu:
-            on_gpu_node(task, gpu_node_selector, gpu_tolerations, options)
+            on_gpu_node(task, options)
         else:
             sized(task, options.resources(task.component_spec.name))
         if not settings.cache:
@@ -68,23 +59,18 @@ def with_data_connection(task, secret_name) -> None:
                                  optional=True)
 
 
-def on_gpu_node(task, node_selector, tolerations, options: CompileOptions) -> None:
+def on_gpu_node(task, options: CompileOptions) -> None:
     """GPUs, CPU and memory scaled by the GPU count (limits equal to requests: the pod holds the node's GPUs
     anyway), a /dev/shm the memory limit covers, the GPU taint and the extra tolerations tolerated, the
-    node selector, and the Kueue queue if any. The selector and tolerations are run parameters (channels)
-    where the server takes them from a run, else fixed values."""
+    node selector, and the Kueue queue if any."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(options.gpus)
     sized(task, Resources(cpu=options.train_cpu, cpu_limit=options.train_cpu, memory=options.train_memory))
     kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
-    if options.target.features.run_pod_settings:
-        kubernetes.add_toleration_json(task, tolerations)
-        kubernetes.add_node_selector_json(task, node_selector)
-    else:
-        for toleration in tolerations:
-            fields: dict[str, Any] = toleration
-            kubernetes.add_toleration(task, **{TOLERATION_ARGUMENTS.get(k, k): v for k, v in fields.items()})
-        for label, value in node_selector.items():
-            kubernetes.add_node_selector(task, label, value)
+    for toleration in options.gpu_tolerations:
+        fields: dict[str, Any] = toleration
+        kubernetes.add_toleration(task, **{TOLERATION_ARGUMENTS.get(k, k): v for k, v in fields.items()})
+    for label, value in options.gpu_node_selector.items():
+        kubernetes.add_node_selector(task, label, value)
     if options.kueue_queue:
         kubernetes.add_pod_label(task, KUEUE_QUEUE_LABEL, options.kueue_queue)
     if options.shm_mount == "ephemeral":

@@ -16,7 +16,7 @@ from test_serving_manifests import ISVC, ROOT, SERVING, kustomize
 
 from yolo_kfp.infra.storage import ENV_KEYS
 from yolo_kfp.model.export import SERVING_NAME
-from yolo_kfp.params.run_parameters import DATA_CONNECTION
+from yolo_kfp.pipeline.compile_options import DATA_CONNECTION
 
 SERVING_CONNECTION = "yolo-kfp-serving-s3"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController"}

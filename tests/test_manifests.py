@@ -12,7 +12,7 @@ import yaml
 from conftest import shared_schema
 
 from yolo_kfp.infra.storage import ENV_KEYS
-from yolo_kfp.params.run_parameters import DATA_CONNECTION
+from yolo_kfp.pipeline.compile_options import DATA_CONNECTION
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 CRDS = ["dspa-crd-v2.17.0.yaml", "dspa-crd-head.yaml"]

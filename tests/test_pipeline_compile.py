@@ -11,7 +11,7 @@ from yolo_kfp.components.download import download_shard, merge_download, plan_do
 from yolo_kfp.components.evaluate import evaluate
 from yolo_kfp.components.train import train
 from yolo_kfp.params.run_parameters import defaults as parameter_defaults
-from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.compile_options import DATA_CONNECTION, CompileOptions
 from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 COMMITTED = os.path.join(os.path.dirname(__file__), "..", "pipeline", "yolo_pipeline.yaml")
@@ -51,8 +51,7 @@ def test_train_requests_a_gpu_node_with_memory_backed_shm(compiled):
     assert train_platform["emptyDirMounts"] == [{"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "8Gi",
                                                  "volumeName": "dshm"}]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in train_platform["tolerations"]
-    assert {"tolerationJson": {"componentInputParameter": "gpu_tolerations"}} in train_platform["tolerations"]
-    assert train_platform["nodeSelector"] == {"nodeSelectorJson": {"componentInputParameter": "gpu_node_selector"}}
+    assert len(train_platform["tolerations"]) == 1 and "nodeSelector" not in train_platform, "none unless asked"
     assert "podMetadata" not in train_platform, "no Kueue queue label unless asked"
     for other in ("exec-download-shard", "exec-convert", "exec-evaluate"):
         assert "accelerator" not in compiled[0]["deploymentSpec"]["executors"][other]["container"].get("resources", {})
@@ -146,8 +145,7 @@ def test_data_connection_secret_is_referenced_by_name_only(tmp_path, monkeypatch
     assert credential_like == []
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for step in ("exec-preflight", "exec-plan-download", "exec-convert", "exec-train", "exec-publish"):
-        (env,) = [s for s in executors[step]["secretAsEnv"]
-                  if s["secretNameParameter"]["componentInputParameter"].endswith("data_connection")]
+        (env,) = [s for s in executors[step]["secretAsEnv"] if s["secretName"] == DATA_CONNECTION]
         assert env["optional"] is True
         assert {m["envVar"] for m in env["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                                           "AWS_S3_ENDPOINT", "AWS_DEFAULT_REGION", "AWS_S3_BUCKET"}

@@ -15,7 +15,7 @@ from yolo_kfp.model.tracking import CREDENTIAL_KEYS
 from yolo_kfp.params.search_space import SEARCH_REFUSAL_ENV
 from yolo_kfp.params.validation import parameter_problems
 from yolo_kfp.pipeline import servers
-from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.compile_options import MLFLOW_CONNECTION, CompileOptions
 from yolo_kfp.pipeline.pipeline import compile_pipeline
 
 STEPS = {True: 14, False: 9}  # with fan-in; without: one download step for three, no search's three
@@ -27,13 +27,13 @@ IGNORED_ON_RHOAI_2_19 = ("secretNameParameter", "nodeSelectorJson", "tolerationJ
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """Each target's YAML, with a GPU toleration and node label where they are compile options."""
+    """Each target's YAML, with a GPU toleration, a node label and the Secrets named (MLflow's only where the
+    server requires it named)."""
     folder = tmp_path_factory.mktemp("targets")
 
     def compile_for(target: str):
-        fixed = {} if servers.server_target(target).features.run_pod_settings else {
-            "gpu_tolerations": [{"key": "team", "operator": "Equal", "value": "vision", "effect": "NoSchedule"}],
-            "gpu_node_selector": {"nvidia.com/gpu.product": "NVIDIA-A100"}, "data_connection": "my-bucket"}
+        fixed = {"gpu_tolerations": [{"key": "team", "operator": "Equal", "value": "vision", "effect": "NoSchedule"}],
+                 "gpu_node_selector": {"nvidia.com/gpu.product": "NVIDIA-A100"}, "data_connection": "my-bucket"}
         if not servers.server_target(target).features.optional_secret:
             fixed["mlflow_connection"] = "my-mlflow"
         path = compile_pipeline(str(folder / f"{target}.yaml"), CompileOptions(server=target, kueue_queue="gpu",
@@ -76,8 +76,6 @@ def test_older_targets_carry_no_field_their_driver_drops(compiled, target):
     assert {"key": "team", "operator": "Equal", "value": "vision", "effect": "NoSchedule"} in train["tolerations"]
     assert train["nodeSelector"] == {"labels": {"nvidia.com/gpu.product": "NVIDIA-A100"}}
     assert train["podMetadata"] == {"labels": {"kueue.x-k8s.io/queue-name": "gpu"}}
-    form = compiled[target][0]["root"]["inputDefinitions"]["parameters"]
-    assert not set(servers.RUN_POD_SETTINGS) & set(form), "the run form offers what the server would ignore"
     assert f"server={target}" in compiled[target][0]["pipelineInfo"]["description"]
 
 
@@ -90,12 +88,24 @@ def test_shm_is_a_generic_ephemeral_volume_below_kfp_2_3_and_memory_from_2_3(com
         assert mount["medium"] == "Memory" and mount["mountPath"] == "/dev/shm"
 
 
-def test_kfp_2_5_takes_pod_settings_from_the_run_but_the_secret_is_required(compiled):
-    config = executors(compiled["rhoai-2.22"])
-    assert all("optional" not in s for c in config.values() for s in c.get("secretAsEnv", []))
-    assert {"tolerationJson": {"componentInputParameter": "gpu_tolerations"}} in config["exec-train"]["tolerations"]
-    assert set(servers.RUN_POD_SETTINGS) <= set(compiled["rhoai-2.22"][0]["root"]["inputDefinitions"]["parameters"])
-    assert all(s["optional"] for c in executors(compiled["rhoai-3.0"]).values() for s in c.get("secretAsEnv", []))
+def test_pod_settings_are_fixed_when_compiling_on_every_server(compiled):
+    """No run chooses the Secrets its pods mount or where the train pod runs: no Secret name, toleration or
+    node selector comes from a run parameter, on any target."""
+    for target, documents in compiled.items():
+        config = executors(documents)
+        text = json.dumps(config)
+        assert "componentInputParameter" not in text and "tolerationJson" not in text, target
+        assert {"key": "team", "operator": "Equal", "value": "vision", "effect": "NoSchedule"} in \
+            config["exec-train"]["tolerations"], target
+        assert config["exec-train"]["nodeSelector"] == {"labels": {"nvidia.com/gpu.product": "NVIDIA-A100"}}, target
+        form = documents[0]["root"]["inputDefinitions"]["parameters"]
+        pod_settings = {"data_connection", "mlflow_connection", "gpu_node_selector", "gpu_tolerations"}
+        assert not pod_settings & set(form), target
+        assert "data_connection=my-bucket" in documents[0]["pipelineInfo"]["description"]
+    def secrets(target):
+        return [s for c in executors(compiled[target]).values() for s in c.get("secretAsEnv", [])]
+
+    assert all("optional" not in s for s in secrets("rhoai-2.22")) and all(s["optional"] for s in secrets("rhoai-3.0"))
 
 
 def mlflow_secrets(documents) -> dict:
@@ -106,10 +116,8 @@ def mlflow_secrets(documents) -> dict:
 def test_mlflow_credentials_come_from_a_secret_a_run_may_lack_where_the_server_allows_it(compiled, tmp_path):
     newest = mlflow_secrets(compiled["kfp-2.16"])
     assert set(newest) == {"exec-train", "exec-train-trial", "exec-track", "exec-publish"}
-    assert all(s["optional"] and s["secretNameParameter"]["componentInputParameter"].endswith("mlflow_connection")
-               for s in newest.values())
-    assert compiled["kfp-2.16"][0]["root"]["inputDefinitions"]["parameters"]["mlflow_connection"]
-    # older servers require every Secret: only the one named when compiling, and no run parameter
+    assert all(s["optional"] and s["secretName"] == MLFLOW_CONNECTION for s in newest.values())
+    # older servers require every Secret: only the one named when compiling
     assert {s["secretNameParameter"]["runtimeValue"]["constant"] for s in mlflow_secrets(
         compiled["rhoai-2.22"]).values()} == {"my-mlflow"}
     assert {s["secretName"] for s in mlflow_secrets(compiled["kfp-2.2"]).values()} == {"my-mlflow"}
@@ -117,9 +125,6 @@ def test_mlflow_credentials_come_from_a_secret_a_run_may_lack_where_the_server_a
     with open(compile_pipeline(str(tmp_path / "p.yaml"), CompileOptions(server="rhoai-2.22"))) as f:
         unnamed = list(yaml.safe_load_all(f))
     assert not mlflow_secrets(unnamed)
-    assert "mlflow_connection" not in unnamed[0]["root"]["inputDefinitions"]["parameters"]
-    with pytest.raises(ValueError, match="--mlflow-connection is for servers that require every Secret"):
-        CompileOptions(mlflow_connection="my-mlflow")
 
 
 @pytest.mark.parametrize("target", sorted(TARGET_SCHEMAS))
@@ -155,16 +160,13 @@ def test_targets_resolve_by_release_and_refuse_below_the_floor():
         servers.server_target("openshift-4.16")
 
 
-def test_run_parameters_an_older_server_cannot_take_are_refused_before_submitting(capsys):
-    code = main(["submit", "--host", "http://127.0.0.1:9", "--server", "rhoai-2.19",
-                 "--param", 'gpu_tolerations=[{"key": "a", "operator": "Exists"}]'])
-    assert code == 2
-    assert "gpu_tolerations is not a run parameter on rhoai-2.19" in capsys.readouterr().err
-    assert main(["submit", "--host", "http://127.0.0.1:9", "--server", "rhoai-2.22",
-                 "--param", 'mlflow_connection="mine"']) == 2
-    assert "mlflow_connection is not a run parameter on rhoai-2.22" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="--gpu-tolerations is for servers"):
-        CompileOptions(gpu_tolerations=[{"key": "a", "operator": "Exists"}])
+@pytest.mark.parametrize("param", ['data_connection="someone-elses"', 'mlflow_connection="mine"',
+                                   'gpu_tolerations=[{"key": "a", "operator": "Exists"}]'])
+def test_a_run_cannot_name_a_secret_or_place_its_pods(capsys, param):
+    assert main(["submit", "--host", "http://127.0.0.1:9", "--param", param]) == 2
+    name = param.split("=")[0]
+    error = capsys.readouterr().err
+    assert f"unknown parameter '{name}'" in error and "fixed when compiling: yolo-kfp compile --help" in error
 
 
 @pytest.mark.parametrize("options, message", [
@@ -173,6 +175,10 @@ def test_run_parameters_an_older_server_cannot_take_are_refused_before_submittin
     ({"step_resources": {"evaluate": {"cpu": "8"}}}, "cpu_limit 4 is below its cpu request 8"),
     ({"step_resources": {"evaluate": {"gpu": "1"}}}, "known: cpu, cpu_limit, memory, memory_limit"),
     ({"server": "kfp-2.4", "gpu_tolerations": [{"taint": "x"}]}, "fields among key"),
+    ({"gpu_node_selector": {"zone": 1}}, "--gpu-node-selector must be a JSON object of label: value strings"),
+    ({"data_connection": "Not_A_Secret"}, "--data-connection 'Not_A_Secret' is not a Secret's name"),
+    ({"mlflow_connection": "x" * 254}, "--mlflow-connection '"),
+    ({"data_connection": ""}, "--data-connection is empty"),
 ])
 def test_compile_options_a_server_would_reject_are_refused(options, message):
     with pytest.raises(ValueError, match=message):

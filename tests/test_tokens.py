@@ -221,8 +221,8 @@ def test_redact_masks_user_info_wherever_a_url_is():
 
 
 @pytest.mark.parametrize("param, names", [
-    (f"mlflow_tracking_uri=http://user:{SECRET}@mlflow.example.com", "mlflow_connection"),
-    (f"mlflow_tracking_uri=https://{SECRET}@mlflow.example.com", "mlflow_connection"),
+    (f"mlflow_tracking_uri=http://user:{SECRET}@mlflow.example.com", "--mlflow-connection"),
+    (f"mlflow_tracking_uri=https://{SECRET}@mlflow.example.com", "--mlflow-connection"),
     (f"model_registry_url=http://user:{SECRET}@registry.example.com", "model_registry_url"),
 ])
 def test_a_parameter_with_credentials_in_its_url_is_refused_without_repeating_them(elsewhere, token_file, capsys,
@@ -257,7 +257,7 @@ def test_tracking_refuses_a_uri_with_credentials():
     with pytest.raises(ValueError) as refused:
         tracking.start_training_run(tracking_uri=f"http://u:{SECRET}@127.0.0.1:1", experiment="e", training="k",
                                     params={}, tags={})
-    assert SECRET not in str(refused.value) and "mlflow_connection" in str(refused.value)
+    assert SECRET not in str(refused.value) and "--mlflow-connection" in str(refused.value)
 
 
 def test_run_links_are_shown_without_credentials():

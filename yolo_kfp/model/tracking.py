@@ -6,7 +6,7 @@ track step adds the test-split metrics and the KFP run's tags to that run; the p
 promoted model as a new version of a registered model, its source the published ONNX in S3. Credentials,
 if the server wants any, come from MLflow's own environment variables (``MLFLOW_TRACKING_TOKEN``, or
 ``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``), which the pipeline sets from a Secret
-(its ``mlflow_connection`` parameter), never from a run parameter: a tracking URI with credentials in it
+(the compile option ``--mlflow-connection``), never from a run parameter: a tracking URI with credentials in it
 is refused.
 """
 
@@ -30,7 +30,7 @@ CREDENTIAL_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_
 def _client(tracking_uri: str):
     from mlflow import MlflowClient
 
-    refuse_credentials_in("mlflow_tracking_uri", tracking_uri, "put them in the Secret named by mlflow_connection")
+    refuse_credentials_in("mlflow_tracking_uri", tracking_uri, "put them in the Secret of --mlflow-connection")
     return MlflowClient(tracking_uri=tracking_uri)
 
 

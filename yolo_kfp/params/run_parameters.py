@@ -13,8 +13,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
-MLFLOW_CONNECTION = "yolo-kfp-mlflow"  # a Secret with MLflow's credentials, if its server wants any
 CACHE_MODES = ("", "ram", "disk")
 SPLITS = ("train", "validation", "test")  # Open Images V7's splits (yolo_kfp.data.openimages reads them here)
 
@@ -110,12 +108,6 @@ PARAMETERS: tuple[RunParameter[Any], ...] = (
       minimum=0, maximum=64),
     P("search_epochs", int, 0, "search",
       "Epochs each trial trains; 0: as many as epochs (unless epochs is searched).", minimum=0, maximum=10000),
-    P("gpu_node_selector", dict, {}, "GPU",
-      'Node labels the train pod must land on, e.g. {"nvidia.com/gpu.product": "X"}.'),
-    P("gpu_tolerations", list, [], "GPU",
-      "More tolerations for the train pod, in Kubernetes' form, beside nvidia.com/gpu."),
-    P("data_connection", str, DATA_CONNECTION, "S3",
-      "The Secret (OpenShift AI data connection) whose AWS_* keys the S3 steps get."),
     P("publish_to", str, "", "publishing",
       "s3://bucket/prefix to publish a promoted model to; empty: publish nothing."),
     P("extra_data", str, "", "data", "s3://bucket/prefix of your own labelled images (YOLO or Open Images layout)."),
@@ -125,14 +117,13 @@ PARAMETERS: tuple[RunParameter[Any], ...] = (
     P("max_map50_drop", float, 0.01, "gate", "How far below the published model's mAP50 a new one may fall.",
       minimum=0, maximum=1),
     P("mlflow_tracking_uri", str, "", "tracking",
-      "An MLflow tracking server (http(s)://) to log the run to; empty: none. Credentials go in mlflow_connection."),
+      "An MLflow tracking server (http(s)://) to log the run to; empty: none. Credentials: the Secret of the "
+      "compile option --mlflow-connection."),
     P("mlflow_experiment", str, "yolo-kfp", "tracking", "The MLflow experiment the training's run goes to."),
     P("registered_model_name", str, "yolo-kfp", "tracking",
       "The registered model (MLflow, Model Registry) a published model joins."),
     P("model_registry_url", str, "", "tracking",
       "A Kubeflow Model Registry (http(s)://host[:port]) to register it in."),
-    P("mlflow_connection", str, MLFLOW_CONNECTION, "tracking",
-      "A Secret with MLFLOW_TRACKING_TOKEN (or _USERNAME, _PASSWORD); optional."),
 )
 del P
 

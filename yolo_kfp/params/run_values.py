@@ -22,7 +22,8 @@ def convert_params(params: dict) -> dict:
     types = run_parameters.types()
     unknown = [key for key in params if key not in types]
     if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(types)}")
+        raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(types)} (the pods' settings and "
+                         "Secrets are fixed when compiling: yolo-kfp compile --help)")
     converted = {key: convert_parameter(key, value, types[key]) for key, value in params.items()}
     check_parameters({**run_parameters.defaults(), **converted})
     return converted

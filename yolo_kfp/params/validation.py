@@ -287,13 +287,14 @@ def parameter_problems(p: dict) -> list[str]:
 
 def mlflow_uri_problems(uri) -> list[str]:
     """An MLflow tracking server's http(s):// URL, without credentials: a run parameter is shown on the run's
-    page and stored with the run; MLflow's credentials come from the Secret named by mlflow_connection."""
+    page and stored with the run; MLflow's credentials come from the Secret of the compile option
+    --mlflow-connection."""
     if not uri:
         return []
     if has_credentials(uri):
         return [f"mlflow_tracking_uri {redact(uri)} has credentials in it, which the run's page and MLflow would "
-                "show: leave them out and put them in the Secret named by mlflow_connection (MLFLOW_TRACKING_TOKEN, "
-                "or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"]
+                "show: leave them out and put them in the Secret of the compile option --mlflow-connection "
+                "(MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"]
     if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", str(uri)):
         return [f"mlflow_tracking_uri must be empty or an MLflow tracking server's http(s):// URL, not {redact(uri)!r}"]
     return []
