@@ -38,8 +38,11 @@ lint: setup-dev
 	$(VENV)/bin/ruff check .
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(VENV)/bin/pyright
 
+# Test files in TEST_WORKERS processes (pytest-xdist), each file whole in one: most tests wait on servers and
+# subprocesses more than they compute. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 3
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 compile: setup
 	$(VENV)/bin/yolo-kfp compile --output pipeline/yolo_pipeline.yaml

@@ -20,6 +20,9 @@ import pytest
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 NETGUARD_DIR = os.path.join(TESTS_DIR, "netguard")
 SESSION_DIR = tempfile.mkdtemp(prefix="yolo-kfp-tests-")
+# What the test processes of one run share (pytest-xdist's workers inherit the environment of the process that
+# started them, so the first conftest to load names it): files made once for all of them (``trained_weights``).
+SHARED_DIR = os.environ.setdefault("YOLO_KFP_TESTS_SHARED", SESSION_DIR)
 NETGUARD_LOG = os.path.join(SESSION_DIR, "netguard.log")
 CLASSES = ["Bicycle", "Car", "Traffic sign"]
 # Upstream CRDs and API documents, kept beside the project rather than in its git (tests/schemas/README.md)
@@ -235,19 +238,27 @@ def local_kfp(tmp_path):
 @pytest.fixture(scope="session")
 def trained_weights():
     """A YOLOv5n that detects the synthetic objects (trained here from scratch, ~2 min): for tests that
-    need real detections (ONNX agreement, the quality gate, the report)."""
+    need real detections (ONNX agreement, the quality gate, the report). Trained once per test run: the
+    first worker that needs it trains it, the others wait for it."""
+    from filelock import FileLock
+
     from yolo_kfp.data.convert import convert_to_yolo
     from yolo_kfp.local import synthetic
     from yolo_kfp.model.train import train_yolo
 
-    raw, data = os.path.join(SESSION_DIR, "trained-raw"), os.path.join(SESSION_DIR, "trained-data")
-    synthetic.write_split(raw, "train", 60, seed=9)
-    convert_to_yolo(raw_dir=raw, output_dir=data, classes=CLASSES, seed=42)
-    out = os.path.join(SESSION_DIR, "trained-model")
-    train_yolo(data_dir=data, output_dir=out, base_model="yolov5n.yaml", epochs=40, batch=16, imgsz=128, freeze=0,
-               workers=0,
-               train_args={"nbs": 16, "plots": False})
-    return os.path.join(out, "weights", "best.pt"), data
+    raw, data = os.path.join(SHARED_DIR, "trained-raw"), os.path.join(SHARED_DIR, "trained-data")
+    out = os.path.join(SHARED_DIR, "trained-model")
+    weights = os.path.join(out, "weights", "best.pt")
+    with FileLock(os.path.join(SHARED_DIR, "trained-model.lock")):
+        if not os.path.exists(weights):
+            shutil.rmtree(raw, ignore_errors=True)  # what a worker that failed half-way left
+            shutil.rmtree(data, ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
+            synthetic.write_split(raw, "train", 60, seed=9)
+            convert_to_yolo(raw_dir=raw, output_dir=data, classes=CLASSES, seed=42)
+            train_yolo(data_dir=data, output_dir=out, base_model="yolov5n.yaml", epochs=40, batch=16, imgsz=128,
+                       freeze=0, workers=0, train_args={"nbs": 16, "plots": False})
+    return weights, data
 
 
 SERVICE_HOST = "ds-pipeline-dspa.yolo-project.svc.cluster.local"  # the name a DSPA's API service has

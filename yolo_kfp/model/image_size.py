@@ -1,7 +1,7 @@
 """The image size a model is run at: the one it was trained at, unless told otherwise.
 
 A YOLO model run at another size than it was trained at still runs and still reports figures, only
-wrong ones (the demo's model, trained at 160 px, scores mAP50 0.003 at 640 instead of 0.995). So the
+wrong ones (the demo's model, trained at 160 px, scores mAP50 0.36 at 640 instead of 0.76). So the
 evaluate and export steps and ``predict`` take the size the model records: an Ultralytics checkpoint
 its training arguments (``train_args["imgsz"]``), an exported ONNX model its metadata (``imgsz``).
 A size asked for explicitly is honoured, with a warning when it differs from the recorded one.
