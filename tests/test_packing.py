@@ -1,7 +1,9 @@
 """Dataset artifacts as tar shards, and extraction that never writes outside its target."""
 
+import errno
 import io
 import os
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -195,3 +197,102 @@ def test_folders_are_extracted_into_folders_already_there(tmp_path):
     extract(archive, str(tmp_path / "target"))
     assert (tmp_path / "target" / "images" / "a.jpg").read_bytes() == b"x"
     assert (tmp_path / "target" / "images" / "empty").is_dir()
+
+
+def raw_header(name: bytes, size: bytes, kind: bytes = b"0", link: bytes = b"") -> bytes:
+    """A 512-byte tar header written field by field at the POSIX offsets, its checksum computed: any bytes a
+    hostile writer puts in a field, not what ``tarfile`` would write."""
+    header = bytearray(512)
+    for offset, width, value in ((0, 100, name), (100, 8, b"0000644\0"), (108, 8, b"0000000\0"),
+                                 (116, 8, b"0000000\0"), (124, 12, size), (136, 12, b"00000000000\0"),
+                                 (156, 1, kind), (157, 100, link), (257, 8, b"ustar  \0")):
+        assert len(value) <= width
+        header[offset:offset + len(value)] = value
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def block(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 512)
+
+
+def pax(records: dict[str, str]) -> bytes:
+    """A pax extended header (type x) giving the next member these records."""
+    body = b""
+    for key, value in records.items():
+        line = f" {key}={value}\n".encode()
+        length = len(line) + len(str(len(line)))
+        body += str(length + (len(str(length)) - len(str(len(line))))).encode() + line
+    return raw_header(b"././@PaxHeader", b"%011o\0" % len(body), b"x") + block(body)
+
+
+def gnu_long_name(name: bytes) -> bytes:
+    """GNU's long-name member (type L), naming the member after it."""
+    return raw_header(b"././@LongLink", b"%011o\0" % (len(name) + 1), b"L") + block(name + b"\0")
+
+
+LINK_TO_ENVIRON = raw_header(b"labels/train/a.txt", b"00000000000\0", b"2", b"/proc/self/environ")
+LONG = b"images/" + b"n" * 200 + b".jpg"
+DEEP = b"/".join([b"images", *[b"d" * 250] * 20, b"b.jpg"])  # each part fits, the whole path does not
+# Archives written byte by byte, each with what the one parser makes of it: the members it extracts (name:
+# content), or the reason it refuses the archive. Other tar readers read some of these otherwise (GNU tar
+# takes "+0" as a base-64 size of 52 bytes, and so LINK_TO_ENVIRON as a header of its own).
+RAW = {
+    "size +0": ((raw_header(b"a.txt", b"+0\0"), raw_header(b"labels/train/a.txt", b"00000001000\0"),
+                 LINK_TO_ENVIRON), {"a.txt": b"", "labels/train/a.txt": LINK_TO_ENVIRON}),
+    "size 0o": ((raw_header(b"images/a.jpg", b"0o1000\0"), LINK_TO_ENVIRON), {"images/a.jpg": LINK_TO_ENVIRON}),
+    "size with _": ((raw_header(b"images/a.jpg", b"1_000\0"), LINK_TO_ENVIRON), {"images/a.jpg": LINK_TO_ENVIRON}),
+    "pax renames a member": ((pax({"path": "../../../evil.jpg"}), raw_header(b"images/a.jpg", b"00000000001\0"),
+                              block(b"x")), "'..'"),
+    "pax renames a member to a link": ((pax({"linkpath": "/proc/self/environ"}),
+                                        raw_header(b"images/a.jpg", b"00000000000\0", b"2")), "symbolic link"),
+    "GNU long name": ((gnu_long_name(LONG), raw_header(LONG[:100], b"00000000001\0"), block(b"y")),
+                      {LONG.decode(): b"y"}),
+    "GNU sparse member": ((raw_header(b"images/s.jpg", b"00000000000\0", b"S"),), "tar type"),
+    "a path longer than the file system takes": ((gnu_long_name(DEEP), raw_header(b"images/b.jpg", b"00000000001\0"),
+                                                  block(b"b")), "cannot be written at"),
+    "name of 300 characters": ((gnu_long_name(b"images/" + b"a" * 300), raw_header(b"images/a", b"00000000001\0"),
+                                block(b"z")), "longer than 255 bytes"),
+}
+
+
+def test_hand_written_headers_are_read_one_way_refused_or_extracted_as_regular_files(tmp_path, outside):
+    for case, (blocks, outcome) in RAW.items():
+        archive = tmp_path / "raw.tar"
+        archive.write_bytes(b"".join(blocks) + b"\0" * 1024)
+        target = outside / case.replace(" ", "-")
+        if isinstance(outcome, str):
+            with pytest.raises(ValueError, match=f"member .*{outcome}") as refused:
+                extract(str(archive), str(target))
+            assert "\n" not in str(refused.value) and not target.exists(), case
+            continue
+        extract(str(archive), str(target))
+        kinds = {str(p.relative_to(target)): p.lstat().st_mode for p in target.rglob("*")}
+        assert all(stat.S_ISREG(mode) or stat.S_ISDIR(mode) for mode in kinds.values()), case
+        assert {name: (target / name).read_bytes() for name in kinds if stat.S_ISREG(kinds[name])} == outcome, case
+
+
+def test_a_failure_half_way_leaves_nothing_and_is_one_line(tmp_path, outside, monkeypatch):
+    archive = _archive(tmp_path / "ok.tar", _member("images/a.jpg"), _member("labels/b.txt"))
+    copy = packing.shutil.copyfileobj
+
+    def disk_full_at_the_second_file(source, out, length=0):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(out.name)
+        copy(source, out, length)
+
+    written: list = []
+    monkeypatch.setattr(packing.shutil, "copyfileobj", disk_full_at_the_second_file)
+    with pytest.raises(ValueError, match=r"stopped .* No space left on device\); nothing of it was kept") as refused:
+        extract(archive, str(outside))
+    assert written and "\n" not in str(refused.value) and not outside.exists()
+
+
+def test_a_cut_archive_is_refused_in_one_line(tmp_path, outside):
+    archive = tmp_path / "cut.tar"
+    archive.write_bytes(raw_header(b"images/a.jpg", b"00000010000\0") + b"a" * 100)  # 4096 bytes said, 100 there
+    with pytest.raises(ValueError, match="is damaged") as refused:
+        extract(str(archive), str(outside))
+    assert "\n" not in str(refused.value) and not outside.exists()

@@ -6,10 +6,13 @@ into shards and the steps after them unpack. A shard holds only what the packer 
 under relative, normalized, distinct names (folders too, though the packer writes none). Extraction
 refuses anything else before it writes a byte: links of any kind, devices, absolute names, ``..``,
 duplicates, a file that is also another member's folder, a name that is, or goes through, something
-already in the target other than a real folder, and data past the end that only some tar readers read.
-With nothing but regular files and folders written, no path in the target can resolve outside it.
-GNU tar does the packing and unpacking where the image has it (two to three times faster than Python's
-``tarfile`` per file); Python's ``tarfile`` does it elsewhere.
+already in the target other than a real folder, a name part longer than a file system takes, and data
+past the end that only some tar readers read. One parser decides and extracts: the members Python's
+``tarfile`` read and checked are written by this module from those same members (tar readers differ on
+headers a hostile archive can craft, so a second reader could see other members than the checked ones).
+Each file is created new, never through a link, with no mode or owner from the archive; what one
+extraction wrote goes again if it fails half-way. With nothing but regular files and folders written, no
+path in the target can resolve outside it. GNU tar packs where the image has it (faster per file).
 """
 
 import contextlib
@@ -25,13 +28,7 @@ import tempfile
 SHARD_PREFIX = "shard-"
 SHARD_BYTES = 512 << 20
 
-# The checked file names go to GNU tar, which extracts those and nothing else: a header Python's parser
-# did not see (and so did not check) is skipped. With --null the names are taken verbatim (no option,
-# escape or wildcard meaning); --same-order keeps matching them linear (names in archive order), not
-# names x members. Should GNU tar read a checked name otherwise than Python did, --keep-old-files still
-# never writes it twice nor over anything there, and --no-recursion never takes a folder's content.
-_GNU_EXTRACT_FLAGS = ("--no-same-owner", "--no-same-permissions", "--keep-old-files", "--no-recursion", "--null",
-                      "--same-order")
+NAME_PART_BYTES = 255  # what Linux file systems take for one name in a path (NAME_MAX)
 _KINDS = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link", tarfile.CHRTYPE: "a character device",
           tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a fifo"}
 
@@ -134,6 +131,8 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
         return "goes up with '..'"
     if member.name in ("", ".") or posixpath.normpath(member.name) != member.name:
         return "is not a normalized relative path"
+    if any(len(os.fsencode(part)) > NAME_PART_BYTES for part in member.name.split("/")):
+        return f"has a name part longer than {NAME_PART_BYTES} bytes"
     return None
 
 
@@ -143,6 +142,8 @@ def _target_problem(path: str, is_last: bool, is_file: bool) -> str | None:
         mode = os.lstat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as error:  # a path longer than the file system takes, ...
+        return f"cannot be written at {path[:200]}...: {error.strerror}"
     if is_last and is_file:
         return f"would replace {path}, already there"
     return None if stat.S_ISDIR(mode) else f"would go through {path}, already there and not a folder"
@@ -195,28 +196,57 @@ def extract(archive: str, target: str, selected=None) -> None:
     except tarfile.ReadError as error:
         raise ValueError(f"archive {archive} is not an uncompressed tar archive ({error})") from None
     with tar:
-        members = tar.getmembers()
+        try:
+            members = tar.getmembers()
+        except tarfile.TarError as error:
+            raise ValueError(f"archive {archive} is damaged ({error})") from None
         _refuse_data_past_the_end(archive, tar)
         _refuse_bad_names(archive, members)
         if selected:
             members = [member for member in members if selected(member.name)]
         _refuse_what_the_target_holds(archive, members, target)
-        os.makedirs(target, exist_ok=True)
-        for folder in (member for member in members if member.isdir()):
-            os.makedirs(os.path.join(target, folder.name), exist_ok=True)  # no mode or owner from the archive
-        files = [member for member in members if member.isfile()]
-        if not files:
-            return  # GNU tar given no names would extract every member
-        tar_path = gnu_tar()
-        if tar_path:
-            subprocess.run([tar_path, "--extract", "--file", archive, "--directory", target, *_GNU_EXTRACT_FLAGS,
-                            "--files-from=-"], input=b"\0".join(os.fsencode(m.name) for m in files), check=True)
-            return
-        # Python's own "data" filter (3.11.4+) as a second guard where the interpreter has it.
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(target, members=files, filter="data")
-        else:
-            tar.extractall(target, members=files)
+        created: list[str] = []
+        try:
+            _make_folder(target, created)
+            for member in members:
+                _write_member(tar, member, target, created)
+        except (OSError, tarfile.TarError) as error:
+            _remove(created)
+            raise ValueError(f"archive {archive}: extraction stopped ({error}); nothing of it was kept") from None
+        except BaseException:
+            _remove(created)
+            raise
+
+
+def _make_folder(path: str, created: list[str]) -> None:
+    """``path`` and the folders above it that are missing, each noted in ``created``."""
+    if os.path.isdir(path):  # inside the target, the checks found real folders only
+        return
+    _make_folder(os.path.dirname(path), created)
+    os.mkdir(path, 0o755)
+    created.append(path)
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, created: list[str]) -> None:
+    """A checked member, as the checks read it: a folder, or a regular file created new and never through a
+    link (O_EXCL, O_NOFOLLOW), its bytes the ones the checked header gives."""
+    path = os.path.join(target, member.name)
+    if member.isdir():
+        _make_folder(path, created)
+        return
+    _make_folder(os.path.dirname(path), created)
+    source = tar.extractfile(member)
+    assert source is not None, "a checked member is a regular file or a folder"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    created.append(path)
+    with os.fdopen(descriptor, "wb") as out, source:
+        shutil.copyfileobj(source, out, 1 << 20)
+
+
+def _remove(created: list[str]) -> None:
+    for path in reversed(created):  # files before the folders that hold them
+        with contextlib.suppress(OSError):
+            os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
 
 
 @contextlib.contextmanager
