@@ -75,6 +75,19 @@ def test_a_damaged_or_planted_lease_lapses_and_hands_on_nothing_foreign(location
         assert taken.holds_lease and taken.record == {}, planted
 
 
+def test_a_lease_renewed_in_the_future_lapses_within_one_lease_period(location, monkeypatch):
+    """NaN, infinite or far-future renewal times (JSON parsers take NaN and Infinity) never hold a lease for good."""
+    monkeypatch.setattr(checkpoints_module, "LEASE_SECONDS", 1.0)
+    monkeypatch.setattr(checkpoints_module, "CHECKPOINT_POLL_SECONDS", 0.1)
+    place = Checkpoints(location).shared
+    for renewed in ("NaN", "Infinity", "-Infinity", "true", str(time.time() + 1e9)):
+        current = place.read(checkpoints_module.LEASE)
+        assert place.swap(checkpoints_module.LEASE, current and current[1], f'{{"renewed": {renewed}}}'.encode())
+        started = time.monotonic()
+        taken = Checkpoints(location).claim(wait=5)
+        assert taken.holds_lease and time.monotonic() - started < 2.5, renewed
+
+
 def test_a_failed_attempt_hands_its_lease_on_at_once(location, tmp_path):
     failed = Checkpoints(location).claim(wait=0)
     failed.note(mlflow_run="0123456789abcdef0123456789abcdef")
@@ -201,3 +214,32 @@ def test_a_planted_version_claim_is_refused(storage, bucket, tmp_path):
         publish.publish_files(publish_to=str(prefix), files={"model.bin": str(model)}, record={},
                               run_id="dddddddd-4", storage=storage)
     assert published(storage, prefix) == []
+
+
+def test_a_planted_latest_does_not_stop_the_next_publish(storage, bucket, tmp_path, caplog):
+    """``latest`` naming what no publish writes (a string that sorts after every version, a far-future stamp,
+    a number, a path, damaged JSON) is taken as none: the next publish moves it forward, and the gate reads
+    no model from it."""
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    planted = ['{"version": "~"}', '{"version": "99999999-x"}', '{"version": "29991231-235959-aaaaaaaa"}',
+               '{"version": 20991231}', '{"version": "../other/20261207-000000"}', "[1]", "not json"]
+    for i, text in enumerate(planted):
+        prefix = S3Url(bucket, f"models/planted-{i}")
+        storage.put_bytes(prefix.join(publish.LATEST), text.encode())
+        assert publish.read_latest(str(prefix), storage) is None, text
+        done = publish.publish_files(publish_to=str(prefix), files={"model.bin": str(model)}, record={},
+                                     run_id=f"eeeeeee{i}-5", storage=storage)
+        assert done["latest"] == done["version"], text
+        assert publish.read_latest(str(prefix), storage)["version"] == done["version"], text
+    assert caplog.text.count("not a version a publish writes") >= len(planted)
+
+
+def test_a_manifest_that_is_not_its_versions_is_not_read(storage, bucket, caplog):
+    """A planted manifest.json under a genuine version name cannot put its own text in the gate's report."""
+    prefix = S3Url(bucket, "models/planted-manifest")
+    storage.put_bytes(prefix.join(publish.LATEST), b'{"version": "20261201-000000-aaaaaaaa"}')
+    storage.put_bytes(prefix.join("20261201-000000-aaaaaaaa", publish.MANIFEST),
+                      b'{"version": "[promoted](http://evil.example)", "metrics": {"map50": 1.0}}')
+    assert publish.read_latest(str(prefix), storage) is None
+    assert "is not the manifest of version 20261201-000000-aaaaaaaa" in caplog.text

@@ -55,6 +55,22 @@ def test_the_table_has_every_trial_in_order_and_marks_the_winner_alone():
     assert rows[0][1:4] == ["0.0005", "0", "SGD"] and rows[0][-1] == "40 s"
 
 
+def test_text_from_users_and_the_bucket_renders_as_itself_in_githubs_own_renderer():
+    """cmark-gfm, with the extensions that link bare URLs, www. names and e-mail addresses and draw tables."""
+    import cmarkgfm
+
+    from yolo_kfp.infra.markdown_text import inert
+
+    for text in ("see http://evil.example/x", "www.evil.example", "mail a@b.example", "<img src=x onerror=y>",
+                 "[a](javascript:x)", "![i](http://evil.example/i.png)", "**b** _c_ `d`", "# heading", "a | b"):
+        rendered = cmarkgfm.github_flavored_markdown_to_html(f"| h |\n|---|\n| {inert(text)} |\n")
+        assert "<a " not in rendered and "<img" not in rendered and "<strong>" not in rendered, text
+        assert "<em>" not in rendered and "<code>" not in rendered and "<h1>" not in rendered, text
+        assert rendered.count("<td>") == 1, text
+        plain = re.sub(r"<[^>]+>", "", rendered).replace("\u200b", "")
+        assert html.unescape(plain).split() == "h".split() + text.split(), text
+
+
 def test_a_setting_value_cannot_break_the_table_or_inject_markup():
     trials = records()
     trials[2]["settings"]["optimizer"] = "<img src=x onerror=alert(1)>|[a](javascript:x)"

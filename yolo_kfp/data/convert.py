@@ -19,6 +19,7 @@ import yaml
 from yolo_kfp.data import openimages as oi
 from yolo_kfp.data.openimages import RECORD, check_classes
 from yolo_kfp.infra.image_files import readable
+from yolo_kfp.infra.markdown_text import inert
 from yolo_kfp.infra.packing import link_or_copy
 from yolo_kfp.params.run_parameters import BY_NAME
 from yolo_kfp.params.validation import check, parameter_problems
@@ -281,9 +282,9 @@ def dataset_markdown(stats: dict) -> str:
     for name in classes:
         cells = [f"{splits[s]['per_class'][name]['images']} | {splits[s]['per_class'][name]['boxes']}"
                  for s in SPLIT_NAMES]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {inert(name)} | " + " | ".join(cells) + " |")
     lines += ["", "## Box sizes", "", "| class | " + " | ".join(BOX_SIZES) + " |", "|---|" + "---:|" * len(BOX_SIZES)]
-    lines += [f"| {name} | " + " | ".join(str(n) for n in stats["box_sizes"][name].values()) + " |"
+    lines += [f"| {inert(name)} | " + " | ".join(str(n) for n in stats["box_sizes"][name].values()) + " |"
               for name in classes]
     lines += ["", "## Dropped", "", *(f"- {key.replace('_', ' ')}: {n}" for key, n in stats["dropped"].items())]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -56,10 +57,12 @@ def read_lease(data: bytes) -> dict:
         lease = json.loads(data)
     except ValueError:
         lease = None
-    if not isinstance(lease, dict) or not isinstance(lease.get("renewed"), (int, float)):
+    renewed = lease.get("renewed") if isinstance(lease, dict) else None
+    if isinstance(renewed, bool) or not isinstance(renewed, (int, float)) or not math.isfinite(renewed):
         return {"renewed": 0.0}
-    return {"renewed": lease["renewed"], **{k: v for k, v in lease.items()
-                                           if k in RECORD and isinstance(v, str) and RECORD[k].fullmatch(v)}}
+    assert isinstance(lease, dict)
+    return {"renewed": renewed, **{k: v for k, v in lease.items()
+                                   if k in RECORD and isinstance(v, str) and RECORD[k].fullmatch(v)}}
 
 
 class CheckpointPlace:
@@ -159,10 +162,14 @@ class Checkpoints:
         """Takes the lease where it is free or lapsed (then ``record`` holds the last holder's notes), else,
         after waiting up to ``wait`` seconds for it to lapse, a place of this training's own."""
         deadline = time.monotonic() + wait
+        first_seen: dict[str, float] = {}  # by version of the lease
         while True:
             current = self.shared.read(LEASE)
             lease = read_lease(current[0]) if current else None
-            if lease is None or time.time() - lease["renewed"] > LEASE_SECONDS:
+            # a renewal later than when this version was first seen (planted, or another node's clock) counts
+            # from then: every lease lapses within one lease period unless renewed
+            seen = first_seen.setdefault(current[1], time.time()) if current else 0.0
+            if lease is None or time.time() - min(lease["renewed"], seen) > LEASE_SECONDS:
                 self.record = {k: v for k, v in (lease or {}).items() if k in RECORD}
                 if self._write_lease(current[1] if current else None):
                     self.place = self.shared

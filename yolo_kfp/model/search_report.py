@@ -12,6 +12,8 @@ import html
 import json
 import math
 
+from yolo_kfp.infra.markdown_text import inert
+
 METRIC_COLUMNS = (("map50", "val mAP50"), ("map50_95", "val mAP50-95"), ("precision", "precision"),
                   ("recall", "recall"))
 TAG_PREFIX = "search."  # the winner's settings, where a model's version records them
@@ -96,21 +98,15 @@ def _winner_line(winner: dict) -> str:
             + (f": {settings}" if settings else ""))
 
 
-def _markdown_cell(text: str) -> str:
-    """Text that stays one table cell and renders as itself (no HTML, no Markdown emphasis or link)."""
-    text = html.escape(" ".join(text.split()), quote=False)
-    return "".join("\\" + c if c in "\\|*_`[]#" else c for c in text)
-
-
 def trials_markdown(records: list[dict], winner: dict) -> str:
     """A table of the trials, one row each in trial order, the winner's marked; validation-split scores."""
     header, rows = _table_rows(records, winner)
     lines = [f"## Search: {len(records)} trials, scored on the validation split", "",
-             _markdown_cell(_winner_line(winner)), "",
-             "| " + " | ".join(_markdown_cell(h) for h in header) + " |",
+             inert(_winner_line(winner)), "",
+             "| " + " | ".join(inert(h) for h in header) + " |",
              "|" + "---|" * len(header)]
     for row in rows:
-        cells = [_markdown_cell(c) for c in row]
+        cells = [inert(c) for c in row]
         if row[0].endswith("winner"):
             cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")

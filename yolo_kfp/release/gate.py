@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 
+from yolo_kfp.infra.markdown_text import inert
 from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.release.publish import read_latest
 
@@ -75,12 +76,12 @@ def read_decision(publish_to: str, run_id: str, storage: Storage | None = None) 
 
 def markdown(result: dict) -> str:
     current = ("none published yet" if result["current_version"] is None
-               else f"{result['current_version']}: mAP50 {result['current_map50']:.3f} on this test split")
+               else f"{inert(result['current_version'])}: mAP50 {result['current_map50']:.3f} on this test split")
     lines = [f"# Model {'promoted' if result['decision'] == PROMOTE else 'not promoted'}", "",
              f"- candidate: mAP50 {result['candidate_map50']:.3f}",
              f"- published model: {current}",
              f"- rules: mAP50 >= {result['min_map50']:.3f}, at most {result['max_map50_drop']:.3f} below the "
              "published model"]
     if result["reasons"]:
-        lines += ["", "Reasons:", *(f"- {reason}" for reason in result["reasons"])]
+        lines += ["", "Reasons:", *(f"- {inert(reason)}" for reason in result["reasons"])]
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ conditional write. A retried publish of a run goes on with the version it began
 (``<publish_to>/runs/<run id>.json``), so a run publishes, and registers, one version.
 """
 
+import calendar
 import json
 import logging
 import os
@@ -28,6 +29,28 @@ SEARCH = "search.json"  # in a model's folder when a search chose its settings
 MODEL_FILES = ("weights/best.pt", "args.yaml", "results.csv", "train_summary.json", SEARCH)
 
 
+# A version as new_version writes it; `latest` naming anything else was not written here.
+VERSION = re.compile(r"(\d{8}-\d{6})(-[0-9A-Za-z_-]{1,8})?")
+CLOCK_SKEW_SECONDS = 86400  # a version stamped later than this after now was not written by a publish
+
+
+def named_version(data: bytes, where: S3Url) -> str | None:
+    """The version ``latest`` (``data``, read from ``where``) names; None, with a warning, where it names none
+    this project writes (damaged, planted, or stamped in the future): it is then no newer than any."""
+    try:
+        version = json.loads(data).get("version")
+    except (ValueError, AttributeError):
+        version = None
+    match = VERSION.fullmatch(version) if isinstance(version, str) else None
+    if match:
+        stamp = calendar.timegm(time.strptime(match.group(1), "%Y%m%d-%H%M%S"))
+        if stamp <= time.time() + CLOCK_SKEW_SECONDS:
+            return version
+    log.warning("%s names %s, not a version a publish writes (YYYYMMDD-HHMMSS-<run>, not in the future): "
+                "taken as none", where, repr(version)[:80])
+    return None
+
+
 def new_version(run_id: str) -> str:
     """Sortable by time, unique per run: ``20261126-083000-1a2b3c4d``."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -40,8 +63,15 @@ def read_latest(publish_to: str, storage: Storage | None = None) -> dict | None:
     prefix = S3Url.parse(publish_to)
     if not storage.exists(prefix.join(LATEST)):
         return None
-    version = json.loads(storage.get_bytes(prefix.join(LATEST)))["version"]
-    return json.loads(storage.get_bytes(prefix.join(version, MANIFEST)))
+    version = named_version(storage.get_bytes(prefix.join(LATEST)), prefix.join(LATEST))
+    if not version:
+        return None
+    manifest = json.loads(storage.get_bytes(prefix.join(version, MANIFEST)))
+    if not isinstance(manifest, dict) or manifest.get("version") != version:
+        log.warning("%s is not the manifest of version %s: taken as none published", prefix.join(version, MANIFEST),
+                    version)
+        return None
+    return manifest
 
 
 def run_version(prefix: S3Url, run_id: str, storage: Storage) -> str:
@@ -67,7 +97,7 @@ def move_latest(prefix: S3Url, version: str, storage: Storage) -> str:
     url = prefix.join(LATEST)
     for _ in range(LATEST_ATTEMPTS):
         current = storage.get_tagged(url)
-        named = json.loads(current[0])["version"] if current else None
+        named = named_version(current[0], url) if current else None
         if named is not None and named >= version:
             log.info("%s names %s, newer than %s: left as it is", url, named, version)
             return named
