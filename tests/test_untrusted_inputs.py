@@ -67,6 +67,32 @@ def test_a_planted_resume_checkpoint_never_runs(on_bucket, yolo_dataset, base_ch
     assert Checkpoints(prefix).claim(wait=0).holds_lease, "the failed attempt let go of its lease"
 
 
+def test_a_planted_checkpoint_with_other_arguments_is_not_resumed_from(on_bucket, yolo_dataset, base_checkpoint,
+                                                                      tmp_path, caplog):
+    """A genuine Ultralytics checkpoint whose recorded arguments select the test split: Ultralytics would resume
+    with those, not the run's, and pick best.pt on the test split. The run starts over instead."""
+    import torch
+
+    from yolo_kfp.model.train import train_yolo
+
+    storage, name = on_bucket
+    tiny = {"batch": 8, "imgsz": 64, "workers": 0, "train_args": {"nbs": 8, "plots": False}}
+    train_yolo(data_dir=yolo_dataset, output_dir=str(tmp_path / "first"), base_model=base_checkpoint, epochs=1,
+               **tiny)
+    checkpoint = torch.load(tmp_path / "first" / "weights" / "last.pt", weights_only=False)
+    checkpoint["epoch"], checkpoint["train_args"]["epochs"] = 0, 2  # as if stopped after its first of two epochs
+    checkpoint["train_args"]["split"] = "test"
+    torch.save(checkpoint, tmp_path / "planted.pt")
+    prefix = f"s3://{name}/yolo-kfp/checkpoints/k2"
+    storage.upload_file(str(tmp_path / "planted.pt"), S3Url.parse(prefix).join("last.pt"))
+    summary = train_yolo(data_dir=yolo_dataset, output_dir=str(tmp_path / "model"), base_model=base_checkpoint,
+                         epochs=2, checkpoints=Checkpoints(prefix).claim(wait=0), **tiny)
+    assert summary["resumed_at_epoch"] is None and summary["epochs"] == 2
+    assert "not resumed from, its training arguments are not this run's: split='test' (this run: 'val')" in caplog.text
+    trained = torch.load(tmp_path / "model" / "weights" / "best.pt", weights_only=False)
+    assert trained["train_args"]["split"] == "val"
+
+
 def test_a_planted_s3_base_model_never_runs(on_bucket, tmp_path):
     from yolo_kfp.infra.storage import StorageError
     from yolo_kfp.model.train import fetch_base_model

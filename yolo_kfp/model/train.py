@@ -27,6 +27,11 @@ from yolo_kfp.params.validation import check, check_freeze, named_training_args,
 
 log = logging.getLogger(__name__)
 
+# What Ultralytics records in a checkpoint that differs between attempts of one training: paths, the device and
+# what it allows (amp), what the pod's size fits (batch under AutoBatch, workers, cache), the run folder's name.
+ATTEMPT_ARGS = {"model", "data", "save_dir", "device", "amp", "batch", "workers", "cache", "name", "resume"}
+AUTO_OPTIMIZER_ARGS = {"optimizer", "lr0", "momentum", "warmup_bias_lr"}  # what optimizer=auto chooses itself
+
 
 def dataset_yaml(data_dir: str) -> str:
     path = os.path.join(data_dir, "dataset.yaml")
@@ -64,23 +69,53 @@ def fetch_base_model(base_model: str, sha256: str, workdir: str) -> str:
     return path
 
 
-def resume_epoch(last: str) -> int | None:
+def resume_epoch(last: str, expected: dict | None = None) -> int | None:
     """The 0-based epoch a checkpoint resumes at; None where there is none or its training finished.
 
     A checkpoint that does not load (the pod was killed while Ultralytics wrote it) is moved aside to
     ``last.pt.unreadable``: the run then restores the copy in S3, or starts over, instead of failing on
     every retry. One that holds more than an Ultralytics checkpoint does (planted in the bucket) is
-    refused: ``safe_checkpoint.UnsafeCheckpoint``.
+    refused: ``safe_checkpoint.UnsafeCheckpoint``. Given ``expected`` (the Ultralytics arguments this run
+    starts with), one whose recorded arguments are others (``resume_problems``) is moved aside to
+    ``last.pt.refused``: Ultralytics resumes with the checkpoint's arguments, not the run's.
     """
     if not os.path.exists(last):
         return None
     try:
-        epoch = safe_checkpoint.load(last, "the epoch checkpoint").get("epoch", -1)
+        checkpoint = safe_checkpoint.load(last, "the epoch checkpoint")
     except safe_checkpoint.UnreadableCheckpoint as error:
         os.replace(last, last + ".unreadable")
         log.warning("%s: moved aside, not resumed from", error)
         return None
-    return None if epoch is None or epoch < 0 else epoch + 1  # Ultralytics marks a finished run with -1
+    epoch = checkpoint.get("epoch", -1)
+    if epoch is None or epoch < 0:  # Ultralytics marks a finished run with -1
+        return None
+    problems = resume_problems(checkpoint.get("train_args"), expected) if expected is not None else []
+    if problems:
+        os.replace(last, last + ".refused")
+        log.warning("%s: not resumed from, its training arguments are not this run's: %s", last,
+                    "; ".join(problems[:5]))
+        return None
+    return epoch + 1
+
+
+def resume_problems(recorded, expected: dict) -> list[str]:
+    """How a checkpoint's recorded training arguments differ from a run's: ``expected`` (what the run starts
+    with), the others at Ultralytics' defaults; ``ATTEMPT_ARGS`` may differ."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    if not isinstance(recorded, dict):
+        return ["it records no training arguments"]
+    free = ATTEMPT_ARGS | (AUTO_OPTIMIZER_ARGS if expected.get("optimizer") == "auto" else set()) | (
+        {"epochs"} if expected.get("time") else set())  # a time limit sets the epochs
+    problems = []
+    for key in sorted((set(recorded) | set(expected)) - free, key=str):
+        want = expected[key] if key in expected else DEFAULT_CFG_DICT.get(key)
+        if key not in expected and key not in DEFAULT_CFG_DICT:
+            problems.append(f"{str(key)[:40]!r} is not an Ultralytics argument")
+        elif recorded.get(key, DEFAULT_CFG_DICT.get(key)) != want:
+            problems.append(f"{key}={str(recorded.get(key))[:60]!r} (this run: {want!r})")
+    return problems
 
 
 def dataset_fingerprint(data_dir: str) -> str:
@@ -198,11 +233,12 @@ def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints:
     started = time.monotonic()
     output_dir = os.path.abspath(output_dir)
     last = os.path.join(output_dir, "weights", "last.pt")
+    fresh_args = {**{name: settings[name] for name in named_training_args()}, **plain_numbers(settings["train_args"])}
     with checkpoints.released_on_failure() if checkpoints else contextlib.nullcontext():
-        start = resume_epoch(last)
+        start = resume_epoch(last, fresh_args)
         if start is None and checkpoints:
             restore_checkpoint(checkpoints, last)
-            start = resume_epoch(last)
+            start = resume_epoch(last, fresh_args)
         drop_label_caches(data_dir)
         gpus = gpu_count(device)
         common = {"data": dataset_yaml(data_dir), **({"device": device} if device else {})}
@@ -214,9 +250,8 @@ def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints:
                     raise ValueError(f"base_model {base_model} is not an Ultralytics YOLO detection model")
                 check_freeze(freeze, len(network.model), base_model)
                 batch = fit_batch(model, settings["batch"], imgsz, gpus)
-                args = {**common, **{name: settings[name] for name in named_training_args()}, "batch": batch,
-                        # save_dir, not project/name: Ultralytics renames a run called "model" after its weights
-                        "save_dir": output_dir, **plain_numbers(settings["train_args"])}
+                # save_dir, not project/name: Ultralytics renames a run called "model" after its weights
+                args = {**common, **fresh_args, "batch": batch, "save_dir": output_dir}
             else:
                 log.info("resuming %s at epoch %d of %d", last, start + 1, settings["epochs"])
                 trim_results(output_dir, start)
