@@ -102,7 +102,7 @@ def resume_epoch(last: str, expected: dict | None = None) -> int | None:
 def resume_problems(recorded, expected: dict) -> list[str]:
     """How a checkpoint's recorded training arguments differ from a run's: ``expected`` (what the run starts
     with), the others at Ultralytics' defaults; ``ATTEMPT_ARGS`` may differ."""
-    from ultralytics.cfg import DEFAULT_CFG_DICT
+    from ultralytics.utils import DEFAULT_CFG_DICT
 
     if not isinstance(recorded, dict):
         return ["it records no training arguments"]
