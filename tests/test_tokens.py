@@ -217,6 +217,16 @@ def test_redact_masks_user_info_wherever_a_url_is():
         "failed: 'http://***@h/p?q=x@y' and s3://***@bucket/k"
     assert redact("https://host/path@not-user-info") == "https://host/path@not-user-info"
     assert has_credentials("http://u@h") and not has_credentials("http://h/u@x")
+    for text, masked in [  # a password holding what ends a URL's user-info elsewhere, no scheme, a secret query key
+            (f"http://u:pa/{SECRET}@h/p", "http://***@h/p"), (f"http://u:pa?{SECRET}@h", "http://***@h"),
+            (f"http://u:pa#{SECRET}@h", "http://***@h"), (f"http://u:pa {SECRET}@h x", "http://***@h x"),
+            (f"KEY:{SECRET}@bucket/m.pt", "***@bucket/m.pt"), (f"see user:{SECRET}@host", "see ***@host"),
+            (f"https://h/p?token={SECRET}&x=1", "https://h/p?token=***&x=1"),
+            (f"https://b.s3.example/m.pt?X-Amz-Signature={SECRET}#f", "https://b.s3.example/m.pt?X-Amz-Signature=***#f"),
+            (f"https://h/?access_token={SECRET}", "https://h/?access_token=***")]:
+        assert redact(text) == masked and has_credentials(text), text
+    for plain in ("https://host:8080/x?page=2", "mail a@b.example", "s3://bucket/prefix", "lr0=0.01"):
+        assert redact(plain) == plain and not has_credentials(plain), plain
     assert origin("https://Host") == origin("https://host:443") != origin("http://host:443")
 
 
@@ -224,6 +234,11 @@ def test_redact_masks_user_info_wherever_a_url_is():
     (f"mlflow_tracking_uri=http://user:{SECRET}@mlflow.example.com", "--mlflow-connection"),
     (f"mlflow_tracking_uri=https://{SECRET}@mlflow.example.com", "--mlflow-connection"),
     (f"model_registry_url=http://user:{SECRET}@registry.example.com", "model_registry_url"),
+    (f"base_model=s3://KEY:{SECRET}@bucket/m.pt", "--data-connection"),
+    (f"publish_to=s3://KEY:{SECRET}@bucket/models", "--data-connection"),
+    (f"extra_data=KEY:{SECRET}@bucket/labelled", "--data-connection"),
+    (f"open_images_cache=s3://bucket/oi?X-Amz-Signature={SECRET}", "--data-connection"),
+    (f'train_args={{"cfg": "http://u:{SECRET}@host/c.yaml"}}', "--data-connection"),
 ])
 def test_a_parameter_with_credentials_in_its_url_is_refused_without_repeating_them(elsewhere, token_file, capsys,
                                                                                   caplog, param, names):

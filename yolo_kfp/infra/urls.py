@@ -1,7 +1,10 @@
 """Credentials and URLs: a token goes only to the origin it was given for, and no URL is repeated with
 the credentials someone wrote into it.
 
-- ``redact`` masks the user-info (``user:password@``) of every URL in a text: a URL, an error, a log line.
+- ``redact`` masks the credentials of every URL in a text (a URL, an error, a log line): user-info
+  (``user:password@``, the password holding any character but ``@``, with or without a scheme) and the
+  values of query-string keys that name a secret (``?token=``, ``X-Amz-Signature=``, ...);
+  ``has_credentials`` finds the same.
 - ``refuse_plain_http_token`` refuses to send a token over plain HTTP unless the caller allows it.
 - ``urlopen`` is urllib's, except that a request carrying credentials is not redirected to another
   origin (scheme, host, port): urllib's own redirect handler copies every header, ``Authorization``
@@ -12,20 +15,29 @@ import re
 import urllib.parse
 import urllib.request
 
-USER_INFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#'\"]*@")
+# After a scheme: "user@", or "user:password@" whose password holds anything but '@' and quotes ('/', '?', '#'
+# and spaces included), up to 256 characters.
+USER_INFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^\s/?#@'\"]+|[^\s/@'\"]*:[^@'\"]{0,256}?)@")
+# Without a scheme: "user:password@host..." standing on its own (not inside a word or a URL).
+BARE_USER_INFO = re.compile(r"(?<![\w.+/:@-])[\w.+%-]+:(?!//)[^\s@'\"]+@(?=[\w-])")
+# A query-string key that names a secret, and its value.
+SECRET_QUERY = re.compile(r"(?P<key>[?&][\w.-]*(?:token|secret|passw|pwd|signature|sig|credential|api[_-]?key|"
+                          r"access[_-]?key|auth)[\w.-]*=)[^&#\s'\"]+", re.IGNORECASE)
 CREDENTIAL_HEADERS = ("Authorization", "Proxy-authorization", "Cookie")  # as urllib.request.Request spells them
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def redact(text: object) -> str:
-    """``text`` (or an error, as str() shows it) with the user-info of each URL in it masked:
-    ``http://user:pw@host/`` -> ``http://***@host/``."""
-    return USER_INFO.sub(r"\g<scheme>***@", str(text))
+    """``text`` (or an error, as str() shows it) with the credentials of each URL in it masked:
+    ``http://user:pw@host/`` -> ``http://***@host/``, ``key:secret@bucket`` -> ``***@bucket``,
+    ``?token=abc`` -> ``?token=***``."""
+    text = USER_INFO.sub(r"\g<scheme>***@", str(text))
+    return SECRET_QUERY.sub(r"\g<key>***", BARE_USER_INFO.sub("***@", text))
 
 
-def has_credentials(url: str) -> bool:
-    """Whether ``url`` carries a user name or password (``user@`` or ``user:pass@``)."""
-    return bool(USER_INFO.match(str(url).strip()))
+def has_credentials(text: object) -> bool:
+    """Whether ``text`` holds a URL's credentials in any form ``redact`` masks."""
+    return redact(text) != str(text)
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

@@ -267,9 +267,29 @@ def _type_problem(parameter: RunParameter, value) -> str | None:
     return None if fits else f"{parameter.name} must be {KINDS[kind]}, not {shown}"
 
 
+# Where the credentials a value must not hold go instead (any other parameter: S3's).
+CREDENTIALS_INSTEAD = {
+    "mlflow_tracking_uri": "MLflow's go in the Secret of the compile option --mlflow-connection "
+                           "(MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)",
+    "model_registry_url": "the registry is sent the pod's service-account token, nothing else",
+}
+S3_CREDENTIALS = "S3 keys come from the data connection (the compile option --data-connection)"
+
+
+def credentials_problem(name: str, value) -> str | None:
+    """A run parameter's value is shown on the run's page, logged and stored with the run and in MLflow: it may
+    hold no credentials in any form (``has_credentials``: user-info with or without a scheme, secret query keys),
+    whatever the parameter."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if not has_credentials(text):
+        return None
+    return (f"{name} {redact(text)[:200]!r} has credentials in it, which the run's page, its logs and MLflow would "
+            f"show and keep: leave them out; {CREDENTIALS_INSTEAD.get(name, S3_CREDENTIALS)}")
+
+
 def parameter_problems(p: dict) -> list[str]:
-    """What is wrong with the parameters ``p`` (any subset of the pipeline's): each value's type, its range or
-    choices from the table, then its rule; empty when nothing is."""
+    """What is wrong with the parameters ``p`` (any subset of the pipeline's): credentials in a value, each value's
+    type, its range or choices from the table, then its rule; empty when nothing is."""
     integers = {name: value for name, value in p.items() if name in BY_NAME and BY_NAME[name].kind is int}
     p = {**p, **plain_numbers(integers)}  # KFP hands integers over as floats
     problems: list[str] = []
@@ -277,7 +297,7 @@ def parameter_problems(p: dict) -> list[str]:
         parameter = BY_NAME.get(name)
         if parameter is None:
             continue
-        wrong = _type_problem(parameter, value) or parameter.range_problem(value)
+        wrong = credentials_problem(name, value) or _type_problem(parameter, value) or parameter.range_problem(value)
         if wrong:
             problems.append(wrong)
         elif name in RULES:
@@ -286,15 +306,9 @@ def parameter_problems(p: dict) -> list[str]:
 
 
 def mlflow_uri_problems(uri) -> list[str]:
-    """An MLflow tracking server's http(s):// URL, without credentials: a run parameter is shown on the run's
-    page and stored with the run; MLflow's credentials come from the Secret of the compile option
-    --mlflow-connection."""
+    """An MLflow tracking server's http(s):// URL (``credentials_problem`` has refused credentials in it)."""
     if not uri:
         return []
-    if has_credentials(uri):
-        return [f"mlflow_tracking_uri {redact(uri)} has credentials in it, which the run's page and MLflow would "
-                "show: leave them out and put them in the Secret of the compile option --mlflow-connection "
-                "(MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"]
     if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", str(uri)):
         return [f"mlflow_tracking_uri must be empty or an MLflow tracking server's http(s):// URL, not {redact(uri)!r}"]
     return []
