@@ -14,6 +14,8 @@ from conftest import shared_schema
 from yolo_kfp.infra.storage import ENV_KEYS
 from yolo_kfp.pipeline.compile_options import DATA_CONNECTION
 
+PIPELINE_ROOT_CONNECTION = "yolo-kfp-pipeline-root"
+
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 CRDS = ["dspa-crd-v2.17.0.yaml", "dspa-crd-head.yaml"]
 KUBERNETES_VERSION = "1.31"  # OpenShift 4.18
@@ -29,7 +31,8 @@ def built():
 
 
 def test_builds_the_expected_objects(built):
-    assert set(built) == {("Secret", DATA_CONNECTION), ("DataSciencePipelinesApplication", "dspa"),
+    assert set(built) == {("Secret", DATA_CONNECTION), ("Secret", PIPELINE_ROOT_CONNECTION),
+                          ("DataSciencePipelinesApplication", "dspa"),
                           ("Role", "yolo-kfp-pipeline-user"), ("RoleBinding", "yolo-kfp-pipeline-user")}
     assert {d["metadata"]["namespace"] for d in built.values()} == {"yolo-kfp"}
 
@@ -71,9 +74,19 @@ def test_data_connection_is_a_dashboard_s3_connection(built):
     assert secret["metadata"]["annotations"]["opendatahub.io/connection-type"] == "s3"
     assert set(secret["stringData"]) == set(ENV_KEYS)
     storage = built[("DataSciencePipelinesApplication", "dspa")]["spec"]["objectStorage"]["externalStorage"]
-    assert storage["s3CredentialsSecret"] == {"secretName": DATA_CONNECTION, "accessKey": "AWS_ACCESS_KEY_ID",
-                                              "secretKey": "AWS_SECRET_ACCESS_KEY"}
     assert storage["bucket"] == secret["stringData"]["AWS_S3_BUCKET"]
+
+
+def test_the_pipeline_root_has_a_key_of_its_own(built):
+    """The pipeline server stores artifacts with its own key; the steps' data connection is another Secret,
+    which the dashboard never offers to attach the pipeline root's key to a workbench."""
+    storage = built[("DataSciencePipelinesApplication", "dspa")]["spec"]["objectStorage"]["externalStorage"]
+    assert storage["s3CredentialsSecret"] == {"secretName": PIPELINE_ROOT_CONNECTION,
+                                              "accessKey": "AWS_ACCESS_KEY_ID", "secretKey": "AWS_SECRET_ACCESS_KEY"}
+    root = built[("Secret", PIPELINE_ROOT_CONNECTION)]
+    assert PIPELINE_ROOT_CONNECTION != DATA_CONNECTION and set(root["stringData"]) == {"AWS_ACCESS_KEY_ID",
+                                                                                       "AWS_SECRET_ACCESS_KEY"}
+    assert "opendatahub.io/dashboard" not in root["metadata"].get("labels", {})
 
 
 def test_values_to_change_are_marked_and_documented():
