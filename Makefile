@@ -42,7 +42,7 @@ lint: setup-dev
 # subprocesses more than they compute. TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 3
 test: lint
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 compile: setup
 	$(VENV)/bin/yolo-kfp compile --output pipeline/yolo_pipeline.yaml

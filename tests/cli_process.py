@@ -4,3 +4,6 @@ import os
 import sys
 
 CLI = os.path.join(os.path.dirname(sys.executable), "yolo-kfp")
+# How soon a new CLI process must have refused a value or given up on a silent server: starting Python and
+# importing the CLI alone takes up to ~10 s on a 2-core machine running the other test processes beside it.
+REFUSED_WITHIN = 30

@@ -49,6 +49,13 @@ import netguard  # noqa: E402
 netguard.install()
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Files with slow tests first: pytest-xdist (make test, --dist loadfile --no-loadscope-reorder) hands out files
+    in this order, so the minutes-long ones start at once and the quick ones fill in beside them."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 def _guard_lines() -> list[str]:
     if not os.path.exists(NETGUARD_LOG):
         return []

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
-from cli_process import CLI
+from cli_process import CLI, REFUSED_WITHIN
 from conftest import CLASSES
 from PIL import Image
 from test_convert import box_row, make_raw
@@ -57,7 +57,7 @@ def test_misspelled_class_fails_within_seconds_and_leaves_nothing(tmp_path):
     started = time.monotonic()
     result = subprocess.run([CLI, "run-local", "--demo", "--output-dir", str(tmp_path / "out"), "--param",
                              'classes=["Bicycle","Carr"]'], capture_output=True, text=True, timeout=60)
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < REFUSED_WITHIN
     assert result.returncode == 2
     assert "'Carr' (did you mean 'Car'?)" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -171,7 +171,7 @@ def test_a_host_that_is_no_pipeline_server_fails_within_seconds_in_one_line(host
     url = request.getfixturevalue(host)
     started = time.monotonic()
     result = subprocess.run([CLI, "submit", "--host", url], capture_output=True, text=True, timeout=60)
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < REFUSED_WITHIN
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("yolo-kfp: error: ") and message in line, result.stderr

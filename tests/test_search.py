@@ -111,7 +111,9 @@ def test_a_trial_sees_no_test_split(yolo_dataset, tmp_path, packed):
 
 
 def test_the_trials_are_one_parallel_for_of_gpu_trial_tasks_without_a_run_unique_input(tmp_path):
-    with open(compile_pipeline(str(tmp_path / "p.yaml"), CompileOptions(kueue_queue="gpu-team"))) as f:
+    options = CompileOptions(kueue_queue="gpu-team", gpu_node_selector={"nvidia.com/gpu.product": "NVIDIA-A100"},
+                             gpu_tolerations=[{"key": "team", "operator": "Exists"}])
+    with open(compile_pipeline(str(tmp_path / "p.yaml"), options)) as f:
         spec, platform = yaml.safe_load_all(f)
     loops = {name: c for name, c in spec["components"].items()
              if "dag" in c and any(t["componentRef"]["name"] == "comp-train-trial" for t in c["dag"]["tasks"].values())}
