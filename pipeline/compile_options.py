@@ -26,6 +26,7 @@ from yolo_kfp.components.step_settings import (
 )
 from yolo_kfp.infra import pod_size
 from yolo_kfp.infra.pod_size import GPUS_PER_NODE, TRAIN_POD_LIMITS, per_gpu_text, quantity, train_pod_range
+from yolo_kfp.params.service_hosts import service_host_problems
 from yolo_kfp.pipeline import servers
 
 DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
@@ -114,6 +115,10 @@ class CompileOptions:
                                         f"run parameter mlflow_tracking_uri's server; default: {MLFLOW_CONNECTION}, "
                                         "mounted if it exists (KFP 2.15+; older servers: none unless named, and "
                                         "then it must exist)", metavar="SECRET")
+    service_hosts: list = option([], "the hosts the run parameters mlflow_tracking_uri and model_registry_url may "
+                                     "name, as they are sent MLflow's credentials and the pod's service-account "
+                                     "token: plain http:// only to an in-cluster service (*.svc) named here; "
+                                     "loopback always; e.g. '[\"mlflow.example.com\"]'")
 
     def __post_init__(self):
         target = self.target
@@ -165,6 +170,9 @@ class CompileOptions:
             if secret and not SECRET_NAME.fullmatch(secret):
                 raise ValueError(f"{option} {secret!r} is not a Secret's name: use lowercase letters, digits, '-' "
                                  "and '.', at most 253, e.g. yolo-kfp-s3")
+        problems = service_host_problems(self.service_hosts)
+        if problems:
+            raise ValueError(problems[0])
         if not self.data_connection:
             raise ValueError(f"--data-connection is empty: name the data connection Secret (default "
                              f"{DATA_CONNECTION})")
@@ -250,7 +258,8 @@ class CompileOptions:
                          for step, r in ((s, self.resources(s)) for s in self.sized_steps))
         pod_settings = (f" data_connection={self.data_connection} mlflow_connection={self.mlflow_secret or '-'} "
                         f"gpu_node_selector={json.dumps(self.gpu_node_selector)} "
-                        f"gpu_tolerations={json.dumps(self.gpu_tolerations)}")
+                        f"gpu_tolerations={json.dumps(self.gpu_tolerations)}"
+                        + (f" service_hosts={','.join(self.service_hosts)}" if self.service_hosts else ""))
         fan_outs = (f"download_parallelism={self.download_parallelism} search_parallelism={self.search_parallelism} "
                     if self.target.features.fan_in else "")
         return (f"compile options: {self.target.describe()} gpus={self.gpus} cpu_per_gpu={self.cpu_per_gpu} "

@@ -29,6 +29,7 @@ from yolo_kfp.components.train import train
 from yolo_kfp.components.train_trial import train_trial
 from yolo_kfp.params import run_parameters
 from yolo_kfp.params.search_space import SEARCH_REFUSAL_ENV
+from yolo_kfp.params.service_hosts import SERVICE_HOSTS_ENV
 from yolo_kfp.pipeline import servers
 from yolo_kfp.pipeline.compile_options import DEFAULT_OPTIONS, CompileOptions
 from yolo_kfp.pipeline.task_settings import apply_step_settings
@@ -55,6 +56,8 @@ def make_pipeline(options: CompileOptions = DEFAULT_OPTIONS):
         checks = preflight(**{name: p[name] for name in preflight.component_spec.inputs or {}})
         if not options.target.features.fan_in:  # a search_space is refused before any work
             checks.set_env_variable(SEARCH_REFUSAL_ENV, servers.search_refusal(options.target))
+        if options.service_hosts:  # where the run may send credentials (yolo_kfp.params.service_hosts)
+            checks.set_env_variable(SERVICE_HOSTS_ENV, ",".join(options.service_hosts))
         raw_dataset = downloaded(options, checks, p)
         convert_task = convert(raw_dataset=raw_dataset, classes=p["classes"], seed=p["seed"],
                                split_ratios=p["split_ratios"], include_group_of=p["include_group_of"],

@@ -11,6 +11,7 @@ from cli_process import CLI, REFUSED_WITHIN
 
 from yolo_kfp.cli import main
 from yolo_kfp.cluster.schedules import six_field_cron
+from yolo_kfp.params import run_parameters
 from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.validation import parameter_problems
 from yolo_kfp.pipeline.compile_options import CompileOptions
@@ -229,6 +230,14 @@ def test_imgsz_off_the_stride_offers_distinct_multiples():
     ({"workers": -1}, "workers must be from 0 to 64, not -1"),
     ({"seed": -1}, "seed must be from 0 to 4294967295, not -1"),
     ({"epochs": True}, "epochs must be an integer, not True"),
+    ({"search_space": {"freeze": [10, 10.0]}}, "search_space freeze lists a value more than once"),
+    ({"search_space": {"lr0": [i / 1000 + 0.001 for i in range(101)]}}, "lists 101 values, more than 100"),
+    ({"search_trials": 5}, "search_trials is 5, but search_space is empty"),
+    ({"search_epochs": 5}, "search_epochs is 5, but search_space is empty"),
+    ({"search_space": {"lr0": [0.01, 0.02]}, "optimizer": "SGD", "search_epochs": 500, "epochs": 5},
+     "search_epochs 500 is more than the run's epochs 5"),
+    ({"search_space": {"epochs": [5, 10]}, "search_epochs": 3}, "has no effect when search_space searches epochs"),
+    ({"search_space": {"freeze": [0, 10]}, "search_trials": "2"}, "search_trials must be an integer, not '2'"),
 ])
 def test_bad_parameters_are_named(params, message):
     problems = parameter_problems({**parameter_defaults(), **params})
@@ -258,4 +267,41 @@ def test_defaults_and_kfp_floats_pass():
 def test_values_only_training_would_catch_are_refused_before_any_step(param, message, tmp_path, capsys):
     """In this process: ``run_local_refused`` shows the command itself refusing the same way."""
     refused_in_one_line(capsys, ["run-local", "--output-dir", str(tmp_path / "out"), "--param", param], message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_search_space_of_any_size_is_planned_without_listing_its_grid():
+    from yolo_kfp.params.search_space import plan_trials
+
+    keys = ["mosaic", "mixup", "degrees", "translate", "scale", "shear", "perspective", "fliplr", "hsv_h", "hsv_s"]
+    space = {key: [i / 100 for i in range(100)] for key in keys}  # 100^10 combinations, beyond sys.maxsize
+    assert parameter_problems({**parameter_defaults(), "search_space": space, "search_trials": 5}) == []
+    plan = plan_trials(space, 5, 42)
+    assert len({str(trial["settings"]) for trial in plan}) == 5 and plan == plan_trials(space, 5, 42)
+
+
+def test_a_value_of_100_kb_is_checked_within_half_a_second_and_echoed_short():
+    """Every parameter, given 100 KB shaped to make a backtracking pattern rescan: CPU time, as the test
+    processes share the machine."""
+    for parameter in run_parameters.PARAMETERS:
+        for text in ("a" * 100_000, "x:=" * 33_000 + "@", "s3://b/" + "a/" * 50_000, "?a=&" * 25_000):
+            value = {list: [text], dict: {"cfg": text}}.get(parameter.kind, text)
+            started = time.process_time()
+            problems = parameter_problems({**parameter_defaults(), parameter.name: value})
+            assert time.process_time() - started < 0.5, (parameter.name, text[:6])
+            assert all(len(problem) < 1000 for problem in problems), (parameter.name, text[:6])
+
+
+def test_a_parameter_given_twice_is_refused(tmp_path, capsys):
+    refused_in_one_line(capsys, ["run-local", "--output-dir", str(tmp_path / "out"), "--param", "epochs=0",
+                                 "--param", "epochs=5"], "--param epochs is given twice: give it once")
+    refused_in_one_line(capsys, ["submit", *HOST, "--param", "seed=1", "--param", "seed=1"], "--param seed is given")
+
+
+def test_the_values_a_run_will_use_are_checked_after_demo_and_search_are_merged(tmp_path, capsys):
+    refused_in_one_line(capsys, ["run-local", "--demo", "--search", "--output-dir", str(tmp_path / "out"),
+                                 "--param", "optimizer=auto"], "search_space lr0 has no effect with optimizer auto")
+    refused_in_one_line(capsys, ["run-local", "--demo", "--output-dir", str(tmp_path / "out"), "--param",
+                                 "search_space={\"lr0\": [0.01, 0.02]}", "--param", "search_epochs=30"],
+                        "search_epochs 30 is more than the run's epochs 25")
     assert not (tmp_path / "out").exists()

@@ -81,6 +81,23 @@ def test_debug_adds_the_traceback_a_failure_line_replaces(flag, variable, shown,
     assert any(line.startswith('  File "') for line in err) is shown
 
 
+def test_any_failure_is_one_printable_line_and_an_unexpected_one_asks_for_a_report(capsys, tmp_path, monkeypatch):
+    from yolo_kfp.cli import cluster_commands
+
+    def broken(args):
+        raise OverflowError("cannot convert float infinity \x1b[31mto integer\n" + "x" * 5000)
+
+    monkeypatch.setattr(cluster_commands, "compile_pipeline", lambda output, options: broken(None))
+    monkeypatch.delenv("YOLO_KFP_DEBUG", raising=False)
+    assert main(["compile", "--output", str(tmp_path / "p.yaml")]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("yolo-kfp: error: OverflowError: cannot convert float infinity \\x1b[31mto integer x")
+    assert len(line) < 700 and line.endswith("… (an unexpected failure; run again with --debug for the traceback, "
+                                             "and report it)")
+    assert main(["--debug", "compile", "--output", str(tmp_path / "p.yaml")]) == 1
+    assert "Traceback (most recent call last):" in capsys.readouterr().err
+
+
 def test_compile_writes_a_pipeline(tmp_path, capsys):
     assert main(["compile", "--output", str(tmp_path / "p.yaml"), "--shm-size", "2Gi"]) == 0
     assert "sizeLimit: 2Gi" in (tmp_path / "p.yaml").read_text()

@@ -1,5 +1,6 @@
 """What every command owes its shell: its version, a step's stdout holding its JSON result alone, nothing
-left in /tmp, no library warnings on the client commands, and an output folder that is a file refused."""
+left in /tmp, no library warnings on the client commands, an output folder that is a file or empty refused,
+and no folder of the user's written into by run-local."""
 
 import json
 import os
@@ -38,6 +39,34 @@ def test_an_output_dir_that_is_a_file_is_refused_in_one_line(command, under, tmp
     (line,) = capsys.readouterr().err.splitlines()
     assert f"--output-dir {output_dir} " in line and ("is a file" in line or f"under the file {taken}" in line)
     assert taken.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("command", [["run-local", "--demo"], ["step", "train", "--data", "DATA"],
+                                     ["predict", "IMAGE", "--model", "m.onnx", "--save"]])
+def test_an_empty_output_folder_is_refused_as_it_would_be_the_current_one(command, capsys):
+    flag = "--save" if "--save" in command else "--output-dir"
+    args = [*command, ""] if flag == "--save" else [*command, "--output-dir", ""]
+    assert main(args) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{flag} is empty: name a folder" in line
+
+
+def test_run_local_touches_no_folder_it_did_not_make_and_reuses_its_own(tmp_path, capsys):
+    from yolo_kfp.local.output_folder import MARKER, claim
+
+    mine = tmp_path / "mine"
+    (mine / "logs").mkdir(parents=True)
+    (mine / "logs" / "important.txt").write_text("keep")
+    assert main(["run-local", "--demo", "--output-dir", str(mine)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"--output-dir {mine} holds files that no run-local made" in line and "nothing in it was touched" in line
+    assert sorted(p.name for p in mine.rglob("*")) == ["important.txt", "logs"]
+    assert claim(str(tmp_path / "new")) == (str(tmp_path / "new"), False)
+    assert (tmp_path / "new" / MARKER).is_file()
+    (tmp_path / "new" / "metrics.json").write_text("{}")  # what a run leaves
+    assert claim(str(tmp_path / "new")) == (str(tmp_path / "new"), True)
+    (tmp_path / "empty").mkdir()
+    assert claim(str(tmp_path / "empty")) == (str(tmp_path / "empty"), False)
 
 
 def tmp_entries(group: int | None) -> set[str]:

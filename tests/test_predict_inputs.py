@@ -1,8 +1,11 @@
 """``yolo-kfp predict`` refuses what cannot give boxes in one line, before any work, and says of a server
 that cannot be used which URL it is and what answered there (refused, an HTTP status, not JSON, nothing)."""
 
+import resource
 import socket
+import struct
 import time
+import zlib
 
 import pytest
 from http_standin import Served
@@ -64,6 +67,31 @@ def test_settings_and_models_that_cannot_work_are_refused_in_one_line(files, arg
 def test_images_that_cannot_be_read_are_refused_in_one_line(files, image, message, capsys):
     assert main(["predict", "--url", NO_SERVER, str(files / image)]) == 2
     assert message.format(dir=files) in one_error_line(capsys)
+
+
+def bomb_png(path, side: int = 20000) -> None:
+    """A one-colour PNG of ``side`` x ``side`` 1-bit pixels, written chunk by chunk: a few tens of KB on disk
+    that claim side² pixels (PIL would decode 1.2 GB of RGB from it)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row = zlib.compressobj(9), b"\x00" * (1 + side // 8)
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("save", [False, True])
+def test_an_image_of_too_many_pixels_is_refused_from_its_header(files, save, capsys):
+    bomb = files / "bomb.png"
+    bomb_png(bomb)
+    assert bomb.stat().st_size < 100_000
+    peak, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic()
+    assert main(["predict", str(bomb), "--url", NO_SERVER, *(["--save", str(files / "drawn")] if save else [])]) == 2
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+    assert time.monotonic() - started < 2 and grown_mb < 200, (time.monotonic() - started, grown_mb)
+    assert f"{bomb} is 20000 x 20000 pixels, more than 64 million" in one_error_line(capsys)
+    assert not (files / "drawn").exists()
 
 
 def test_drawings_may_not_replace_the_images_given(files, capsys):

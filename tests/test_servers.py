@@ -115,7 +115,7 @@ def mlflow_secrets(documents) -> dict:
 
 def test_mlflow_credentials_come_from_a_secret_a_run_may_lack_where_the_server_allows_it(compiled, tmp_path):
     newest = mlflow_secrets(compiled["kfp-2.16"])
-    assert set(newest) == {"exec-train", "exec-train-trial", "exec-track", "exec-publish"}
+    assert set(newest) == {"exec-preflight", "exec-train", "exec-train-trial", "exec-track", "exec-publish"}
     assert all(s["optional"] and s["secretName"] == MLFLOW_CONNECTION for s in newest.values())
     # older servers require every Secret: only the one named when compiling
     assert {s["secretNameParameter"]["runtimeValue"]["constant"] for s in mlflow_secrets(

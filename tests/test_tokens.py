@@ -7,6 +7,7 @@ headers it receives: the token must never arrive there.
 
 import contextlib
 import io
+import json
 import logging
 
 import pytest
@@ -17,6 +18,8 @@ from model_registry_standin import ModelRegistryStandIn
 from yolo_kfp.cli import main
 from yolo_kfp.cluster.client import Server, resolve_token
 from yolo_kfp.infra.urls import CrossOriginRedirect, has_credentials, origin, redact
+from yolo_kfp.params.service_hosts import service_url_problems
+from yolo_kfp.pipeline.compile_options import CompileOptions
 
 TOKEN = "tok-that-must-stay-home"
 SECRET = "s3cret"
@@ -280,3 +283,55 @@ def test_run_links_are_shown_without_credentials():
     assert server.run_link("r1") == "https://***@ui.example.com/#/runs/details/r1"
     server = Server("https://x.svc", verify_ssl=False, dashboard=f"https://u:{SECRET}@dashboard", namespace="ns")
     assert SECRET not in server.run_link("r1")
+
+
+# -- where MLflow's credentials and the registry's token may go ---------------------------------------
+
+def test_mlflow_and_registry_hosts_are_the_ones_compiled_in_https_or_an_in_cluster_service():
+    hosts = ["mlflow.example.com", "mlflow.team.svc", "registry.team.svc.cluster.local"]
+    allowed = ["https://mlflow.example.com", "http://mlflow.team.svc:5000", "https://mlflow.team.svc",
+               "http://registry.team.svc.cluster.local:8080", "http://127.0.0.1:5000", "http://localhost",
+               "http://[::1]:8080", ""]
+    for url in allowed:
+        assert service_url_problems({"mlflow_tracking_uri": url, "model_registry_url": url}, hosts) == [], url
+    refused = {"https://mlflow.attacker.example": "not a host this pipeline was compiled for",
+               "http://mlflow.other.svc:5000": "ask whoever compiles it to add --service-hosts mlflow.other.svc",
+               "http://mlflow.example.com": "plain http:// to 'mlflow.example.com', which is not an in-cluster"}
+    for url, message in refused.items():
+        for name in ("mlflow_tracking_uri", "model_registry_url"):
+            (problem,) = service_url_problems({name: url}, hosts)
+            assert problem.startswith(f"{name} '{url}'") and message in problem, problem
+    assert "none" in service_url_problems({"mlflow_tracking_uri": "https://mlflow.example.com"}, [])[0]
+    for bad in (["https://mlflow.example.com"], ["mlflow.example.com:443"], ["MLflow.example.com"], "mlflow", [1]):
+        with pytest.raises(ValueError, match="--service-hosts"):
+            CompileOptions(service_hosts=bad)  # pyright: ignore[reportArgumentType]  (a wrong type on purpose)
+
+
+def test_submit_refuses_a_host_outside_the_compile_options_before_creating_a_run(elsewhere, token_file, capsys):
+    base = ["submit", "--host", elsewhere.url, "--token-file", token_file, "--allow-plain-http-token"]
+    for param in ("mlflow_tracking_uri=http://mlflow.example.com", "model_registry_url=https://registry.example.com"):
+        assert main([*base, "--param", param]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "not a host this pipeline was compiled for (none)" in line and "--service-hosts" in line
+    assert main([*base, "--service-hosts", '["mlflow.example.com"]', "--param",
+                 "mlflow_tracking_uri=http://mlflow.example.com"]) == 2
+    assert "plain http://" in capsys.readouterr().err
+    assert elsewhere.calls("POST", f"{API}/runs") == []
+    assert main([*base, "--service-hosts", '["mlflow.team.svc"]', "--param",
+                 "mlflow_tracking_uri=http://mlflow.team.svc:5000"]) == 0
+    (created,) = elsewhere.calls("POST", f"{API}/runs")
+    assert "YOLO_KFP_SERVICE_HOSTS" in json.dumps(created.body), "the compiled hosts travel with the run"
+
+
+def test_preflight_refuses_a_host_the_pipeline_was_not_compiled_for(local_kfp, capfd):
+    """The run form's way in: kfp.local runs the pipeline's preflight with the environment it compiles."""
+    from yolo_kfp.pipeline.pipeline import make_pipeline
+
+    with pytest.raises(RuntimeError, match="preflight"):
+        make_pipeline(CompileOptions(service_hosts=["mlflow.team.svc"]))(
+            mlflow_tracking_uri="http://mlflow.team.svc:5000", model_registry_url="http://registry.elsewhere.svc")
+    output = capfd.readouterr()
+    text = output.out + output.err
+    assert "bad parameter: model_registry_url 'http://registry.elsewhere.svc' names 'registry.elsewhere.svc'" in text
+    assert "mlflow_tracking_uri" not in text.split("bad parameter:")[1].splitlines()[0], "the compiled host passes"
+    assert "'download'" not in text, "nothing ran after it"

@@ -1,7 +1,13 @@
 """MLflow tracking and registration against a real MLflow tracking server on 127.0.0.1."""
 
+import os
+import socket
+import subprocess
+import time
 import uuid
 
+import pytest
+from cli_process import CLI
 from mlflow import MlflowClient
 
 from yolo_kfp.model import tracking
@@ -60,3 +66,28 @@ def test_fiftyone_imports_after_mlflow_in_one_process():
     import sys
 
     subprocess.run([sys.executable, "-c", "import mlflow, fiftyone"], check=True, timeout=300)
+
+
+def test_preflight_reaches_the_mlflow_server_and_is_refused_in_one_line_where_it_does_not_answer(mlflow_server):
+    tracking.check_access(mlflow_server.url)
+    with socket.socket() as silent:  # listens, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        for uri, reason in ((f"http://127.0.0.1:{silent.getsockname()[1]}", "no answer within 10 s"),
+                            ("http://127.0.0.1:9", "[Errno 111] Connection refused")):
+            started = time.monotonic()
+            with pytest.raises(ValueError, match="cannot be used") as refused:
+                tracking.check_access(uri)
+            assert time.monotonic() - started < 15 and reason in str(refused.value), refused.value
+            assert f"mlflow_tracking_uri '{uri}' cannot be used" in str(refused.value)
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ, "the brief settings are the check's alone"
+
+
+def test_a_run_whose_mlflow_server_does_not_answer_fails_in_preflight_before_any_download(tmp_path):
+    result = subprocess.run([CLI, "run-local", "--output-dir", str(tmp_path / "out"), "--param",
+                             "mlflow_tracking_uri=http://127.0.0.1:9"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("yolo-kfp: error:")]
+    assert "step 'preflight' failed" in error and "mlflow_tracking_uri 'http://127.0.0.1:9' cannot be used" in error
+    assert "Traceback" not in result.stdout + result.stderr
+    assert sorted(os.listdir(tmp_path / "out" / "logs")) == ["pipeline.log", "preflight.log"], "no step after it"

@@ -10,13 +10,14 @@ def cmd_run_local(args) -> None:
     from yolo_kfp.local.runner import run_local
     from yolo_kfp.params.run_values import parse_params
 
-    params = parse_params(args.param)
-    if args.search:
-        if not args.demo:
-            raise ValueError("--search is the demo's small search: with your own data set --param search_space=...")
-        from yolo_kfp.local.demo import SEARCH_PARAMS
+    if args.search and not args.demo:
+        raise ValueError("--search is the demo's small search: with your own data set --param search_space=...")
+    preset = {}
+    if args.demo:
+        from yolo_kfp.local.demo import PARAMS, SEARCH_PARAMS
 
-        params = {**SEARCH_PARAMS, **params}
+        preset = {**PARAMS, **(SEARCH_PARAMS if args.search else {})}
+    params = parse_params(args.param, preset)  # the values the run will use, checked once
     result = run_local(args.output_dir, params, demo=args.demo, mlflow=args.mlflow, verbose=args.verbose)
     print()
     print("\n".join(summary_lines(result, os.path.abspath(args.output_dir))))

@@ -18,12 +18,14 @@ def library_output_to_stderr():
 
 
 def refuse_files_as_output_folders(args) -> None:
-    """An output folder (``--output-dir``, predict's ``--save``) must be a folder or not yet exist, nor lie
-    under a file: told before any work, not when the first output is written."""
+    """An output folder (``--output-dir``, predict's ``--save``) must be named, be a folder or not yet exist, and
+    not lie under a file: told before any work, not when the first output is written."""
     for flag in ("output_dir", "save"):
         folder = getattr(args, flag, None)
-        if not folder:
+        if folder is None:
             continue
+        if not folder.strip():  # '' would be the current folder
+            raise ValueError(f"--{flag.replace('_', '-')} is empty: name a folder (it is made if missing)")
         existing = os.path.abspath(folder)
         while not os.path.exists(existing):
             existing = os.path.dirname(existing)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from yolo_kfp.infra.tls import SYSTEM_STORE, pick_ca_bundle
 from yolo_kfp.infra.urls import (
+    checked_token,
     read_token_file,
     redact,
     refuse_credentials_in,
@@ -32,6 +33,8 @@ from yolo_kfp.infra.urls import (
     urlopen,
 )
 from yolo_kfp.params.run_values import convert_params
+from yolo_kfp.params.service_hosts import service_url_problems
+from yolo_kfp.params.validation import check
 from yolo_kfp.pipeline import servers
 from yolo_kfp.pipeline.compile_options import DEFAULT_OPTIONS, CompileOptions
 from yolo_kfp.pipeline.pipeline import PIPELINE_NAME, compile_pipeline
@@ -49,12 +52,12 @@ def resolve_token(flag: str | None, token_file: str = SERVICE_ACCOUNT_TOKEN, giv
                   ) -> str | None:
     """The flag, else the file given, else the environment, else the pod's service-account token, else none."""
     if flag:
-        return flag
+        return checked_token(flag, "--token")
     if given_file:
         return read_token_file(given_file)
     for name in TOKEN_ENVS:
         if os.environ.get(name):
-            return os.environ[name]
+            return checked_token(os.environ[name].strip(), name)
     if os.path.exists(token_file):
         with open(token_file) as f:
             return f.read().strip()
@@ -180,6 +183,7 @@ def submit(server: Server, params: dict, experiment: str = DEFAULT_EXPERIMENT, r
     """Starts a run of the freshly compiled pipeline; returns its id."""
     params = convert_params(params)
     servers.check_run_parameters(params, options.target)
+    check(service_url_problems(params, options.service_hosts))
     client = server.client()
     with tempfile.TemporaryDirectory() as workdir, own_links():
         result = client.create_run_from_pipeline_package(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from yolo_kfp.infra.image_files import readable
+from yolo_kfp.infra.image_files import readable, too_many_pixels
 from yolo_kfp.infra.urls import redact, refuse_credentials_in, refuse_plain_http_token, urlopen
 from yolo_kfp.model.analysis import CONFIDENCE, iou
 from yolo_kfp.model.export import SERVING_NAME
@@ -54,6 +54,10 @@ def image_paths(given: list[str]) -> list[str]:
     """The images that each of ``given`` names: a file, a folder (the images in it, by name) or a glob.
     Each must be whole: a truncated image would be decoded with a grey rest and give boxes of half an image."""
     paths = [path for item in given for path in _images_of(item)]
+    for path in paths:  # before anything decodes one
+        problem = too_many_pixels(path)
+        if problem:
+            raise ValueError(problem)
     broken = [path for path in paths if not readable(path)]
     if broken:
         raise ValueError(f"not a whole image (empty, truncated or corrupt): {', '.join(broken)}")

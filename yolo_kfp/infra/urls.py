@@ -15,14 +15,17 @@ import re
 import urllib.parse
 import urllib.request
 
+# Each part is bounded (a user, a password, a scheme, a key: 256 characters at most) and starts where a word does,
+# so that masking is linear in a text's length: unbounded, a long run of such characters is rescanned from each.
 # After a scheme: "user@", or "user:password@" whose password holds anything but '@' and quotes ('/', '?', '#'
-# and spaces included), up to 256 characters.
-USER_INFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^\s/?#@'\"]+|[^\s/@'\"]*:[^@'\"]{0,256}?)@")
+# and spaces included).
+USER_INFO = re.compile(r"(?<![A-Za-z0-9+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{0,31}://)"
+                       r"(?:[^\s/?#@'\"]{1,256}|[^\s/@'\"]{0,256}:[^@'\"]{0,256}?)@")
 # Without a scheme: "user:password@host..." standing on its own (not inside a word or a URL).
-BARE_USER_INFO = re.compile(r"(?<![\w.+/:@-])[\w.+%-]+:(?!//)[^\s@'\"]+@(?=[\w-])")
+BARE_USER_INFO = re.compile(r"(?<![\w.+%/:@-])[\w.+%-]{1,256}:(?!//)[^\s@'\"]{1,256}@(?=[\w-])")
 # A query-string key that names a secret, and its value.
-SECRET_QUERY = re.compile(r"(?P<key>[?&][\w.-]*(?:token|secret|passw|pwd|signature|sig|credential|api[_-]?key|"
-                          r"access[_-]?key|auth)[\w.-]*=)[^&#\s'\"]+", re.IGNORECASE)
+SECRET_QUERY = re.compile(r"(?P<key>[?&][\w.-]{0,64}?(?:token|secret|passw|pwd|signature|sig|credential|"
+                          r"api[_-]?key|access[_-]?key|auth)[\w.-]{0,64}=)[^&#\s'\"]+", re.IGNORECASE)
 CREDENTIAL_HEADERS = ("Authorization", "Proxy-authorization", "Cookie")  # as urllib.request.Request spells them
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -31,8 +34,17 @@ def redact(text: object) -> str:
     """``text`` (or an error, as str() shows it) with the credentials of each URL in it masked:
     ``http://user:pw@host/`` -> ``http://***@host/``, ``key:secret@bucket`` -> ``***@bucket``,
     ``?token=abc`` -> ``?token=***``."""
-    text = USER_INFO.sub(r"\g<scheme>***@", str(text))
-    return SECRET_QUERY.sub(r"\g<key>***", BARE_USER_INFO.sub("***@", text))
+    text = str(text)
+    if "@" in text:  # user-info ends with it
+        text = BARE_USER_INFO.sub("***@", USER_INFO.sub(r"\g<scheme>***@", text))
+    return SECRET_QUERY.sub(r"\g<key>***", text) if "=" in text else text
+
+
+def shown(value: object, longest: int = 200) -> str:
+    """``value`` as a message repeats it: its repr, credentials masked (before it is cut, so no part of a secret
+    is left), at most ``longest`` characters of it."""
+    text = repr(redact(value) if isinstance(value, str) else value)
+    return text if len(text) <= longest else text[:longest] + "…"
 
 
 def has_credentials(text: object) -> bool:
@@ -66,16 +78,30 @@ def refuse_plain_http_token(url: str, token: str | None, allowed: bool) -> None:
                          "between is yours (a test server on 127.0.0.1)")
 
 
+def checked_token(token: str, where: str) -> str:
+    """``token`` as an ``Authorization`` header may carry it: visible ASCII on one line. Refused without
+    repeating it (a header with a newline in it would be refused by the HTTP library, token and all)."""
+    if not token:
+        raise ValueError(f"{where} is empty: it must hold the bearer token")
+    if "\n" in token:
+        raise ValueError(f"{where} holds {token.count(chr(10)) + 1} lines: it must hold the bearer token alone, on "
+                         "one line")
+    if not all("!" <= c <= "~" for c in token):
+        raise ValueError(f"{where} holds a space or a character that is not ASCII, which no bearer token has: "
+                         "it must hold the token alone")
+    return token
+
+
 def read_token_file(path: str) -> str:
     """The token in ``path`` (``--token-file``), which must hold one."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             token = f.read().strip()
     except OSError as error:
         raise ValueError(f"--token-file {path} cannot be read ({error.strerror})") from None
-    if not token:
-        raise ValueError(f"--token-file {path} is empty: it must hold the bearer token")
-    return token
+    except UnicodeDecodeError:
+        raise ValueError(f"--token-file {path} is not text: it must hold the bearer token") from None
+    return checked_token(token, f"--token-file {path}")
 
 
 class CrossOriginRedirect(ValueError):

@@ -28,11 +28,13 @@ import threading
 import time
 
 from yolo_kfp.local.mlflow_server import MlflowServer, mlflow_binary
+from yolo_kfp.local.output_folder import claim
 from yolo_kfp.local.progress import Progress, output_to
 from yolo_kfp.local.run_scope import RunScope
 from yolo_kfp.local.task_logs import TaskLogs, event_writer
 from yolo_kfp.model.checkpoints import CHECKPOINTS_ENV
 from yolo_kfp.params.run_parameters import defaults as parameter_defaults
+from yolo_kfp.params.service_hosts import SERVICE_HOSTS_ENV, named_hosts
 from yolo_kfp.params.validation import base_model_problems, check
 from yolo_kfp.pipeline.pipeline import yolo_pipeline
 
@@ -303,7 +305,8 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
 
     Whatever ends the run (success, a failed step, Ctrl-C, SIGKILL), no process of it stays and nothing
     of it is left in the temporary directory (``yolo_kfp.local.run_scope``). Epoch checkpoints are kept under
-    ``<output_dir>/checkpoints``: a run into the same output dir after an interrupt resumes training.
+    ``<output_dir>/checkpoints``: a run into the same output dir after an interrupt resumes training. The
+    output dir is new, empty or an earlier run's (``yolo_kfp.local.output_folder``): nothing else is touched.
     Returns what ``execute`` returns, with the demo's ``notice`` in demo mode."""
     missing = [name for name in LOCAL_LIBRARIES if importlib.util.find_spec(name) is None]
     if missing:
@@ -321,19 +324,24 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
     if not demo or "base_model" in params:  # the demo brings its own base checkpoint
         check(base_model_problems(params.get("base_model", defaults["base_model"]),
                                   params.get("freeze", defaults["freeze"])))
-    output_dir = os.path.abspath(output_dir)
+    output_dir, reused = claim(output_dir)
     logs = os.path.join(output_dir, LOGS)
-    shutil.rmtree(logs, ignore_errors=True)  # this run's logs only
+    shutil.rmtree(logs, ignore_errors=True)  # an earlier run's logs (claim refuses a folder it did not make)
     os.makedirs(logs)
-    checkpoints = {CHECKPOINTS_ENV: os.path.join(output_dir, "checkpoints")}
+    # run-local compiles the pipeline it runs: the hosts its run names are the ones it was compiled for
+    run_variables = {CHECKPOINTS_ENV: os.path.join(output_dir, "checkpoints"),
+                     SERVICE_HOSTS_ENV: ",".join(named_hosts(params))}
     say = log.info if verbose else functools.partial(print, flush=True)
+    if reused:
+        say(f"reusing {output_dir}, an earlier run's folder: its logs and outputs are replaced, its training resumes "
+            "where that run's stopped, if it did")
     with RunScope(), contextlib.ExitStack() as servers:
         if mlflow:
             server = servers.enter_context(MlflowServer(os.path.join(output_dir, "mlflow")))
             say(f"MLflow's UI, while the run lasts: {server.url}")
             params = {**params, "mlflow_tracking_uri": server.url}
         if not demo:
-            return run_in_child(output_dir, params, checkpoints, _progress(params, defaults, verbose))
+            return run_in_child(output_dir, params, run_variables, _progress(params, defaults, verbose))
         from yolo_kfp.local.demo import NOTICE, demo_environment
 
         started, demo_log = time.monotonic(), os.path.join(logs, "demo.log")
@@ -343,7 +351,7 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
                 demo_environment(os.path.join(output_dir, "demo"), params.get("split", defaults["split"])))
         say(f"demo: ready in {time.monotonic() - started:.1f} s")
         params = {**demo_params, **params}
-        result = run_in_child(output_dir, params, {**variables, **checkpoints}, _progress(params, defaults, verbose))
+        result = run_in_child(output_dir, params, {**variables, **run_variables}, _progress(params, defaults, verbose))
     result["notice"] = NOTICE
     return result
 

@@ -10,11 +10,13 @@ if the server wants any, come from MLflow's own environment variables (``MLFLOW_
 is refused.
 """
 
+import contextlib
 import csv
 import logging
 import os
+import re
 
-from yolo_kfp.infra.urls import refuse_credentials_in
+from yolo_kfp.infra.urls import redact, refuse_credentials_in
 from yolo_kfp.model.search_report import search_tags, trials_html, trials_markdown
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,8 @@ TRAINING_TAG = "yolo-kfp.training"  # the training's key: its checkpoints' folde
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI shows a run with it nested under that run
 # MLflow's client reads these from the environment: a token, or a user and password (basic auth)
 CREDENTIAL_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+# Preflight asks once and briefly: MLflow's client would otherwise retry for minutes (its own variables).
+CHECK_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 def _client(tracking_uri: str):
@@ -32,6 +36,46 @@ def _client(tracking_uri: str):
 
     refuse_credentials_in("mlflow_tracking_uri", tracking_uri, "put them in the Secret of --mlflow-connection")
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _reason(error: Exception) -> str:
+    """What went wrong in a few words: the system's error under urllib3's wrapping, else the first line."""
+    text = str(error).strip()
+    system = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    if system:
+        return system.group(0).strip()
+    if "timed out" in text:
+        return f"no answer within {CHECK_SETTINGS['MLFLOW_HTTP_REQUEST_TIMEOUT']} s"
+    return redact(text.splitlines()[0])[:200] if text else type(error).__name__
+
+
+def check_access(tracking_uri: str) -> None:
+    """Fails now, in one line, where the train step would after the download: the server answers at
+    ``tracking_uri`` and takes the credentials (it lists one experiment)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    with _environment(CHECK_SETTINGS):
+        try:
+            client.search_experiments(max_results=1)
+        except (MlflowException, OSError) as error:
+            raise ValueError(f"mlflow_tracking_uri {redact(tracking_uri)!r} cannot be used: {_reason(error)} (check "
+                             "the address, that the server runs, and the --mlflow-connection Secret)") from None
+    log.info("preflight: mlflow_tracking_uri=%s ok", redact(tracking_uri))
 
 
 def _numbers(row: dict) -> dict[str, float]:

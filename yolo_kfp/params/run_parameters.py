@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from yolo_kfp.infra.urls import shown
+
 CACHE_MODES = ("", "ram", "disk")
 SPLITS = ("train", "validation", "test")  # Open Images V7's splits (yolo_kfp.data.openimages reads them here)
 
@@ -63,7 +65,7 @@ class RunParameter(Generic[T]):
             ok = not (isinstance(value, float) and not math.isfinite(value)) and all((
                 self.minimum is None or value >= self.minimum, self.maximum is None or value <= self.maximum,
                 self.above is None or value > self.above))
-        return None if ok else f"{self.name} must be {self.allowed}, not {value!r}"
+        return None if ok else f"{self.name} must be {self.allowed}, not {shown(value)}"
 
 
 P = RunParameter

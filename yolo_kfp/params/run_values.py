@@ -16,25 +16,31 @@ def parse_param(text: str) -> tuple[str, str]:
     return key, raw
 
 
-def convert_params(params: dict) -> dict:
-    """``params`` converted to the types the table declares and checked together with the defaults they join;
-    an unknown key is refused with the known ones."""
+def convert_params(params: dict, preset: dict | None = None) -> dict:
+    """``params`` converted to the types the table declares over ``preset`` (what ``--demo`` and ``--search``
+    set), checked together with the defaults they join: the values the run will use. An unknown key is refused
+    with the known ones."""
     types = run_parameters.types()
     unknown = [key for key in params if key not in types]
     if unknown:
         raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(types)} (the pods' settings and "
                          "Secrets are fixed when compiling: yolo-kfp compile --help)")
-    converted = {key: convert_parameter(key, value, types[key]) for key, value in params.items()}
+    converted = {**(preset or {}), **{key: convert_parameter(key, value, types[key]) for key, value in params.items()}}
     check_parameters({**run_parameters.defaults(), **converted})
     return converted
 
 
 def param_texts(items: list[str]) -> dict[str, str]:
     """``--param KEY=VALUE`` items as they were written: for a command whose client converts and checks them
-    (``submit``, ``schedule``: the same door as a notebook's dict)."""
-    return dict(parse_param(item) for item in items or [])
+    (``submit``, ``schedule``: the same door as a notebook's dict). A key given twice is refused."""
+    texts: dict[str, str] = {}
+    for key, raw in map(parse_param, items or []):
+        if key in texts:
+            raise ValueError(f"--param {key} is given twice: give it once")
+        texts[key] = raw
+    return texts
 
 
-def parse_params(items: list[str]) -> dict:
-    """``--param KEY=VALUE`` items as typed, checked parameters."""
-    return convert_params(param_texts(items))
+def parse_params(items: list[str], preset: dict | None = None) -> dict:
+    """``--param KEY=VALUE`` items as typed, checked parameters over ``preset``."""
+    return convert_params(param_texts(items), preset)

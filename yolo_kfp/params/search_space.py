@@ -11,6 +11,7 @@ import itertools
 import math
 import os
 import random
+import sys
 
 # The training parameters a search may set besides train_args keys (each checked by its own rule).
 SEARCHABLE = ("lr0", "epochs", "freeze", "imgsz", "optimizer", "batch")
@@ -18,6 +19,7 @@ INTEGER_PARAMETERS = ("epochs", "freeze", "imgsz", "batch")
 RANGE_KEYS = ("min", "max", "log")
 # A grid beyond this is more GPU time than a search should take by accident: sample it with search_trials.
 MAX_TRIALS = 64
+MAX_LISTED = 100  # values a list may hold: more is a range to sample from
 # Set on the preflight task of a pipeline compiled without the search (a server without dsl.Collected,
 # yolo_kfp.pipeline.servers): why a run that asks for one is refused there, before any work.
 SEARCH_REFUSAL_ENV = "YOLO_KFP_SEARCH_REFUSAL"
@@ -76,14 +78,24 @@ def plan_trials(search_space: dict, search_trials: int, seed: int) -> list[dict]
     if search_trials == 0:
         chosen = [_combination(search_space, names, i) for i in range(grid_size(search_space))]
     elif lists_only:
-        rng = random.Random(seed)
-        indexes = sorted(rng.sample(range(grid_size(search_space)), min(search_trials, grid_size(search_space))))
-        chosen = [_combination(search_space, names, i) for i in indexes]
+        chosen = [_combination(search_space, names, i)
+                  for i in _distinct_indexes(grid_size(search_space), search_trials, random.Random(seed))]
     else:
         rng = random.Random(seed)
         chosen = [{name: _sample_range(search_space[name], rng) if is_range(search_space[name])
                    else rng.choice(search_space[name]) for name in names} for _ in range(search_trials)]
     return [{"trial": i, "settings": {k: whole(v) for k, v in settings.items()}} for i, settings in enumerate(chosen)]
+
+
+def _distinct_indexes(size: int, count: int, rng: random.Random) -> list[int]:
+    """``count`` distinct combinations of a grid of ``size`` (all where it has fewer), sorted, without listing the
+    grid: ``random.sample`` takes a range of at most ``sys.maxsize``, drawing one by one takes any size."""
+    if size <= sys.maxsize:
+        return sorted(rng.sample(range(size), min(count, size)))
+    chosen: set[int] = set()
+    while len(chosen) < count:
+        chosen.add(rng.randrange(size))
+    return sorted(chosen)
 
 
 def trial_settings(run_settings: dict, values: dict, search_epochs: int = 0) -> dict:

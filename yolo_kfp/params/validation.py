@@ -11,10 +11,12 @@ import os
 import re
 
 from yolo_kfp.infra.storage import is_s3
-from yolo_kfp.infra.urls import has_credentials, redact
+from yolo_kfp.infra.urls import redact, shown
 from yolo_kfp.params import run_parameters
 from yolo_kfp.params.run_parameters import BY_NAME, RunParameter
+from yolo_kfp.params.search_rules import search_epochs_problems, search_trials_problems
 from yolo_kfp.params.search_space import (
+    MAX_LISTED,
     MAX_TRIALS,
     RANGE_KEYS,
     SEARCHABLE,
@@ -22,6 +24,7 @@ from yolo_kfp.params.search_space import (
     is_range,
     refused_search,
     searched_values,
+    whole,
 )
 from yolo_kfp.params.train_arg_types import train_args_type_problems
 from yolo_kfp.params.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZERS
@@ -68,7 +71,7 @@ def registry_url_problems(url: str) -> list[str]:
         return []
     return [f"model_registry_url must be empty or a Kubeflow Model Registry's REST address, http(s)://host[:port] "
             f"without a path (e.g. https://registry-rest.apps.example.com or http://model-registry.kubeflow.svc"
-            f":8080), not {redact(url)!r}"]
+            f":8080), not {shown(url)}"]
 
 
 def convert_parameter(name: str, value, kind: type):
@@ -89,7 +92,7 @@ def convert_parameter(name: str, value, kind: type):
     elif kind is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ValueError(f"{name} must be {KINDS[kind]}, not {given!r}")
+        raise ValueError(f"{name} must be {KINDS[kind]}, not {shown(given)}")
     return value
 
 
@@ -100,7 +103,7 @@ def plain_numbers(args: dict) -> dict:
 
 def _classes_problems(classes, p) -> list[str]:
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c.strip() for c in classes):
-        return [f"classes must be a non-empty list of Open Images class names, not {classes!r}"]
+        return [f"classes must be a non-empty list of Open Images class names, not {shown(classes)}"]
     if len(set(classes)) != len(classes):
         return [f"classes lists {sorted({c for c in classes if classes.count(c) > 1})} more than once"]
     return []
@@ -111,19 +114,19 @@ def _split_ratios_problems(ratios, p) -> list[str]:
             or any(r < 0 for r in ratios) or not math.isclose(sum(ratios), 1.0, abs_tol=1e-6)
             or ratios[1] == 0 or ratios[2] == 0):
         return [f"split_ratios must be three non-negative numbers (train, val, test) summing to 1 with val and test "
-                f"above 0, e.g. {BY_NAME['split_ratios'].default}, not {ratios!r}"]
+                f"above 0, e.g. {BY_NAME['split_ratios'].default}, not {shown(ratios)}"]
     return []
 
 
 def _batch_problems(batch, p) -> list[str]:
     if batch > 0 or batch == -1:
         return []
-    return [f"batch must be a positive integer or -1 (Ultralytics fits it to the GPU's memory), not {batch!r}"]
+    return [f"batch must be a positive integer or -1 (Ultralytics fits it to the GPU's memory), not {shown(batch)}"]
 
 
 def _imgsz_problems(imgsz, p) -> list[str]:
     if imgsz <= 0:
-        return [f"imgsz must be a positive integer, not {imgsz!r}"]
+        return [f"imgsz must be a positive integer, not {shown(imgsz)}"]
     if imgsz > MAX_IMGSZ:
         return [f"imgsz {imgsz} is beyond {MAX_IMGSZ}: each image would take "
                 f"{imgsz * imgsz * 3 * 4 / 2**30:.0f} GiB as a float tensor; the notebook trains at 640"]
@@ -142,13 +145,13 @@ def _freeze_problems(freeze, p) -> list[str]:
 def _optimizer_problems(optimizer, p) -> list[str]:
     if optimizer.lower() in {o.lower() for o in OPTIMIZERS}:
         return []
-    return [f"optimizer must be one of Ultralytics' {', '.join(OPTIMIZERS)}, not {optimizer!r}"]
+    return [f"optimizer must be one of Ultralytics' {', '.join(OPTIMIZERS)}, not {shown(optimizer)}"]
 
 
 def _s3_problems(name: str):
     def problems(value, p) -> list[str]:
         if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?", value):
-            return [f"{name} must be empty or an S3 URL like s3://bucket/prefix, not {redact(value)!r}"]
+            return [f"{name} must be empty or an S3 URL like s3://bucket/prefix, not {shown(value)}"]
         return []
     return problems
 
@@ -160,7 +163,7 @@ def _sha256_problems(value, p) -> list[str]:
 
 def _name_problems(name: str):
     def problems(value, p) -> list[str]:
-        return [] if value.strip() else [f"{name} must be a non-empty name, not {value!r}"]
+        return [] if value.strip() else [f"{name} must be a non-empty name, not {shown(value)}"]
     return problems
 
 
@@ -187,8 +190,11 @@ def _search_values_problems(name: str, values, p) -> list[str]:
     elif not isinstance(values, list) or not values:
         return [f"search_space {name} must be a non-empty list of values or a range {{\"min\": a, \"max\": b}}, "
                 f"not {json.dumps(values)}"]
-    elif len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
-        return [f"search_space {name} lists a value more than once: {json.dumps(values)}"]
+    elif len(values) > MAX_LISTED:
+        return [f"search_space {name} lists {len(values)} values, more than {MAX_LISTED}: give fewer, or a range "
+                "{\"min\": a, \"max\": b} to sample from"]
+    elif len({json.dumps(whole(v), sort_keys=True) for v in values}) != len(values):  # 10 and 10.0 train alike
+        return [f"search_space {name} lists a value more than once: {json.dumps(values)[:200]}"]
     return []
 
 
@@ -226,7 +232,7 @@ def _search_space_problems(space, p) -> list[str]:
     if space and not trials and size > MAX_TRIALS:
         problems.append(f"search_space is a grid of {size} combinations, more than {MAX_TRIALS} trials: set "
                         f"search_trials to sample at most {MAX_TRIALS} of them, or list fewer values")
-    elif trials > size and not any(is_range(v) for v in space.values()):
+    elif space and trials > size and not any(is_range(v) for v in space.values()):
         problems.append(f"search_trials {trials} is more than the {size} combinations of search_space: use 0 (all "
                         f"of them) or at most {size}")
     return problems
@@ -252,7 +258,8 @@ RULES = {
     "mlflow_experiment": _name_problems("mlflow_experiment"),
     "registered_model_name": _name_problems("registered_model_name"),
     "model_registry_url": lambda value, p: registry_url_problems(value),
-    "search_space": _search_space_problems,
+    "search_space": _search_space_problems, "search_trials": search_trials_problems,
+    "search_epochs": search_epochs_problems,
 }
 
 
@@ -263,8 +270,7 @@ def _type_problem(parameter: RunParameter, value) -> str | None:
         fits = isinstance(value, bool)
     else:
         fits = not isinstance(value, bool) and (isinstance(value, kind) or kind is float and isinstance(value, int))
-    shown = repr(redact(value)) if isinstance(value, str) else repr(value)
-    return None if fits else f"{parameter.name} must be {KINDS[kind]}, not {shown}"
+    return None if fits else f"{parameter.name} must be {KINDS[kind]}, not {shown(value)}"
 
 
 # Where the credentials a value must not hold go instead (any other parameter: S3's).
@@ -281,9 +287,10 @@ def credentials_problem(name: str, value) -> str | None:
     hold no credentials in any form (``has_credentials``: user-info with or without a scheme, secret query keys),
     whatever the parameter."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if not has_credentials(text):
+    masked = redact(text)
+    if masked == text:
         return None
-    return (f"{name} {redact(text)[:200]!r} has credentials in it, which the run's page, its logs and MLflow would "
+    return (f"{name} {masked[:200]!r} has credentials in it, which the run's page, its logs and MLflow would "
             f"show and keep: leave them out; {CREDENTIALS_INSTEAD.get(name, S3_CREDENTIALS)}")
 
 
@@ -292,16 +299,17 @@ def parameter_problems(p: dict) -> list[str]:
     type, its range or choices from the table, then its rule; empty when nothing is."""
     integers = {name: value for name, value in p.items() if name in BY_NAME and BY_NAME[name].kind is int}
     p = {**p, **plain_numbers(integers)}  # KFP hands integers over as floats
-    problems: list[str] = []
+    wrong: dict[str, str | None] = {}
     for name, value in p.items():
         parameter = BY_NAME.get(name)
-        if parameter is None:
-            continue
-        wrong = credentials_problem(name, value) or _type_problem(parameter, value) or parameter.range_problem(value)
-        if wrong:
-            problems.append(wrong)
-        elif name in RULES:
-            problems += RULES[name](value, p)
+        if parameter is not None:
+            wrong[name] = (credentials_problem(name, value) or _type_problem(parameter, value)
+                           or parameter.range_problem(value))
+    problems = [problem for problem in wrong.values() if problem]
+    usable = {name: BY_NAME[name].default if wrong.get(name) else value for name, value in p.items()}
+    for name in wrong:  # each rule sees the others' values where they are usable, their defaults where not
+        if not wrong[name] and name in RULES:
+            problems += RULES[name](p[name], usable)
     return problems
 
 
@@ -310,24 +318,24 @@ def mlflow_uri_problems(uri) -> list[str]:
     if not uri:
         return []
     if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", str(uri)):
-        return [f"mlflow_tracking_uri must be empty or an MLflow tracking server's http(s):// URL, not {redact(uri)!r}"]
+        return [f"mlflow_tracking_uri must be empty or an MLflow tracking server's http(s):// URL, not {shown(uri)}"]
     return []
 
 
 def train_args_problems(train_args) -> list[str]:
     """Ultralytics arguments it knows, and none that a parameter or the step itself already sets."""
     if not isinstance(train_args, dict):
-        return [f"train_args must be a JSON object of Ultralytics training arguments, not {train_args!r}"]
+        return [f"train_args must be a JSON object of Ultralytics training arguments, not {shown(train_args)}"]
     problems = []
     for key in train_args:
         if key in named_training_args():
-            problems.append(f"train_args sets {key!r}, which is a parameter of its own: set {key} instead "
+            problems.append(f"train_args sets {shown(key)}, which is a parameter of its own: set {key} instead "
                             "(else the recorded parameter would not be what was trained)")
         elif key in STEP_TRAINING_ARGS:
-            problems.append(f"train_args may not set {key!r}: {STEP_TRAINING_ARGS[key]}")
+            problems.append(f"train_args may not set {shown(key)}: {STEP_TRAINING_ARGS[key]}")
         elif key not in ARGUMENTS:
             close = difflib.get_close_matches(key, sorted(ARGUMENTS), n=1)
-            problems.append(f"train_args has {key!r}, which is not an Ultralytics training argument"
+            problems.append(f"train_args has {shown(key)}, which is not an Ultralytics training argument"
                             + (f" (did you mean {close[0]!r}?)" if close else ""))
     allowed = {k: v for k, v in train_args.items() if k not in named_training_args() and k not in STEP_TRAINING_ARGS}
     return problems + train_args_type_problems(allowed)
@@ -351,7 +359,7 @@ def base_model_problems(base_model: str, freeze: int) -> list[str]:
         return []
     if not os.path.isfile(base_model):
         close = difflib.get_close_matches(base_model, sorted(MODEL_LAYERS), n=1)
-        return [f"base_model {base_model!r} is neither a checkpoint Ultralytics publishes (e.g. "
+        return [f"base_model {shown(base_model)} is neither a checkpoint Ultralytics publishes (e.g. "
                 f"{close[0] if close else 'yolov5nu.pt'}), a file here, nor an s3:// URL"]
     try:
         return freeze_problems(freeze, checkpoint_layers(base_model), base_model)
