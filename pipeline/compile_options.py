@@ -79,7 +79,7 @@ class CompileOptions:
 
     server: str = option(servers.DEFAULT, "the pipeline server the YAML is written for, kfp-X.Y (KFP backend) or "
                          f"rhoai-X.Y (OpenShift AI), from kfp-2.2 / rhoai-2.15 up, e.g. {', '.join(servers.TARGETS)}; "
-                         "docs/cluster.md says what each one drops", metavar="TARGET")
+                         "the compiled pipeline's description says what a target drops", metavar="TARGET")
     gpus: int = option(1, f"GPUs of the train pod, 1 to {GPUS_PER_NODE} (one node's); more than one trains with "
                           "Ultralytics' DDP (the batch split across them)")
     cpu_per_gpu: str = option("8", f"the train pod's CPU request and limit per GPU, {train_pod_range('cpu_per_gpu')}")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from yolo_kfp.cli import main
+from yolo_kfp.cli import build_parser, main
 from yolo_kfp.local.runner import failed_step, failure_line, last_exception
 from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.run_values import parse_params
@@ -148,3 +148,31 @@ def test_the_commands_are_defined_without_the_heavy_libraries():
             "print(sorted({'numpy', 'cv2', 'torch', 'fiftyone', 'pandas'} & set(sys.modules)))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert found.strip() == "[]"
+
+
+def test_every_option_of_every_command_has_help_and_shows_its_default():
+    import argparse
+
+    from yolo_kfp.cli.options import DefaultsShown
+    from yolo_kfp.cli.parsers import every_parser
+    from yolo_kfp.cluster.predict import NMS_IOU, TIMEOUT
+    from yolo_kfp.model.analysis import CONFIDENCE
+
+    parsers = list(every_parser(build_parser()))
+    assert len(parsers) == 13, [p.prog for p in parsers]  # the top, its 7 commands (step among them), step's 5
+    for parser in parsers:
+        text = parser.format_help()
+        assert "``" not in text and "docs/" not in text, parser.prog
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            shown = DefaultsShown(parser.prog)._get_help_string(action)
+            assert action.help, (parser.prog, action.option_strings)
+            assert action.nargs == 0 or action.required or "default" in shown, (parser.prog, action.option_strings)
+            assert shown.count("(default:") <= 1, (parser.prog, action.option_strings)
+    predict = build_parser().parse_args(["predict", "x.jpg", "--url", "https://h"])
+    assert predict.timeout is None
+    text = next(p for p in parsers if p.prog.endswith(" predict")).format_help()
+    flat = " ".join(text.split())
+    assert f"(default: {CONFIDENCE}," in flat and f"(default: Ultralytics' {NMS_IOU})" in flat
+    assert f"(default: {TIMEOUT:g})" in flat

@@ -42,11 +42,11 @@ def test_submit_sends_typed_parameters_the_spec_and_the_token(server, capsys):
 
 
 def test_submit_wait_follows_the_run_and_fails_when_it_fails(server, capsys):
-    assert run_cli("submit", "--host", server.url, "--token", "t", "--wait", "--poll-seconds", "0.01") == 0
+    assert run_cli("submit", "--host", server.url, "--token", "t", "--wait", "--poll-seconds", "1") == 0
     out = capsys.readouterr().out
     assert "RUNNING" in out and "ended SUCCEEDED" in out
     server.final_state = "FAILED"
-    assert run_cli("submit", "--host", server.url, "--token", "t", "--wait", "--poll-seconds", "0.01") == 1
+    assert run_cli("submit", "--host", server.url, "--token", "t", "--wait", "--poll-seconds", "1") == 1
     assert "ended FAILED" in capsys.readouterr().out
 
 

@@ -12,6 +12,7 @@ import time
 import pytest
 from cli_process import CLI
 
+from yolo_kfp.local.output_folder import MARKER
 from yolo_kfp.local.run_scope import marked_processes, stop_marked
 from yolo_kfp.local.s3_server import stale_sockets
 
@@ -52,6 +53,7 @@ def test_killed_or_interrupted_run_local_leaves_nothing_and_resumes(base_checkpo
     tmpdir.mkdir()
     (out / "demo").mkdir(parents=True)
     shutil.copyfile(base_checkpoint, out / "demo" / "base-checkpoint.pt")  # the demo reuses it: no base training
+    (out / MARKER).write_text("{}")  # as the earlier run that left it would have
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     args = [CLI, "run-local", "--demo", "--output-dir", str(out), "--param", "epochs=8"]
     kept = str(out / "checkpoints" / "*" / "last.pt")

@@ -211,7 +211,7 @@ def test_run_local_search_is_the_demos_search_under_the_users_values(tmp_path, m
     from yolo_kfp.local import runner
     from yolo_kfp.local.demo import PARAMS, SEARCH_PARAMS
 
-    class Started(Exception):
+    class Started(BaseException):  # not an Exception: main tells those in one line
         pass
 
     def run_local(output_dir, params, **settings):
@@ -222,6 +222,7 @@ def test_run_local_search_is_the_demos_search_under_the_users_values(tmp_path, m
         main(["run-local", "--demo", "--search", "--output-dir", str(tmp_path / "out"), "--param", "search_epochs=2"])
     params, settings = started.value.args
     assert params == {**PARAMS, **SEARCH_PARAMS, "search_epochs": 2} and settings["demo"] is True
-    main(["run-local", "--demo", "--search", "--output-dir", str(tmp_path / "out"), "--param", "search_trials=2"])
+    with pytest.raises(Started) as started:
+        main(["run-local", "--demo", "--search", "--output-dir", str(tmp_path / "out"), "--param", "search_trials=2"])
     assert started.value.args[0]["search_trials"] == 2, "checked against the merged space: 4 combinations"
     assert main(["run-local", "--search", "--output-dir", str(tmp_path / "mine")]) == 2

@@ -56,8 +56,11 @@ def cmd_schedule(args) -> None:
     changes = [(action, getattr(args, action)) for action in schedules.SCHEDULE_ACTIONS
                if getattr(args, action) is not None]
     if args.list:
-        for row in schedules.list_schedules(server):
+        rows = schedules.list_schedules(server)
+        for row in rows:
             print("  ".join(f"{k}={v}" for k, v in row.items()))
+        if not rows:
+            print(f"no recurring runs on {server.host}")
     elif changes:
         action, name = changes[0]
         print(f"{action}d {name}: {schedules.change_schedule(server, name, action)}")

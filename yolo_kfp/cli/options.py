@@ -8,6 +8,34 @@ from yolo_kfp.params import run_parameters
 from yolo_kfp.pipeline.compile_options import compile_options, option_default
 
 
+class DefaultsShown(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, or says it has none, unless it says so itself, is required
+    or is a flag; descriptions and epilogs (``--param``'s list) as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.nargs == 0 or action.required or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        default = action.default
+        shown = "none" if default in (None, "") else default if isinstance(default, str) else json.dumps(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def seconds(floor: float, ceiling: float):
+    """An argparse type: a number of seconds from ``floor`` to ``ceiling`` (no NaN, no infinity)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text[:40]!r}") from None
+        if not floor <= value <= ceiling:  # NaN fails both
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not from {floor:g} to {ceiling:g} seconds")
+        return value
+
+    parse.__name__ = "seconds"
+    return parse
+
+
 def classes(text: str) -> list[str]:
     """A JSON list, or names separated by commas."""
     if text.lstrip().startswith("["):
@@ -33,7 +61,7 @@ def json_object(kind: type):
 def add_option(parser, option_field) -> None:
     """``--name`` for a compile option, from its declaration (``yolo_kfp.pipeline.compile_options.option``)."""
     meta, default = option_field.metadata, option_default(option_field)
-    settings = {"help": f"{meta['help']} (default: {json.dumps(default)})", "default": default}
+    settings = {"help": meta["help"], "default": default}  # DefaultsShown adds the default
     if meta["kind"] in (dict, list):
         settings.update(type=json_object(meta["kind"]), metavar="JSON")
     elif meta["kind"] is int:
@@ -77,5 +105,4 @@ def add_param_option(parser) -> None:
     """``--param``, with every run parameter (type, default, range, description) listed under ``--help``."""
     parser.add_argument("--param", action="append", metavar="KEY=VALUE",
                         help="set a run parameter (JSON values, e.g. epochs=10 or classes='[\"Car\"]'); listed below")
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "run parameters:\n" + run_parameters.help_text()

@@ -33,3 +33,17 @@ def refuse_files_as_output_folders(args) -> None:
             where = "is a file" if existing == os.path.abspath(folder) else f"lies under the file {existing}"
             raise ValueError(f"--{flag.replace('_', '-')} {folder} {where}, not a folder: give a folder (it is made "
                              "if missing)")
+
+
+# Input options and what each must name: checked before any work, naming the option.
+INPUT_FOLDERS = {"data": "a convert output dir (holds dataset.yaml)", "raw": "a download step's output dir"}
+INPUT_FILES = {"ca_bundle": "a PEM file of CA certificates"}
+
+
+def refuse_missing_inputs(args) -> None:
+    """An input folder or file that is not there is named with its option, not as an OS error later."""
+    for flag, kinds in ((INPUT_FOLDERS, os.path.isdir), (INPUT_FILES, os.path.isfile)):
+        for name, what in flag.items():
+            path = getattr(args, name, None)
+            if path and not kinds(path):
+                raise ValueError(f"--{name.replace('_', '-')} {path} is not there: give {what}")

@@ -3,26 +3,38 @@
 import argparse
 
 from yolo_kfp.cli.cluster_commands import cmd_compile, cmd_schedule, cmd_submit, cmd_upload
+from yolo_kfp.cli.errors import printable
 from yolo_kfp.cli.local_run import cmd_run_local
 from yolo_kfp.cli.options import (
+    DefaultsShown,
     add_compile_options,
     add_param_option,
     add_server_options,
     add_server_target,
     add_token_options,
     classes,
+    seconds,
 )
 from yolo_kfp.cli.predict_command import cmd_predict
 from yolo_kfp.cli.step_parsers import add_step_parsers
 from yolo_kfp.params import run_parameters
 
-DESCRIPTION = "``yolo-kfp``: compile the pipeline, run it locally, or run one step on directories."
+DESCRIPTION = ("yolo-kfp: compile the pipeline, run it on a pipeline server or here, schedule it,\n"
+               "run one step alone, or predict with the exported model.")
+
+
+class CommandLine(argparse.ArgumentParser):
+    """A parser whose errors are one line like every other failure's (``yolo_kfp.cli.errors``), exit code 2;
+    each command's parser is one too (argparse makes them of their parent's class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"yolo-kfp: error: {printable(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from yolo_kfp import __version__
 
-    parser = argparse.ArgumentParser(prog="yolo-kfp", description=DESCRIPTION)
+    parser = CommandLine(prog="yolo-kfp", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="with a failure told in one line, print the traceback "
                                                              "it replaces too (so does YOLO_KFP_DEBUG=1)")
@@ -31,12 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
         add(commands)
     step = commands.add_parser("step", help="run one step alone on directories")
     add_step_parsers(step.add_subparsers(dest="step", required=True))
+    for each in every_parser(parser):
+        each.formatter_class = DefaultsShown
     return parser
+
+
+def every_parser(parser: argparse.ArgumentParser):
+    """``parser`` and each command's parser under it, depth first."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                yield from every_parser(command)
 
 
 def _add_compile(commands) -> None:
     p = commands.add_parser("compile", help="write the pipeline YAML for the Data Science Pipelines UI")
-    p.add_argument("--output", required=True)
+    p.add_argument("--output", required=True, metavar="FILE", help="the YAML file to write (its folder must exist)")
     add_compile_options(p)
     p.set_defaults(func=cmd_compile)
 
@@ -44,11 +67,12 @@ def _add_compile(commands) -> None:
 def _add_submit(commands) -> None:
     p = commands.add_parser("submit", help="start a run on a pipeline server")
     add_server_options(p)
-    p.add_argument("--experiment", default="yolo-kfp")
-    p.add_argument("--run-name")
+    p.add_argument("--experiment", default="yolo-kfp", help="the experiment the run is filed under (made if missing)")
+    p.add_argument("--run-name", help="the run's name (default: yolo-kfp and the local time)")
     add_param_option(p)
     p.add_argument("--wait", action="store_true", help="follow the run; exit non-zero unless it succeeds")
-    p.add_argument("--poll-seconds", type=float, default=10)
+    p.add_argument("--poll-seconds", type=seconds(1, 3600), default=10,
+                   help="with --wait: seconds between two looks at the run's state, 1 to 3600")
     add_compile_options(p)
     p.set_defaults(func=cmd_submit)
 
@@ -67,8 +91,8 @@ def _add_schedule(commands) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--cron", help="six fields, seconds first, in UTC (the server's scheduler): '0 0 3 * * 1' is "
                                      "Mondays at 03:00 UTC; or @hourly, @daily, @weekly (Sunday 00:00), @monthly")
-    p.add_argument("--name", default="yolo-kfp-retraining")
-    p.add_argument("--experiment", default="yolo-kfp")
+    p.add_argument("--name", default="yolo-kfp-retraining", help="with --cron: the recurring run's name")
+    p.add_argument("--experiment", default="yolo-kfp", help="with --cron: the experiment its runs are filed under")
     add_param_option(p)
     p.add_argument("--catch-up", action="store_true", help="run the schedules missed while paused")
     add_server_target(p)
@@ -80,7 +104,8 @@ def _add_schedule(commands) -> None:
 
 def _add_run_local(commands) -> None:
     p = commands.add_parser("run-local", help="run the whole pipeline here through kfp.local")
-    p.add_argument("--output-dir", required=True)
+    p.add_argument("--output-dir", required=True, metavar="DIR",
+                   help="a new or empty folder, or an earlier run-local's (reused: its training resumes)")
     p.add_argument("--demo", action="store_true", help="synthetic offline Open Images mirror, small settings")
     p.add_argument("--search", action="store_true", help="with --demo: a small search first (4 trials of lr0 x "
                                                          "freeze with SGD, 5 epochs each), the same as --param "
@@ -111,9 +136,10 @@ def _add_predict(commands) -> None:
                         "model's own")
     add_token_options(p, "with --url: ")
     p.add_argument("--ca-bundle", default="", help="with --url: CA bundle of the endpoint's certificate")
-    p.add_argument("--timeout", type=float, help="with --url: seconds to wait for the server to say something "
-                                                  "(default: 10)")
-    p.add_argument("--conf", type=float, help="lowest confidence kept, 0 to 1 (default: the one evaluation counts)")
+    p.add_argument("--timeout", type=seconds(0.1, 3600), help="with --url: seconds to wait for the server to say "
+                                                               "something, 0.1 to 3600 (default: 10)")
+    p.add_argument("--conf", type=float, help="lowest confidence kept, 0 to 1 (default: 0.25, what the evaluation "
+                                              "counts as a detection)")
     p.add_argument("--iou", type=float, help="overlap above which NMS drops the weaker of two boxes of a class, 0 to 1 "
                                              "(default: Ultralytics' 0.7)")
     p.add_argument("--save", metavar="DIR", help="write each image with its boxes and labels drawn into DIR")

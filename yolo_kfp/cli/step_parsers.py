@@ -7,6 +7,7 @@ from yolo_kfp.cli.options import classes
 from yolo_kfp.cli.step_commands import cmd_convert, cmd_download, cmd_evaluate, cmd_export, cmd_train, json_step
 from yolo_kfp.params import run_parameters
 
+OUTPUT_DIR_HELP = "the folder the step writes into (made if missing)"
 TRAINED_IMGSZ_HELP = "image size in pixels (default: the size the model was trained at; another one is warned about)"
 
 
@@ -52,7 +53,7 @@ def add_step_parsers(steps) -> None:
 
 def _add_download(steps) -> None:
     p = steps.add_parser("download", help="Open Images subset through FiftyOne's zoo -> raw dataset dir")
-    p.add_argument("--output-dir", required=True)
+    p.add_argument("--output-dir", required=True, metavar="DIR", help=OUTPUT_DIR_HELP)
     p.add_argument("--classes", type=classes, default=_default("classes"), help="e.g. 'Bicycle,Car,Traffic sign'")
     for name in ("max_samples_per_class", "split", "seed"):
         _add_parameter(p, name)
@@ -61,9 +62,10 @@ def _add_download(steps) -> None:
 
 def _add_convert(steps) -> None:
     p = steps.add_parser("convert", help="raw Open Images dir -> YOLO dataset dir")
-    p.add_argument("--raw", required=True)
-    p.add_argument("--output-dir", required=True)
-    p.add_argument("--classes", type=classes, default=_default("classes"))
+    p.add_argument("--raw", required=True, metavar="DIR", help="a download step's output dir (Open Images layout)")
+    p.add_argument("--output-dir", required=True, metavar="DIR", help=OUTPUT_DIR_HELP)
+    p.add_argument("--classes", type=classes, default=_default("classes"),
+                   help="the classes to keep, in training order, e.g. 'Bicycle,Car,Traffic sign'")
     _add_parameter(p, "seed")
     p.add_argument("--split-ratios", type=_ratios, default=_default("split_ratios"), help="train,val,test")
     p.add_argument("--exclude-group-of", action="store_true", help="drop Open Images 'group of' boxes")
@@ -74,7 +76,7 @@ def _add_convert(steps) -> None:
 def _add_train(steps) -> None:
     p = steps.add_parser("train", help="YOLO dataset dir -> model dir (weights, args, per-epoch results)")
     p.add_argument("--data", required=True, help="a convert output dir (holds dataset.yaml)")
-    p.add_argument("--output-dir", required=True)
+    p.add_argument("--output-dir", required=True, metavar="DIR", help=OUTPUT_DIR_HELP)
     for name in run_parameters.TRAINING:
         _add_parameter(p, name)
     p.add_argument("--device", default="", help="Ultralytics device, e.g. 0 or cpu (default: auto)")
@@ -83,19 +85,20 @@ def _add_train(steps) -> None:
 
 def _add_evaluate(steps) -> None:
     p = steps.add_parser("evaluate", help="model + YOLO dataset -> test-split metrics.json")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, metavar="DIR", help="a convert output dir (holds dataset.yaml)")
     p.add_argument("--model", required=True, help="a train output dir or a .pt file")
-    p.add_argument("--output-dir", required=True)
+    p.add_argument("--output-dir", required=True, metavar="DIR", help=OUTPUT_DIR_HELP)
     _add_parameter(p, "imgsz", default=None, help=TRAINED_IMGSZ_HELP)
     _add_parameter(p, "batch")
-    p.add_argument("--device", default="")
+    p.add_argument("--device", default="", help="Ultralytics device, e.g. 0 or cpu (default: auto)")
     p.set_defaults(func=json_step(cmd_evaluate))
 
 
 def _add_export(steps) -> None:
     p = steps.add_parser("export", help="model -> yolo-kfp/1/model.onnx and export.json (the serving layout)")
     p.add_argument("--model", required=True, help="a train output dir or a .pt file")
-    p.add_argument("--output-dir", required=True)
+    p.add_argument("--output-dir", required=True, metavar="DIR", help=OUTPUT_DIR_HELP)
     _add_parameter(p, "imgsz", default=None, help=TRAINED_IMGSZ_HELP)
-    p.add_argument("--data", help="a YOLO dataset dir: its test images check the ONNX model against PyTorch")
+    p.add_argument("--data", metavar="DIR",
+                   help="a YOLO dataset dir: its test images check the ONNX model against PyTorch")
     p.set_defaults(func=json_step(cmd_export))

@@ -170,7 +170,8 @@ def own_links():
 def answered(value: str | None, what: str) -> str:
     """An id that the server's answer carries (kfp_server_api's models declare every field optional)."""
     if value is None:
-        raise ValueError(f"the pipeline server answered without {what}")
+        raise RuntimeError(f"the pipeline server answered without {what}, which its API always gives: is --host "
+                           "the pipeline server's route (oc get route ds-pipeline-dspa)?")
     return value
 
 
