@@ -31,6 +31,7 @@ from yolo_kfp.params.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZ
 
 REGISTRY_URL = re.compile(r"(?P<scheme>https?)://(?P<host>[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
                           r"(:(?P<port>[0-9]{1,5}))?/?")
+MAX_NAME = 250  # characters of an MLflow experiment's or registered model's name
 STRIDE = 32  # YOLOv5/v8 heads downsample by 32: image sizes must be multiples of it
 # 4096 px a side is 16.8 Mpixel an image (the notebook trains at 640); beyond it a batch needs tens of GB.
 MAX_IMGSZ = 4096
@@ -162,8 +163,12 @@ def _sha256_problems(value, p) -> list[str]:
 
 
 def _name_problems(name: str):
+    """A name MLflow shows in its UI and our terminals repeat: some text, no control characters (which
+    recolour or rewrite a terminal), at most MAX_NAME characters."""
     def problems(value, p) -> list[str]:
-        return [] if value.strip() else [f"{name} must be a non-empty name, not {shown(value)}"]
+        if not value.strip() or not value.isprintable() or len(value) > MAX_NAME:
+            return [f"{name} must be a name of 1 to {MAX_NAME} printable characters, not {shown(value)}"]
+        return []
     return problems
 
 
