@@ -102,8 +102,8 @@ def adapt(pipeline_spec: dict, platform_spec: dict, target: ServerTarget) -> Non
 
 def search_refusal(target: ServerTarget) -> str:
     """Why a run with a ``search_space`` is refused on ``target`` (the CLI and the preflight step say the same)."""
-    return (f"search_space is set, but the pipeline compiled for {target.name} has no search: its backend cannot "
-            "collect a ParallelFor's results (dsl.Collected, KFP 2.14): leave search_space empty, or compile for "
+    return (f"search_space is set, but the pipeline compiled for {target.name} has no search: servers before KFP "
+            "2.14 cannot gather the results of tasks run side by side: leave search_space empty, or compile for "
             "kfp-2.14, rhoai-3.0 or newer")
 
 

@@ -59,7 +59,8 @@ def test_run_local_touches_no_folder_it_did_not_make_and_reuses_its_own(tmp_path
     (mine / "logs" / "important.txt").write_text("keep")
     assert main(["run-local", "--demo", "--output-dir", str(mine)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert f"--output-dir {mine} holds files that no run-local made" in line and "nothing in it was touched" in line
+    assert f"--output-dir {mine} holds files that yolo-kfp did not write" in line
+    assert "nothing in it was touched" in line
     assert sorted(p.name for p in mine.rglob("*")) == ["important.txt", "logs"]
     assert claim(str(tmp_path / "new")) == (str(tmp_path / "new"), False)
     assert (tmp_path / "new" / MARKER).is_file()

@@ -26,7 +26,7 @@ COMMAND_LINES = [
     (["run-local", "--output-dir", ""], 2, "--output-dir is empty"),
     (["run-local", "--demo", "--output-dir", "{tmp}/taken"], 2, "--output-dir {tmp}/taken is a file"),
     (["run-local", "--demo", "--output-dir", "{tmp}/taken/run"], 2, "lies under the file {tmp}/taken"),
-    (["run-local", "--demo", "--output-dir", "{tmp}/users"], 2, "--output-dir {tmp}/users holds files that no run"),
+    (["run-local", "--demo", "--output-dir", "{tmp}/users"], 2, "--output-dir {tmp}/users holds files that yolo"),
     (["run-local", "--search", "--output-dir", "{tmp}/out"], 2, "--search is the demo's small search"),
     (["run-local", "--demo", "--search", "--output-dir", "{tmp}/out", "--param", "optimizer=auto"], 2,
      "search_space lr0 has no effect with optimizer auto"),
@@ -115,9 +115,14 @@ COMMAND_LINES = [
     (["submit", *NOWHERE, "--step-resources", '{"train": {"cpu": "4"}}'], 2, "step_resources: 'train' is not"),
     (["submit", *NOWHERE, "--server", "rhoai-2.22", "--param", 'search_space={"epochs": [5, 10]}'], 2,
      "but the pipeline compiled for rhoai-2.22 has no search"),
+    (["submit", *NOWHERE, "--run-name", "\x1b]0;owned\x07"], 2, "argument --run-name: wants 1 to 250 printable"),
+    (["submit", *NOWHERE, "--experiment", ""], 2, "argument --experiment: wants 1 to 250 printable characters"),
+    (["upload", *NOWHERE, "--version", "v1\x1b[2J"], 2, "argument --version: wants 1 to 250 printable characters"),
     # compile and schedule
     (["compile"], 2, "the following arguments are required: --output"),
     (["compile", "--output", "{tmp}/p.txt"], 2, 'should end with ".yaml"'),
+    (["compile", "--output", "{tmp}/users"], 2, "--output {tmp}/users is a folder"),
+    (["compile", "--output", "{tmp}/notes.yaml"], 2, "--output {tmp}/notes.yaml exists and is not a pipeline"),
     (["compile", "--output", "{tmp}/p.yaml", "--shm-size", "1"], 2, "--shm-size 1 is below"),
     (["compile", "--output", "{tmp}/p.yaml", "--data-image", "data:latest"], 2, "--data-image"),
     (["schedule", *NOWHERE, "--cron", "61 * * * * *"], 2, "61"),
@@ -143,6 +148,9 @@ COMMAND_LINES = [
     # step
     (["step", "train", "--data", "{tmp}/missing", "--output-dir", "{tmp}/o"], 2, "--data {tmp}/missing is not there"),
     (["step", "train", "--data", "{tmp}", "--output-dir", ""], 2, "--output-dir is empty"),
+    (["step", "train", "--data", "{tmp}/broken-data", "--output-dir", "{tmp}/o"], 2,
+     "{tmp}/broken-data/dataset.yaml is not YAML"),
+    (["step", "train", "--data", "{tmp}/users", "--output-dir", "{tmp}/o"], 2, "{tmp}/users holds no dataset.yaml"),
     (["step", "train", "--data", "{tmp}", "--output-dir", "{tmp}/o", "--train-args", "{bad"], 2,
      "argument --train-args: train_args must be a JSON object"),
     (["step", "train", "--data", "{tmp}", "--output-dir", "{tmp}/o", "--epochs", "0"], 2, "argument --epochs"),
@@ -151,6 +159,8 @@ COMMAND_LINES = [
     (["step", "export", "--model", "{tmp}/model.onnx", "--output-dir", "{tmp}/o"], 2, "no such model"),
     (["step", "evaluate", "--data", "{tmp}/missing", "--model", "m.pt", "--output-dir", "{tmp}/o"], 2,
      "--data {tmp}/missing is not there"),
+    (["step", "convert", "--raw", "{tmp}", "--output-dir", "{tmp}/users"], 2,
+     "--output-dir {tmp}/users holds files that yolo-kfp did not write"),
     (["step", "download"], 2, "the following arguments are required: --output-dir"),
     (["bogus"], 2, "invalid choice: 'bogus'"),
 ]
@@ -170,6 +180,9 @@ def files(tmp_path_factory):
     Image.new("RGB", (64, 48), (90, 120, 200)).save(tmp / "street.jpg")
     bomb_png(tmp / "bomb.png")
     (tmp / "best.pt").write_bytes(b"PK\x03\x04 a checkpoint")
+    (tmp / "notes.yaml").write_text("mine: true\n")
+    (tmp / "broken-data").mkdir()
+    (tmp / "broken-data" / "dataset.yaml").write_text("train: [unclosed\n")
     return tmp
 
 
@@ -191,4 +204,5 @@ def test_a_command_line_is_refused_in_one_line(files, argv, code, says, capsys, 
     assert len(lines[0]) < 2100 and "\x1b" not in lines[0]
     assert "Traceback" not in out + err and SECRET not in out + err
     assert (files / "users" / "logs" / "important.txt").read_text() == "keep"
+    assert (files / "notes.yaml").read_text() == "mine: true\n"
     assert not (files / "out").exists() and not (files / "drawn").exists() and not (files / "o").exists()

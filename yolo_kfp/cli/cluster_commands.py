@@ -1,9 +1,11 @@
 """The commands that write the pipeline or talk to a pipeline server: ``compile``, ``submit``, ``upload`` and
 ``schedule``. None loads the local harness (a test checks it)."""
 
+import os
+
 from yolo_kfp.pipeline import servers
 from yolo_kfp.pipeline.compile_options import CompileOptions, compile_options
-from yolo_kfp.pipeline.pipeline import compile_pipeline
+from yolo_kfp.pipeline.pipeline import PIPELINE_NAME, compile_pipeline
 
 
 def _options(args) -> CompileOptions:
@@ -20,7 +22,24 @@ def _server(args):
                   allow_plain_http_token=args.allow_plain_http_token)
 
 
+# How kfp's writer starts the YAML it writes: a file that starts otherwise is not an earlier compile's.
+COMPILED_HEADER = f"# PIPELINE DEFINITION\n# Name: {PIPELINE_NAME}\n".encode()
+
+
+def refuse_overwriting_others(output: str) -> None:
+    """``--output`` is a new file or one an earlier compile wrote: nothing else of the user's is overwritten."""
+    if os.path.isdir(output):
+        raise ValueError(f"--output {output} is a folder: name the YAML file to write in it, e.g. "
+                         f"{os.path.join(output, 'yolo_pipeline.yaml')}")
+    if os.path.exists(output):
+        with open(output, "rb") as f:
+            if not f.read(len(COMPILED_HEADER)) == COMPILED_HEADER:
+                raise ValueError(f"--output {output} exists and is not a pipeline that yolo-kfp compile wrote: name "
+                                 "a new file (nothing was written)")
+
+
 def cmd_compile(args) -> None:
+    refuse_overwriting_others(args.output)
     path = compile_pipeline(args.output, _options(args))
     print(f"compiled {path}: upload it in the Data Science Pipelines UI (Pipelines > Import pipeline)")
 

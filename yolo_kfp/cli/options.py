@@ -36,6 +36,14 @@ def seconds(floor: float, ceiling: float):
     return parse
 
 
+def shown_name(text: str) -> str:
+    """An argparse type: a name the server shows and this command may print (an experiment, a run, a version):
+    1 to 250 printable characters, none that would recolour or rewrite a terminal."""
+    if not text.strip() or not text.isprintable() or len(text) > 250:
+        raise argparse.ArgumentTypeError(f"wants 1 to 250 printable characters, not {ascii(text[:60])}")
+    return text
+
+
 def classes(text: str) -> list[str]:
     """A JSON list, or names separated by commas."""
     if text.lstrip().startswith("["):

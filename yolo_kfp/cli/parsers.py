@@ -14,6 +14,7 @@ from yolo_kfp.cli.options import (
     add_token_options,
     classes,
     seconds,
+    shown_name,
 )
 from yolo_kfp.cli.predict_command import cmd_predict
 from yolo_kfp.cli.step_parsers import add_step_parsers
@@ -67,8 +68,9 @@ def _add_compile(commands) -> None:
 def _add_submit(commands) -> None:
     p = commands.add_parser("submit", help="start a run on a pipeline server")
     add_server_options(p)
-    p.add_argument("--experiment", default="yolo-kfp", help="the experiment the run is filed under (made if missing)")
-    p.add_argument("--run-name", help="the run's name (default: yolo-kfp and the local time)")
+    p.add_argument("--experiment", default="yolo-kfp", type=shown_name,
+                   help="the experiment the run is filed under (made if missing)")
+    p.add_argument("--run-name", type=shown_name, help="the run's name (default: yolo-kfp and the local time)")
     add_param_option(p)
     p.add_argument("--wait", action="store_true", help="follow the run; exit non-zero unless it succeeds")
     p.add_argument("--poll-seconds", type=seconds(1, 3600), default=10,
@@ -80,7 +82,7 @@ def _add_submit(commands) -> None:
 def _add_upload(commands) -> None:
     p = commands.add_parser("upload", help="upload the pipeline as a new version (the UI then lists it)")
     add_server_options(p)
-    p.add_argument("--version", help="version name (default: v<UTC time>)")
+    p.add_argument("--version", type=shown_name, help="version name (default: v<UTC time>)")
     add_compile_options(p)
     p.set_defaults(func=cmd_upload)
 
@@ -92,7 +94,8 @@ def _add_schedule(commands) -> None:
     what.add_argument("--cron", help="six fields, seconds first, in UTC (the server's scheduler): '0 0 3 * * 1' is "
                                      "Mondays at 03:00 UTC; or @hourly, @daily, @weekly (Sunday 00:00), @monthly")
     p.add_argument("--name", default="yolo-kfp-retraining", help="with --cron: the recurring run's name")
-    p.add_argument("--experiment", default="yolo-kfp", help="with --cron: the experiment its runs are filed under")
+    p.add_argument("--experiment", default="yolo-kfp", type=shown_name,
+                   help="with --cron: the experiment its runs are filed under")
     add_param_option(p)
     p.add_argument("--catch-up", action="store_true", help="run the schedules missed while paused")
     add_server_target(p)

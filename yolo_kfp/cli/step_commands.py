@@ -10,10 +10,17 @@ from yolo_kfp.params import run_parameters
 
 def json_step(command):
     """A step command whose result is the only thing on stdout, as JSON: what the libraries print meanwhile
-    (Ultralytics' settings notice and progress bars, FiftyOne's progress) goes to stderr."""
+    (Ultralytics' settings notice and progress bars, FiftyOne's progress) goes to stderr. Its output folder is
+    new, empty or an earlier run's (``yolo_kfp.local.output_folder``)."""
     def run(args) -> None:
-        with library_output_to_stderr():
-            result = command(args)
+        from yolo_kfp.local.output_folder import checked, mark
+
+        folder, _ = checked(args.output_dir)  # new, empty or an earlier run's: nothing else of the user's is written
+        try:
+            with library_output_to_stderr():
+                result = command(args)
+        finally:
+            mark(folder)  # what the step wrote, even half-way, is the next run's to replace
         print_json(result)
 
     return run
@@ -37,8 +44,9 @@ def cmd_convert(args) -> dict:
 
 
 def cmd_train(args) -> dict:
-    from yolo_kfp.model.train import train_yolo
+    from yolo_kfp.model.train import dataset_yaml, train_yolo
 
+    dataset_yaml(args.data)  # before Ultralytics starts: a broken dataset is told alone, in one line
     return train_yolo(data_dir=args.data, output_dir=args.output_dir, device=args.device,
                       **{name: getattr(args, name) for name in run_parameters.TRAINING})
 

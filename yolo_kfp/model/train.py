@@ -34,9 +34,20 @@ AUTO_OPTIMIZER_ARGS = {"optimizer", "lr0", "momentum", "warmup_bias_lr"}  # what
 
 
 def dataset_yaml(data_dir: str) -> str:
+    """The dataset's ``dataset.yaml``, read now: a broken one is told before a base model is fetched."""
+    import yaml
+
     path = os.path.join(data_dir, "dataset.yaml")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{data_dir} holds no dataset.yaml: is it the output of the convert step?")
+    try:
+        with open(path) as f:
+            declared = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not YAML ({type(error).__name__}): is it the convert step's?") from None
+    if not isinstance(declared, dict) or not {"train", "val", "names"} <= set(declared):
+        raise ValueError(f"{path} does not name the train and val images and the class names (train, val, names): "
+                         "is it the convert step's?")
     return path
 
 
