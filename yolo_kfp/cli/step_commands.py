@@ -13,14 +13,10 @@ def json_step(command):
     (Ultralytics' settings notice and progress bars, FiftyOne's progress) goes to stderr. Its output folder is
     new, empty or an earlier run's (``yolo_kfp.local.output_folder``)."""
     def run(args) -> None:
-        from yolo_kfp.local.output_folder import checked, mark
+        from yolo_kfp.local.output_folder import writing_into
 
-        folder, _ = checked(args.output_dir)  # new, empty or an earlier run's: nothing else of the user's is written
-        try:
-            with library_output_to_stderr():
-                result = command(args)
-        finally:
-            mark(folder)  # what the step wrote, even half-way, is the next run's to replace
+        with writing_into(args.output_dir), library_output_to_stderr():  # new, empty or an earlier run's folder
+            result = command(args)
         print_json(result)
 
     return run

@@ -2,6 +2,7 @@
 says so), which is reused. A folder holding anything else is refused untouched: a run replaces its logs and
 outputs."""
 
+import contextlib
 import json
 import os
 
@@ -36,3 +37,18 @@ def claim(output_dir: str) -> tuple[str, bool]:
     os.makedirs(folder, exist_ok=True)
     mark(folder)
     return folder, reused
+
+
+@contextlib.contextmanager
+def writing_into(output_dir: str):
+    """``output_dir`` claimed (made and marked first, so that a step killed half-way is resumed into) while a
+    command writes into it; a folder it made and the command left empty is removed if the command fails."""
+    made = not os.path.exists(os.path.abspath(output_dir))
+    folder, _ = claim(output_dir)
+    try:
+        yield folder
+    except BaseException:
+        if made and os.listdir(folder) == [MARKER]:
+            os.remove(os.path.join(folder, MARKER))
+            os.rmdir(folder)
+        raise
