@@ -33,7 +33,7 @@ def refuse_overwriting_others(output: str) -> None:
                          f"{os.path.join(output, 'yolo_pipeline.yaml')}")
     if os.path.exists(output):
         with open(output, "rb") as f:
-            if not f.read(len(COMPILED_HEADER)) == COMPILED_HEADER:
+            if f.read(len(COMPILED_HEADER)) != COMPILED_HEADER:
                 raise ValueError(f"--output {output} exists and is not a pipeline that yolo-kfp compile wrote: name "
                                  "a new file (nothing was written)")
 

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from yolo_kfp.params import run_parameters
+from yolo_kfp.params.validation import MAX_NAME, is_shown_name
 from yolo_kfp.pipeline.compile_options import compile_options, option_default
 
 
@@ -38,9 +39,9 @@ def seconds(floor: float, ceiling: float):
 
 def shown_name(text: str) -> str:
     """An argparse type: a name the server shows and this command may print (an experiment, a run, a version):
-    1 to 250 printable characters, none that would recolour or rewrite a terminal."""
-    if not text.strip() or not text.isprintable() or len(text) > 250:
-        raise argparse.ArgumentTypeError(f"wants 1 to 250 printable characters, not {ascii(text[:60])}")
+    ``validation.is_shown_name``."""
+    if not is_shown_name(text):
+        raise argparse.ArgumentTypeError(f"wants 1 to {MAX_NAME} printable characters, not {ascii(text[:60])}")
     return text
 
 

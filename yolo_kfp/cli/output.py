@@ -42,8 +42,8 @@ INPUT_FILES = {"ca_bundle": "a PEM file of CA certificates"}
 
 def refuse_missing_inputs(args) -> None:
     """An input folder or file that is not there is named with its option, not as an OS error later."""
-    for flag, kinds in ((INPUT_FOLDERS, os.path.isdir), (INPUT_FILES, os.path.isfile)):
-        for name, what in flag.items():
+    for inputs, is_there in ((INPUT_FOLDERS, os.path.isdir), (INPUT_FILES, os.path.isfile)):
+        for name, what in inputs.items():
             path = getattr(args, name, None)
-            if path and not kinds(path):
+            if path and not is_there(path):
                 raise ValueError(f"--{name.replace('_', '-')} {path} is not there: give {what}")

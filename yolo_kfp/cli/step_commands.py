@@ -40,9 +40,8 @@ def cmd_convert(args) -> dict:
 
 
 def cmd_train(args) -> dict:
-    from yolo_kfp.model.train import dataset_yaml, train_yolo
+    from yolo_kfp.model.train import train_yolo
 
-    dataset_yaml(args.data)  # before Ultralytics starts: a broken dataset is told alone, in one line
     return train_yolo(data_dir=args.data, output_dir=args.output_dir, device=args.device,
                       **{name: getattr(args, name) for name in run_parameters.TRAINING})
 

@@ -236,6 +236,7 @@ def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints:
     settings = run_parameters.training_settings(settings)
     base_model, freeze, imgsz = settings["base_model"], settings["freeze"], settings["imgsz"]
     check(train_args_problems(settings["train_args"]))
+    data = dataset_yaml(data_dir)  # before Ultralytics starts: a broken dataset is told alone, in one line
     configure_offline()
     import torch
     from ultralytics import YOLO
@@ -252,7 +253,7 @@ def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints:
             start = resume_epoch(last, fresh_args)
         drop_label_caches(data_dir)
         gpus = gpu_count(device)
-        common = {"data": dataset_yaml(data_dir), **({"device": device} if device else {})}
+        common = {"data": data, **({"device": device} if device else {})}
         with tempfile.TemporaryDirectory(prefix="yolo-base-") as work:
             if start is None:
                 model = YOLO(fetch_base_model(base_model, settings["base_model_sha256"], work))

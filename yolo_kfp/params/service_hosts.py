@@ -15,7 +15,7 @@ import re
 import urllib.parse
 from collections.abc import Sequence
 
-from yolo_kfp.infra.urls import redact
+from yolo_kfp.infra.urls import redact, shown
 
 SERVICE_HOSTS_ENV = "YOLO_KFP_SERVICE_HOSTS"  # the compile option's hosts, comma-separated
 # The run parameters whose host is sent credentials, and what it is sent.
@@ -49,11 +49,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _scheme_and_host(url) -> tuple[str, str]:
+    """A URL's scheme and lowercased host; empty for no URL, or one that does not parse (its own rule,
+    ``validation.mlflow_uri_problems`` or ``registry_url_problems``, refuses that)."""
+    try:
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        return (parts.scheme, parts.hostname or "") if parts else ("", "")
+    except ValueError:
+        return "", ""
+
+
 def named_hosts(p: dict) -> list[str]:
     """The hosts ``p``'s MLflow and registry URLs name: what ``run-local``, which compiles the pipeline for the
     run it starts, allows."""
-    urls = (p.get(name) for name in CREDENTIALS_SENT)
-    return [host for host in (urllib.parse.urlsplit(url).hostname for url in urls if isinstance(url, str)) if host]
+    hosts = (_scheme_and_host(p.get(name))[1] for name in CREDENTIALS_SENT)
+    return [host for host in hosts if host]
 
 
 def service_url_problems(p: dict, hosts: Sequence[str]) -> list[str]:
@@ -61,17 +71,15 @@ def service_url_problems(p: dict, hosts: Sequence[str]) -> list[str]:
     plain HTTP to one that is not an in-cluster service."""
     problems = []
     for name, sent in CREDENTIALS_SENT.items():
-        url = p.get(name) or ""
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-        host = (parts.hostname or "") if parts else ""
+        scheme, host = _scheme_and_host(p.get(name))
         if not host or is_loopback(host):
             continue
-        shown = f"{name} {redact(url)[:200]!r}"
+        named = f"{name} {shown(p[name])}"
         if host not in hosts:
-            problems.append(f"{shown} names {host!r}, not a host this pipeline was compiled for ("
+            problems.append(f"{named} names {host!r}, not a host this pipeline was compiled for ("
                             f"{', '.join(hosts) or 'none'}): {sent} go only there; ask whoever compiles it to add "
                             f"--service-hosts {host}")
-        elif parts and parts.scheme == "http" and not IN_CLUSTER.fullmatch(host):
-            problems.append(f"{shown} is plain http:// to {host!r}, which is not an in-cluster service (*.svc): "
+        elif scheme == "http" and not IN_CLUSTER.fullmatch(host):
+            problems.append(f"{named} is plain http:// to {host!r}, which is not an in-cluster service (*.svc): "
                             f"{sent} would cross the network unencrypted; use https://")
     return problems

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import urllib.parse
 
 from yolo_kfp.infra.storage import is_s3
 from yolo_kfp.infra.urls import redact, shown
@@ -31,7 +32,7 @@ from yolo_kfp.params.ultralytics_catalog import ARGUMENTS, MODEL_LAYERS, OPTIMIZ
 
 REGISTRY_URL = re.compile(r"(?P<scheme>https?)://(?P<host>[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
                           r"(:(?P<port>[0-9]{1,5}))?/?")
-MAX_NAME = 250  # characters of an MLflow experiment's or registered model's name
+MAX_NAME = 250  # characters of a name a server shows (an MLflow experiment, a registered model, a run)
 STRIDE = 32  # YOLOv5/v8 heads downsample by 32: image sizes must be multiples of it
 # 4096 px a side is 16.8 Mpixel an image (the notebook trains at 640); beyond it a batch needs tens of GB.
 MAX_IMGSZ = 4096
@@ -162,11 +163,15 @@ def _sha256_problems(value, p) -> list[str]:
         r"[0-9a-fA-F]{64}", value) else []
 
 
+def is_shown_name(text: str) -> bool:
+    """A name a server shows in its UI and our terminals repeat (an experiment, a run, a model, a version): some
+    text, no control characters (which recolour or rewrite a terminal), at most MAX_NAME characters."""
+    return bool(text.strip()) and text.isprintable() and len(text) <= MAX_NAME
+
+
 def _name_problems(name: str):
-    """A name MLflow shows in its UI and our terminals repeat: some text, no control characters (which
-    recolour or rewrite a terminal), at most MAX_NAME characters."""
     def problems(value, p) -> list[str]:
-        if not value.strip() or not value.isprintable() or len(value) > MAX_NAME:
+        if not is_shown_name(value):
             return [f"{name} must be a name of 1 to {MAX_NAME} printable characters, not {shown(value)}"]
         return []
     return problems
@@ -318,11 +323,19 @@ def parameter_problems(p: dict) -> list[str]:
     return problems
 
 
+def _parses(url: str) -> bool:
+    try:
+        port = urllib.parse.urlsplit(url).port  # a bracket left open or a port out of range raise here
+    except ValueError:
+        return False
+    return port is None or port > 0
+
+
 def mlflow_uri_problems(uri) -> list[str]:
     """An MLflow tracking server's http(s):// URL (``credentials_problem`` has refused credentials in it)."""
     if not uri:
         return []
-    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", str(uri)):
+    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", str(uri)) or not _parses(str(uri)):
         return [f"mlflow_tracking_uri must be empty or an MLflow tracking server's http(s):// URL, not {shown(uri)}"]
     return []
 
