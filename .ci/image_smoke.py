@@ -108,6 +108,7 @@ def check_evaluate(out: str) -> str:
     assert "<html" in open(os.path.join(out, "report")).read().lower()
     logged = json.load(open(os.path.join(out, "executor_output.json")))["artifacts"]["metrics"]["artifacts"][0]
     assert logged["metadata"]["map50"] == metrics["map50"], logged  # the KFP metrics the UI shows
+    assert len(metrics["coco"]) == 12, metrics  # COCO's figures, by the image's pycocotools
     return "metrics_json"
 
 

@@ -12,19 +12,21 @@ def evaluate(dataset: Input[Dataset], model: Input[Model], imgsz: int, batch: in
              predictions: Output[Dataset]):
     """Evaluates the trained model on the held-out test split.
 
-    Logs mAP50, mAP50-95, precision, recall and per-class AP50 as KFP metrics, the confusion matrix
-    (classes plus background) as classification metrics, an HTML report (PR curve, confusion matrix,
-    per-class table, test images with true and predicted boxes), the figures as JSON, and the test
-    predictions as COCO JSON that FiftyOne loads.
+    Logs Ultralytics' mAP50, mAP50-95, precision, recall and per-class AP50 and COCO's figures
+    (pycocotools) as KFP metrics, the confusion matrix (classes plus background) as classification
+    metrics, an HTML report (PR curve, confusion matrix, per-class table, COCO's figures, test images with
+    true and predicted boxes), the figures as JSON, and the test split's ground truth and every detection
+    the mAP was computed from as COCO JSON (pycocotools and FiftyOne load it).
 
     Args:
         dataset: The YOLO dataset (its test split is evaluated).
         model: The train step's model.
-        metrics: mAP50, mAP50-95, precision, recall and per-class AP50 as KFP metrics.
+        metrics: mAP50, mAP50-95, precision, recall, per-class AP50 and COCO's figures (coco_AP, coco_AP50, ...)
+            as KFP metrics.
         metrics_json: The same figures as metrics.json.
         confusion: The confusion matrix (classes and background).
         report: The HTML report.
-        predictions: Ground truth and predictions of the test split as COCO JSON.
+        predictions: The test split's ground truth and every detection the mAP was computed from, as COCO JSON.
     """
     import json
     import logging
@@ -33,7 +35,9 @@ def evaluate(dataset: Input[Dataset], model: Input[Model], imgsz: int, batch: in
     import tempfile
 
     from yolo_kfp.infra.packing import materialized
+    from yolo_kfp.model.coco import GROUND_TRUTH, PREDICTIONS
     from yolo_kfp.model.evaluate import evaluate_model
+    from yolo_kfp.model.figures import recorded_figures
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with materialized(dataset.path) as data_dir, tempfile.TemporaryDirectory() as out:
@@ -41,10 +45,10 @@ def evaluate(dataset: Input[Dataset], model: Input[Model], imgsz: int, batch: in
                                 batch=batch, report_dir=out)
         shutil.copyfile(os.path.join(out, "report.html"), report.path)
         os.makedirs(predictions.path, exist_ok=True)
-        for name in ("ground_truth.json", "predictions.json"):
+        for name in (GROUND_TRUTH, PREDICTIONS):
             shutil.copyfile(os.path.join(out, name), os.path.join(predictions.path, name))
-    for key in ("map50", "map50_95", "precision", "recall"):
-        metrics.log_metric(key, result[key])
+    for name, value in recorded_figures(result).items():
+        metrics.log_metric(name, value)
     for name, values in result["per_class"].items():
         if values["ap50"] is not None:
             metrics.log_metric(f"ap50_{name}", values["ap50"])

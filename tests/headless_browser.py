@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import pathlib
+import re
 import select
 import shutil
 import subprocess
@@ -22,11 +23,15 @@ import pytest
 BROWSERS = ("chromium-headless-shell", "chromium")  # Debian's packages: the shell is the smaller
 REQUIRE_ENV = "YOLO_KFP_REQUIRE_BROWSER"  # set by .ci/run, which installs the browser
 MISSING = f"no headless browser ({' or '.join(BROWSERS)}; apt-get install chromium-headless-shell)"
-# Every image's decoded size and the per-class table's rows, read once the page has loaded.
+# Every image's decoded size, the per-class table's rows and the figures as shown (innerText: "" if hidden),
+# read once the page has loaded.
 INSPECT = """JSON.stringify({
   images: Array.from(document.images, i => ({src: i.src.slice(0, 40), width: i.naturalWidth,
                                             height: i.naturalHeight})),
-  table_rows: document.querySelectorAll('#per-class tr').length})"""
+  table_rows: document.querySelectorAll('#per-class tr').length,
+  headline: Array.from(document.querySelectorAll('.kpi b'), b => b.innerText),
+  coco: Array.from(document.querySelectorAll('#coco tr td:last-child'), td => td.innerText)})"""
+SHOWN_FIGURE = re.compile(r"[01]\.\d{3}|–")  # a figure as the report writes it: three decimals, or none
 
 
 @dataclass
@@ -34,6 +39,8 @@ class Rendering:
     requests: list[str]  # every URL the page asked for, itself included
     images: list[dict]  # each <img>: the start of its src, its natural width and height (0 if it did not decode)
     table_rows: int  # rows of the table with id "per-class", its header included
+    headline: list[str]  # Ultralytics' figures at the top, as shown
+    coco: list[str]  # COCO's figures (the table with id "coco"), as shown
 
 
 def browser_or_skip() -> str:
@@ -44,13 +51,13 @@ def browser_or_skip() -> str:
     return found
 
 
-def check_report(page: str, figures: int, classes: int) -> None:
+def check_report(page: str, figures: int, classes: int, coco: int = 0) -> None:
     """For a test that makes its report by a long way (the demo): without a browser it warns and goes on."""
     found = _browser()
     if not found:
         warnings.warn(f"the report was not opened in a browser: {MISSING}", stacklevel=2)
         return
-    assert problems(render(page, found), page, figures, classes) == []
+    assert problems(render(page, found), page, figures, classes, coco) == []
 
 
 def _browser() -> str | None:
@@ -76,8 +83,9 @@ def render(page: str, browser: str, timeout: float = 60) -> Rendering:
                 process.wait()
 
 
-def problems(rendering: Rendering, page: str, figures: int, classes: int) -> list[str]:
-    """What keeps ``page`` from being a self-contained report that shows its figures and its per-class table."""
+def problems(rendering: Rendering, page: str, figures: int, classes: int, coco: int = 0) -> list[str]:
+    """What keeps ``page`` from being a self-contained report that shows its plots, its per-class table,
+    Ultralytics' four figures and ``coco`` of COCO's."""
     own = pathlib.Path(page).resolve().as_uri()
     found = [f"requested {url[:80]}" for url in rendering.requests if url != own and not url.startswith("data:")]
     found += [f"image {image['src']}... did not render ({image['width']}x{image['height']})"
@@ -86,6 +94,9 @@ def problems(rendering: Rendering, page: str, figures: int, classes: int) -> lis
         found.append(f"{len(rendering.images)} images, not {figures}")
     if rendering.table_rows != classes + 1:
         found.append(f"per-class table has {rendering.table_rows} rows, not {classes} classes and a header")
+    for name, shown, expected in (("Ultralytics'", rendering.headline, 4), ("COCO's", rendering.coco, coco)):
+        if len(shown) != expected or not all(SHOWN_FIGURE.fullmatch(text) for text in shown):
+            found.append(f"{name} figures shown are {shown}, not {expected} figures")
     return found
 
 
@@ -129,7 +140,7 @@ class _Session:
                     if event.get("method") == "Network.requestWillBeSent"]
         self.session = None
         self.call("Browser.close")
-        return Rendering(requests, seen["images"], seen["table_rows"])
+        return Rendering(requests, seen["images"], seen["table_rows"], seen["headline"], seen["coco"])
 
     def call(self, method: str, **params) -> dict:
         self.last_id += 1

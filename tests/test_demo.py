@@ -16,8 +16,10 @@ from headless_browser import check_report
 from mlflow import MlflowClient
 from model_registry_standin import ModelRegistryStandIn
 
+from yolo_kfp.infra.packing import materialized
 from yolo_kfp.infra.storage import S3Url, Storage
 from yolo_kfp.local.mlflow_server import MlflowServer, reopen_command
+from yolo_kfp.model.figures import COCO_FIGURES
 from yolo_kfp.release import registry
 from yolo_kfp.release.publish import read_latest
 
@@ -70,8 +72,9 @@ def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
     assert list(weights["model"].names.values()) == ["Bicycle", "Car", "Traffic sign"]
     report = (out / "report.html").read_text()
     assert "Precision-recall curve" in report and "Confusion matrix" in report and 'id="per-class"' in report
-    assert report.count("data:image/png;base64,") == 3
-    check_report(str(out / "report.html"), figures=3, classes=3)  # in headless Chromium, offline
+    assert report.count("data:image/png;base64,") == 3 and 'id="coco"' in report
+    check_report(str(out / "report.html"), figures=3, classes=3, coco=len(COCO_FIGURES))  # headless Chromium, offline
+    check_coco_files(out, metrics)
     onnx_model = onnx.load(str(out / "model.onnx"))
     assert {p.key: p.value for p in onnx_model.metadata_props}["names"] == \
         "{0: 'Bicycle', 1: 'Car', 2: 'Traffic sign'}"
@@ -132,6 +135,44 @@ def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
         assert len(client.search_model_versions("name = 'yolo-kfp'")) == 1, "the refused model registered nothing"
 
 
+def check_coco_files(out, metrics: dict) -> None:
+    """The evaluate step's COCO files hold what the mAP was computed from: pycocotools, COCO's reference, finds
+    exactly metrics.json's COCO figures in them and agrees with Ultralytics' mAP50 within 0.02 and mAP50-95
+    within 0.04 (their methods differ, docs/tracking.md); docs/tracking.md's FiftyOne recipe, run as written on
+    the same files and the test images, gets pycocotools' AP50 within 0.01."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    (run,) = (out / "pipeline-root").iterdir()
+    predictions = run / "evaluate" / "predictions"
+    truth = COCO(str(predictions / "ground_truth.json"))
+    found = json.loads((predictions / "predictions.json").read_text())
+    assert len(found) == metrics["detections"]["evaluated"] and metrics["detections"]["confidence"] == 0.001
+    evaluation = COCOeval(truth, truth.loadRes(str(predictions / "predictions.json")), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    assert metrics["coco"] == {name: None if value < 0 else float(value)
+                               for name, value in zip(COCO_FIGURES, evaluation.stats, strict=True)}
+    ap, ap50 = evaluation.stats[:2]
+    assert abs(ap50 - metrics["map50"]) <= 0.02 and abs(ap - metrics["map50_95"]) <= 0.04, (ap50, ap, metrics)
+    with materialized(str(run / "convert" / "dataset")) as data:
+        recipe = fiftyone_recipe(data, str(predictions))
+        exec(recipe, namespace := {})
+        namespace["ds"].delete()
+    assert abs(namespace["ap50"] - ap50) <= 0.01, (namespace["ap50"], ap50)
+
+
+def fiftyone_recipe(data: str, predictions: str) -> str:
+    """docs/tracking.md's FiftyOne code, on ``data`` (the dataset) and ``predictions`` (the evaluate step's
+    COCO files), without the line that opens FiftyOne's app."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "tracking.md")) as f:
+        section = f.read().split("## Error analysis in FiftyOne", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "launch_app" in code.splitlines()[-1]
+    return "\n".join(code.splitlines()[:-1]).replace("DATA/", f"{data}/").replace("PRED/", f"{predictions}/")
+
+
 def check_predict(model, folder) -> None:
     """The README's ``yolo-kfp predict --model out/demo/model.onnx IMAGE``, on images like the demo's."""
     from yolo_kfp.local import synthetic
@@ -155,6 +196,7 @@ def check_tracking(url: str, metrics: dict, manifest: dict) -> None:
     epochs = client.get_metric_history(run.info.run_id, "metrics/mAP50B")
     assert [m.step for m in epochs] == list(range(1, 26))
     assert run.data.metrics["test_map50"] == metrics["map50"]
+    assert run.data.metrics["test_coco_AP50"] == metrics["coco"]["AP50"]  # COCO's figures beside Ultralytics'
     assert run.data.tags["kfp.run_id"] == manifest["run_id"] and run.data.tags["yolo-kfp.dataset"]
     assert run.info.status == "FINISHED"
     assert "weights/best.pt" in {a.path for a in client.list_artifacts(run.info.run_id, "weights")}

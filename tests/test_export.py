@@ -69,26 +69,9 @@ def test_evaluate_and_export_components_through_kfp_local(trained_weights, local
     assert report.count("data:image/png;base64,") == 3
     predictions = json.loads((run / "evaluate" / "predictions" / "predictions.json").read_text())
     assert predictions and {"image_id", "category_id", "score", "bbox"} <= set(predictions[0])
+    metrics = json.loads((run / "evaluate" / "metrics_json").read_text())
+    assert len(predictions) == metrics["detections"]["evaluated"]
+    assert min(p["score"] for p in predictions) >= metrics["detections"]["confidence"] == 0.001  # every detection
+    logged = artifacts["metrics"]["artifacts"][0]["metadata"]
+    assert logged["coco_AP50"] == metrics["coco"]["AP50"] and logged["map50"] == metrics["map50"]
     assert (run / "export" / "onnx_model" / SERVING_NAME / "1" / "model.onnx").is_file()
-
-
-def test_predictions_load_in_fiftyone(trained_weights, mongod, tmp_path):
-    import fiftyone as fo
-    import fiftyone.utils.coco as fouc
-
-    from yolo_kfp.model.evaluate import evaluate_model
-
-    weights, data = trained_weights
-    evaluate_model(data_dir=data, weights=weights, imgsz=128, batch=8, report_dir=str(tmp_path))
-    dataset = fo.Dataset.from_dir(dataset_type=fo.types.COCODetectionDataset,
-                                  data_path=os.path.join(data, "images", "test"),
-                                  labels_path=str(tmp_path / "ground_truth.json"), label_types="detections",
-                                  label_field="ground_truth")
-    fouc.add_coco_labels(dataset, "predictions", str(tmp_path / "predictions.json"), CLASSES)  # ids from 1
-    assert len(dataset) == len(held_out_images(data))
-    found = dataset.count("predictions.detections")
-    assert found == len(json.loads((tmp_path / "predictions.json").read_text())) > 0
-    dataset.evaluate_detections("predictions", gt_field="ground_truth", eval_key="eval")
-    outcomes = dataset.count_values("predictions.detections.eval")
-    assert outcomes.get("tp", 0) > outcomes.get("fp", 0), outcomes  # boxes and images line up
-    dataset.delete()

@@ -203,6 +203,8 @@ def test_figures_of_the_steps_from_their_recorded_outputs():
     assert step_figure("plan-download", {"parameterValues": {"Output": ["shard 0", "shard 1"]},
                                          **artifact(images=1500.0)}) == "1,500 images to fetch in 2 shard(s)"
     assert step_figure("evaluate", artifact(map50=0.358279, map50_95=0.222217)) == "test mAP50 0.358, mAP50-95 0.222"
+    assert step_figure("evaluate", artifact(map50=0.36, map50_95=0.22, coco_AP50=0.3512, coco_AP=0.2)) == \
+        "test mAP50 0.360, mAP50-95 0.220; COCO AP50 0.351, AP 0.200"
     assert step_figure("export", artifact(opset=17, imgsz=160, checked_images=16)) == \
         "ONNX opset 17, 160 px, checked on 16 images"
     assert step_figure("gate", {"parameterValues": {"Output": "keep"}, **artifact(reasons=["mAP50 0.3 < 0.99"])}) == \
@@ -218,13 +220,15 @@ def test_figures_of_the_steps_from_their_recorded_outputs():
 
 def test_summary_names_every_output(tmp_path):
     metrics = {"map50": 0.9, "map50_95": 0.6, "precision": 0.8, "recall": 0.7, "images": 33,
-               "per_class": {"Car": {"ap50": 0.9, "instances": 12}, "Bicycle": {"ap50": None, "instances": 0}}}
+               "per_class": {"Car": {"ap50": 0.9, "instances": 12}, "Bicycle": {"ap50": None, "instances": 0}},
+               "coco": {"AP": 0.55, "AP50": 0.88, "AP75": None, "APsmall": 0.1, "AR100": 0.71}}
     result = {"metrics": metrics, "publication": "published: s3://models/yolo-kfp/v1",
               "timings": {"steps": {"download": 5.69, "train": 15.62}, "total": 47.36, "outside_steps": 26.05}}
     text = "\n".join(summary_lines(result, "/o"))
     for output in ("metrics.json", "report.html", "best.pt", "model.onnx", "timings.json", "logs/"):
         assert f"  {output} " in text
     assert "Bicycle              AP50 -" in text and "download 5.7, train 15.6; total 47.4" in text
+    assert "\nCOCO (pycocotools): AP 0.550  AP50 0.880  AP75 -  AR100 0.710\n" in text
     assert text.endswith("model published: s3://models/yolo-kfp/v1")
     assert "search" not in text
     trials = [{"trial": 0, "settings": {"freeze": 0}, "val": {"map50_95": 0.3}},

@@ -18,6 +18,7 @@ from yolo_kfp.release.registry import RegistryError, register_published_model
 
 TOKEN = "sa-token-of-the-pipeline-runner"
 METRICS = {"map50": 0.81, "map50_95": 0.52, "precision": 0.9, "recall": 0.75}
+COCO = {"AP": 0.49, "AP50": 0.8, "APsmall": None, "AR100": 0.6}  # None: no true box of that size
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def exported(tmp_path):
         "path": "yolo-kfp/1/model.onnx", "opset": OPSET, "imgsz": 640,
         "names": "{0: 'Bicycle', 1: 'Car', 2: 'Traffic sign'}"}))
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({**METRICS, "per_class": {"Car": {"ap50": 0.9}}}))
+    metrics.write_text(json.dumps({**METRICS, "coco": COCO, "per_class": {"Car": {"ap50": 0.9}}}))
     return {"onnx_dir": str(onnx_dir), "metrics_path": str(metrics)}
 
 
@@ -71,7 +72,8 @@ def test_two_promoted_models_become_two_versions_of_one_registered_model(standin
 
     version = versions["run-2222"]
     properties = {k: value(v) for k, v in version["customProperties"].items()}
-    assert properties == {**METRICS, "kfp_run_id": "run-2222", "published_version": "20261203-083000-run-2222",
+    coco = {"coco_AP": 0.49, "coco_AP50": 0.8, "coco_AR100": 0.6}  # APsmall: None, no property
+    assert properties == {**METRICS, **coco, "kfp_run_id": "run-2222", "published_version": "20261203-083000-run-2222",
                           "published_url": "s3://models/yolo-kfp/20261203-083000-run-2222", "imgsz": 640,
                           "classes": "Bicycle, Car, Traffic sign"}
     assert version["author"] == registry.AUTHOR and "run-2222" in version["description"]

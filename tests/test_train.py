@@ -11,6 +11,7 @@ from conftest import CLASSES
 from yolo_kfp.components.evaluate import evaluate
 from yolo_kfp.components.train import train
 from yolo_kfp.model.evaluate import evaluate_model
+from yolo_kfp.model.figures import COCO_FIGURES
 from yolo_kfp.model.train import fit_batch, train_yolo, ultralytics_device
 from yolo_kfp.params.validation import plain_numbers
 
@@ -151,6 +152,7 @@ def test_train_and_evaluate_components_through_kfp_local(yolo_dataset, base_chec
     with open(run_roots[-1] / "evaluate" / "executor_output.json") as f:
         logged = json.load(f)["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert logged["map50"] == metrics["map50"] and set(metrics["per_class"]) == set(CLASSES)
+    assert set(metrics["coco"]) == set(COCO_FIGURES) and logged.get("coco_AP") == metrics["coco"]["AP"]
 
 
 def test_training_key_follows_the_dataset_and_the_settings(yolo_dataset, tmp_path):

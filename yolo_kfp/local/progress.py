@@ -21,6 +21,7 @@ import time
 POLL_SECONDS = 1.0
 NAME_WIDTH = 17
 LOSSES = ("box", "cls", "dfl")
+SUMMARY_COCO = ("AP", "AP50", "AP75", "AR100")  # of COCO's figures, those the closing summary shows
 
 
 def _plain_number(value) -> str:
@@ -50,7 +51,8 @@ FIGURES = {
     "no-search": lambda v: "no search_space: no trial",
     "train": lambda v: f"{_plain_number(v['epochs'])} epochs, {_plain_number(v['trainable_params'])} of "
                        f"{_plain_number(v['total_params'])} parameters trained",
-    "evaluate": lambda v: f"test mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}",
+    "evaluate": lambda v: f"test mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}"
+                          + (f"; COCO AP50 {v['coco_AP50']:.3f}, AP {v['coco_AP']:.3f}" if "coco_AP" in v else ""),
     "export": lambda v: f"ONNX opset {_plain_number(v['opset'])}, {_plain_number(v['imgsz'])} px, "
                         f"checked on {_plain_number(v['checked_images'])} images",
     "track": lambda v: "logged to MLflow",
@@ -253,10 +255,14 @@ def summary_lines(result: dict, output_dir: str) -> list[str]:
     for name, values in metrics["per_class"].items():
         ap50 = "-" if values["ap50"] is None else f"{values['ap50']:.3f}"
         lines.append(f"  {name:<20} AP50 {ap50}  ({values['instances']} boxes)")
+    if metrics.get("coco"):
+        lines.append("COCO (pycocotools): " + "  ".join(
+            f"{name} {'-' if value is None else format(value, '.3f')}" for name, value in metrics["coco"].items()
+            if name in SUMMARY_COCO))
     steps = ", ".join(f"{step} {seconds:.1f}" for step, seconds in timings["steps"].items())
     lines += [f"outputs in {output_dir}:",
-              "  metrics.json   the test split's metrics",
-              "  report.html    the evaluation report: curves, confusion matrix, per-class table",
+              "  metrics.json   the test split's metrics, Ultralytics' and COCO's",
+              "  report.html    the evaluation report: curves, confusion matrix, per-class table, COCO's figures",
               "  best.pt        the trained weights",
               f"  model.onnx     the model to serve (yolo-kfp predict --model {output_dir}/model.onnx IMAGE)",
               f"  timings.json   seconds: {steps}; total {timings['total']:.1f}",

@@ -1,5 +1,5 @@
-"""What a person looks at after evaluation: a confusion matrix, test images with their boxes, an HTML
-report, and the predictions in a form FiftyOne loads (COCO JSON) for browsing the mistakes.
+"""What a person looks at after evaluation: a confusion matrix, test images with their boxes, and an HTML
+report of them with the figures (Ultralytics' and COCO's, ``yolo_kfp.model.coco``).
 
 Plots are drawn with matplotlib's bundled DejaVu font: nothing is downloaded.
 """
@@ -7,24 +7,13 @@ Plots are drawn with matplotlib's bundled DejaVu font: nothing is downloaded.
 import base64
 import html
 import io
-import json
-import os
 
 import numpy as np
 
-CONFIDENCE = 0.25  # predictions counted as detections in the confusion matrix, the grid and the export
+from yolo_kfp.model.figures import COCO_FIGURES, WHY_THEY_DIFFER
+
+CONFIDENCE = 0.25  # detections counted in the confusion matrix, drawn on the images and compared in the export
 IOU_MATCH = 0.5
-
-
-def read_ground_truth(label_path: str) -> np.ndarray:
-    """YOLO label file -> rows of (class, x0, y0, x1, y1), normalized."""
-    if not os.path.exists(label_path):
-        return np.zeros((0, 5))
-    rows = np.loadtxt(label_path, ndmin=2)
-    if rows.size == 0:
-        return np.zeros((0, 5))
-    cls, cx, cy, w, h = rows[:, :5].T
-    return np.stack([cls, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
 
 
 def iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -111,59 +100,54 @@ def draw_grid(samples: list[tuple[str, np.ndarray, np.ndarray]], names: list[str
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def coco_files(samples: list[tuple[str, np.ndarray, np.ndarray]], names: list[str], sizes: list[tuple[int, int]],
-               output_dir: str) -> None:
-    """``ground_truth.json`` and ``predictions.json`` (COCO; ids from 1, as COCO numbers them),
-    for FiftyOne's COCODetectionDataset and ``add_coco_labels``."""
-    categories = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
-    images, truths, predictions = [], [], []
-    for image_id, ((path, truth, predicted), (w, h)) in enumerate(zip(samples, sizes, strict=True), 1):
-        images.append({"id": image_id, "file_name": os.path.basename(path), "width": w, "height": h})
-        for row in truth:
-            truths.append({"id": len(truths) + 1, "image_id": image_id, "category_id": int(row[0]) + 1,
-                           "iscrowd": 0, "bbox": _coco_box(row[1:5], w, h),
-                           "area": float((row[3] - row[1]) * (row[4] - row[2])) * w * h})
-        for row in predicted:
-            predictions.append({"image_id": image_id, "category_id": int(row[0]) + 1,
-                                "score": round(float(row[1]), 5), "bbox": _coco_box(row[2:6], w, h)})
-    with open(os.path.join(output_dir, "ground_truth.json"), "w") as f:
-        json.dump({"images": images, "annotations": truths, "categories": categories}, f)
-    with open(os.path.join(output_dir, "predictions.json"), "w") as f:
-        json.dump(predictions, f)
-
-
-def _coco_box(box, w: int, h: int) -> list[float]:
-    x0, y0, x1, y1 = box
-    return [round(float(x0 * w), 2), round(float(y0 * h), 2), round(float((x1 - x0) * w), 2),
-            round(float((y1 - y0) * h), 2)]
-
-
 def html_report(metrics: dict, images: dict[str, str], title: str = "yolo-kfp evaluation") -> str:
-    """One self-contained HTML page: scalar metrics, per-class table, embedded PNG plots."""
-    def number(value):
-        return "–" if value is None else f"{value:.3f}"
-
+    """One self-contained HTML page: Ultralytics' figures, the per-class table, COCO's figures, embedded PNG
+    plots, and which detections each figure counts (``metrics``: metrics.json's content)."""
     rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{values['instances']}</td><td>{number(values['ap50'])}</td>"
-        f"<td>{number(values['ap50_95'])}</td><td>{number(values['precision'])}</td>"
-        f"<td>{number(values['recall'])}</td></tr>" for name, values in metrics["per_class"].items())
+        f"<tr><td>{html.escape(name)}</td><td>{values['instances']}</td><td>{_number(values['ap50'])}</td>"
+        f"<td>{_number(values['ap50_95'])}</td><td>{_number(values['precision'])}</td>"
+        f"<td>{_number(values['recall'])}</td></tr>" for name, values in metrics["per_class"].items())
     figures = "".join(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
                       f"<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, data in images.items())
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} td:first-child{{text-align:left}}
+#coco td:nth-child(2){{text-align:left}}
 figure{{display:inline-block;margin:12px;vertical-align:top}} img{{max-width:640px}}
-.kpi{{display:inline-block;margin-right:28px;font-size:1.4em}}</style></head><body>
+.kpi{{display:inline-block;margin-right:28px;font-size:1.4em}} p{{max-width:60em}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>Test split: {metrics['images']} images.</p>
-<div><span class="kpi">mAP50 <b>{number(metrics['map50'])}</b></span>
-<span class="kpi">mAP50-95 <b>{number(metrics['map50_95'])}</b></span>
-<span class="kpi">precision <b>{number(metrics['precision'])}</b></span>
-<span class="kpi">recall <b>{number(metrics['recall'])}</b></span></div>
-<h2>Per class</h2>
+<p>Test split: {metrics['images']} images.{_counted(metrics)}</p>
+<h2>Ultralytics</h2>
+<div><span class="kpi">mAP50 <b>{_number(metrics['map50'])}</b></span>
+<span class="kpi">mAP50-95 <b>{_number(metrics['map50_95'])}</b></span>
+<span class="kpi">precision <b>{_number(metrics['precision'])}</b></span>
+<span class="kpi">recall <b>{_number(metrics['recall'])}</b></span></div>
+<h3>Per class</h3>
 <table id="per-class"><tr><th>class</th><th>boxes</th><th>AP50</th><th>AP50-95</th><th>precision</th>
 <th>recall</th></tr>{rows}</table>
+{_coco_section(metrics["coco"])}
 <h2>Plots</h2>{figures}
 </body></html>
 """
+
+
+def _number(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _counted(metrics: dict) -> str:
+    """Which detections the figures count."""
+    detections = metrics["detections"]
+    return (f" The mAP, precision, recall and COCO's figures count every detection at confidence &ge; "
+            f"{detections['confidence']:g}, up to {detections['max_per_image']} an image ({detections['evaluated']} "
+            f"in all, the COCO files' predictions); the confusion matrix and the pictures those at confidence "
+            f"&ge; {detections['shown_confidence']:g}.")
+
+
+def _coco_section(coco: dict) -> str:
+    rows = "".join(f"<tr><td>{name}</td><td>{html.escape(COCO_FIGURES[name])}</td><td>{_number(coco[name])}</td></tr>"
+                   for name in COCO_FIGURES)
+    return (f"<h2>COCO (pycocotools)</h2>\n<p>{html.escape(WHY_THEY_DIFFER)} The quality gate uses "
+            f"Ultralytics' mAP50.</p>\n<table id=\"coco\"><tr><th>figure</th><th>what it is</th><th>value</th></tr>"
+            f"{rows}</table>")

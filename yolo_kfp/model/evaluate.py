@@ -6,17 +6,9 @@ import os
 import tempfile
 import time
 
-import numpy as np
-
-from yolo_kfp.model.analysis import (
-    CONFIDENCE,
-    coco_files,
-    confusion_matrix,
-    draw_grid,
-    html_report,
-    plot_confusion,
-    read_ground_truth,
-)
+from yolo_kfp.model.analysis import CONFIDENCE, IOU_MATCH, confusion_matrix, draw_grid, html_report, plot_confusion
+from yolo_kfp.model.coco import coco_figures, write_coco_files
+from yolo_kfp.model.seen_by_validation import SeenByValidation, recording_validator
 from yolo_kfp.model.train import dataset_yaml
 from yolo_kfp.params.run_parameters import BY_NAME
 
@@ -46,9 +38,10 @@ def evaluate_model(*, data_dir: str, weights: str, imgsz: int | None = None, bat
     """Validates ``weights`` on the test split and returns the figures (the content of metrics.json),
     at ``imgsz`` or, without it, at the size the model was trained at (``yolo_kfp.model.image_size``).
 
-    With ``report_dir`` it also writes ``report.html`` (PR curve, confusion matrix, per-class table,
-    test images with true and predicted boxes) and the predictions as COCO JSON, and adds the
-    confusion matrix to the figures.
+    With ``report_dir`` it also writes the COCO files of every detection the mAP was computed from
+    (``yolo_kfp.model.coco``) and ``report.html`` (PR curve, confusion matrix, per-class table, COCO's
+    figures, test images with true and predicted boxes), and adds COCO's figures and the confusion matrix
+    to the figures.
     """
     from yolo_kfp.model.image_size import imgsz_for
     from yolo_kfp.model.ultralytics_env import configure_offline
@@ -59,10 +52,13 @@ def evaluate_model(*, data_dir: str, weights: str, imgsz: int | None = None, bat
 
     started = time.monotonic()
     model = YOLO(weights)
+    seen = SeenByValidation()
     with tempfile.TemporaryDirectory(prefix="yolo-val-") as project:
         validation_started = time.monotonic()
+        # save_json makes Ultralytics hand each image's detections to the recording validator
+        recording = {"save_json": True, "validator": recording_validator(seen)} if report_dir else {}
         results = model.val(data=dataset_yaml(data_dir), split="test", imgsz=imgsz, batch=batch, project=project,
-                            name="test", plots=bool(report_dir), **({"device": device} if device else {}))
+                            name="test", plots=bool(report_dir), **recording, **({"device": device} if device else {}))
         validation_seconds = round(time.monotonic() - validation_started, 2)
         box = results.box
         metrics = {"map50": _number(box.map50), "map50_95": _number(box.map), "precision": _number(box.mp),
@@ -70,7 +66,7 @@ def evaluate_model(*, data_dir: str, weights: str, imgsz: int | None = None, bat
                    "per_class": per_class_metrics(box, results.names, results.nt_per_class)}
         if report_dir:
             pr_curve = os.path.join(results.save_dir, "BoxPR_curve.png")
-            metrics["confusion_matrix"] = write_report(model, data_dir, imgsz, metrics, pr_curve, report_dir)
+            metrics.update(write_report(list(model.names.values()), seen, metrics, pr_curve, report_dir))
     metrics.update(seconds=round(time.monotonic() - started, 2), validation_seconds=validation_seconds)
     log.info("test split: mAP50 %.3f, mAP50-95 %.3f", metrics["map50"], metrics["map50_95"])
     return metrics
@@ -81,33 +77,26 @@ def held_out_images(data_dir: str) -> list[str]:
     return sorted(os.path.join(folder, name) for name in os.listdir(folder))
 
 
-def predict_test_split(model, data_dir: str, imgsz: int) -> tuple[list, list]:
-    """Per test image: (path, true rows (class, box), predicted rows (class, conf, box)), and its size."""
-    samples, sizes = [], []
-    images = held_out_images(data_dir)
-    for result in model.predict(images, imgsz=imgsz, conf=CONFIDENCE, verbose=False, stream=True):
-        boxes = result.boxes
-        predicted = np.column_stack([boxes.cls.cpu().numpy(), boxes.conf.cpu().numpy(), boxes.xyxyn.cpu().numpy()])
-        label = os.path.join(data_dir, "labels", "test", os.path.splitext(os.path.basename(result.path))[0] + ".txt")
-        samples.append((result.path, read_ground_truth(label), predicted.reshape(-1, 6)))
-        sizes.append(result.orig_shape[::-1])
-    return samples, sizes
-
-
-def write_report(model, data_dir: str, imgsz: int, metrics: dict, pr_curve: str, report_dir: str) -> dict:
-    """Writes report.html and the COCO predictions; returns the confusion matrix with its labels."""
-    names = list(model.names.values())
-    samples, sizes = predict_test_split(model, data_dir, imgsz)
-    matrix = confusion_matrix([(truth, predicted) for _, truth, predicted in samples], len(names))
-    labels = [*names, "background"]
-    images = {}
+def write_report(names: list[str], seen: SeenByValidation, metrics: dict, pr_curve: str, report_dir: str) -> dict:
+    """Writes the COCO files and report.html; returns COCO's figures, what the detections were, and the
+    confusion matrix with its labels (for metrics.json)."""
+    os.makedirs(report_dir, exist_ok=True)
+    images = seen.evaluated_images()
+    evaluated = write_coco_files(images, names, report_dir)
+    shown = [(image.path, *image.normalized(CONFIDENCE)) for image in images]
+    matrix = confusion_matrix([(truth, detected) for _, truth, detected in shown], len(names))
+    added = {"coco": coco_figures(report_dir),
+             "detections": {**seen.thresholds, "evaluated": evaluated, "shown_confidence": CONFIDENCE},
+             "confusion_matrix": {"labels": [*names, "background"], "matrix": matrix.tolist(),
+                                  "confidence": CONFIDENCE, "iou": IOU_MATCH}}
+    figures = {}
     if os.path.exists(pr_curve):
         with open(pr_curve, "rb") as f:
-            images["Precision-recall curve (test split)"] = base64.b64encode(f.read()).decode()
-    images[f"Confusion matrix (confidence >= {CONFIDENCE}, IoU >= 0.5)"] = plot_confusion(matrix, labels)
-    images["Test images: true boxes green, predictions red"] = draw_grid(samples[:12], names)
-    os.makedirs(report_dir, exist_ok=True)
+            figures["Precision-recall curve (test split, every detection)"] = base64.b64encode(f.read()).decode()
+    figures[f"Confusion matrix (confidence >= {CONFIDENCE}, IoU >= {IOU_MATCH})"] = plot_confusion(
+        matrix, added["confusion_matrix"]["labels"])
+    figures[f"Test images: true boxes green, detections at confidence >= {CONFIDENCE} red"] = draw_grid(
+        shown[:12], names)
     with open(os.path.join(report_dir, "report.html"), "w") as f:
-        f.write(html_report(metrics, images))
-    coco_files(samples, names, sizes, report_dir)
-    return {"labels": labels, "matrix": matrix.tolist()}
+        f.write(html_report({**metrics, **added}, figures))
+    return added

@@ -17,6 +17,7 @@ import os
 import re
 
 from yolo_kfp.infra.urls import redact, refuse_credentials_in
+from yolo_kfp.model.figures import recorded_figures
 from yolo_kfp.model.search_report import search_tags, trials_html, trials_markdown
 
 log = logging.getLogger(__name__)
@@ -118,10 +119,11 @@ def finish_training_run(*, tracking_uri: str, run_id: str, output_dir: str) -> N
 
 
 def log_evaluation(*, tracking_uri: str, run_id: str, metrics: dict, tags: dict) -> None:
-    """Adds the test-split metrics (``test_`` names) and ``tags`` to the training's MLflow run."""
+    """Adds the test-split metrics (``test_`` names: ``recorded_figures`` and the per-class AP50) and ``tags``
+    to the training's MLflow run."""
     client = _client(tracking_uri)
-    for name in ("map50", "map50_95", "precision", "recall"):
-        client.log_metric(run_id, f"test_{name}", float(metrics[name]))
+    for name, value in recorded_figures(metrics).items():
+        client.log_metric(run_id, f"test_{name}", value)
     for name, value in metrics.get("per_class", {}).items():
         if value.get("ap50") is not None:
             client.log_metric(run_id, f"test_ap50_{name.replace(' ', '_')}", float(value["ap50"]))

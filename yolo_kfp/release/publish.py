@@ -17,6 +17,7 @@ import tempfile
 import time
 
 from yolo_kfp.infra.storage import S3Url, Storage, StorageError, sha256_of
+from yolo_kfp.model.figures import recorded_figures
 from yolo_kfp.model.search_report import search_record
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ def publish_model(*, publish_to: str, model_dir: str, metrics_path: str, stats_p
                       "parameters.json": os.path.join(tmp, "parameters.json")})
         metrics = _load_json(metrics_path)
         record = {"names": stats.get("classes"), "parameters": parameters,
-                  "metrics": {k: metrics.get(k) for k in ("map50", "map50_95", "precision", "recall")}}
+                  "metrics": recorded_figures(metrics)}
         if SEARCH in files:
             record["search"] = search_record(_load_json(files[SEARCH]), f"{SEARCH} in {model_dir}")
         return publish_files(publish_to=publish_to, files=files, record=record, run_id=run_id, storage=storage)

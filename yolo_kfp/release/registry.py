@@ -11,7 +11,8 @@ Registered with the official ``model-registry`` client when a run names a regist
   it), ``modelFormatName`` ``onnx`` and ``modelFormatVersion`` the ONNX opset, and where it came from
   as Kubeflow's convention writes it (``modelSourceKind`` ``kfp``, ``modelSourceClass`` ``pipelinerun``,
   ``modelSourceId`` the run id, ``modelSourceGroup`` the pod's namespace);
-- **its custom properties**: the test-split metrics (``map50``, ``map50_95``, ``precision``, ``recall``),
+- **its custom properties**: the test-split metrics (``map50``, ``map50_95``, ``precision``, ``recall``,
+  and COCO's ``coco_AP``, ``coco_AP50``, ...: ``yolo_kfp.model.coco.recorded_figures``),
   ``kfp_run_id``, ``published_version``, ``published_url``, the export's ``imgsz`` and ``classes``, and,
   where a search chose the settings, the winner's as ``search.<name>`` (text).
 
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from yolo_kfp.infra.tls import SYSTEM_STORE, pick_ca_bundle
+from yolo_kfp.model.figures import recorded_figures
 from yolo_kfp.model.search_report import search_tags
 from yolo_kfp.params.validation import REGISTRY_URL, registry_url_problems
 
@@ -42,7 +44,6 @@ T = TypeVar("T")
 
 AUTHOR = "yolo-kfp"
 MODEL_FORMAT = "onnx"
-METRICS = ("map50", "map50_95", "precision", "recall")
 
 
 class ArtifactSource(TypedDict, total=False):
@@ -188,8 +189,7 @@ def register_model_version(*, registry_url: str, name: str, version: str, uri: s
     was made now."""
     from model_registry.types import ModelArtifact
 
-    metadata: dict[str, float | int | str] = {key: float(metrics[key]) for key in METRICS
-                                              if metrics.get(key) is not None}
+    metadata: dict[str, float | int | str] = {**recorded_figures(metrics)}
     if run_id:
         metadata["kfp_run_id"] = run_id
     metadata.update(properties or {})
