@@ -90,4 +90,3 @@ def _no_detections(truth):
     empty.dataset = {"images": truth.dataset["images"], "categories": truth.dataset["categories"], "annotations": []}
     empty.createIndex()
     return empty
-

@@ -2,6 +2,7 @@
 recorded beside the run (KFP's metrics, MLflow, the Model Registry, the published manifest). No numpy here:
 the CLI and the publish step import it."""
 
+ULTRALYTICS_FIGURES = ("map50", "map50_95", "precision", "recall")  # metrics.json's top-level figures
 # pycocotools' COCOeval.stats, in its order, under the names COCO's detection evaluation gives them
 # (cocodataset.org/#detection-eval); areas in pixels of the original image.
 COCO_FIGURES = {
@@ -24,9 +25,6 @@ WHY_THEY_DIFFER = (
     "recall points and counts none beyond the highest recall reached, keeps at most 100 detections an image "
     "and matches them to boxes in order of confidence; so they agree closely at IoU .50 and less across "
     "IoU .50 to .95.")
-
-
-ULTRALYTICS_FIGURES = ("map50", "map50_95", "precision", "recall")
 
 
 def recorded_figures(metrics: dict) -> dict[str, float]:

@@ -12,7 +12,7 @@ Registered with the official ``model-registry`` client when a run names a regist
   as Kubeflow's convention writes it (``modelSourceKind`` ``kfp``, ``modelSourceClass`` ``pipelinerun``,
   ``modelSourceId`` the run id, ``modelSourceGroup`` the pod's namespace);
 - **its custom properties**: the test-split metrics (``map50``, ``map50_95``, ``precision``, ``recall``,
-  and COCO's ``coco_AP``, ``coco_AP50``, ...: ``yolo_kfp.model.coco.recorded_figures``),
+  and COCO's ``coco_AP``, ``coco_AP50``, ...: ``yolo_kfp.model.figures.recorded_figures``),
   ``kfp_run_id``, ``published_version``, ``published_url``, the export's ``imgsz`` and ``classes``, and,
   where a search chose the settings, the winner's as ``search.<name>`` (text).
 
