@@ -20,6 +20,7 @@ from typing import Any
 
 from yolo_kfp.infra.storage import S3Url, Storage, check_checksum, is_s3
 from yolo_kfp.model import safe_checkpoint
+from yolo_kfp.model.across_nodes import World, across_nodes_trainer, from_first, join, shared_file, torchrun_world
 from yolo_kfp.model.checkpoints import Checkpoints, keeping_checkpoint
 from yolo_kfp.model.safe_checkpoint import drop_label_caches
 from yolo_kfp.params import run_parameters
@@ -205,8 +206,10 @@ def fit_batch(model, batch: int, imgsz: int, gpus: int) -> int:
     return per_gpu * max(gpus, 1)
 
 
-def fit_to_pod(workers: int, cache: str, batch: int, imgsz: int, gpus: int, data_dir: str) -> tuple[int, str]:
-    """Workers, threads and cache sized by the pod's CPU quota, /dev/shm and memory limit (not the node's)."""
+def fit_to_pod(workers: int, cache: str, batch: int, imgsz: int, gpus: int, data_dir: str,
+               world: World | None = None) -> tuple[int, str]:
+    """Workers, threads and cache sized by the pod's CPU quota, /dev/shm and memory limit (not the node's).
+    Across nodes the batch is split over every node's processes, the pod's resources over its own."""
     from yolo_kfp.infra import resources
     from yolo_kfp.model.ultralytics_env import limit_threads
 
@@ -214,7 +217,8 @@ def fit_to_pod(workers: int, cache: str, batch: int, imgsz: int, gpus: int, data
     threads = resources.plan_threads(cpus)
     if threads is not None:
         limit_threads(threads)
-    per_process = max(1, batch // max(gpus, 1))  # DDP splits the batch: each GPU's process loads its part
+    # DDP splits the batch: each process loads its part
+    per_process = max(1, batch // (world.size if world else max(gpus, 1)))
     workers = resources.plan_workers(workers, gpus, cpus, resources.shm_bytes(), per_process, imgsz)
     images = len(os.listdir(os.path.join(data_dir, "images", "train")))
     return workers, resources.plan_cache(cache, images, imgsz, resources.memory_limit())
@@ -230,6 +234,10 @@ def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints:
     or an ``s3://`` URL. Every epoch leaves ``output_dir/weights/last.pt`` (and a copy in ``checkpoints``,
     claimed, if given): run again on the same output dir, or with the same checkpoints' location, training
     resumes from the last finished epoch instead of starting over. A finished training removes the copy.
+
+    Started by ``torchrun`` on several nodes (``yolo_kfp.model.across_nodes``), every process trains one model
+    together: global rank 0 decides whether and where to resume, keeps the checkpoints and writes the outputs;
+    the others take its decisions and its checkpoint, write nothing and return only their rank.
     """
     from yolo_kfp.model.ultralytics_env import configure_offline
 
@@ -246,11 +254,16 @@ def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints:
     output_dir = os.path.abspath(output_dir)
     last = os.path.join(output_dir, "weights", "last.pt")
     fresh_args = {**{name: settings[name] for name in named_training_args()}, **plain_numbers(settings["train_args"])}
+    world = torchrun_world()
+    if world:  # the group is joined first: rank 0 decides for every rank
+        device = "cpu" if join(world) == "cpu" else ""  # a GPU: the trainer takes the local rank's
+        checkpoints = checkpoints if world.is_first else None
     with checkpoints.released_on_failure() if checkpoints else contextlib.nullcontext():
-        start = resume_epoch(last, fresh_args)
+        start = None if world and not world.is_first else resume_epoch(last, fresh_args)
         if start is None and checkpoints:
             restore_checkpoint(checkpoints, last)
             start = resume_epoch(last, fresh_args)
+        start = from_first(world, start) if world else start
         drop_label_caches(data_dir)
         gpus = gpu_count(device)
         common = {"data": data, **({"device": device} if device else {})}
@@ -262,25 +275,30 @@ def train_yolo(*, data_dir: str, output_dir: str, device: str = "", checkpoints:
                     raise ValueError(f"base_model {base_model} is not an Ultralytics YOLO detection model")
                 check_freeze(freeze, len(network.model), base_model)
                 batch = fit_batch(model, settings["batch"], imgsz, gpus)
+                batch = from_first(world, batch) if world else batch
                 # save_dir, not project/name: Ultralytics renames a run called "model" after its weights
                 args = {**common, **fresh_args, "batch": batch, "save_dir": output_dir}
             else:
-                log.info("resuming %s at epoch %d of %d", last, start + 1, settings["epochs"])
-                trim_results(output_dir, start)
+                if not world or world.is_first:
+                    trim_results(output_dir, start)
+                resume_from = shared_file(world, last, work) if world else last  # rank 0's, on every rank
+                log.info("resuming %s at epoch %d of %d", resume_from, start + 1, settings["epochs"])
                 # save_dir: a retried pod may mount the artifact elsewhere than the checkpoint remembers
-                model, args = YOLO(last), {**common, "resume": True, "save_dir": output_dir}
+                model, args = YOLO(resume_from), {**common, "resume": True, "save_dir": output_dir}
                 resumed: dict[str, Any] = model.ckpt or {}  # the checkpoint's dict
                 batch = int(resumed["train_args"]["batch"])
-            workers, cache = fit_to_pod(settings["workers"], settings["cache"], batch, imgsz, gpus, data_dir)
+            workers, cache = fit_to_pod(settings["workers"], settings["cache"], batch, imgsz, gpus, data_dir, world)
             args.update(workers=workers, cache=cache or False)
             log.info("Ultralytics train %s", args)
             training_started = time.monotonic()
             keeping = keeping_checkpoint(last, checkpoints, resume_epoch) if checkpoints else contextlib.nullcontext()
             with keeping:
-                model.train(**args)
+                model.train(**args, **({"trainer": across_nodes_trainer(world)} if world else {}))
             training_seconds = round(time.monotonic() - training_started, 2)
         if checkpoints:
             checkpoints.finish()
+    if world and not world.is_first:
+        return {"rank": world.rank}
     trainer = model.trainer
     if not isinstance(trainer, BaseTrainer):  # one dataset: a task's trainer (several: Ultralytics' MultiTrainer)
         raise RuntimeError(f"Ultralytics trained with {type(trainer).__name__}, not a trainer of one dataset")
@@ -305,10 +323,15 @@ def train_leased(*, data_dir: str, output_dir: str, settings: dict, mlflow_track
     checkpoints kept in the data connection's bucket under the lease of their key (the dataset and the settings):
     a retried pod takes over its own and resumes, an identical run at once keeps its own. With an MLflow server,
     the training is logged to a run that a retried pod goes on in. Returns train_yolo's summary with where the
-    checkpoints are kept (``checkpoints``, or "") and the MLflow run (``mlflow_run_id``, or "")."""
+    checkpoints are kept (``checkpoints``, or "") and the MLflow run (``mlflow_run_id``, or ""). Across nodes
+    (under torchrun) only global rank 0 does all this; the other ranks train, and return their rank."""
     from yolo_kfp.model import tracking
     from yolo_kfp.model.checkpoints import checkpoint_location
 
+    world = torchrun_world()
+    if world and not world.is_first:  # across nodes, rank 0 keeps the checkpoints and logs to MLflow
+        return train_yolo(data_dir=data_dir, output_dir=output_dir,
+                          **{name: settings[name] for name in run_parameters.TRAINING})
     key = training_key(data_dir, settings)
     checkpoint_to = checkpoint_location(key)
     checkpoints = Checkpoints(checkpoint_to).claim() if checkpoint_to else None

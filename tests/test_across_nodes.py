@@ -1,0 +1,133 @@
+"""Training across nodes, on this machine: two ``torchrun`` node processes (CPU, gloo) meeting on 127.0.0.1,
+each with its own copy of the dataset and its own output folder, as two pods would have."""
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from yolo_kfp.infra.storage import S3Url
+from yolo_kfp.local.s3_server import free_ports
+from yolo_kfp.model import safe_checkpoint
+
+pytestmark = pytest.mark.slow
+NODE = os.path.join(os.path.dirname(__file__), "across_nodes_node.py")
+EPOCHS = 3
+EPOCHS_LOST = 10
+
+
+def start_nodes(settings: dict, folder, env: dict | None = None, nodes: int = 2) -> list[subprocess.Popen]:
+    """Starts ``nodes`` torchrun node processes of one world (a process each), each in a session of its own."""
+    (port,) = free_ports(1)
+    started = []
+    for node in range(nodes):
+        with open(folder / f"node-{node}.log", "a") as log:
+            started.append(subprocess.Popen(
+                [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--nproc-per-node", "1",
+                 "--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", str(port), NODE,
+                 json.dumps(settings)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=dict(os.environ, **(env or {}), OMP_NUM_THREADS="1")))
+    return started
+
+
+def finish(started: list[subprocess.Popen], timeout: float = 600) -> list[int]:
+    """Their exit codes; whatever still runs after ``timeout`` is killed, with its children."""
+    try:
+        return [process.wait(timeout=timeout) for process in started]
+    finally:
+        for process in started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def kill_node(agent: subprocess.Popen) -> None:
+    """What a lost pod is: its torchrun agent and its workers, which torchrun starts in sessions of their own,
+    killed at once."""
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:  # gone meanwhile
+            continue
+        if parent == agent.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(stat.split("/")[2]), signal.SIGKILL)
+    os.killpg(agent.pid, signal.SIGKILL)
+
+
+def node_settings(dataset: str, folder, run: str, epochs: int, base_checkpoint: str) -> dict:
+    """Two nodes' settings: each its own copy of the dataset and its own output folder, as two pods have."""
+    return {"data_dirs": [str(shutil.copytree(dataset, folder / f"{run}-data-{n}")) for n in range(2)],
+            "output_dirs": [str(folder / f"{run}-out-{n}") for n in range(2)], "record_dir": str(folder / run),
+            "training": {"base_model": base_checkpoint, "epochs": epochs, "batch": 8, "imgsz": 64, "workers": 0,
+                         "seed": 0, "train_args": {"nbs": 8, "plots": False}}}
+
+
+def records(folder, rank: int) -> list[dict]:
+    with open(folder / f"rank-{rank}.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_two_nodes_train_one_model(yolo_dataset, base_checkpoint, tmp_path):
+    """Both finish; after every epoch both ranks hold the same parameters (which do change); each loaded its
+    own half of the training images; only rank 0 wrote checkpoints and results."""
+    settings = node_settings(yolo_dataset, tmp_path, "run", EPOCHS, base_checkpoint)
+    os.makedirs(settings["record_dir"])
+    assert finish(start_nodes(settings, tmp_path)) == [0, 0], logs(tmp_path)
+    first, second = records(tmp_path / "run", 0), records(tmp_path / "run", 1)
+    assert [r["epoch"] for r in first] == [r["epoch"] for r in second] == list(range(EPOCHS))
+    training_images = set(os.listdir(os.path.join(yolo_dataset, "images", "train")))
+    for mine, theirs in zip(first, second, strict=True):
+        assert mine["weights"] == theirs["weights"], mine["epoch"]
+        assert not set(mine["images"]) & set(theirs["images"]) and len(mine["images"]) == len(theirs["images"])
+        assert set(mine["images"]) | set(theirs["images"]) == training_images
+    assert first[0]["weights"] != first[-1]["weights"], "the parameters never changed: nothing was trained"
+    assert first[0]["images"] != first[1]["images"], "the shards are drawn anew each epoch"
+    written = tmp_path / "run-out-0"
+    assert {"last.pt", "best.pt"} <= set(os.listdir(written / "weights")) and (written / "results.csv").is_file()
+    assert (written / "train_summary.json").is_file()
+    assert [files for _, _, files in os.walk(tmp_path / "run-out-1") if files] == []  # rank 1 wrote no file
+
+
+def test_a_lost_node_costs_only_the_epoch_it_was_in(yolo_dataset, base_checkpoint, tmp_path, s3, storage, bucket):
+    """Node 1 is killed once rank 0 has kept an epoch's checkpoint in S3: node 0 fails too. Both started again
+    on fresh pods (empty output folders) resume from the S3 checkpoint at the next epoch and finish."""
+    place = f"s3://{bucket}/checkpoints/two-nodes"
+    # rank 0 pauses after each epoch: the copy to S3, a thread beside the training, then comes within the run
+    settings = {**node_settings(yolo_dataset, tmp_path, "lost", EPOCHS_LOST, base_checkpoint), "checkpoints": place,
+                "epoch_pause": 1.0}
+    os.makedirs(settings["record_dir"])
+    started = start_nodes(settings, tmp_path, s3.data_connection())
+    kept = S3Url.parse(f"{place}/last.pt")
+    deadline = time.monotonic() + 300
+    while not storage.exists(kept) and time.monotonic() < deadline and started[0].poll() is None:
+        time.sleep(0.2)
+    kill_node(started[1])
+    codes = finish(started)
+    assert codes[0] != 0 and storage.exists(kept), logs(tmp_path)
+    epochs_seen = [r["epoch"] for r in records(tmp_path / "lost", 0)]
+    assert epochs_seen[-1] < EPOCHS_LOST - 1, "the run finished before its node was lost"
+
+    with tempfile.TemporaryDirectory() as folder:
+        copy = storage.download_file(kept, os.path.join(folder, "last.pt"))
+        resumed_at = safe_checkpoint.load(copy, "the kept checkpoint")["epoch"] + 1
+    again = {**node_settings(yolo_dataset, tmp_path, "again", EPOCHS_LOST, base_checkpoint), "checkpoints": place}
+    os.makedirs(again["record_dir"])
+    assert finish(start_nodes(again, tmp_path, s3.data_connection())) == [0, 0], logs(tmp_path)
+    first, second = records(tmp_path / "again", 0), records(tmp_path / "again", 1)
+    assert [r["epoch"] for r in first] == [r["epoch"] for r in second] == list(range(resumed_at, EPOCHS_LOST))
+    assert [r["weights"] for r in first] == [r["weights"] for r in second]
+    assert not storage.exists(kept), "a finished training leaves no checkpoint behind"
+
+
+def logs(folder) -> dict:
+    return {n: (folder / f"node-{n}.log").read_text()[-3000:] for n in range(2)}
