@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 
-import jsonschema
+import crd_schema
 import kubernetes_validate
 import pytest
 import yaml
@@ -47,43 +47,8 @@ def crd(release: str, kind: str) -> dict:
         return yaml.load(f, Loader=LOADER)
 
 
-def schema_for(obj: dict, release: str) -> dict:
-    """The openAPIV3Schema of the CRD version that obj's apiVersion names; fails if that version is not served."""
-    definition = crd(release, obj["kind"])
-    group, version = obj["apiVersion"].split("/")
-    assert (group, obj["kind"]) == (definition["spec"]["group"], definition["spec"]["names"]["kind"])
-    served = {v["name"]: v for v in definition["spec"]["versions"] if v.get("served")}
-    assert version in served, f"{obj['kind']} {version} is not served by {release} (it serves {sorted(served)})"
-    return served[version]["schema"]["openAPIV3Schema"]
-
-
-def undeclared_fields(value, schema: dict, path: str = "") -> list[str]:
-    """Fields the schema does not declare, in objects and lists alike: the API server would drop them
-    silently (pruning), so a misspelled field would be lost without an error."""
-    if isinstance(value, list):
-        items = schema.get("items", {})
-        return [f for i, item in enumerate(value) for f in undeclared_fields(item, items, f"{path}[{i}]")]
-    if not isinstance(value, dict):
-        return []
-    if "properties" in schema:
-        found = []
-        for key, item in value.items():
-            if key in schema["properties"]:
-                found += undeclared_fields(item, schema["properties"][key], f"{path}.{key}")
-            elif not schema.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in schema:
-                found.append(f"{path}.{key}")
-        return found
-    if isinstance(schema.get("additionalProperties"), dict):
-        values = schema["additionalProperties"]
-        return [f for key, item in value.items() for f in undeclared_fields(item, values, f"{path}.{key}")]
-    return []
-
-
 def problems(obj: dict, release: str) -> list[str]:
-    schema = schema_for(obj, release)
-    validator = jsonschema.Draft7Validator(schema)
-    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
-    return errors + [f"{path[1:]}: not declared by the CRD" for path in undeclared_fields(obj, schema)]
+    return crd_schema.problems(obj, crd(release, obj["kind"]))
 
 
 def test_builds_the_expected_objects(built):
