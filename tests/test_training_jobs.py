@@ -1,18 +1,24 @@
 """The jobs a training across nodes runs as, held to the engines' own definitions (../shared/schemas): the
 TrainJob to Kubeflow Trainer's CRD as OpenShift AI 3.2 and 3.4 ship it (its CEL rules evaluated) and to their
-torch-distributed runtime, the PyTorchJob to the Training Operator's CRD of OpenShift AI 2.16 and 2.25."""
+torch-distributed runtime, the PyTorchJob to the Training Operator's CRD of OpenShift AI 2.16 and 2.25; and the
+opt-in RBAC (manifests/train-across-nodes/) to the roles the Trainer and the pipeline operator ship."""
 
 import functools
 import os
+import shutil
+import subprocess
 
 import crd_schema
+import kubernetes_validate
 import pytest
 import yaml
 from conftest import shared_schema
+from test_manifests import KUBERNETES_VERSION
 
 from yolo_kfp.model import training_jobs
 from yolo_kfp.model.training_jobs import NodesJob, owner_reference, pytorch_job, train_job
 
+ROOT = os.path.join(os.path.dirname(__file__), "..")
 TRAINER = ["trainer-rhoai-3.2", "trainer-rhoai-3.4"]
 OPERATOR = ["training-operator-rhoai-2.16", "training-operator-rhoai-2.25"]
 GPU_NODES = {"nvidia.com/gpu.present": "true"}
@@ -112,3 +118,49 @@ def test_a_cpu_job_asks_for_no_gpu_and_runs_one_process_a_node():
     assert "ownerReferences" not in trainjob["metadata"]
     assert nodes_job(nodes=1).problems() == [
         "nodes=1: a job across nodes has at least 2 (one node trains in the step)"]
+
+
+def built(folder: str) -> dict:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed (.ci/run installs it)"
+    out = subprocess.run([kubectl, "kustomize", folder], capture_output=True, text=True, check=True).stdout
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out)}
+
+
+def grants(rules: list[dict], group: str, resource: str, verbs: set[str]) -> bool:
+    return any(group in rule["apiGroups"] and {resource, "*"} & set(rule["resources"])
+               and (verbs <= set(rule["verbs"]) or "*" in rule["verbs"]) for rule in rules)
+
+
+@pytest.mark.parametrize("release", TRAINER)
+def test_the_opt_in_rbac_gives_the_pipeline_runner_what_a_trainjob_needs(release):
+    objects = built(os.path.join(ROOT, "manifests", "train-across-nodes"))
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    with open(os.path.join(ROOT, "manifests", "pipeline-server.yaml")) as f:
+        dspa = yaml.safe_load(f)["metadata"]["name"]
+    with open(os.path.join(ROOT, "manifests", "kustomization.yaml")) as f:
+        project = yaml.safe_load(f)["namespace"]
+    binding = objects[("RoleBinding", "yolo-kfp-pipeline-runner-training-edit")]
+    runner = {"kind": "ServiceAccount", "name": f"pipeline-runner-{dspa}", "namespace": project}
+    assert binding["subjects"] == [runner] and binding["metadata"]["namespace"] == project
+    edit = cluster_role(release, binding["roleRef"]["name"])
+    assert grants(edit["rules"], "trainer.kubeflow.org", "trainjobs", {"create", "get", "list", "watch", "delete"})
+    reader = objects[("ClusterRole", "yolo-kfp-training-runtime-reader")]
+    assert reader["rules"][0]["resourceNames"] == [training_jobs.RUNTIME]
+    assert objects[("ClusterRoleBinding", "yolo-kfp-training-runtime-reader")]["subjects"] == [runner]
+
+
+def test_the_pipeline_runner_may_run_pytorchjobs_but_no_trainjob():
+    """The Data Science Pipelines operator's own Role: kubeflow.org/* (PyTorchJob) yes, trainer.kubeflow.org no."""
+    with open(shared_schema(os.path.join("dspo-pipeline-runner", "role_pipeline-runner.yaml.tmpl"))) as f:
+        text = "\n".join(line for line in f if "{{" not in line)  # the template's conditionals, dropped
+    role = yaml.safe_load(text)
+    assert grants(role["rules"], "kubeflow.org", "pytorchjobs", {"create", "get", "watch", "delete"})
+    assert not grants(role["rules"], "trainer.kubeflow.org", "trainjobs", {"create"})
+
+
+def cluster_role(release: str, name: str) -> dict:
+    """A ClusterRole the release's Trainer ships (training-edit, training-view, training-admin)."""
+    with open(shared_schema(os.path.join(release, "kubeflow-training-roles.yaml"))) as f:
+        return {role["metadata"]["name"]: role for role in yaml.safe_load_all(f)}[name]
