@@ -117,3 +117,15 @@ def follows_latest_version(target: ServerTarget) -> bool:
     """Whether a recurring run without a version runs the pipeline's latest one (kubeflow/pipelines#11560,
     KFP 2.5)."""
     return _version(target.features.kfp) >= _version("2.5")
+
+
+TRAINER_SINCE = "3.2"  # OpenShift AI's first release with Kubeflow Trainer v2 (TrainJob)
+
+
+def training_engine(target: ServerTarget) -> str:
+    """The cluster's own engine for a training across nodes (``yolo_kfp.model.job_launcher.ENGINES``): Kubeflow
+    Trainer's TrainJob on OpenShift AI 3.2 and later, else the Training Operator's PyTorchJob (OpenShift AI 2.16
+    to 3.1; removed in 3.6). A plain Kubeflow gets the PyTorchJob: its Trainer releases from 2.2 on renamed the
+    TrainJob field that changes the nodes' pods (``runtimePatches`` for ``podTemplateOverrides``)."""
+    family, version = target.name.split("-", 1)
+    return "trainer" if family == "rhoai" and _version(version) >= _version(TRAINER_SINCE) else "pytorchjob"

@@ -164,3 +164,14 @@ def cluster_role(release: str, name: str) -> dict:
     """A ClusterRole the release's Trainer ships (training-edit, training-view, training-admin)."""
     with open(shared_schema(os.path.join(release, "kubeflow-training-roles.yaml"))) as f:
         return {role["metadata"]["name"]: role for role in yaml.safe_load_all(f)}[name]
+
+
+@pytest.mark.parametrize("target, engine", [("rhoai-2.16", "pytorchjob"), ("rhoai-2.25", "pytorchjob"),
+                                            ("rhoai-3.0", "pytorchjob"), ("rhoai-3.1", "pytorchjob"),
+                                            ("rhoai-3.2", "trainer"), ("rhoai-3.4", "trainer"),
+                                            ("kfp-2.15", "pytorchjob")])
+def test_each_server_target_gets_the_engine_its_cluster_has(target, engine):
+    from yolo_kfp.model.job_launcher import ENGINES
+    from yolo_kfp.pipeline.servers import server_target, training_engine
+
+    assert training_engine(server_target(target)) == engine and engine in ENGINES
