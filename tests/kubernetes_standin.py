@@ -2,7 +2,8 @@
 watch, delete) held to its CRD as the API server holds it (``crd_schema``: a body it would refuse or prune is
 answered 422 and recorded), and the pods a test gives it. After a create it plays ``script`` (the statuses the
 engine's controller would write, a MODIFIED event each); ``drop_first_watch`` breaks the first watch in the
-middle of a chunk, as a dropped connection does; ``forbid`` answers every create 403."""
+middle of a chunk, as a dropped connection does; ``forbid`` answers every create 403; every pod's log is
+``log_text``."""
 
 import json
 import threading
@@ -15,8 +16,10 @@ import crd_schema
 
 class KubernetesStandIn:
     def __init__(self, definition: dict, script: list[dict], pods: list[dict] | None = None,
-                 drop_first_watch: bool = False, forbid: bool = False, step_seconds: float = 0.2):
-        self.definition, self.script, self.pods = definition, script, pods or []
+                 drop_first_watch: bool = False, forbid: bool = False, step_seconds: float = 0.2,
+                 log_text: str = ""):
+        self.definition, self.script, self.pods, self.log_text = definition, script, pods or [], log_text
+        self.logs_read: list[tuple] = []  # (pod, container, follow) of each log read
         self.drop_first_watch, self.forbid, self.step_seconds = drop_first_watch, forbid, step_seconds
         self.plural = definition["spec"]["names"]["plural"]
         self.objects: dict[str, dict] = {}
@@ -110,9 +113,18 @@ class KubernetesStandIn:
                 parts = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(parts.query))
                 if parts.path.endswith("/pods"):
-                    key, _, value = query.get("labelSelector", "").partition("=")
-                    items = [p for p in standin.pods if p["metadata"]["labels"].get(key) == value]
+                    wanted = dict(term.partition("=")[::2] for term in query.get("labelSelector", "").split(","))
+                    items = [p for p in standin.pods if wanted.items() <= p["metadata"]["labels"].items()]
                     return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+                if parts.path.endswith("/log"):
+                    name = parts.path.rsplit("/", 2)[1]
+                    standin.logs_read.append((name, query.get("container"), query.get("follow")))
+                    data = standin.log_text.encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    return self.wfile.write(data)
                 if query.get("watch", "").lower() in ("true", "1"):
                     return self._watch(query)
                 name = parts.path.rsplit("/", 1)[1]

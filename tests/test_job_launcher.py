@@ -107,3 +107,20 @@ def test_the_standin_holds_the_job_to_the_crd():
                                          "yolo-kfp-train-3f9c2a: 422 ")
     assert api.refused == ["spec.trainer.env.0.valueFrom.secretKeyRef: 'key' is a required property",
                            "spec.trainer.env[0].valueFrom.secretKeyRef.kee: not declared by the CRD"]
+
+
+def test_rank_0s_epochs_are_shown_in_the_steps_log(caplog):
+    """The first node's pod's log, followed, in the step's log: each line as a progress bar left it, without
+    the terminal's escapes."""
+    labels = {"jobset.sigs.k8s.io/jobset-name": "yolo-kfp-train-3f9c2a",
+              "batch.kubernetes.io/job-completion-index": "0"}
+    first = {**failed_pod("yolo-kfp-train-3f9c2a-node-0-0-a1b2c", labels, 0, ""), "status": {"phase": "Running"}}
+    text = "Starting training for 2 epochs...\n  1/2  box 1.2\r\x1b[K  1/2  box 1.1  100%\n  2/2  box 0.9\n"
+    script = [RUNNING, RUNNING, ended("Complete")]
+    with caplog.at_level("INFO", logger="yolo_kfp.model.job_launcher"), \
+            KubernetesStandIn(crd(*TRAINJOB), script, pods=[first], log_text=text) as api:
+        run_job(nodes_job(), "trainer", api.api_client(), retry_seconds=0.1)
+    shown = [r.getMessage() for r in caplog.records if r.getMessage().startswith("node 0 | ")]
+    assert shown == ["node 0 | Starting training for 2 epochs...", "node 0 |   1/2  box 1.1  100%",
+                     "node 0 |   2/2  box 0.9"]
+    assert api.logs_read == [("yolo-kfp-train-3f9c2a-node-0-0-a1b2c", "node", "True")]

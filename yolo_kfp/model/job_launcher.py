@@ -9,13 +9,16 @@ pod is deleted). A 403 says which RoleBinding is missing (manifests/train-across
 """
 
 import logging
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from yolo_kfp.model.training_jobs import NodesJob, pytorch_job, train_job
+from yolo_kfp.model.training_jobs import PYTORCH_CONTAINER, RUNTIME_CONTAINER, NodesJob, pytorch_job, train_job
 
 log = logging.getLogger(__name__)
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # a terminal's control sequences (colours, line erasing)
 
 
 @dataclass(frozen=True)
@@ -29,17 +32,21 @@ class Engine:
     finished: str  # the condition type of a job that succeeded
     pod_label: str  # the label its pods carry with the job's name
     node_labels: tuple[str, ...]  # the labels that say which node a pod is
+    first_node: str  # the label selector of the pod of rank 0 (node 0)
+    container: str  # the training container's name in the nodes' pods
     rbac: str  # what grants the pipeline's service account these jobs
 
 
 ENGINES = {
     "trainer": Engine("trainer.kubeflow.org", "v1alpha1", "trainjobs", train_job, "Complete",
                       "jobset.sigs.k8s.io/jobset-name", ("batch.kubernetes.io/job-completion-index",),
+                      "batch.kubernetes.io/job-completion-index=0", RUNTIME_CONTAINER,
                       "a RoleBinding of the ClusterRole training-edit to the pipeline's service account "
                       "(oc apply -k manifests/train-across-nodes/)"),
     "pytorchjob": Engine("kubeflow.org", "v1", "pytorchjobs", pytorch_job, "Succeeded",
                          "training.kubeflow.org/job-name",
                          ("training.kubeflow.org/replica-type", "training.kubeflow.org/replica-index"),
+                         "training.kubeflow.org/replica-type=master", PYTORCH_CONTAINER,
                          "the pipeline server's pipeline-runner Role (kubeflow.org/*), as the Data Science "
                          "Pipelines operator makes it"),
 }
@@ -58,15 +65,22 @@ def run_job(job: NodesJob, engine_name: str, api_client, retry_seconds: float = 
     problems = job.problems()
     if problems:
         raise ValueError(problems[0])
-    api = client.CustomObjectsApi(api_client)
+    api, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
     created = _create(api, engine, job)
+    stop = threading.Event()
+    following = threading.Thread(target=_follow_first_node, args=(core, engine, job, stop, retry_seconds),
+                                 name="first-node-log", daemon=True)
+    following.start()
     try:
         final = _wait(api, engine, job, created, retry_seconds)
     except BaseException:
         _delete(api, engine, job)
         raise
+    finally:
+        stop.set()
     if _condition(final, "Failed"):
-        raise JobFailed(_failure_line(client.CoreV1Api(api_client), engine, job, final))
+        raise JobFailed(_failure_line(core, engine, job, final))
+    following.join(timeout=retry_seconds * 5)  # the log's last lines (the last epoch, the summary)
     return final
 
 
@@ -121,6 +135,42 @@ def _events(api, engine: Engine, job: NodesJob, version: str) -> Iterator[dict]:
                                   engine.plural, field_selector=f"metadata.name={job.name}", resource_version=version,
                                   timeout_seconds=300)
     return (event for event in events if isinstance(event, dict))  # custom objects come as dicts
+
+
+def _follow_first_node(core, engine: Engine, job: NodesJob, stop: threading.Event, poll_seconds: float) -> None:
+    """Rank 0's log (its epochs, as a step's own log shows them) in this step's log, once its pod has started;
+    the log's end, or the job's, ends it. A log that cannot be read is left: the job's end still ends the step."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    selector = f"{engine.pod_label}={job.name},{engine.first_node}"
+    try:
+        pod = None
+        while pod is None and not stop.is_set():
+            started = [p for p in core.list_namespaced_pod(job.namespace, label_selector=selector).items
+                       if p.status and p.status.phase in ("Running", "Succeeded", "Failed")]
+            pod = started[0].metadata.name if started else None
+            if pod is None:
+                stop.wait(poll_seconds)
+        if pod is None:
+            return
+        response = core.read_namespaced_pod_log(pod, job.namespace, container=engine.container, follow=True,
+                                                _preload_content=False)
+        pending = b""
+        for chunk in response.stream():
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                log.info("node 0 | %s", shown_line(line))
+    except (ApiException, OSError, HTTPError) as error:
+        log.warning("rank 0's log is not shown here (%s): read it with oc logs", type(error).__name__)
+
+
+def shown_line(raw: bytes) -> str:
+    """A line of a pod's log as this step's log may show it: what a progress bar left last (after its last
+    carriage return), without terminal escapes or other unprintable characters."""
+    text = ESCAPES.sub("", raw.decode(errors="replace")).rstrip("\r").rsplit("\r", 1)[-1]
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _get(api, engine: Engine, job: NodesJob) -> dict:
