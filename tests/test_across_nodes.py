@@ -14,9 +14,11 @@ import time
 
 import pytest
 
+from yolo_kfp.infra.packing import pack_in_place
 from yolo_kfp.infra.storage import S3Url
 from yolo_kfp.local.s3_server import free_ports
 from yolo_kfp.model import safe_checkpoint
+from yolo_kfp.model.node_training import clear_staging, fetch_model, stage_dataset, staging_url
 
 pytestmark = pytest.mark.slow
 NODE = os.path.join(os.path.dirname(__file__), "across_nodes_node.py")
@@ -131,3 +133,28 @@ def test_a_lost_node_costs_only_the_epoch_it_was_in(yolo_dataset, base_checkpoin
 
 def logs(folder) -> dict:
     return {n: (folder / f"node-{n}.log").read_text()[-3000:] for n in range(2)}
+
+
+def test_nodes_take_the_staged_dataset_and_rank_0_hands_the_model_back(yolo_dataset, base_checkpoint, tmp_path, s3,
+                                                                      storage, bucket):
+    """As the job's pods run: the step stages its (packed) dataset in S3, every node fetches and unpacks it into a
+    folder of its own and trains, rank 0 uploads the model, the step fetches it into its artifact and clears the
+    staging prefix; the training's checkpoint is kept under the data connection's bucket meanwhile."""
+    packed = shutil.copytree(yolo_dataset, tmp_path / "artifact")
+    assert pack_in_place(str(packed), ("images", "labels")), "a dataset artifact as the convert step makes it"
+    staging = staging_url(bucket, "yolo-kfp-train-test")
+    stage_dataset(str(packed), staging, storage)
+    settings = {**node_settings(yolo_dataset, tmp_path, "staged", EPOCHS, base_checkpoint), "staging": str(staging)}
+    os.makedirs(settings["record_dir"])
+    env = {**s3.data_connection(), "AWS_S3_BUCKET": bucket}
+    assert finish(start_nodes(settings, tmp_path, env)) == [0, 0], logs(tmp_path)
+    model = tmp_path / "model"
+    names = fetch_model(staging, str(model), storage)
+    assert {"weights/best.pt", "weights/last.pt", "results.csv", "train_summary.json"} <= set(names)
+    summary = json.loads((model / "train_summary.json").read_text())
+    assert summary["epochs"] == EPOCHS and summary["names"] == ["Bicycle", "Car", "Traffic sign"]
+    first, second = records(tmp_path / "staged", 0), records(tmp_path / "staged", 1)
+    assert [r["weights"] for r in first] == [r["weights"] for r in second]
+    clear_staging(staging, storage)
+    assert storage.list_objects(staging) == []
+    assert storage.list_objects(S3Url(bucket, "yolo-kfp/checkpoints")) == [], "a finished training keeps none"

@@ -1,0 +1,69 @@
+"""One node of a training across nodes, and how its data and its model travel.
+
+The nodes reach S3 with the data connection's credentials only (the job's pods get its Secret, as the steps
+do), under a staging prefix of the training's job in the data connection's bucket:
+
+- the launcher (the train step) stages the dataset artifact there as the step has it: its packed shards,
+  ``dataset.yaml`` and report (``stage_dataset``);
+- every node fetches and unpacks it into a folder of its own, then trains its part under torchrun
+  (``train_on_node``: ``train_leased``, whose rank 0 keeps the checkpoints and logs to MLflow);
+- rank 0 uploads the model folder it wrote; the launcher fetches it into the step's ``model`` artifact
+  (``fetch_model``), so that evaluate, export, gate and publish take it as from one node, and removes the
+  staging prefix (``clear_staging``).
+"""
+
+import logging
+import os
+import tempfile
+
+from yolo_kfp.infra.packing import materialized
+from yolo_kfp.infra.storage import S3Url, Storage
+from yolo_kfp.model.across_nodes import torchrun_world
+
+log = logging.getLogger(__name__)
+
+STAGING = "yolo-kfp/nodes"  # under the data connection's bucket, a folder per job
+DATASET, MODEL = "dataset", "model"
+
+
+def staging_url(bucket: str, job_name: str) -> S3Url:
+    return S3Url(bucket, f"{STAGING}/{job_name}")
+
+
+def stage_dataset(dataset_dir: str, staging: S3Url, storage: Storage) -> list[str]:
+    """The dataset artifact, packed as the step has it, where every node fetches it."""
+    return storage.upload_dir(dataset_dir, staging.join(DATASET))
+
+
+def fetch_model(staging: S3Url, model_dir: str, storage: Storage) -> list[str]:
+    """The model folder rank 0 uploaded, into the step's model artifact."""
+    names = storage.download_prefix(staging.join(MODEL), model_dir)
+    if "weights/best.pt" not in names:
+        raise RuntimeError(f"{staging.join(MODEL)} holds no weights/best.pt: did rank 0 finish? (its log: the step's)")
+    return names
+
+
+def clear_staging(staging: S3Url, storage: Storage) -> None:
+    for obj in storage.list_objects(staging):
+        storage.delete(S3Url(staging.bucket, obj["key"]))
+
+
+def train_on_node(*, staging: str, settings: dict, mlflow_tracking_uri: str = "", mlflow_experiment: str = "") -> dict:
+    """What each node's process runs under torchrun: fetch the staged dataset, train this process's part, and on
+    rank 0 upload the model folder. Returns train_leased's summary (the other ranks': their rank)."""
+    from yolo_kfp.model.train import train_leased
+
+    world = torchrun_world()
+    if world is None:
+        raise RuntimeError("train_on_node runs under torchrun, one process of several (WORLD_SIZE > 1)")
+    place, storage = S3Url.parse(staging), Storage.from_env()
+    with tempfile.TemporaryDirectory(prefix="yolo-node-") as work:
+        dataset, model = os.path.join(work, DATASET), os.path.join(work, MODEL)
+        storage.download_prefix(place.join(DATASET), dataset)
+        with materialized(dataset) as data_dir:
+            summary = train_leased(data_dir=data_dir, output_dir=model, settings=settings,
+                                   mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment)
+        if world.is_first:
+            uploaded = storage.upload_dir(model, place.join(MODEL))
+            log.info("rank 0 uploaded %d files of the model to %s", len(uploaded), place.join(MODEL))
+    return summary
