@@ -3,8 +3,7 @@ node's copy of the dataset into this node's output folder, recording after every
 holds and loaded (``<record dir>/rank-<rank>.jsonl``: the epoch, a digest of the model's parameters and the
 training images of the epoch's shard). With ``checkpoints`` (an ``s3://`` place), rank 0 claims it and keeps
 every epoch's checkpoint there, polling often (a test's epochs take a second); ``epoch_pause`` seconds after
-each epoch on rank 0 give that copy, a thread beside the training, time to be made. With ``staging`` (an
-``s3://`` prefix) each node runs ``node_training.train_on_node`` instead, as a job's pod does.
+each epoch on rank 0 give that copy, a thread beside the training, time to be made.
 
     torchrun --nnodes 2 --nproc-per-node 1 --node-rank R ... tests/across_nodes_node.py SETTINGS_JSON
 """
@@ -48,11 +47,5 @@ if __name__ == "__main__":
     if SETTINGS.get("checkpoints") and os.environ["RANK"] == "0":
         kept = checkpoints.Checkpoints(SETTINGS["checkpoints"]).claim()
     node = int(os.environ["GROUP_RANK"])  # torchrun's node rank
-    if SETTINGS.get("staging"):  # as the job's pods run: the dataset from S3, the model back to it
-        from yolo_kfp.model.node_training import train_on_node
-        from yolo_kfp.params.run_parameters import training_settings
-
-        train_on_node(staging=SETTINGS["staging"], settings={**training_settings(SETTINGS["training"]), "gpus": 0})
-    else:
-        train_yolo(data_dir=SETTINGS["data_dirs"][node], output_dir=SETTINGS["output_dirs"][node], checkpoints=kept,
-                   **SETTINGS["training"])
+    train_yolo(data_dir=SETTINGS["data_dirs"][node], output_dir=SETTINGS["output_dirs"][node], checkpoints=kept,
+               **SETTINGS["training"])

@@ -159,7 +159,7 @@ def test_every_option_of_every_command_has_help_and_shows_its_default():
     from yolo_kfp.model.analysis import CONFIDENCE
 
     parsers = list(every_parser(build_parser()))
-    assert len(parsers) == 13, [p.prog for p in parsers]  # the top, its 7 commands (step among them), step's 5
+    assert len(parsers) == 14, [p.prog for p in parsers]  # the top, its 7 commands (step among them), step's 6
     for parser in parsers:
         text = parser.format_help()
         assert "``" not in text and "docs/" not in text, parser.prog

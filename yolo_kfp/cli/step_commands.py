@@ -46,6 +46,22 @@ def cmd_train(args) -> dict:
                       **{name: getattr(args, name) for name in run_parameters.TRAINING})
 
 
+def cmd_train_node(args) -> None:
+    """One node's process of a training across nodes (a job's pod runs it under torchrun): its summary as JSON;
+    no output folder here, rank 0 hands the model back through the staging prefix."""
+    from yolo_kfp.model.node_training import train_on_node
+
+    given = json.loads(args.settings)
+    if not isinstance(given, dict):
+        raise ValueError("--settings is not a JSON object of the training parameters and gpus")
+    gpus = given.pop("gpus", 0)
+    settings = {**run_parameters.training_settings(given), "gpus": gpus}  # the table's defaults, unknown names refused
+    with library_output_to_stderr():
+        summary = train_on_node(staging=args.staging, settings=settings, mlflow_tracking_uri=args.mlflow_tracking_uri,
+                                mlflow_experiment=args.mlflow_experiment)
+    print_json(summary)
+
+
 def _weights(model: str) -> str:
     """A train output dir's best.pt, or the file given."""
     weights = os.path.join(model, "weights", "best.pt") if os.path.isdir(model) else model

@@ -4,7 +4,15 @@ check, default and description from the parameter table)."""
 import argparse
 
 from yolo_kfp.cli.options import classes
-from yolo_kfp.cli.step_commands import cmd_convert, cmd_download, cmd_evaluate, cmd_export, cmd_train, json_step
+from yolo_kfp.cli.step_commands import (
+    cmd_convert,
+    cmd_download,
+    cmd_evaluate,
+    cmd_export,
+    cmd_train,
+    cmd_train_node,
+    json_step,
+)
 from yolo_kfp.params import run_parameters
 
 OUTPUT_DIR_HELP = "the folder the step writes into (made if missing)"
@@ -47,7 +55,7 @@ def _default(name: str):
 
 
 def add_step_parsers(steps) -> None:
-    for add in (_add_download, _add_convert, _add_train, _add_evaluate, _add_export):
+    for add in (_add_download, _add_convert, _add_train, _add_train_node, _add_evaluate, _add_export):
         add(steps)
 
 
@@ -81,6 +89,17 @@ def _add_train(steps) -> None:
         _add_parameter(p, name)
     p.add_argument("--device", default="", help="Ultralytics device, e.g. 0 or cpu (default: auto)")
     p.set_defaults(func=json_step(cmd_train))
+
+
+def _add_train_node(steps) -> None:
+    p = steps.add_parser("train-node", help="one node of a training across nodes, under torchrun (a job's pods run "
+                                            "it): the staged dataset -> rank 0's model, back in the staging prefix")
+    p.add_argument("--staging", required=True, metavar="S3_URL",
+                   help="the job's staging prefix in the data connection's bucket (it holds dataset/)")
+    p.add_argument("--settings", required=True, metavar="JSON", help="the training parameters and gpus, as JSON")
+    p.add_argument("--mlflow-tracking-uri", default="", help="MLflow's server (rank 0 logs to it), or none")
+    p.add_argument("--mlflow-experiment", default="", help="its experiment")
+    p.set_defaults(func=cmd_train_node)
 
 
 def _add_evaluate(steps) -> None:
