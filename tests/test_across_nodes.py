@@ -1,12 +1,10 @@
 """Training across nodes, on this machine: two ``torchrun`` node processes (CPU, gloo) meeting on 127.0.0.1,
 each with its own copy of the dataset and its own output folder, as two pods would have."""
 
-import contextlib
 import glob
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +16,17 @@ from yolo_kfp.infra.packing import pack_in_place
 from yolo_kfp.infra.storage import S3Url
 from yolo_kfp.local.s3_server import free_ports
 from yolo_kfp.model import safe_checkpoint
-from yolo_kfp.model.node_training import clear_staging, fetch_model, stage_dataset, staging_url
+from yolo_kfp.model.node_training import (
+    clear_staging,
+    data_connection_env,
+    fetch_model,
+    node_command,
+    stage_dataset,
+    staging_url,
+    train_across_nodes,
+)
+from yolo_kfp.model.nodes_here import job_plan, run_nodes, stop_node
+from yolo_kfp.model.training_jobs import NodesJob, pytorch_job, train_job
 
 pytestmark = pytest.mark.slow
 NODE = os.path.join(os.path.dirname(__file__), "across_nodes_node.py")
@@ -50,23 +58,7 @@ def finish(started: list[subprocess.Popen], timeout: float = 600) -> list[int]:
     finally:
         for process in started:
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-def kill_node(agent: subprocess.Popen) -> None:
-    """What a lost pod is: its torchrun agent and its workers, which torchrun starts in sessions of their own,
-    killed at once."""
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-        except OSError:  # gone meanwhile
-            continue
-        if parent == agent.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(stat.split("/")[2]), signal.SIGKILL)
-    os.killpg(agent.pid, signal.SIGKILL)
+                stop_node(process)
 
 
 def node_settings(dataset: str, folder, run: str, epochs: int, base_checkpoint: str) -> dict:
@@ -116,7 +108,7 @@ def test_a_lost_node_costs_only_the_epoch_it_was_in(yolo_dataset, base_checkpoin
     deadline = time.monotonic() + 300
     while not storage.exists(kept) and time.monotonic() < deadline and started[0].poll() is None:
         time.sleep(0.2)
-    kill_node(started[1])
+    stop_node(started[1])  # as a lost pod
     codes = finish(started)
     assert codes[0] != 0 and storage.exists(kept), logs(tmp_path)
     epochs_seen = [r["epoch"] for r in records(tmp_path / "lost", 0)]
@@ -160,3 +152,39 @@ def test_nodes_take_the_staged_dataset_and_rank_0_hands_the_model_back(yolo_data
     clear_staging(staging, storage)
     assert storage.list_objects(staging) == []
     assert storage.list_objects(S3Url(bucket, "yolo-kfp/checkpoints")) == [], "a finished training keeps none"
+
+
+def test_a_job_manifest_runs_here_as_torchrun_nodes(yolo_dataset, base_checkpoint, tmp_path, s3, storage, bucket,
+                                                   monkeypatch):
+    """run-local's proof: the launcher's whole round (stage, run, fetch, clear) with the TrainJob the cluster
+    would get, its nodes run here from that manifest (command, nodes, the data connection's Secret resolved from
+    this environment); the model comes back, the staging prefix goes, and no node process is left."""
+    for key, value in {**s3.data_connection(), "AWS_S3_BUCKET": bucket}.items():
+        monkeypatch.setenv(key, value)
+    training = {**node_settings(yolo_dataset, tmp_path, "here", EPOCHS, base_checkpoint)["training"], "gpus": 0}
+    staging = staging_url(bucket, "yolo-kfp-train-here")
+    job = NodesJob(name="yolo-kfp-train-here", namespace="local", image="unused-here",
+                   command=node_command(staging, training, "", ""), nodes=2, gpus_per_node=0, shm_size="1Gi",
+                   env=data_connection_env("yolo-kfp-s3"))
+    (port,) = free_ports(1)
+    summary = train_across_nodes(dataset_dir=yolo_dataset, model_dir=str(tmp_path / "model"), job=job,
+                                 engine="trainer", run=lambda manifest: run_nodes(manifest, port, str(tmp_path)),
+                                 storage=storage, staging=staging)
+    assert summary["epochs"] == EPOCHS and (tmp_path / "model" / "weights" / "best.pt").is_file()
+    assert storage.list_objects(staging) == []
+    assert not [p for p in glob.glob("/proc/[0-9]*/cmdline") if str(staging).encode() in _read(p)], "a node is left"
+
+
+def test_both_engines_manifests_read_alike():
+    job = NodesJob(name="j", namespace="n", image="i", command=["yolo-kfp", "step", "train-node"], nodes=3,
+                   gpus_per_node=2, shm_size="1Gi", env=[{"name": "A", "value": "1"}])
+    assert job_plan(train_job(job)) == job_plan(pytorch_job(job)) == (
+        ["torchrun", "--no-python", "yolo-kfp", "step", "train-node"], 3, 2, [{"name": "A", "value": "1"}])
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""

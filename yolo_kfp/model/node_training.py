@@ -12,13 +12,16 @@ do), under a staging prefix of the training's job in the data connection's bucke
   staging prefix (``clear_staging``).
 """
 
+import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 
 from yolo_kfp.infra.packing import materialized
-from yolo_kfp.infra.storage import S3Url, Storage
+from yolo_kfp.infra.storage import ENV_KEYS, S3Url, Storage
 from yolo_kfp.model.across_nodes import torchrun_world
+from yolo_kfp.model.training_jobs import NodesJob
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +70,34 @@ def train_on_node(*, staging: str, settings: dict, mlflow_tracking_uri: str = ""
             uploaded = storage.upload_dir(model, place.join(MODEL))
             log.info("rank 0 uploaded %d files of the model to %s", len(uploaded), place.join(MODEL))
     return summary
+
+
+def node_command(staging: S3Url, settings: dict, mlflow_tracking_uri: str, mlflow_experiment: str) -> list[str]:
+    """What every node runs after torchrun (``yolo-kfp step train-node``)."""
+    command = ["yolo-kfp", "step", "train-node", "--staging", str(staging), "--settings",
+               json.dumps(settings, sort_keys=True)]
+    if mlflow_tracking_uri:
+        command += ["--mlflow-tracking-uri", mlflow_tracking_uri, "--mlflow-experiment", mlflow_experiment]
+    return command
+
+
+def data_connection_env(secret: str) -> list[dict]:
+    """The data connection's variables, by reference to its Secret (the nodes' pods read it, no value is copied)."""
+    return [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for key in ENV_KEYS]
+
+
+def train_across_nodes(*, dataset_dir: str, model_dir: str, job: NodesJob, engine: str,
+                       run: Callable[[dict], None], storage: Storage, staging: S3Url) -> dict:
+    """The launcher's whole round: stage the dataset, run the job (``run`` gets its manifest: the Kubernetes
+    API's launcher on a cluster, ``nodes_here`` locally), fetch rank 0's model into ``model_dir``; the staging
+    prefix goes whatever happens. Returns the training's summary."""
+    from yolo_kfp.model.job_launcher import ENGINES
+
+    try:
+        stage_dataset(dataset_dir, staging, storage)
+        run(ENGINES[engine].build(job))
+        fetch_model(staging, model_dir, storage)
+    finally:
+        clear_staging(staging, storage)
+    with open(os.path.join(model_dir, "train_summary.json")) as f:
+        return json.load(f)
