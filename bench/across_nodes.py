@@ -82,7 +82,7 @@ def run(run_name: str, nodes: int, work: str, data: str, base: str, epochs: int)
         commands = [[sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--nproc-per-node", "1",
                      "--node-rank", str(n), "--master-addr", "127.0.0.1", "--master-port", str(port), *script]
                     for n in range(nodes)]
-        env = dict(os.environ, OMP_NUM_THREADS="1")
+        env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=work)  # torchrun's log folders go with the work
     logs = [os.path.join(work, f"{run_name}-{n}.log") for n in range(nodes)]
     processes = []
     for command, log in zip(commands, logs, strict=True):

@@ -167,12 +167,15 @@ def test_a_job_manifest_runs_here_as_torchrun_nodes(yolo_dataset, base_checkpoin
                    command=node_command(staging, training, "", ""), nodes=2, gpus_per_node=0, shm_size="1Gi",
                    env=data_connection_env("yolo-kfp-s3"))
     (port,) = free_ports(1)
+    torchrun_logs = os.path.join(tempfile.gettempdir(), "torchelastic_*")
+    before = set(glob.glob(torchrun_logs))
     summary = train_across_nodes(dataset_dir=yolo_dataset, model_dir=str(tmp_path / "model"), job=job,
                                  engine="trainer", run=lambda manifest: run_nodes(manifest, port, str(tmp_path)),
                                  storage=storage, staging=staging)
     assert summary["epochs"] == EPOCHS and (tmp_path / "model" / "weights" / "best.pt").is_file()
     assert storage.list_objects(staging) == []
     assert not [p for p in glob.glob("/proc/[0-9]*/cmdline") if str(staging).encode() in _read(p)], "a node is left"
+    assert set(glob.glob(torchrun_logs)) == before, "torchrun's log folders are left"
 
 
 def test_both_engines_manifests_read_alike():

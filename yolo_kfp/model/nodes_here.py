@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 from yolo_kfp.model.training_jobs import PYTORCH_CONTAINER
 
@@ -55,30 +56,36 @@ def run_nodes(manifest: dict, port: int, log_dir: str, timeout: float = 24 * 360
     if command[:2] != ["torchrun", "--no-python"]:
         raise ValueError(f"the job's command {command[:3]} is not torchrun's: the launcher builds every node's")
     started: list[tuple[subprocess.Popen, str]] = []
-    base = {**os.environ, **resolved_env(env), "PET_NNODES": str(nodes), "PET_NPROC_PER_NODE": str(per_node),
-            "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-            # the command's programs (yolo-kfp) from this interpreter's environment, as the image has them on PATH
-            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
-    try:
-        for node in range(nodes):
-            path = os.path.join(log_dir, f"node-{node}.log")
-            with open(path, "w") as out:
-                # torchrun as its module: this interpreter's, wherever its scripts are on PATH or not
-                torchrun = [sys.executable, "-m", "torch.distributed.run", *command[1:]]
-                process = subprocess.Popen(torchrun, stdout=out, stderr=subprocess.STDOUT,
-                                           env={**base, "PET_NODE_RANK": str(node)}, start_new_session=True)
-            started.append((process, path))
-        for node, (process, path) in enumerate(started):
-            if process.wait(timeout=timeout) != 0:
-                raise RuntimeError(f"node {node} of {manifest['metadata']['name']} failed with exit code "
-                                   f"{process.returncode}: read {path}")
-        with open(started[0][1], errors="replace") as f:
-            for line in f.read().splitlines()[-40:]:
-                log.info("node 0 | %s", line)
-    finally:
-        for process, _ in started:
-            if process.poll() is None:
-                stop_node(process)
+    # torchrun leaves a log folder of its own in TMPDIR: the nodes get one that goes when they have ended
+    with tempfile.TemporaryDirectory(prefix="yolo-nodes-") as scratch:
+        base = {**os.environ, **resolved_env(env), "PET_NNODES": str(nodes), "PET_NPROC_PER_NODE": str(per_node),
+                "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
+                "TMPDIR": scratch,
+                # the command's programs (yolo-kfp) from this interpreter's environment, as the image has on PATH
+                "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+        try:
+            for node in range(nodes):
+                path = os.path.join(log_dir, f"node-{node}.log")
+                with open(path, "w") as out:
+                    # torchrun as its module: this interpreter's, wherever its scripts are on PATH or not
+                    torchrun = [sys.executable, "-m", "torch.distributed.run", *command[1:]]
+                    process = subprocess.Popen(torchrun, stdout=out, stderr=subprocess.STDOUT,
+                                               env={**base, "PET_NODE_RANK": str(node)}, start_new_session=True)
+                started.append((process, path))
+            _wait_for(started, manifest["metadata"]["name"], timeout)
+        finally:
+            for process, _ in started:
+                if process.poll() is None:
+                    stop_node(process)
+
+
+def _wait_for(started: list[tuple[subprocess.Popen, str]], name: str, timeout: float) -> None:
+    for node, (process, path) in enumerate(started):
+        if process.wait(timeout=timeout) != 0:
+            raise RuntimeError(f"node {node} of {name} failed with exit code {process.returncode}: read {path}")
+    with open(started[0][1], errors="replace") as f:
+        for line in f.read().splitlines()[-40:]:
+            log.info("node 0 | %s", line)
 
 
 def stop_node(agent: subprocess.Popen) -> None:
