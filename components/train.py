@@ -35,45 +35,18 @@ def train(dataset: Input[Dataset], training: dict, gpus: int, mlflow_tracking_ur
         search_table: The search's trials as a Markdown table (or that no search was run).
         search_picture: The search's trials against their settings, as an HTML page (or that none was run).
     """
-    import json
     import logging
-    import os
 
     from yolo_kfp.infra.packing import materialized
-    from yolo_kfp.model import tracking
-    from yolo_kfp.model.search_report import trials_html, trials_markdown
     from yolo_kfp.model.train import train_leased
-    from yolo_kfp.params.run_parameters import training_settings
-    from yolo_kfp.params.search_space import trial_settings
-    from yolo_kfp.release.publish import SEARCH
+    from yolo_kfp.model.train_step import train_step
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = {**training_settings(training), "gpus": gpus}  # integers again: KFP passed a dict's as floats
-    searched = json.loads(search) if search else None
-    if searched:
-        settings = trial_settings(settings, searched["winner"]["settings"])
-        logging.info("training with the settings of trial %d: %s", searched["winner"]["trial"],
-                     json.dumps(searched["winner"]["settings"]))
-    with materialized(dataset.path) as data_dir:
-        summary = train_leased(data_dir=data_dir, output_dir=model.path, settings=settings,
-                               mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment)
-    model.metadata.update({k: summary[k] for k in ("names", "epochs", "trainable_params", "total_params",
-                                                    "seconds") if k in summary})
-    model.metadata["framework"] = "ultralytics"
-    model.metadata["checkpoints"] = summary["checkpoints"]
-    if searched:
-        with open(os.path.join(model.path, SEARCH), "w") as f:
-            json.dump(searched, f, indent=2)
-        model.metadata["search_winner"] = searched["winner"]["trial"]
-    with open(search_table.path, "w") as f:
-        f.write(trials_markdown(searched["trials"], searched["winner"]) if searched else "No search was run.\n")
-    with open(search_picture.path, "w") as f:
-        f.write(trials_html(searched["trials"], searched["winner"]) if searched else
-                "<!DOCTYPE html><html><body><p>No search was run.</p></body></html>\n")
-    if mlflow_tracking_uri:
-        mlflow_run = summary["mlflow_run_id"]
-        model.metadata["mlflow_run_id"] = mlflow_run
-        if searched:
-            tracking.nest_runs(tracking_uri=mlflow_tracking_uri, parent_run_id=mlflow_run,
-                               child_run_ids=[t["mlflow_run_id"] for t in searched["trials"]])
-            tracking.log_search(tracking_uri=mlflow_tracking_uri, run_id=mlflow_run, search=searched)
+
+    def on_this_pod(settings: dict) -> dict:
+        with materialized(dataset.path) as data_dir:
+            return train_leased(data_dir=data_dir, output_dir=model.path, settings=settings,
+                                mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment)
+
+    train_step(training=training, gpus=gpus, search=search, model=model, search_table=search_table.path,
+               search_picture=search_picture.path, mlflow_tracking_uri=mlflow_tracking_uri, train=on_this_pod)

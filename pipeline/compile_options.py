@@ -24,8 +24,10 @@ from yolo_kfp.components.step_settings import (
     check_registry,
     image_ref,
 )
+from yolo_kfp.components.train_on_nodes import train_on_nodes
 from yolo_kfp.infra import pod_size
 from yolo_kfp.infra.pod_size import GPUS_PER_NODE, TRAIN_POD_LIMITS, per_gpu_text, quantity, train_pod_range
+from yolo_kfp.model.training_jobs import RUNTIME
 from yolo_kfp.params.service_hosts import service_host_problems
 from yolo_kfp.pipeline import servers
 
@@ -40,6 +42,8 @@ FAN_IN_STEPS = tuple(c.component_spec.name for c in (plan_download, download_sha
                                                      no_search))
 # A Kubernetes label value (the Kueue queue is one): at most 63 characters, alphanumeric at both ends.
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?", flags=re.ASCII)
+MAX_NODES = 64
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", flags=re.ASCII)  # a cluster-scoped object's name
 # A Secret's name: a DNS subdomain (RFC 1123).
 SECRET_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*",
                          flags=re.ASCII)
@@ -98,6 +102,11 @@ class CompileOptions:
                                   "registry/repository:tag or registry/repository@sha256:<digest>", metavar="REF")
     kueue_queue: str = option("", "Kueue LocalQueue the train pod waits in for its GPUs (label "
                                   "kueue.x-k8s.io/queue-name)")
+    nodes: int = option(1, f"nodes the train step trains one model on, 1 to {MAX_NODES}: more than one runs the "
+                           "cluster's own job across them (a TrainJob on OpenShift AI 3.2+, else a PyTorchJob), "
+                           "each node sized and placed as the train pod, and the train step waits for it")
+    training_runtime: str = option(RUNTIME, "the ClusterTrainingRuntime a TrainJob runs on (--nodes above 1, "
+                                            "OpenShift AI 3.2+)", metavar="NAME")
     download_parallelism: int = option(3, "download shards fetched at once")
     search_parallelism: int = option(4, "trials of a search (run parameter search_space) trained at once, each "
                                         "in a GPU pod like the train step's")
@@ -138,9 +147,29 @@ class CompileOptions:
             raise ValueError(f"--kueue-queue {self.kueue_queue!r} is not a Kubernetes label value: use at most 63 "
                              "letters, digits, '-', '_' or '.', with a letter or digit at both ends, e.g. gpu-team")
         self._check_pod_settings()
+        self._check_nodes()
         self._check_images()
         for step in self.step_resources:
             self.resources(step)
+
+    def _check_nodes(self) -> None:
+        if not isinstance(self.nodes, int) or not 1 <= self.nodes <= MAX_NODES:
+            raise ValueError(f"--nodes must be 1 to {MAX_NODES}, not {self.nodes!r}")
+        if len(self.training_runtime) > 63 or not DNS_LABEL.fullmatch(self.training_runtime):
+            raise ValueError(f"--training-runtime {self.training_runtime!r} is not a runtime's name (a-z, 0-9 and "
+                             "'-', at most 63 characters), e.g. torch-distributed")
+
+    @property
+    def nodes_job(self) -> dict:
+        """The nodes' pods of a training across nodes, as these options fix them (the train-on-nodes step's)."""
+        return {"nodes": self.nodes, "engine": servers.training_engine(self.target), "runtime": self.training_runtime,
+                "image": self.images[TRAIN_IMAGE], "shm_size": self.shm_limit,
+                "requests": {"cpu": self.train_cpu, "memory": self.train_memory},
+                "limits": {"cpu": self.train_cpu, "memory": self.train_memory},
+                "node_selector": self.gpu_node_selector,
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                                *self.gpu_tolerations],
+                "queue": self.kueue_queue, "data_connection": self.data_connection}
 
     def _check_train_pod_size(self) -> None:
         for name, (floor, ceiling, why) in TRAIN_POD_LIMITS.items():
@@ -250,6 +279,8 @@ class CompileOptions:
     def sized_steps(self) -> list[str]:
         """The steps without a GPU that this target's pipeline runs, sized by their declarations and step_resources."""
         absent = FAN_IN_STEPS if not self.target.features.fan_in else (download.component_spec.name,)
+        if self.nodes == 1:
+            absent = (*absent, train_on_nodes.component_spec.name)
         return [step for step in sorted(step_settings.SETTINGS) if not step_settings.SETTINGS[step].gpu
                 and step not in absent]
 
@@ -265,7 +296,8 @@ class CompileOptions:
         return (f"compile options: {self.target.describe()} gpus={self.gpus} cpu_per_gpu={self.cpu_per_gpu} "
                 f"memory_per_gpu={self.memory_per_gpu} shm_size={self.shm_size} shm_volume={self.shm_mount} "
                 f"kueue_queue={self.kueue_queue or '-'} {fan_outs}{self._describe_images()}{pod_settings} "
-                f"resources (request/limit): {sized}")
+                f"resources (request/limit): {sized}"
+                + (f" nodes={self.nodes} training_runtime={self.training_runtime}" if self.nodes > 1 else ""))
 
     def _describe_images(self) -> str:
         if self.data_image or self.train_image:

@@ -11,7 +11,7 @@ import inspect
 from typing import Any, NamedTuple
 
 from google.protobuf import json_format
-from kfp import dsl
+from kfp import dsl, kubernetes
 from kfp.compiler import pipeline_spec_builder
 from kfp.dsl import HTML, Artifact, Model
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -26,7 +26,9 @@ from yolo_kfp.components.publish import publish
 from yolo_kfp.components.search import choose_trial, no_search
 from yolo_kfp.components.track import track
 from yolo_kfp.components.train import train
+from yolo_kfp.components.train_on_nodes import train_on_nodes
 from yolo_kfp.components.train_trial import train_trial
+from yolo_kfp.model.node_training import POD_NAME_ENV, POD_NAMESPACE_ENV, POD_UID_ENV
 from yolo_kfp.params import run_parameters
 from yolo_kfp.params.search_space import SEARCH_REFUSAL_ENV
 from yolo_kfp.params.service_hosts import SERVICE_HOSTS_ENV
@@ -67,7 +69,7 @@ def make_pipeline(options: CompileOptions = DEFAULT_OPTIONS):
                     "mlflow_experiment": p["mlflow_experiment"]}
         search = search_trials(options, checks, convert_task.outputs["dataset"], training, p) if (
             options.target.features.fan_in) else ""
-        train_task = train(dataset=convert_task.outputs["dataset"], gpus=options.gpus, search=search, **training)
+        train_task = trained(options, convert_task.outputs["dataset"], search, training)
         evaluate_task = evaluate(dataset=convert_task.outputs["dataset"], model=train_task.outputs["model"],
                                  imgsz=p["imgsz"], batch=p["batch"])
         export_task = export(model=train_task.outputs["model"], dataset=convert_task.outputs["dataset"],
@@ -97,6 +99,18 @@ def make_pipeline(options: CompileOptions = DEFAULT_OPTIONS):
     return dsl.pipeline(name=PIPELINE_NAME, description=(
         "Open Images subset (FiftyOne) -> YOLO labels -> YOLOv5 transfer learning (Ultralytics) -> test-split "
         f"metrics. {options.describe()}"))(pipeline_function(define))
+
+
+def trained(options: CompileOptions, dataset, search, training: dict):
+    """The train task: in its own pod, or, with ``--nodes`` above 1, a launcher of the cluster's job across nodes
+    that knows its pod (the job's owner) from the downward API."""
+    if options.nodes == 1:
+        return train(dataset=dataset, gpus=options.gpus, search=search, **training)
+    task = train_on_nodes(dataset=dataset, gpus=options.gpus, nodes_job=options.nodes_job, search=search, **training)
+    for variable, field in ((POD_NAME_ENV, "metadata.name"), (POD_UID_ENV, "metadata.uid"),
+                            (POD_NAMESPACE_ENV, "metadata.namespace")):
+        kubernetes.use_field_path_as_env(task, variable, field)
+    return task
 
 
 def downloaded(options: CompileOptions, checks, p: dict):

@@ -16,6 +16,7 @@ from yolo_kfp.infra.packing import pack_in_place
 from yolo_kfp.infra.storage import S3Url
 from yolo_kfp.local.s3_server import free_ports
 from yolo_kfp.model import safe_checkpoint
+from yolo_kfp.model.job_launcher import ENGINES
 from yolo_kfp.model.node_training import (
     clear_staging,
     data_connection_env,
@@ -170,7 +171,8 @@ def test_a_job_manifest_runs_here_as_torchrun_nodes(yolo_dataset, base_checkpoin
     torchrun_logs = os.path.join(tempfile.gettempdir(), "torchelastic_*")
     before = set(glob.glob(torchrun_logs))
     summary = train_across_nodes(dataset_dir=yolo_dataset, model_dir=str(tmp_path / "model"), job=job,
-                                 engine="trainer", run=lambda manifest: run_nodes(manifest, port, str(tmp_path)),
+                                 engine="trainer", run=lambda job, engine: run_nodes(ENGINES[engine].build(job), port,
+                                                                                      str(tmp_path)),
                                  storage=storage, staging=staging)
     assert summary["epochs"] == EPOCHS and (tmp_path / "model" / "weights" / "best.pt").is_file()
     assert storage.list_objects(staging) == []

@@ -180,7 +180,7 @@ def test_the_pipeline_and_every_component_load_without_the_heavy_libraries():
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
-    assert len(components) == 11
+    assert len(components) == 12
 
 
 def test_compiling_and_submitting_load_nothing_of_the_local_harness(tmp_path):

@@ -4,6 +4,7 @@ what it sets there, and every pod carries the requests and limits a quota namesp
 import glob
 import json
 import os
+import re
 
 import pytest
 import yaml
@@ -272,3 +273,40 @@ def test_preflight_refuses_a_search_in_a_run_of_a_pipeline_compiled_without_one(
     assert f"ValueError: bad parameter: {servers.search_refusal(servers.server_target('kfp-2.5'))}" in (
         output.out + output.err)
     assert "'download'" not in output.out + output.err, "nothing ran after it"
+
+
+@pytest.mark.parametrize("target", sorted(TARGET_SCHEMAS))
+def test_two_nodes_compile_to_a_launcher_every_server_parses(tmp_path, target):
+    """--nodes 2: a train-on-nodes task instead of train, with its pod's name, UID and namespace from the
+    downward API and the nodes' pods as the options fix them; the YAML parses with the server's own schema.
+    One node compiles exactly as without the option."""
+    from yolo_kfp.model.job_launcher import ENGINES
+
+    options = CompileOptions(server=target, nodes=2, kueue_queue="gpu")
+    with open(compile_pipeline(str(tmp_path / "two.yaml"), options)) as f:
+        documents = list(yaml.safe_load_all(f))
+    assert parse_errors(SCHEMAS[TARGET_SCHEMAS[target]], *documents) == {}
+    tasks = documents[0]["root"]["dag"]["tasks"]
+    assert "train-on-nodes" in tasks and "train" not in tasks
+    launcher = executors(documents)["exec-train-on-nodes"]
+    assert {e["name"]: e["fieldPath"] for e in launcher["fieldPathAsEnv"]} == {
+        "YOLO_KFP_POD_NAME": "metadata.name", "YOLO_KFP_POD_UID": "metadata.uid",
+        "YOLO_KFP_POD_NAMESPACE": "metadata.namespace"}
+    job = tasks["train-on-nodes"]["inputs"]["parameters"]["nodes_job"]["runtimeValue"]["constant"]
+    assert job["nodes"] == 2 and job["engine"] == servers.training_engine(servers.server_target(target))
+    assert job["engine"] in ENGINES and job["queue"] == "gpu" and job["shm_size"] == options.shm_limit
+    one = tmp_path / "one.yaml"
+    default = tmp_path / "default.yaml"
+    compile_pipeline(str(one), CompileOptions(server=target, nodes=1))
+    compile_pipeline(str(default), CompileOptions(server=target))
+    assert one.read_text() == default.read_text()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"nodes": 0}, "--nodes must be 1 to 64, not 0"),
+    ({"nodes": 65}, "--nodes must be 1 to 64, not 65"),
+    ({"nodes": 2, "training_runtime": "Torch"}, "--training-runtime 'Torch' is not a runtime's name"),
+])
+def test_nodes_and_the_runtime_are_checked_when_compiling(options, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CompileOptions(**options)

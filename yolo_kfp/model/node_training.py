@@ -21,7 +21,7 @@ from collections.abc import Callable
 from yolo_kfp.infra.packing import materialized
 from yolo_kfp.infra.storage import ENV_KEYS, S3Url, Storage
 from yolo_kfp.model.across_nodes import torchrun_world
-from yolo_kfp.model.training_jobs import NodesJob
+from yolo_kfp.model.training_jobs import NodesJob, owner_reference
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ def train_on_node(*, staging: str, settings: dict, mlflow_tracking_uri: str = ""
         with materialized(dataset) as data_dir:
             summary = train_leased(data_dir=data_dir, output_dir=model, settings=settings,
                                    mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment)
-        if world.is_first:
+        if world.is_first:  # its summary whole: where the checkpoints were, the MLflow run
+            with open(os.path.join(model, "train_summary.json"), "w") as f:
+                json.dump(summary, f, indent=2)
             uploaded = storage.upload_dir(model, place.join(MODEL))
             log.info("rank 0 uploaded %d files of the model to %s", len(uploaded), place.join(MODEL))
     return summary
@@ -87,17 +89,54 @@ def data_connection_env(secret: str) -> list[dict]:
 
 
 def train_across_nodes(*, dataset_dir: str, model_dir: str, job: NodesJob, engine: str,
-                       run: Callable[[dict], None], storage: Storage, staging: S3Url) -> dict:
-    """The launcher's whole round: stage the dataset, run the job (``run`` gets its manifest: the Kubernetes
-    API's launcher on a cluster, ``nodes_here`` locally), fetch rank 0's model into ``model_dir``; the staging
-    prefix goes whatever happens. Returns the training's summary."""
-    from yolo_kfp.model.job_launcher import ENGINES
-
+                       run: Callable[[NodesJob, str], object], storage: Storage, staging: S3Url) -> dict:
+    """The launcher's whole round: stage the dataset, run the job (``run``: ``job_launcher.run_job`` on a
+    cluster, ``nodes_here.run_job_here`` locally), fetch rank 0's model into ``model_dir``; the staging prefix
+    goes whatever happens. Returns the training's summary."""
     try:
         stage_dataset(dataset_dir, staging, storage)
-        run(ENGINES[engine].build(job))
+        run(job, engine)
         fetch_model(staging, model_dir, storage)
     finally:
         clear_staging(staging, storage)
     with open(os.path.join(model_dir, "train_summary.json")) as f:
         return json.load(f)
+
+
+POD_NAME_ENV, POD_UID_ENV, POD_NAMESPACE_ENV = "YOLO_KFP_POD_NAME", "YOLO_KFP_POD_UID", "YOLO_KFP_POD_NAMESPACE"
+LOCAL_NODES_ENV = "YOLO_KFP_LOCAL_NODES"  # run-local: the nodes run here, their logs in this folder
+
+
+def launch(*, dataset_dir: str, model_dir: str, settings: dict, nodes_job: dict, mlflow_tracking_uri: str,
+           mlflow_experiment: str) -> dict:
+    """The train-on-nodes step: its job (``nodes_job``: what the compile options fixed, the nodes' pods) named
+    after and owned by this pod (the downward API's variables), run on the cluster, or here under run-local."""
+    import hashlib
+    import socket
+
+    pod = os.environ.get(POD_NAME_ENV) or socket.gethostname()
+    name = f"yolo-kfp-train-{hashlib.sha256(pod.encode()).hexdigest()[:12]}"  # a retried pod makes a job of its own
+    staging = staging_url(os.environ["AWS_S3_BUCKET"], name)
+    uid = os.environ.get(POD_UID_ENV, "")
+    job = NodesJob(name=name, namespace=os.environ.get(POD_NAMESPACE_ENV) or "local", image=nodes_job["image"],
+                   command=node_command(staging, settings, mlflow_tracking_uri, mlflow_experiment),
+                   nodes=int(nodes_job["nodes"]), gpus_per_node=int(settings["gpus"]), shm_size=nodes_job["shm_size"],
+                   requests=nodes_job["requests"], limits=nodes_job["limits"],
+                   node_selector=nodes_job["node_selector"], tolerations=nodes_job["tolerations"],
+                   env=data_connection_env(nodes_job["data_connection"]), queue=nodes_job["queue"],
+                   owner=owner_reference(pod, uid) if uid else None, runtime=nodes_job["runtime"])
+    return train_across_nodes(dataset_dir=dataset_dir, model_dir=model_dir, job=job, engine=nodes_job["engine"],
+                              run=_runner(), storage=Storage.from_env(), staging=staging)
+
+
+def _runner() -> Callable[[NodesJob, str], object]:
+    if os.environ.get(LOCAL_NODES_ENV):
+        from yolo_kfp.model.nodes_here import run_job_here
+
+        return lambda job, engine: run_job_here(job, engine, os.environ[LOCAL_NODES_ENV])
+    from kubernetes import client, config
+
+    from yolo_kfp.model.job_launcher import run_job
+
+    config.load_incluster_config()  # the pod's service account
+    return lambda job, engine: run_job(job, engine, client.ApiClient())

@@ -13,6 +13,7 @@ import glob
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -103,3 +104,13 @@ def stop_node(agent: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(agent.pid, signal.SIGKILL)
     agent.wait()
+
+
+def run_job_here(job, engine: str, log_dir: str) -> None:
+    """``job`` (a ``NodesJob``) as ``engine`` would get its manifest, its nodes run here."""
+    from yolo_kfp.model.job_launcher import ENGINES
+
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run_nodes(ENGINES[engine].build(job), port, log_dir)

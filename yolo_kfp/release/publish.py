@@ -19,6 +19,7 @@ import time
 from yolo_kfp.infra.storage import S3Url, Storage, StorageError, sha256_of
 from yolo_kfp.model.figures import recorded_figures
 from yolo_kfp.model.search_report import search_record
+from yolo_kfp.model.train_step import SEARCH  # in a model's folder when a search chose its settings
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ MANIFEST = "manifest.json"
 LATEST = "latest"
 RUNS = "runs"  # <publish_to>/runs/<run id>.json: the version a run publishes
 LATEST_ATTEMPTS = 10  # compare-and-set rounds against other publishers before giving up
-SEARCH = "search.json"  # in a model's folder when a search chose its settings
 MODEL_FILES = ("weights/best.pt", "args.yaml", "results.csv", "train_summary.json", SEARCH)
 
 
