@@ -11,6 +11,7 @@ import tempfile
 import time
 
 import pytest
+from cli_process import CLI
 
 from yolo_kfp.infra.packing import pack_in_place
 from yolo_kfp.infra.storage import S3Url
@@ -48,7 +49,7 @@ def start_nodes(settings: dict, folder, env: dict | None = None, nodes: int = 2,
                  "--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", str(port),
                  *(["--no-python", *program] if program else [NODE, json.dumps(settings)])],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env=dict(os.environ, **(env or {}), OMP_NUM_THREADS="1")))
+                env=dict(os.environ, **(env or {}), OMP_NUM_THREADS="1", TMPDIR=str(folder))))  # torchrun's logs
     return started
 
 
@@ -193,3 +194,22 @@ def _read(path: str) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+def test_run_local_demo_on_two_nodes_gives_what_one_node_gives(tmp_path):
+    """run-local --demo --nodes 2: the train-on-nodes step runs its job's two nodes here; the run ends with the
+    one-node run's outputs (how well it trained is not asserted), the nodes' logs beside the steps', and no node
+    process or torchrun folder is left."""
+    out = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # the demo brings its own S3
+    result = subprocess.run([CLI, "run-local", "--demo", "--nodes", "2", "--output-dir", str(out)],
+                            capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train-on-nodes    done" in result.stdout and "25 epochs" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == {"Bicycle", "Car", "Traffic sign"} and len(metrics["coco"]) == 12
+    assert {"best.pt", "model.onnx", "report.html", "timings.json"} <= set(os.listdir(out))
+    assert {"node-0.log", "node-1.log"} <= set(os.listdir(out / "logs"))
+    assert "train" in json.loads((out / "timings.json").read_text())["steps"]
+    assert not [p for p in glob.glob("/proc/[0-9]*/cmdline") if str(out).encode() in _read(p)], "a process is left"
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "torchelastic_*"))

@@ -18,7 +18,11 @@ def cmd_run_local(args) -> None:
 
         preset = {**PARAMS, **(SEARCH_PARAMS if args.search else {})}
     params = parse_params(args.param, preset)  # the values the run will use, checked once
-    result = run_local(args.output_dir, params, demo=args.demo, mlflow=args.mlflow, verbose=args.verbose)
+    if args.nodes > 1 and not args.demo and not os.environ.get("AWS_S3_BUCKET"):
+        raise ValueError("--nodes above 1 stages the dataset for the nodes in the data connection's bucket: set "
+                         "AWS_S3_BUCKET and the other AWS_* variables of an S3 you can write (or use --demo)")
+    result = run_local(args.output_dir, params, demo=args.demo, mlflow=args.mlflow, verbose=args.verbose,
+                       nodes=args.nodes)
     print()
     print("\n".join(summary_lines(result, os.path.abspath(args.output_dir))))
     if "notice" in result:

@@ -37,6 +37,21 @@ def seconds(floor: float, ceiling: float):
     return parse
 
 
+def count(floor: int, ceiling: int):
+    """An argparse type: a whole number from ``floor`` to ``ceiling``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+        if not floor <= value <= ceiling:
+            raise argparse.ArgumentTypeError(f"{value} is not from {floor} to {ceiling}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
 def shown_name(text: str) -> str:
     """An argparse type: a name the server shows and this command may print (an experiment, a run, a version):
     ``validation.is_shown_name``."""

@@ -13,6 +13,7 @@ from yolo_kfp.cli.options import (
     add_server_target,
     add_token_options,
     classes,
+    count,
     seconds,
     shown_name,
 )
@@ -116,6 +117,10 @@ def _add_run_local(commands) -> None:
                                                          "0.02], \"freeze\": [0, 10]}' --param search_epochs=5")
     p.add_argument("--mlflow", action="store_true", help="log to an MLflow tracking server started for the run "
                                                          "(its store kept in OUTPUT_DIR/mlflow)")
+    p.add_argument("--nodes", type=count(1, 8), default=1,
+                   help="train across this many nodes, run here as torchrun processes (CPU, gloo) from the job the "
+                        "cluster would get (what compile --nodes makes); it stages the dataset in the data "
+                        "connection's bucket (the demo brings one)")
     p.add_argument("--verbose", action="store_true", help="stream everything the steps print (kfp.local, the "
                                                           "libraries) instead of progress lines; the logs are "
                                                           "kept in OUTPUT_DIR/logs either way")

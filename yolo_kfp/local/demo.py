@@ -19,6 +19,7 @@ from yolo_kfp.local.s3_server import SeaweedS3
 
 log = logging.getLogger(__name__)
 
+DEMO_BUCKET = "yolo-kfp-demo"  # the demo's data connection, when a run needs one (--nodes above 1)
 NOTICE = ("DEMO: the images are synthetic drawings standing in for Open Images (not reachable here), served "
           "from a local S3 mirror; the base checkpoint is the project's own. Figures describe the synthetic data.")
 MIRROR_IMAGES_PER_CLASS = 130
@@ -40,11 +41,17 @@ SEARCH_PARAMS = {"optimizer": "SGD", "search_space": {"lr0": [0.002, 0.02], "fre
 
 
 @contextlib.contextmanager
-def demo_environment(workdir: str, split: str):
-    """Yields (environment variables, parameter overrides) while the mirror's S3 server runs."""
+def demo_environment(workdir: str, split: str, data_connection: bool = False):
+    """Yields (environment variables, parameter overrides) while the mirror's S3 server runs; with
+    ``data_connection``, also a data connection to a bucket of that server (the run's own S3: where a training
+    across nodes stages its dataset for them)."""
     log.info(NOTICE)
     base = base_checkpoint(workdir)
     with SeaweedS3(public_read_buckets=(oi.BUCKET,)) as s3:
         metadata_dir = build_mirror(s3, workdir, split, MIRROR_IMAGES_PER_CLASS, MIRROR_SEED)
         log.info("demo: Open Images mirror at %s (bucket %s)", s3.endpoint, oi.BUCKET)
-        yield mirror_environment(s3, metadata_dir), {**PARAMS, "base_model": base}
+        variables = mirror_environment(s3, metadata_dir)
+        if data_connection:
+            s3.client().create_bucket(Bucket=DEMO_BUCKET)
+            variables = {**variables, **s3.data_connection(), "AWS_S3_BUCKET": DEMO_BUCKET}
+        yield variables, {**PARAMS, "base_model": base}

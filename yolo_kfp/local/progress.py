@@ -37,6 +37,11 @@ def _winner(winner: dict) -> str:
 
 
 # The figure that matters, per task, from the values of its executor output (parameters and artifacts' metadata).
+def _trained(v: dict) -> str:
+    return (f"{_plain_number(v['epochs'])} epochs, {_plain_number(v['trainable_params'])} of "
+            f"{_plain_number(v['total_params'])} parameters trained")
+
+
 FIGURES = {
     "preflight": lambda v: "parameters and connections checked",
     "plan-download": lambda v: f"{_plain_number(v['images'])} images to fetch in {len(v['Output'])} shard(s)",
@@ -49,8 +54,8 @@ FIGURES = {
                              f"{_plain_number(v['epochs'])} epochs)",
     "choose-trial": lambda v: "winner: " + _winner(json.loads(v["Output"])["winner"]),
     "no-search": lambda v: "no search_space: no trial",
-    "train": lambda v: f"{_plain_number(v['epochs'])} epochs, {_plain_number(v['trainable_params'])} of "
-                       f"{_plain_number(v['total_params'])} parameters trained",
+    "train": _trained,
+    "train-on-nodes": _trained,
     "evaluate": lambda v: f"test mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}"
                           + (f"; COCO AP50 {v['coco_AP50']:.3f}, AP {v['coco_AP']:.3f}" if "coco_AP" in v else ""),
     "export": lambda v: f"ONNX opset {_plain_number(v['opset'])}, {_plain_number(v['imgsz'])} px, "

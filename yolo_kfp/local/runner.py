@@ -33,16 +33,19 @@ from yolo_kfp.local.progress import Progress, output_to
 from yolo_kfp.local.run_scope import RunScope
 from yolo_kfp.local.task_logs import TaskLogs, event_writer
 from yolo_kfp.model.checkpoints import CHECKPOINTS_ENV
+from yolo_kfp.model.node_training import LOCAL_NODES_ENV
 from yolo_kfp.params.run_parameters import defaults as parameter_defaults
 from yolo_kfp.params.service_hosts import SERVICE_HOSTS_ENV, named_hosts
 from yolo_kfp.params.validation import base_model_problems, check
-from yolo_kfp.pipeline.pipeline import yolo_pipeline
+from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.pipeline.pipeline import make_pipeline, yolo_pipeline
 
 log = logging.getLogger(__name__)
 
 # Each step's task folders under a run's folder (kfp.local puts ParallelFor iterations in for-loop-*).
 STEPS = {"download": ("plan-download", "for-loop-*/download-shard", "merge-download"), "convert": ("convert",),
-         "search": ("for-loop-*/train-trial", "choose-trial"), "train": ("train",), "evaluate": ("evaluate",),
+         "search": ("for-loop-*/train-trial", "choose-trial"), "train": ("train", "train-on-nodes"),
+         "evaluate": ("evaluate",),
          "export": ("export",)}
 
 
@@ -76,7 +79,7 @@ def step_timings(run_dir: str, total: float) -> dict:
     return {"steps": steps, "total": round(total, 2), "outside_steps": round(total - _busy_seconds(intervals), 2)}
 
 
-def execute(output_dir: str, params: dict) -> dict:
+def execute(output_dir: str, params: dict, nodes: int = 1) -> dict:
     """Runs the pipeline with ``params`` and copies its outputs into ``output_dir``; returns the metrics, the
     step timings, the run's folder, the search's summary (None without a search) and what became of the model
     (``publication``: published where, not promoted and why, or not asked for)."""
@@ -86,7 +89,8 @@ def execute(output_dir: str, params: dict) -> dict:
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=os.path.join(output_dir, "pipeline-root"))
     started = time.monotonic()
-    run = yolo_pipeline(**params)
+    pipeline = yolo_pipeline if nodes == 1 else make_pipeline(CompileOptions(nodes=nodes))
+    run = pipeline(**params)
     total = time.monotonic() - started
     model_dir, metrics_file = run.outputs["model"].path, run.outputs["metrics"].path
     shutil.copyfile(metrics_file, os.path.join(output_dir, "metrics.json"))
@@ -240,12 +244,13 @@ def _stop_group(process: subprocess.Popen) -> None:
             continue
 
 
-def run_in_child(output_dir: str, params: dict, variables: dict[str, str], progress: Progress | None = None) -> dict:
+def run_in_child(output_dir: str, params: dict, variables: dict[str, str], progress: Progress | None = None,
+                 nodes: int = 1) -> dict:
     """``execute`` in a child process, in a process group of its own that this process stops on any exit.
     With ``progress`` it renders the child's events, else the child's output is streamed as it comes."""
     request = os.path.join(tempfile.mkdtemp(prefix="request-"), "request.json")
     with open(request, "w") as f:
-        json.dump({"output_dir": output_dir, "params": params}, f)
+        json.dump({"output_dir": output_dir, "params": params, "nodes": nodes}, f)
     events = os.pipe() if progress else None  # the child writes its events to the second end
     events_fd = str(events[1]) if events else ""
     process = subprocess.Popen([sys.executable, "-m", "yolo_kfp.local.runner", request, events_fd],
@@ -287,7 +292,7 @@ def _child(request: str, events_fd: str) -> int:
     sys.stdout, sys.stderr = task_logs.stream(sys.stdout), task_logs.stream(sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        answer = {"result": execute(asked["output_dir"], asked["params"])}
+        answer = {"result": execute(asked["output_dir"], asked["params"], asked.get("nodes", 1))}
     except RuntimeError as error:  # kfp.local: a task failed; its log says why
         answer = {"failed": str(error)}
     finally:
@@ -297,7 +302,8 @@ def _child(request: str, events_fd: str) -> int:
     return 1 if "failed" in answer else 0
 
 
-def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = False, verbose: bool = False) -> dict:
+def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = False, verbose: bool = False,
+              nodes: int = 1) -> dict:
     """The whole pipeline on this machine; ``demo`` first starts the offline Open Images mirror and takes the
     demo's base checkpoint (``yolo_kfp.local.demo_base``), ``mlflow`` an MLflow tracking server that the run logs
     to, its store kept in ``<output_dir>/mlflow``. Progress lines on stdout, each step's log in
@@ -330,7 +336,9 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
     os.makedirs(logs)
     # run-local compiles the pipeline it runs: the hosts its run names are the ones it was compiled for
     run_variables = {CHECKPOINTS_ENV: os.path.join(output_dir, "checkpoints"),
-                     SERVICE_HOSTS_ENV: ",".join(named_hosts(params))}
+                     SERVICE_HOSTS_ENV: ",".join(named_hosts(params)),
+                     # --nodes: the job's nodes run here as torchrun processes, their logs beside the steps'
+                     **({LOCAL_NODES_ENV: logs} if nodes > 1 else {})}
     say = log.info if verbose else functools.partial(print, flush=True)
     if reused:
         say(f"reusing {output_dir}, an earlier run's folder: its logs and outputs are replaced, its training resumes "
@@ -341,17 +349,19 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
             say(f"MLflow's UI, while the run lasts: {server.url}")
             params = {**params, "mlflow_tracking_uri": server.url}
         if not demo:
-            return run_in_child(output_dir, params, run_variables, _progress(params, defaults, verbose))
+            return run_in_child(output_dir, params, run_variables, _progress(params, defaults, verbose), nodes)
         from yolo_kfp.local.demo import NOTICE, demo_environment
 
         started, demo_log = time.monotonic(), os.path.join(logs, "demo.log")
         say(f"demo: making a synthetic Open Images mirror, taking the base checkpoint (log: {demo_log})")
         with contextlib.nullcontext() if verbose else output_to(demo_log):
             variables, demo_params = servers.enter_context(
-                demo_environment(os.path.join(output_dir, "demo"), params.get("split", defaults["split"])))
+                demo_environment(os.path.join(output_dir, "demo"), params.get("split", defaults["split"]),
+                                 data_connection=nodes > 1 and not os.environ.get("AWS_S3_BUCKET")))
         say(f"demo: ready in {time.monotonic() - started:.1f} s")
         params = {**demo_params, **params}
-        result = run_in_child(output_dir, params, {**variables, **run_variables}, _progress(params, defaults, verbose))
+        result = run_in_child(output_dir, params, {**variables, **run_variables}, _progress(params, defaults, verbose),
+                              nodes)
     result["notice"] = NOTICE
     return result
 

@@ -59,7 +59,9 @@ def run_nodes(manifest: dict, port: int, log_dir: str, timeout: float = 24 * 360
     started: list[tuple[subprocess.Popen, str]] = []
     # torchrun leaves a log folder of its own in TMPDIR: the nodes get one that goes when they have ended
     with tempfile.TemporaryDirectory(prefix="yolo-nodes-") as scratch:
-        base = {**os.environ, **resolved_env(env), "PET_NNODES": str(nodes), "PET_NPROC_PER_NODE": str(per_node),
+        # a node is no KFP task: kfp's runtime switch (set in the launcher's task) is left out
+        here = {k: v for k, v in os.environ.items() if k != "_KFP_RUNTIME"}
+        base = {**here, **resolved_env(env), "PET_NNODES": str(nodes), "PET_NPROC_PER_NODE": str(per_node),
                 "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
                 "TMPDIR": scratch,
                 # the command's programs (yolo-kfp) from this interpreter's environment, as the image has on PATH
