@@ -24,31 +24,25 @@ class DefaultsShown(argparse.RawDescriptionHelpFormatter):
 
 def seconds(floor: float, ceiling: float):
     """An argparse type: a number of seconds from ``floor`` to ``ceiling`` (no NaN, no infinity)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number of seconds: {text[:40]!r}") from None
-        if not floor <= value <= ceiling:  # NaN fails both
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not from {floor:g} to {ceiling:g} seconds")
-        return value
-
-    parse.__name__ = "seconds"
-    return parse
+    return _bounded(float, floor, ceiling, "a number of seconds", " seconds", "seconds")
 
 
 def count(floor: int, ceiling: int):
     """An argparse type: a whole number from ``floor`` to ``ceiling``."""
-    def parse(text: str) -> int:
+    return _bounded(int, floor, ceiling, "a whole number", "", "count")
+
+
+def _bounded(convert, floor: float, ceiling: float, what: str, unit: str, name: str):
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
-        if not floor <= value <= ceiling:
-            raise argparse.ArgumentTypeError(f"{value} is not from {floor} to {ceiling}")
+            raise argparse.ArgumentTypeError(f"not {what}: {text[:40]!r}") from None
+        if not floor <= value <= ceiling:  # NaN fails both
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not from {floor:g} to {ceiling:g}{unit}")
         return value
 
-    parse.__name__ = "count"
+    parse.__name__ = name  # what argparse calls the type in its messages
     return parse
 
 
