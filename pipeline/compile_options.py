@@ -169,7 +169,8 @@ class CompileOptions:
                 "node_selector": self.gpu_node_selector,
                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
                                 *self.gpu_tolerations],
-                "queue": self.kueue_queue, "data_connection": self.data_connection}
+                "queue": self.kueue_queue, "data_connection": self.data_connection,
+                "mlflow_connection": self.mlflow_secret}
 
     def _check_train_pod_size(self) -> None:
         for name, (floor, ceiling, why) in TRAIN_POD_LIMITS.items():

@@ -19,11 +19,8 @@ from yolo_kfp.local.s3_server import free_ports
 from yolo_kfp.model import safe_checkpoint
 from yolo_kfp.model.job_launcher import ENGINES
 from yolo_kfp.model.node_training import (
-    clear_staging,
     data_connection_env,
-    fetch_model,
     node_command,
-    stage_dataset,
     staging_url,
     train_across_nodes,
 )
@@ -132,35 +129,13 @@ def logs(folder) -> dict:
     return {n: (folder / f"node-{n}.log").read_text()[-3000:] for n in range(2)}
 
 
-def test_nodes_take_the_staged_dataset_and_rank_0_hands_the_model_back(yolo_dataset, base_checkpoint, tmp_path, s3,
-                                                                      storage, bucket):
-    """As the job's pods run: the step stages its (packed) dataset in S3, every node fetches and unpacks it into a
-    folder of its own and trains, rank 0 uploads the model, the step fetches it into its artifact and clears the
-    staging prefix; the training's checkpoint is kept under the data connection's bucket meanwhile."""
-    packed = shutil.copytree(yolo_dataset, tmp_path / "artifact")
-    assert pack_in_place(str(packed), ("images", "labels")), "a dataset artifact as the convert step makes it"
-    staging = staging_url(bucket, "yolo-kfp-train-test")
-    stage_dataset(str(packed), staging, storage)
-    training = {**node_settings(yolo_dataset, tmp_path, "staged", EPOCHS, base_checkpoint)["training"], "gpus": 0}
-    node = [os.path.join(os.path.dirname(sys.executable), "yolo-kfp"), "step", "train-node", "--staging",
-            str(staging), "--settings", json.dumps(training)]  # what the job's pods run after torchrun
-    env = {**s3.data_connection(), "AWS_S3_BUCKET": bucket}
-    assert finish(start_nodes({}, tmp_path, env, program=node)) == [0, 0], logs(tmp_path)
-    model = tmp_path / "model"
-    names = fetch_model(staging, str(model), storage)
-    assert {"weights/best.pt", "weights/last.pt", "results.csv", "train_summary.json"} <= set(names)
-    summary = json.loads((model / "train_summary.json").read_text())
-    assert summary["epochs"] == EPOCHS and summary["names"] == ["Bicycle", "Car", "Traffic sign"]
-    clear_staging(staging, storage)
-    assert storage.list_objects(staging) == []
-    assert storage.list_objects(S3Url(bucket, "yolo-kfp/checkpoints")) == [], "a finished training keeps none"
-
-
 def test_a_job_manifest_runs_here_as_torchrun_nodes(yolo_dataset, base_checkpoint, tmp_path, s3, storage, bucket,
                                                    monkeypatch):
-    """run-local's proof: the launcher's whole round (stage, run, fetch, clear) with the TrainJob the cluster
-    would get, its nodes run here from that manifest (command, nodes, the data connection's Secret resolved from
-    this environment); the model comes back, the staging prefix goes, and no node process is left."""
+    """run-local's proof: the launcher's whole round with the TrainJob the cluster would get. The step stages its
+    packed dataset in S3; the nodes, run here from that manifest (its command, `yolo-kfp step train-node` after
+    torchrun, its nodes, the data connection's Secret resolved from this environment), fetch and unpack it and
+    train; rank 0 hands the model back. The staging prefix and the training's S3 checkpoint go, and no node
+    process or torchrun folder is left."""
     for key, value in {**s3.data_connection(), "AWS_S3_BUCKET": bucket}.items():
         monkeypatch.setenv(key, value)
     training = {**node_settings(yolo_dataset, tmp_path, "here", EPOCHS, base_checkpoint)["training"], "gpus": 0}
@@ -171,12 +146,16 @@ def test_a_job_manifest_runs_here_as_torchrun_nodes(yolo_dataset, base_checkpoin
     (port,) = free_ports(1)
     torchrun_logs = os.path.join(tempfile.gettempdir(), "torchelastic_*")
     before = set(glob.glob(torchrun_logs))
-    summary = train_across_nodes(dataset_dir=yolo_dataset, model_dir=str(tmp_path / "model"), job=job,
+    packed = shutil.copytree(yolo_dataset, tmp_path / "artifact")
+    assert pack_in_place(str(packed), ("images", "labels")), "a dataset artifact as the convert step makes it"
+    summary = train_across_nodes(dataset_dir=str(packed), model_dir=str(tmp_path / "model"), job=job,
                                  engine="trainer", run=lambda job, engine: run_nodes(ENGINES[engine].build(job), port,
                                                                                       str(tmp_path)),
                                  storage=storage, staging=staging)
-    assert summary["epochs"] == EPOCHS and (tmp_path / "model" / "weights" / "best.pt").is_file()
+    assert summary["epochs"] == EPOCHS and summary["names"] == ["Bicycle", "Car", "Traffic sign"]
+    assert {"best.pt", "last.pt"} <= set(os.listdir(tmp_path / "model" / "weights"))
     assert storage.list_objects(staging) == []
+    assert storage.list_objects(S3Url(bucket, "yolo-kfp/checkpoints")) == [], "a finished training keeps none"
     assert not [p for p in glob.glob("/proc/[0-9]*/cmdline") if str(staging).encode() in _read(p)], "a node is left"
     assert set(glob.glob(torchrun_logs)) == before, "torchrun's log folders are left"
 

@@ -16,6 +16,7 @@ from conftest import shared_schema
 from test_manifests import KUBERNETES_VERSION
 
 from yolo_kfp.model import training_jobs
+from yolo_kfp.model.node_training import data_connection_env
 from yolo_kfp.model.training_jobs import NodesJob, owner_reference, pytorch_job, train_job
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -23,8 +24,7 @@ TRAINER = ["trainer-rhoai-3.2", "trainer-rhoai-3.4"]
 OPERATOR = ["training-operator-rhoai-2.16", "training-operator-rhoai-2.25"]
 GPU_NODES = {"nvidia.com/gpu.present": "true"}
 GPU_TAINT = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-CREDENTIALS = [{"name": "AWS_ACCESS_KEY_ID",
-                "valueFrom": {"secretKeyRef": {"name": "aws-connection-models", "key": "AWS_ACCESS_KEY_ID"}}}]
+CREDENTIALS = data_connection_env("aws-connection-models", mlflow_secret="yolo-kfp-mlflow")
 
 
 def nodes_job(**changes) -> NodesJob:

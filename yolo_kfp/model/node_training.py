@@ -83,9 +83,14 @@ def node_command(staging: S3Url, settings: dict, mlflow_tracking_uri: str, mlflo
     return command
 
 
-def data_connection_env(secret: str) -> list[dict]:
-    """The data connection's variables, by reference to its Secret (the nodes' pods read it, no value is copied)."""
-    return [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for key in ENV_KEYS]
+def data_connection_env(secret: str, mlflow_secret: str = "") -> list[dict]:
+    """The data connection's variables, and MLflow's credentials where a Secret holds them (each key optional,
+    as the steps get them), by reference to their Secrets: the nodes' pods read them, no value is copied."""
+    from yolo_kfp.model.tracking import CREDENTIAL_KEYS
+
+    mlflow = [{"name": key, "valueFrom": {"secretKeyRef": {"name": mlflow_secret, "key": key, "optional": True}}}
+              for key in CREDENTIAL_KEYS] if mlflow_secret else []
+    return [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for key in ENV_KEYS] + mlflow
 
 
 def train_across_nodes(*, dataset_dir: str, model_dir: str, job: NodesJob, engine: str,
@@ -123,7 +128,8 @@ def launch(*, dataset_dir: str, model_dir: str, settings: dict, nodes_job: dict,
                    nodes=int(nodes_job["nodes"]), gpus_per_node=int(settings["gpus"]), shm_size=nodes_job["shm_size"],
                    requests=nodes_job["requests"], limits=nodes_job["limits"],
                    node_selector=nodes_job["node_selector"], tolerations=nodes_job["tolerations"],
-                   env=data_connection_env(nodes_job["data_connection"]), queue=nodes_job["queue"],
+                   env=data_connection_env(nodes_job["data_connection"], nodes_job.get("mlflow_connection", "")),
+                   queue=nodes_job["queue"],
                    owner=owner_reference(pod, uid) if uid else None, runtime=nodes_job["runtime"])
     return train_across_nodes(dataset_dir=dataset_dir, model_dir=model_dir, job=job, engine=nodes_job["engine"],
                               run=_runner(), storage=Storage.from_env(), staging=staging)

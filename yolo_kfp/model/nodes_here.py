@@ -42,7 +42,10 @@ def resolved_env(env: list[dict]) -> dict[str, str]:
         if "value" in variable:
             values[variable["name"]] = variable["value"]
         elif "secretKeyRef" in variable.get("valueFrom", {}):
-            key = variable["valueFrom"]["secretKeyRef"]["key"]
+            reference = variable["valueFrom"]["secretKeyRef"]
+            key = reference["key"]
+            if key not in os.environ and reference.get("optional"):
+                continue  # as a pod without that key: the variable is not set
             if key not in os.environ:
                 raise ValueError(f"the job's {variable['name']} comes from a Secret's {key}, which this run does "
                                  "not have: set it in the environment (run-local keeps the data connection there)")
