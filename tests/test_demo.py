@@ -1,17 +1,18 @@
 """The README's first command: the whole pipeline through kfp.local on the offline mirror. It trains,
 publishes to an S3 named by the data-connection variables, a wrong secret stops it in its first step, and a model
-the gate refuses is neither published nor registered."""
+the gate refuses (trained across two nodes, run here as torchrun processes) is neither published nor registered."""
 
 import glob
 import json
 import os
 import subprocess
+import tempfile
 import time
 
 import onnx
 import pytest
 import torch
-from cli_process import CLI
+from cli_process import CLI, commands_naming
 from headless_browser import check_report
 from mlflow import MlflowClient
 from model_registry_standin import ModelRegistryStandIn
@@ -31,8 +32,9 @@ STEP_LOGS = {"preflight", "plan-download", "download-shard-0", "merge-download",
              "evaluate", "export", "track", "gate", "publish"}
 
 
-def run_demo(out, env, *params, mlflow=False, verbose=False):
-    args = [CLI, "run-local", "--demo", "--output-dir", str(out), *(a for p in params for a in ("--param", p))]
+def run_demo(out, env, *params, mlflow=False, verbose=False, nodes=1):
+    args = [CLI, "run-local", "--demo", "--output-dir", str(out), "--nodes", str(nodes),
+            *(a for p in params for a in ("--param", p))]
     return subprocess.run(args + ["--mlflow"] * mlflow + ["--verbose"] * verbose, capture_output=True, text=True,
                           timeout=900, env=env)
 
@@ -93,8 +95,6 @@ def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
             "serving/yolo-kfp/1/model.onnx", "serving/export.json"} <= set(manifest["files"])
     published = storage.get_bytes(S3Url("models", f"yolo-kfp/{manifest['version']}/weights/best.pt"))
     assert published == (out / "best.pt").read_bytes()
-    with MlflowServer(str(out / "mlflow")) as reopened:  # the run's server has stopped; its store stays
-        check_tracking(reopened.url, metrics, manifest)
     check_predict(out / "model.onnx", tmp_path / "images")
 
     wrong = dict(env, AWS_SECRET_ACCESS_KEY="a-wrong-secret-for-the-test")
@@ -113,26 +113,38 @@ def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
     assert "a-wrong-secret-for-the-test" not in output
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]
 
-    # a retrained model that does not clear the gate: the run ends green, nothing is published or registered
+    # a retrained model that does not clear the gate, trained across two nodes (torchrun processes here, staging
+    # in the data connection's bucket): the run ends green with the one-node run's outputs, nothing is published
+    # or registered, nothing is left in the bucket or running
     token = tmp_path / "registry-token"
     token.write_text(REGISTRY_TOKEN + "\n")
+    storage.client.create_bucket(Bucket="team")
+    on_nodes = {**env, registry.TOKEN_PATH_VARIABLE: str(token), "AWS_S3_BUCKET": "team"}
+    torchrun_logs = os.path.join(tempfile.gettempdir(), "torchelastic_*")
+    before = set(glob.glob(torchrun_logs))
+    one_node = set(os.listdir(out))
     with ModelRegistryStandIn(token=REGISTRY_TOKEN) as standin:
-        refused = run_demo(out, {**env, registry.TOKEN_PATH_VARIABLE: str(token)}, "publish_to=s3://models/yolo-kfp",
-                           "min_map50=0.99", "epochs=2", f"model_registry_url={standin.url}", mlflow=True, verbose=True)
+        refused = run_demo(out, on_nodes, "publish_to=s3://models/yolo-kfp", "min_map50=0.99", "epochs=2",
+                           f"model_registry_url={standin.url}", mlflow=True, verbose=True, nodes=2)
     assert refused.returncode == 0, refused.stderr[-3000:]
     assert [r.path for r in standin.requests] == [standin.api + "/registered_models"]  # preflight's check only
     assert standin.registered_models == {} and standin.model_versions == {} and standin.artifacts == {}
     assert standin.problems() == []
-    assert "Executing task 'train'" in refused.stdout and "Epoch" in refused.stdout  # --verbose: everything
+    assert "Executing task 'train-on-nodes'" in refused.stdout  # --verbose: all, node 0 as it trains
+    assert [line for line in refused.stdout.splitlines() if "node 0 | " in line and "Epoch" in line]
     assert "publish.log" not in os.listdir(out / "logs")  # this run's logs only
+    assert {"node-0.log", "node-1.log", "train-on-nodes.log"} <= set(os.listdir(out / "logs"))
     assert "model not promoted: mAP50 " in refused.stdout
     assert "is below the threshold min_map50=0.990" in refused.stdout
     assert read_latest("s3://models/yolo-kfp", storage)["version"] == manifest["version"]
-    with MlflowServer(str(out / "mlflow")) as reopened:
-        client = MlflowClient(reopened.url)
-        runs = client.search_runs([client.get_experiment_by_name("yolo-kfp").experiment_id])
-        assert len(runs) == 2 and {r.data.params["epochs"] for r in runs} == {"2", "25"}
-        assert len(client.search_model_versions("name = 'yolo-kfp'")) == 1, "the refused model registered nothing"
+    assert set(os.listdir(out)) == one_node
+    assert json.loads((out / "metrics.json").read_text()).keys() == metrics.keys()
+    assert storage.list_objects(S3Url("team", "")) == [], "the nodes' staging and checkpoint are gone"
+    assert commands_naming(str(out)) == [], "a process is left"
+    assert set(glob.glob(torchrun_logs)) == before, "torchrun's log folders are left"
+    assert (out / "best.pt").read_bytes() != published, "the two nodes' model is the run's"
+    with MlflowServer(str(out / "mlflow")) as reopened:  # the runs' servers have stopped; their store stays
+        check_tracking(reopened.url, metrics, manifest)
 
 
 def check_coco_files(out, metrics: dict) -> None:
@@ -188,11 +200,14 @@ def check_predict(model, folder) -> None:
 
 
 def check_tracking(url: str, metrics: dict, manifest: dict) -> None:
-    """The training's MLflow run: its settings, one step per epoch, the test metrics, the KFP run; and the
-    published model as a registered model version whose source is the published ONNX."""
+    """The published training's MLflow run: its settings, one step per epoch, the test metrics, the KFP run; the
+    published model as the one registered model version, whose source is the published ONNX; and the refused
+    training's run (2 epochs, on two nodes), which registered nothing."""
     client = MlflowClient(url)
-    (run,) = client.search_runs([client.get_experiment_by_name("yolo-kfp").experiment_id])
-    assert run.data.params["epochs"] == "25" and run.data.params["imgsz"] == "160"
+    runs = client.search_runs([client.get_experiment_by_name("yolo-kfp").experiment_id])
+    assert sorted(r.data.params["epochs"] for r in runs) == ["2", "25"]
+    (run,) = [r for r in runs if r.data.params["epochs"] == "25"]
+    assert run.data.params["imgsz"] == "160"
     epochs = client.get_metric_history(run.info.run_id, "metrics/mAP50B")
     assert [m.step for m in epochs] == list(range(1, 26))
     assert run.data.metrics["test_map50"] == metrics["map50"]
@@ -200,6 +215,6 @@ def check_tracking(url: str, metrics: dict, manifest: dict) -> None:
     assert run.data.tags["kfp.run_id"] == manifest["run_id"] and run.data.tags["yolo-kfp.dataset"]
     assert run.info.status == "FINISHED"
     assert "weights/best.pt" in {a.path for a in client.list_artifacts(run.info.run_id, "weights")}
-    (version,) = client.search_model_versions("name = 'yolo-kfp'")
+    (version,) = client.search_model_versions("name = 'yolo-kfp'")  # the refused model registered nothing
     assert version.run_id == run.info.run_id and version.tags["kfp.run_id"] == manifest["run_id"]
     assert version.source == f"s3://models/yolo-kfp/{manifest['version']}/serving/yolo-kfp"

@@ -55,7 +55,7 @@ def test_killed_or_interrupted_run_local_leaves_nothing_and_resumes(base_checkpo
     shutil.copyfile(base_checkpoint, out / "demo" / "base-checkpoint.pt")  # the demo reuses it: no base training
     (out / MARKER).write_text("{}")  # as the earlier run that left it would have
     env = {**os.environ, "TMPDIR": str(tmpdir)}
-    args = [CLI, "run-local", "--demo", "--output-dir", str(out), "--param", "epochs=8"]
+    args = [CLI, "run-local", "--demo", "--output-dir", str(out), "--param", "epochs=5"]
     kept = str(out / "checkpoints" / "*" / "last.pt")
 
     with open(tmp_path / "first.log", "wb") as log:
@@ -79,7 +79,7 @@ def test_killed_or_interrupted_run_local_leaves_nothing_and_resumes(base_checkpo
     third = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert third.returncode == 0, third.stderr[-3000:]
     resumed = [line for line in (third.stdout + third.stderr).splitlines() if "resuming" in line]
-    assert resumed and " of 8" in resumed[0], resumed
+    assert resumed and " of 5" in resumed[0], resumed
     assert (out / "best.pt").exists() and not glob.glob(kept), "a finished training keeps no checkpoint"
     assert_nothing_left(tmpdir)
 

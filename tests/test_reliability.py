@@ -235,19 +235,22 @@ def test_a_transfer_cut_midway_is_retried(s3, tmp_path):
         proxy.close()
 
 
-@pytest.mark.parametrize("server", ["kfp-2.15", "kfp-2.5"])  # with fan-in, and the one-step download without
-def test_compiled_pipeline_retries_with_backoff_and_times_out_every_step(tmp_path, server):
-    options = CompileOptions(server=server)
+# with fan-in, the one-step download without, and the train step as a launcher of a job across nodes
+@pytest.mark.parametrize(("server", "nodes"), [("kfp-2.15", 1), ("kfp-2.5", 1), ("rhoai-3.2", 2)])
+def test_compiled_pipeline_retries_with_backoff_and_times_out_every_step(tmp_path, server, nodes):
+    options = CompileOptions(server=server, nodes=nodes)
     with open(compile_pipeline(str(tmp_path / "p.yaml"), options)) as f:
         spec, platform = yaml.safe_load_all(f)
     loop = spec["components"].get("comp-for-loop-1", {"dag": {"tasks": {}}})
     tasks = {**spec["root"]["dag"]["tasks"], **loop["dag"]["tasks"]}
     fan_in = options.target.features.fan_in
-    for step in ("plan-download", "download-shard", "train") if fan_in else ("download", "train"):
+    trains = "train" if nodes == 1 else "train-on-nodes"
+    for step in ("plan-download", "download-shard", trains) if fan_in else ("download", trains):
         policy = tasks[step]["retryPolicy"]
         assert policy["maxRetryCount"] >= 2 and policy["backoffFactor"] >= 2 and policy["backoffDuration"]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     absent = {"download"} if fan_in else {*FAN_IN_STEPS, "train-trial"}
+    absent |= {"train-on-nodes"} if nodes == 1 else {"train"}
     assert {name[len("exec-"):] for name in executors} == set(SETTINGS) - absent
     for name, config in executors.items():
         assert int(config["activeDeadlineSeconds"]) == SETTINGS[name[len("exec-"):]].timeout_hours * 3600

@@ -26,6 +26,17 @@ FAN_IN_MARKS = ("isArtifactList", "parameterIterator", "iteratorPolicy", "valueF
 IGNORED_ON_RHOAI_2_19 = ("secretNameParameter", "nodeSelectorJson", "tolerationJson")
 
 
+FIXED = {"gpu_tolerations": [{"key": "team", "operator": "Equal", "value": "vision", "effect": "NoSchedule"}],
+         "gpu_node_selector": {"nvidia.com/gpu.product": "NVIDIA-A100"}, "data_connection": "my-bucket"}
+
+
+def target_options(target: str, **more) -> CompileOptions:
+    fixed = dict(FIXED)
+    if not servers.server_target(target).features.optional_secret:
+        fixed["mlflow_connection"] = "my-mlflow"
+    return CompileOptions(server=target, kueue_queue="gpu", **fixed, **more)
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     """Each target's YAML, with a GPU toleration, a node label and the Secrets named (MLflow's only where the
@@ -33,16 +44,16 @@ def compiled(tmp_path_factory):
     folder = tmp_path_factory.mktemp("targets")
 
     def compile_for(target: str):
-        fixed = {"gpu_tolerations": [{"key": "team", "operator": "Equal", "value": "vision", "effect": "NoSchedule"}],
-                 "gpu_node_selector": {"nvidia.com/gpu.product": "NVIDIA-A100"}, "data_connection": "my-bucket"}
-        if not servers.server_target(target).features.optional_secret:
-            fixed["mlflow_connection"] = "my-mlflow"
-        path = compile_pipeline(str(folder / f"{target}.yaml"), CompileOptions(server=target, kueue_queue="gpu",
-                                                                              **fixed))
+        path = compile_pipeline(str(folder / f"{target}.yaml"), target_options(target))
         with open(path) as f:
             return list(yaml.safe_load_all(f))
 
     return {target: compile_for(target) for target in TARGET_SCHEMAS}
+
+
+def as_one_node(spec: dict) -> dict:
+    """``spec`` with the train-on-nodes task's name (and its outputs' channels) as the one-node train task's."""
+    return json.loads(json.dumps(spec).replace("train-on-nodes", "train"))
 
 
 def executors(documents) -> dict:
@@ -276,30 +287,31 @@ def test_preflight_refuses_a_search_in_a_run_of_a_pipeline_compiled_without_one(
 
 
 @pytest.mark.parametrize("target", sorted(TARGET_SCHEMAS))
-def test_two_nodes_compile_to_a_launcher_every_server_parses(tmp_path, target):
+def test_two_nodes_compile_to_a_launcher_every_server_parses(compiled, tmp_path, target):
     """--nodes 2: a train-on-nodes task instead of train, with its pod's name, UID and namespace from the
-    downward API and the nodes' pods as the options fix them; the YAML parses with the server's own schema.
-    One node compiles exactly as without the option."""
+    downward API and the nodes' pods as the options fix them; the YAML parses with the server's own schema, and
+    every other task and executor is the one-node YAML's. One node is the default."""
     from yolo_kfp.model.job_launcher import ENGINES
 
-    options = CompileOptions(server=target, nodes=2, kueue_queue="gpu")
+    assert CompileOptions(server=target, nodes=1) == CompileOptions(server=target)
+    options = target_options(target, nodes=2)
     with open(compile_pipeline(str(tmp_path / "two.yaml"), options)) as f:
         documents = list(yaml.safe_load_all(f))
     assert parse_errors(SCHEMAS[TARGET_SCHEMAS[target]], *documents) == {}
-    tasks = documents[0]["root"]["dag"]["tasks"]
-    assert "train-on-nodes" in tasks and "train" not in tasks
+    tasks, one_node = documents[0]["root"]["dag"]["tasks"], compiled[target][0]["root"]["dag"]["tasks"]
+    assert set(tasks) - set(one_node) == {"train-on-nodes"} and set(one_node) - set(tasks) == {"train"}
+    assert as_one_node({k: v for k, v in tasks.items() if k != "train-on-nodes"}) == {
+        k: v for k, v in one_node.items() if k != "train"}
     launcher = executors(documents)["exec-train-on-nodes"]
     assert {e["name"]: e["fieldPath"] for e in launcher["fieldPathAsEnv"]} == {
         "YOLO_KFP_POD_NAME": "metadata.name", "YOLO_KFP_POD_UID": "metadata.uid",
         "YOLO_KFP_POD_NAMESPACE": "metadata.namespace"}
+    assert {k: v for k, v in executors(documents).items() if k != "exec-train-on-nodes"} == {
+        k: v for k, v in executors(compiled[target]).items() if k != "exec-train"}
     job = tasks["train-on-nodes"]["inputs"]["parameters"]["nodes_job"]["runtimeValue"]["constant"]
     assert job["nodes"] == 2 and job["engine"] == servers.training_engine(servers.server_target(target))
     assert job["engine"] in ENGINES and job["queue"] == "gpu" and job["shm_size"] == options.shm_limit
-    one = tmp_path / "one.yaml"
-    default = tmp_path / "default.yaml"
-    compile_pipeline(str(one), CompileOptions(server=target, nodes=1))
-    compile_pipeline(str(default), CompileOptions(server=target))
-    assert one.read_text() == default.read_text()
+    assert FIXED["gpu_tolerations"][0] in job["tolerations"] and job["node_selector"] == FIXED["gpu_node_selector"]
 
 
 @pytest.mark.parametrize("options, message", [

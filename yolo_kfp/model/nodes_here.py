@@ -4,8 +4,9 @@ the demo runs the launcher's code up to the Kubernetes API call.
 
 Each node process gets what the engine would give its pod: the manifest's command, its environment (a Secret's
 key resolved from this process's environment, where run-local keeps the data connection), and torchrun's
-``PET_*`` variables (nodes, processes per node, node rank, the rendezvous address). Node 0's output is shown
-in the step's log, each node's kept in a file; a node that fails stops the others, and none is left running.
+``PET_*`` variables (nodes, processes per node, node rank, the rendezvous address). Node 0's output is shown in
+the step's log as it comes, each node's kept in a file; a node that fails stops the others, and none is left
+running.
 """
 
 import contextlib
@@ -17,7 +18,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
+from yolo_kfp.model.job_launcher import ENGINES, shown_line
 from yolo_kfp.model.training_jobs import PYTORCH_CONTAINER
 
 log = logging.getLogger(__name__)
@@ -86,12 +89,31 @@ def run_nodes(manifest: dict, port: int, log_dir: str, timeout: float = 24 * 360
 
 
 def _wait_for(started: list[tuple[subprocess.Popen, str]], name: str, timeout: float) -> None:
-    for node, (process, path) in enumerate(started):
-        if process.wait(timeout=timeout) != 0:
-            raise RuntimeError(f"node {node} of {name} failed with exit code {process.returncode}: read {path}")
-    with open(started[0][1], errors="replace") as f:
-        for line in f.read().splitlines()[-40:]:
-            log.info("node 0 | %s", line)
+    """Shows node 0's output in the step's log as it comes (as the launcher follows rank 0's pod) until every node
+    has ended; raises at the first that fails."""
+    deadline = time.monotonic() + timeout
+    with open(started[0][1], "rb") as node_0:
+        pending = b""
+        while True:
+            codes = [process.poll() for process, _ in started]
+            pending = _show(pending + node_0.read())
+            for node, code in enumerate(codes):
+                if code not in (None, 0):
+                    raise RuntimeError(f"node {node} of {name} failed with exit code {code}: read {started[node][1]}")
+            if all(code == 0 for code in codes):
+                _show(pending + b"\n")
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name}'s nodes ran past {timeout:.0f} s")
+            time.sleep(1)
+
+
+def _show(output: bytes) -> bytes:
+    """Logs ``output``'s whole lines as node 0's, as the launcher shows a pod's; returns the unfinished rest."""
+    *lines, rest = output.split(b"\n")
+    for line in filter(None, lines):
+        log.info("node 0 | %s", shown_line(line))
+    return rest
 
 
 def stop_node(agent: subprocess.Popen) -> None:
@@ -113,8 +135,6 @@ def stop_node(agent: subprocess.Popen) -> None:
 
 def run_job_here(job, engine: str, log_dir: str) -> None:
     """``job`` (a ``NodesJob``) as ``engine`` would get its manifest, its nodes run here."""
-    from yolo_kfp.model.job_launcher import ENGINES
-
     with socket.socket() as probe:  # a free port for the rendezvous
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
