@@ -8,18 +8,21 @@ from yolo_kfp.components.step_settings import DATA_IMAGE, component
 # Its outputs in KFP's form, a NamedTuple made in the annotation: the step runs this function's source alone
 # (after kfp's `from typing import *`), where a class defined beside it would not exist.
 # Never cached: access can change between runs, so it is checked anew.
-@component(DATA_IMAGE, timeout_hours=1, data_connection=True, mlflow_connection=True, cache=False)
+@component(DATA_IMAGE, timeout_hours=1, data_connection=True, mlflow_connection=True, registry_connection=True,
+           cache=False)
 def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cache: str, classes: list,
               max_samples_per_class: int, download_shard_size: int, split: str, split_ratios: list, epochs: int,
               batch: int, imgsz: int, freeze: int, workers: int, cache: str, patience: int, optimizer: str, lr0: float,
               seed: int, train_args: dict, min_map50: float, max_map50_drop: float, base_model_sha256: str,
               mlflow_tracking_uri: str, mlflow_experiment: str, registered_model_name: str,
-              model_registry_url: str, search_space: dict, search_trials: int, search_epochs: int
+              model_registry_url: str, search_space: dict, search_trials: int, search_epochs: int,
+              extra_data_format: str, class_map: dict, publish_oci: str
               ) -> NamedTuple("Checked", fingerprint=str, trials=list, trial_count=int,  # pyright: ignore[reportInvalidTypeForm]
                               training=dict):
     """Checks the run's parameters and its access to every S3 location (publish_to, base_model,
     extra_data, open_images_cache) before any work, to the MLflow server with its credentials when the run
-    is tracked, and to the Kubeflow Model Registry when a published model is to be registered there.
+    is tracked, to the Kubeflow Model Registry when a published model is to be registered there, and to the
+    OCI registry of publish_oci with the registry Secret's credentials when the model's image is to be pushed.
 
     Fails the run in its first step, naming what is wrong: the parameter rules of the CLI, an MLflow or
     registry host the pipeline was not compiled to send credentials to (yolo_kfp.params.service_hosts), the
@@ -50,5 +53,9 @@ def preflight(publish_to: str, base_model: str, extra_data: str, open_images_cac
         tracking.check_access(mlflow_tracking_uri)
     if publish_to and model_registry_url:  # only a published model is registered
         check_access(registry_url=model_registry_url)
+    if publish_to and publish_oci:
+        from yolo_kfp.release.oci_client import check_credentials
+
+        check_credentials(publish_oci)
     trials = plan_trials(dict(search_space), int(search_trials), int(seed))
     return fingerprint, trials, len(trials), {name: values[name] for name in TRAINING}

@@ -15,6 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+from yolo_kfp.infra.oci_reference import IMAGE_REFERENCE, REGISTRY_REFERENCE
+from yolo_kfp.infra.oci_reference import TAG as TAG_GRAMMAR
+
 if TYPE_CHECKING:
     from kfp.dsl.python_component import PythonComponent
 
@@ -51,6 +54,7 @@ class StepSettings:
     retry_backoff_seconds: int = 60  # doubled at each retry, at most an hour
     data_connection: bool = False  # gets the data connection's AWS_* variables
     mlflow_connection: bool = False  # gets the MLflow connection's MLFLOW_TRACKING_* credentials
+    registry_connection: bool = False  # gets the registry Secret's .dockerconfigjson (REGISTRY_AUTH_JSON)
     resources: Resources = Resources(cpu="500m", cpu_limit="1", memory="1Gi")  # a GPU step: the compile options'
     gpu: bool = False  # runs on a GPU node (the compile options size it)
     cache: bool = True  # False: run every time (what it checks can change between runs)
@@ -58,18 +62,6 @@ class StepSettings:
 
 # Every component's settings, by component name (as KFP names its tasks).
 SETTINGS: dict[str, StepSettings] = {}
-
-
-# An image reference as the OCI distribution grammar spells it, with its registry written out (a bare
-# name would be pulled from docker.io) and a tag or a sha256 digest (none would mean :latest).
-_HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_REGISTRY = rf"(?:localhost(?::\d+)?|{_HOST_PART}(?:\.{_HOST_PART})+(?::\d+)?|{_HOST_PART}:\d+)"
-_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_TAG = r"\w[\w.-]{0,127}"
-IMAGE_REFERENCE = re.compile(
-    rf"{_REGISTRY}(?:/{_PATH_PART})+(?::(?P<tag>{_TAG}))?(?:@(?P<digest>sha256:[0-9a-f]{{64}}))?", flags=re.ASCII)
-# Where images are moved to (--image-registry): a registry host with an optional namespace path.
-REGISTRY_REFERENCE = re.compile(rf"{_REGISTRY}(?:/{_PATH_PART})*/?", flags=re.ASCII)
 
 
 def image_ref(image: str, registry: str, tag: str) -> str:
@@ -93,7 +85,7 @@ def check_registry(registry: str, tag: str) -> None:
     if not REGISTRY_REFERENCE.fullmatch(registry):
         raise ValueError(f"--image-registry {registry!r} is not a registry: give host[:port][/namespace] in lower "
                          f"case, e.g. {REGISTRY} or mirror.example.com:5000/ml")
-    if not re.fullmatch(_TAG, tag, flags=re.ASCII):
+    if not re.fullmatch(TAG_GRAMMAR, tag, flags=re.ASCII):
         raise ValueError(f"--image-tag {tag!r} is not an image tag: use up to 128 letters, digits, '_', '.' or '-', "
                          f"not starting with '.' or '-', e.g. {TAG}")
 

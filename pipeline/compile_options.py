@@ -30,9 +30,11 @@ from yolo_kfp.infra.pod_size import GPUS_PER_NODE, TRAIN_POD_LIMITS, per_gpu_tex
 from yolo_kfp.model.training_jobs import RUNTIME
 from yolo_kfp.params.service_hosts import service_host_problems
 from yolo_kfp.pipeline import servers
+from yolo_kfp.release.modelcar import DEFAULT_BASE, base_problems
 
 DATA_CONNECTION = "yolo-kfp-s3"  # the Secret manifests/ creates; OpenShift AI data connections have this shape
 MLFLOW_CONNECTION = "yolo-kfp-mlflow"  # a Secret with MLflow's credentials, if its server wants any
+REGISTRY_CONNECTION = "yolo-kfp-registry"  # a dockerconfigjson Secret: who pushes the model's image (publish_oci)
 SHM_VOLUMES = ("emptydir", "ephemeral")
 RESOURCE_FIELDS = ("cpu", "cpu_limit", "memory", "memory_limit")
 TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
@@ -124,6 +126,13 @@ class CompileOptions:
                                         f"run parameter mlflow_tracking_uri's server; default: {MLFLOW_CONNECTION}, "
                                         "mounted if it exists (KFP 2.15+; older servers: none unless named, and "
                                         "then it must exist)", metavar="SECRET")
+    registry_secret: str = option("", f"a kubernetes.io/dockerconfigjson Secret with the credentials to push the "
+                                      f"run parameter publish_oci's image; default: {REGISTRY_CONNECTION}, mounted "
+                                      "if it exists (KFP 2.15+; older servers: none unless named, and then it must "
+                                      "exist)", metavar="SECRET")
+    modelcar_base: str = option(DEFAULT_BASE, "the image a published model's OCI image (publish_oci) is built on, "
+                                              "by digest: it needs sh and sleep (KServe's ModelCar); mirror it for a "
+                                              "disconnected cluster", metavar="REF")
     service_hosts: list = option([], "the hosts the run parameters mlflow_tracking_uri and model_registry_url may "
                                      "name, as they are sent MLflow's credentials and the pod's service-account "
                                      "token: plain http:// only to an in-cluster service (*.svc) named here; "
@@ -196,11 +205,12 @@ class CompileOptions:
                 raise ValueError(f"each of --gpu-tolerations must be a Kubernetes toleration with fields among "
                                  f"{', '.join(TOLERATION_FIELDS)}, not {toleration!r}")
         for option, secret in (("--data-connection", self.data_connection),
-                               ("--mlflow-connection", self.mlflow_connection)):
+                               ("--mlflow-connection", self.mlflow_connection),
+                               ("--registry-secret", self.registry_secret)):
             if secret and not SECRET_NAME.fullmatch(secret):
                 raise ValueError(f"{option} {secret!r} is not a Secret's name: use lowercase letters, digits, '-' "
                                  "and '.', at most 253, e.g. yolo-kfp-s3")
-        problems = service_host_problems(self.service_hosts)
+        problems = service_host_problems(self.service_hosts) + base_problems(self.modelcar_base)
         if problems:
             raise ValueError(problems[0])
         if not self.data_connection:
@@ -236,6 +246,11 @@ class CompileOptions:
     def mlflow_secret(self) -> str:
         """The Secret the MLflow steps get, if any: named, or the default where a server mounts it optionally."""
         return self.mlflow_connection or (MLFLOW_CONNECTION if self.target.features.optional_secret else "")
+
+    @property
+    def registry_secret_name(self) -> str:
+        """The registry credentials' Secret the publish step gets, if any, as ``mlflow_secret``."""
+        return self.registry_secret or (REGISTRY_CONNECTION if self.target.features.optional_secret else "")
 
     @property
     def train_cpu(self) -> str:
@@ -289,6 +304,7 @@ class CompileOptions:
         sized = " ".join(f"{step}={r.cpu}/{r.cpu_limit}cpu,{r.memory}/{r.memory_limit}"
                          for step, r in ((s, self.resources(s)) for s in self.sized_steps))
         pod_settings = (f" data_connection={self.data_connection} mlflow_connection={self.mlflow_secret or '-'} "
+                        f"registry_secret={self.registry_secret_name or '-'} modelcar_base={self.modelcar_base} "
                         f"gpu_node_selector={json.dumps(self.gpu_node_selector)} "
                         f"gpu_tolerations={json.dumps(self.gpu_tolerations)}"
                         + (f" service_hosts={','.join(self.service_hosts)}" if self.service_hosts else ""))

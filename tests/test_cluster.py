@@ -118,7 +118,7 @@ def test_predefined_schedules_are_written_out_in_six_fields(server):
 
 @pytest.mark.parametrize("expression", ["*/5 * * * * *", "* 0 3 * * 1", "0,30 0 3 * * 1", "0-10 * * * * *"])
 def test_a_schedule_firing_more_than_once_a_minute_is_refused(server, capsys, expression):
-    run_cli("upload", "--host", server.url, "--token", "t")
+    """Refused before anything is asked of the server (no pipeline need exist)."""
     assert run_cli("schedule", "--host", server.url, "--token", "t", "--cron", expression) == 2
     assert "fires more than once a minute" in capsys.readouterr().err
     assert server.calls("POST", f"{API}/recurringruns") == []
@@ -150,7 +150,6 @@ def test_schedules_are_listed_disabled_enabled_and_deleted_by_name(server, capsy
 
 
 def test_five_field_cron_is_refused_with_the_six_field_form(server, capsys):
-    run_cli("upload", "--host", server.url, "--token", "t")
     assert run_cli("schedule", "--host", server.url, "--token", "t", "--cron", "0 3 * * 1") == 2
     assert "'0 0 3 * * 1'" in capsys.readouterr().err
     assert server.calls("POST", f"{API}/recurringruns") == []

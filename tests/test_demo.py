@@ -13,9 +13,11 @@ import onnx
 import pytest
 import torch
 from cli_process import CLI, commands_naming
+from export_files import CLASS_MAP, EXPECTED, all_formats
 from headless_browser import check_report
 from mlflow import MlflowClient
 from model_registry_standin import ModelRegistryStandIn
+from test_modelcar import pulled_files
 
 from yolo_kfp.infra.packing import materialized
 from yolo_kfp.infra.storage import S3Url, Storage
@@ -32,9 +34,9 @@ STEP_LOGS = {"preflight", "plan-download", "download-shard-0", "merge-download",
              "evaluate", "export", "track", "gate", "publish"}
 
 
-def run_demo(out, env, *params, mlflow=False, verbose=False, nodes=1):
+def run_demo(out, env, *params, mlflow=False, verbose=False, nodes=1, modelcar_base=""):
     args = [CLI, "run-local", "--demo", "--output-dir", str(out), "--nodes", str(nodes),
-            *(a for p in params for a in ("--param", p))]
+            *(a for p in params for a in ("--param", p)), *(["--modelcar-base", modelcar_base] * bool(modelcar_base))]
     return subprocess.run(args + ["--mlflow"] * mlflow + ["--verbose"] * verbose, capture_output=True, text=True,
                           timeout=900, env=env)
 
@@ -53,12 +55,17 @@ def check_quiet(result, out) -> None:
     assert "Epoch" in (logs / "train.log").read_text() and "train             epoch  25/25  box " in result.stdout
 
 
-def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
+def test_run_local_demo_trains_and_publishes(mongod, s3, oci_registry, tmp_path):
     storage = Storage.from_env(s3.data_connection())
     storage.client.create_bucket(Bucket="models")
-    env = dict(os.environ, **s3.data_connection())
+    image_registry, modelcar_base = oci_registry  # docs/tracking.md: the demo pushing the model's image
+    env = dict(os.environ, **s3.data_connection(), **image_registry.environment())
     out = tmp_path / "demo"
-    result = run_demo(out, env, "publish_to=s3://models/yolo-kfp", mlflow=True)
+    repository = f"{image_registry.host}/team/yolo-kfp-model"
+    storage.upload_dir(str(all_formats(tmp_path / "labelled")), S3Url("models", "labelled"))  # a team's exports
+    result = run_demo(out, env, "publish_to=s3://models/yolo-kfp", f"publish_oci={repository}",
+                      "extra_data=s3://models/labelled", f"class_map={json.dumps(CLASS_MAP)}", mlflow=True,
+                      modelcar_base=modelcar_base)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "synthetic" in result.stdout
     assert f"MLflow's UI on this run: {' '.join(reopen_command(str(out / 'mlflow')))}" in result.stdout
@@ -77,6 +84,12 @@ def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
     assert report.count("data:image/png;base64,") == 3 and 'id="coco"' in report
     check_report(str(out / "report.html"), figures=3, classes=3, coco=len(COCO_FIGURES))  # headless Chromium, offline
     check_coco_files(out, metrics)
+    (run,) = (out / "pipeline-root").iterdir()  # it trained on the union of the mirror's images and the exports'
+    stats = json.loads((run / "convert" / "dataset_stats").read_text())
+    assert {name: (s["boxes"], s["dropped"].get("other_classes")) for name, s in stats["sources"].items()
+            if name != "open_images"} == {f"s3://models/labelled/{kind}": want for kind, want in EXPECTED.items()}
+    assert sum(s["images"] for s in stats["sources"].values()) == stats["images"] > stats["sources"]["open_images"][
+        "images"]
     onnx_model = onnx.load(str(out / "model.onnx"))
     assert {p.key: p.value for p in onnx_model.metadata_props}["names"] == \
         "{0: 'Bicycle', 1: 'Car', 2: 'Traffic sign'}"
@@ -95,6 +108,9 @@ def test_run_local_demo_trains_and_publishes(mongod, s3, tmp_path):
             "serving/yolo-kfp/1/model.onnx", "serving/export.json"} <= set(manifest["files"])
     published = storage.get_bytes(S3Url("models", f"yolo-kfp/{manifest['version']}/weights/best.pt"))
     assert published == (out / "best.pt").read_bytes()
+    assert f"/{manifest['version']}, image {repository}@{manifest['oci']['digest']}" in result.stdout
+    files, _ = pulled_files(image_registry, repository, manifest["oci"]["digest"], tmp_path)
+    assert files["models/1/model.onnx"][0] == (out / "model.onnx").read_bytes()
     check_predict(out / "model.onnx", tmp_path / "images")
 
     wrong = dict(env, AWS_SECRET_ACCESS_KEY="a-wrong-secret-for-the-test")
@@ -218,3 +234,4 @@ def check_tracking(url: str, metrics: dict, manifest: dict) -> None:
     (version,) = client.search_model_versions("name = 'yolo-kfp'")  # the refused model registered nothing
     assert version.run_id == run.info.run_id and version.tags["kfp.run_id"] == manifest["run_id"]
     assert version.source == f"s3://models/yolo-kfp/{manifest['version']}/serving/yolo-kfp"
+    assert version.tags["oci_image"] == manifest["oci"]["uri"]  # the pushed image, by digest

@@ -1,11 +1,12 @@
 """A user's own labelled images from S3, merged into the dataset; the cache key follows their content."""
 
+import json
 import os
 
 import pytest
 import yaml
 from conftest import CLASSES
-from PIL import Image
+from export_files import CLASS_MAP, EXPECTED, all_formats, yolo
 from test_convert import box_row, make_raw, read_labels
 
 from yolo_kfp.components.convert import convert
@@ -20,22 +21,10 @@ def raw(tmp_path):
     return make_raw(tmp_path / "raw", [box_row(i, "Car", 0.25, 0.75, 0.25, 0.75) for i in FILLER], FILLER)
 
 
-def yolo_folder(root, names=("Traffic sign", "Person", "Car")):
-    """YOLO layout with its own class order: 0 Traffic sign, 1 Person (not selected), 2 Car."""
-    (root / "images" / "train").mkdir(parents=True)
-    (root / "labels" / "train").mkdir(parents=True)
-    (root / "data.yaml").write_text(yaml.safe_dump({"names": list(names)}))
-    Image.new("RGB", (16, 16)).save(root / "images" / "train" / "street1.png")
-    Image.new("RGB", (16, 16)).save(root / "images" / "train" / "street2.jpg")
-    (root / "labels" / "train" / "street1.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n2 0.9 0.9 0.4 0.4\n")
-    (root / "labels" / "train" / "street2.txt").write_text("1 0.5 0.5 0.2 0.2\n0 0.1 0.2 0.3 0.4 0.5 0.6\n")
-    return root
-
-
 def test_yolo_layout_is_merged_by_class_name(raw, tmp_path):
     out = str(tmp_path / "out")
     stats = convert_to_yolo(raw_dir=raw, output_dir=out, classes=CLASSES, seed=42,
-                            extra_dirs=(str(yolo_folder(tmp_path / "extra")),),
+                            extra_dirs=(str(yolo(tmp_path / "extra")),),
                             allow_missing_classes=True)  # no bicycle anywhere
     labels = read_labels(out)
     # Traffic sign is class 2 here, Car 1; the Car box poked out of the image and is clamped
@@ -58,15 +47,9 @@ def test_open_images_layout_is_merged(raw, tmp_path):
     assert stats["extra_images"] == 1
 
 
-def test_unlabelled_yolo_classes_are_an_error(raw, tmp_path):
-    extra = yolo_folder(tmp_path / "extra")
-    os.remove(extra / "data.yaml")
-    with pytest.raises(FileNotFoundError, match="names no classes"):
-        convert_to_yolo(raw_dir=raw, output_dir=str(tmp_path / "out"), classes=CLASSES, seed=42,
-                        extra_dirs=(str(extra),), allow_missing_classes=True)
-
-
-def test_convert_component_fetches_extra_data_from_s3(s3, raw, tmp_path, local_kfp, monkeypatch):
+def test_convert_component_reads_each_format_of_extra_data_from_s3(s3, raw, tmp_path, local_kfp, monkeypatch):
+    """One export of each format under one prefix, as a run gets them: the dataset holds exactly their boxes of the
+    run's classes (class_map applied), and the stats and the run's metadata count each source."""
     from kfp import dsl
     from kfp.dsl import Dataset
 
@@ -74,14 +57,14 @@ def test_convert_component_fetches_extra_data_from_s3(s3, raw, tmp_path, local_k
         monkeypatch.setenv(key, value)
     storage = Storage.from_env()
     storage.client.create_bucket(Bucket="labelled")
-    storage.upload_dir(str(yolo_folder(tmp_path / "extra")), S3Url("labelled", "new-images"))
+    storage.upload_dir(str(all_formats(tmp_path / "extra")), S3Url("labelled", "new-images"))
 
     @dsl.pipeline
     def convert_with_extra():
         raw_dataset = dsl.importer(artifact_uri=raw, artifact_class=Dataset, reimport=False)
         convert(raw_dataset=raw_dataset.output, classes=CLASSES, seed=42, split_ratios=[0.75, 0.125, 0.125],
                 include_group_of=True, extra_data="s3://labelled/new-images", extra_data_fingerprint="f1",
-                allow_missing_classes=True)
+                extra_data_format="", class_map=CLASS_MAP, allow_missing_classes=False)
 
     convert_with_extra()
     (run,) = (local_kfp / "pipeline-root").iterdir()
@@ -90,8 +73,17 @@ def test_convert_component_fetches_extra_data_from_s3(s3, raw, tmp_path, local_k
     from yolo_kfp.infra.packing import materialized
 
     with materialized(str(artifact)) as folder:
-        assert "extra_street1" in read_labels(folder)
+        classes = [CLASSES[int(line[0])] for lines in read_labels(folder).values() for line in lines]
+    assert {c: classes.count(c) for c in CLASSES} == {"Bicycle": 4, "Car": 4 + len(FILLER), "Traffic sign": 2}
+    stats = json.loads((artifact / "stats.json").read_text())
+    assert {name: (s["format"], s["boxes"], s["dropped"].get("other_classes")) for name, s in stats["sources"].items()
+            } == {"open_images": ("openimages", {"Bicycle": 0, "Car": len(FILLER), "Traffic sign": 0}, None)} | {
+        f"s3://labelled/new-images/{kind}": (kind, boxes, other) for kind, (boxes, other) in EXPECTED.items()}
     assert (run / "convert" / "dataset_stats").read_text() == (artifact / "stats.json").read_text()
+    metadata = json.loads((run / "convert" / "executor_output.json").read_text())["artifacts"]["dataset"]
+    assert metadata["artifacts"][0]["metadata"]["sources"]["s3://labelled/new-images/coco"] == {
+        "format": "coco", "images": 3, "boxes": 4, "dropped": "1 boxes of other classes (person 1), 1 boxes clamped"}
+    assert "## Sources" in (run / "convert" / "dataset_report").read_text()
 
 
 def test_the_extra_data_fingerprint_keys_the_convert_step(default_pipeline):

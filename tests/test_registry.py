@@ -14,6 +14,7 @@ from yolo_kfp.infra.urls import redact
 from yolo_kfp.model.export import OPSET
 from yolo_kfp.params.validation import registry_url_problems
 from yolo_kfp.release import registry
+from yolo_kfp.release.modelcar import DEFAULT_BASE
 from yolo_kfp.release.registry import RegistryError, register_published_model
 
 TOKEN = "sa-token-of-the-pipeline-runner"
@@ -61,9 +62,10 @@ def value(prop: dict):
 
 
 def test_two_promoted_models_become_two_versions_of_one_registered_model(standin, exported):
-    first = register(standin, exported, "run-1111", "20261126-083000-run-1111")
+    image = f"oci://quay.io/team/yolo-kfp-model@sha256:{'a' * 64}"  # a run that pushed a ModelCar image
+    first = register(standin, exported, "run-1111", "20261126-083000-run-1111", image_uri=image)
     second = register(standin, exported, "run-2222", "20261203-083000-run-2222")
-    assert first["created"] and second["created"]
+    assert first["created"] and second["created"] and first["uri"] == image
     assert first["registered_model_id"] == second["registered_model_id"] != first["model_version_id"]
     (model,) = standin.registered_models.values()
     assert model["name"] == "yolo-kfp" and model["owner"] == registry.AUTHOR and model["state"] == "LIVE"
@@ -281,7 +283,8 @@ def test_publish_component_registers_through_kfp_local(s3, bucket, standin, expo
         publish(model=imported(model, Model), onnx_model=imported(exported["onnx_dir"], Model),
                 metrics_json=imported(exported["metrics_path"], Artifact), dataset_stats=imported(stats, Artifact),
                 publish_to=publish_to, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, mlflow_tracking_uri="",
-                registered_model_name="yolo-detector", model_registry_url=registry_url)
+                registered_model_name="yolo-detector", model_registry_url=registry_url, publish_oci="",
+                modelcar_base=DEFAULT_BASE)
 
     promoted(registry_url=standin.url, publish_to=f"s3://{bucket}/yolo-kfp")
     manifest = read_latest(f"s3://{bucket}/yolo-kfp", Storage.from_env(s3.data_connection()))

@@ -163,11 +163,13 @@ def published_model(tmp_path):
 
 
 def test_the_published_model_carries_the_winner_in_its_manifest_and_both_registries(
-        s3, bucket, mlflow_server, published_model, tmp_path, monkeypatch):
+        s3, bucket, mlflow_server, oci_registry, published_model, tmp_path, monkeypatch):
+    """The publish step's component, with a search's winner, MLflow, the Model Registry and an image pushed."""
     from yolo_kfp.components.publish import publish
 
+    image_registry, modelcar_base = oci_registry
     for key, value in {"AWS_S3_ENDPOINT": s3.endpoint, "AWS_ACCESS_KEY_ID": s3.access_key,
-                       "AWS_SECRET_ACCESS_KEY": s3.secret_key}.items():
+                       "AWS_SECRET_ACCESS_KEY": s3.secret_key, **image_registry.environment()}.items():
         monkeypatch.setenv(key, value)
     (tmp_path / "token").write_text(TOKEN)
     monkeypatch.setenv(registry.TOKEN_PATH_VARIABLE, str(tmp_path / "token"))
@@ -183,8 +185,10 @@ def test_the_published_model_carries_the_winner_in_its_manifest_and_both_registr
             model=artifact(published_model["model"], mlflow_run_id=training_run),
             onnx_model=artifact(published_model["onnx"]), metrics_json=artifact(published_model["metrics"]),
             dataset_stats=artifact(published_model["stats"]), publish_to=f"s3://{bucket}/yolo-kfp", run_id=run_id,
-            mlflow_tracking_uri=mlflow_server.url, registered_model_name=name, model_registry_url=standin.url)
+            mlflow_tracking_uri=mlflow_server.url, registered_model_name=name, model_registry_url=standin.url,
+            publish_oci=f"{image_registry.host}/team/{name}", modelcar_base=modelcar_base)
         properties = standin.versions_of(name)[run_id]["customProperties"]
+        (artifact,) = standin.artifacts_of(standin.versions_of(name)[run_id]["id"])
         assert standin.problems() == []
 
     storage = Storage.from_env()
@@ -199,6 +203,9 @@ def test_the_published_model_carries_the_winner_in_its_manifest_and_both_registr
         {"search.lr0": "0.01", "search.freeze": "0", "search.optimizer": "AdamW"}
     assert {k: v["string_value"] for k, v in properties.items() if k.startswith("search.")} == \
         {"search.lr0": "0.01", "search.freeze": "0", "search.optimizer": "AdamW"}
+    image = manifest["oci"]["uri"]  # the pushed image, by digest, in the manifest and both registries
+    assert image.startswith(f"oci://{image_registry.host}/team/{name}@sha256:")
+    assert version.tags["oci_image"] == artifact["uri"] == image
 
 
 def test_without_a_search_the_manifest_holds_no_search(s3, bucket, published_model, monkeypatch):

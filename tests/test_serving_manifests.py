@@ -6,6 +6,7 @@ the pipeline publishes (read with the serving side's own read-only connection: t
 import copy
 import functools
 import os
+import re
 import shutil
 import subprocess
 
@@ -125,6 +126,36 @@ def test_the_model_is_the_published_one(built):
     assert built[ISVC]["metadata"]["name"] == SERVING_NAME
 
 
+MODELCAR_ENTRY = ("patches:", "  - path: modelcar.yaml", "    target:", "      kind: InferenceService",
+                  "      name: yolo-kfp")
+
+
+@pytest.fixture(scope="module")
+def modelcar(tmp_path_factory) -> dict:
+    """manifests/serving/ built with its ModelCar entry uncommented, as docs/tracking.md says to switch."""
+    folder = tmp_path_factory.mktemp("switched") / "serving"
+    shutil.copytree(SERVING, folder)
+    text = (folder / "kustomization.yaml").read_text()
+    for line in MODELCAR_ENTRY:
+        assert f"\n# {line}\n" in text, f"kustomization.yaml should hold '# {line}'"
+        text = text.replace(f"\n# {line}\n", f"\n{line}\n")
+    (folder / "kustomization.yaml").write_text(text)
+    return kustomize(str(folder))
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_the_modelcar_variant_serves_the_image_by_digest(built, modelcar, release):
+    isvc = modelcar[ISVC]
+    assert problems(isvc, release) == []
+    predictor = copy.deepcopy(isvc["spec"]["predictor"])
+    assert re.fullmatch(r"oci://[a-z0-9.:-]+(/[a-z0-9._-]+)+@sha256:[0-9a-f]{64}", predictor["model"].pop("storageUri"))
+    assert predictor.pop("imagePullSecrets") == [{"name": "yolo-kfp-model-pull"}]
+    base = copy.deepcopy(built[ISVC]["spec"]["predictor"])
+    del base["model"]["storage"]
+    assert predictor == base  # nothing else changes, the rest of the folder neither
+    assert {k: v for k, v in modelcar.items() if k != ISVC} == {k: v for k, v in built.items() if k != ISVC}
+
+
 def test_the_runtime_serves_the_model(built):
     isvc, runtime = built[ISVC], built[RUNTIME]["spec"]
     model = isvc["spec"]["predictor"]["model"]
@@ -161,6 +192,7 @@ def test_values_to_change_are_marked_and_documented():
     assert "manifests/serving/" in readme
     marked = [name for name in sorted(os.listdir(SERVING))
               if name.endswith(".yaml") and "CHANGE-ME" in open(os.path.join(SERVING, name)).read()]
-    assert marked == ["data-connection.yaml", "inferenceservice.yaml", "kustomization.yaml", "servingruntime.yaml"]
+    assert marked == ["data-connection.yaml", "inferenceservice.yaml", "kustomization.yaml", "modelcar.yaml",
+                      "servingruntime.yaml"]
     for name in marked:
         assert f"serving/{name}" in readme, f"manifests/README.md should say what to change in serving/{name}"

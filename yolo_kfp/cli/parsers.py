@@ -121,6 +121,9 @@ def _add_run_local(commands) -> None:
                    help="train across this many nodes, run here as torchrun processes (CPU, gloo) from the job the "
                         "cluster would get (what compile --nodes makes); it stages the dataset in the data "
                         "connection's bucket (the demo brings one)")
+    p.add_argument("--modelcar-base", default="", metavar="REF",
+                   help="with --param publish_oci: the image the model's image is built on, by digest (the compile "
+                        "option --modelcar-base); python -m yolo_kfp.local.oci_registry starts a registry with one")
     p.add_argument("--verbose", action="store_true", help="stream everything the steps print (kfp.local, the "
                                                           "libraries) instead of progress lines; the logs are "
                                                           "kept in OUTPUT_DIR/logs either way")

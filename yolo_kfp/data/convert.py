@@ -1,4 +1,5 @@
-"""Convert: Open Images boxes to a YOLO dataset with a deterministic train/val/test split.
+"""Convert: Open Images boxes, and those of the exports under extra_data, to a YOLO dataset with a deterministic
+train/val/test split.
 
 Every box of every selected class is kept (an image with a car and a bicycle keeps both), boxes of
 other classes are dropped (class display names match exactly, so "Bicycle wheel" is not "Bicycle"),
@@ -16,9 +17,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from yolo_kfp.data import openimages as oi
-from yolo_kfp.data.openimages import RECORD, check_classes
-from yolo_kfp.infra.image_files import readable
+from yolo_kfp.data.boxes import BOX_COLUMNS
+from yolo_kfp.data.exports import Source, read_extra_data
+from yolo_kfp.data.openimages import RECORD
+from yolo_kfp.data.openimages_boxes import read_open_images
 from yolo_kfp.infra.markdown_text import inert
 from yolo_kfp.infra.packing import link_or_copy
 from yolo_kfp.params.run_parameters import BY_NAME
@@ -27,8 +29,6 @@ from yolo_kfp.params.validation import check, parameter_problems
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "val", "test")
-BOX_COLUMNS = ["XMin", "XMax", "YMin", "YMax"]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def split_counts(total: int, ratios: Sequence[float]) -> tuple[int, int, int]:
@@ -49,124 +49,6 @@ def assign_splits(image_ids: list[str], seed: int, ratios: Sequence[float]) -> d
     bounds = {"train": permuted[:n_train], "val": permuted[n_train:n_train + n_val],
               "test": permuted[n_train + n_val:]}
     return {image_id: split for split, ids in bounds.items() for image_id in ids}
-
-
-def clean_boxes(boxes: pd.DataFrame, dropped: dict) -> pd.DataFrame:
-    """Drops boxes with missing or inverted coordinates, clamps the rest to [0, 1], drops empty ones."""
-    coords = boxes[BOX_COLUMNS].apply(pd.to_numeric, errors="coerce")
-    invalid = coords.isna().any(axis=1) | (coords["XMin"] > coords["XMax"]) | (coords["YMin"] > coords["YMax"])
-    clamped = coords[~invalid].clip(0.0, 1.0)
-    empty = (clamped["XMax"] <= clamped["XMin"]) | (clamped["YMax"] <= clamped["YMin"])
-    _count(dropped, invalid_boxes=int(invalid.sum()), boxes_outside_image=int(empty.sum()),
-           boxes_clamped=int((clamped != coords[~invalid]).any(axis=1).sum()))
-    kept = boxes[~invalid][~empty.to_numpy()].copy()
-    kept[BOX_COLUMNS] = clamped[~empty.to_numpy()]
-    return kept
-
-
-def _count(dropped: dict, **counts: int) -> None:
-    for key, value in counts.items():
-        dropped[key] = dropped.get(key, 0) + value
-
-
-def images_in(folder: str) -> dict[str, str]:
-    """Image id (file stem) -> path, for every image file under ``folder``."""
-    return {os.path.splitext(name)[0]: os.path.join(root, name) for root, _, names in os.walk(folder)
-            for name in names if name.lower().endswith(IMAGE_EXTENSIONS)}
-
-
-def with_images(boxes: pd.DataFrame, images: dict[str, str], dropped: dict) -> pd.DataFrame:
-    """Adds each box's image path; drops unreadable images, boxes without an image, and counts images
-    without a box."""
-    broken = {image_id for image_id in set(boxes["ImageID"]) & set(images) if not readable(images[image_id])}
-    _count(dropped, unreadable_images=len(broken))
-    if broken:
-        log.warning("dropped %d unreadable images (zero-byte, corrupt or truncated): %s", len(broken),
-                    sorted(broken)[:10])
-    images = {k: v for k, v in images.items() if k not in broken}
-    boxes = boxes.assign(image_path=boxes["ImageID"].map(images))
-    _count(dropped, boxes_without_image=int(boxes["image_path"].isna().sum()),
-           images_without_selected_boxes=len(set(images) - set(boxes["ImageID"])))
-    return boxes[boxes["image_path"].notna()]
-
-
-def read_open_images(raw_dir: str, classes: list[str], include_group_of: bool, dropped: dict) -> pd.DataFrame:
-    """The boxes of the selected classes in an Open Images V7 layout, with class ids and image paths."""
-    missing = oi.missing_files(raw_dir)
-    if missing:
-        raise FileNotFoundError(f"{raw_dir} is not an Open Images V7 raw dataset: missing {', '.join(missing)}")
-    names = pd.read_csv(os.path.join(raw_dir, oi.CLASSES_CSV), header=None, names=["mid", "name"], dtype=str)
-    check_classes(list(classes), names["name"].tolist())
-    class_of_mid = {mid: classes.index(name) for mid, name in names.itertuples(index=False) if name in classes}
-    boxes = pd.read_csv(os.path.join(raw_dir, oi.DETECTIONS_CSV), usecols=["ImageID", "LabelName", "IsGroupOf",
-                                                                            *BOX_COLUMNS],
-                        dtype={"ImageID": str, "LabelName": str})
-    selected = boxes["LabelName"].isin(class_of_mid.keys())
-    _count(dropped, boxes_of_other_classes=int((~selected).sum()))
-    boxes = boxes[selected]
-    if not include_group_of:
-        group_of = boxes["IsGroupOf"].fillna(0).astype(int) == 1
-        _count(dropped, group_of_boxes=int(group_of.sum()))
-        boxes = boxes[~group_of]
-    boxes = clean_boxes(boxes, dropped)
-    boxes["class_id"] = boxes["LabelName"].map(class_of_mid).astype(int)
-    return with_images(boxes, images_in(os.path.join(raw_dir, oi.DATA_DIR)), dropped)
-
-
-def yolo_class_names(folder: str) -> list[str]:
-    """The class names of a YOLO-layout folder, from its data.yaml / dataset.yaml or classes.txt."""
-    for name in ("data.yaml", "dataset.yaml"):
-        if os.path.exists(os.path.join(folder, name)):
-            with open(os.path.join(folder, name)) as f:
-                names = yaml.safe_load(f).get("names", [])
-            return [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
-    if os.path.exists(os.path.join(folder, "classes.txt")):
-        with open(os.path.join(folder, "classes.txt")) as f:
-            return [line.strip() for line in f if line.strip()]
-    raise FileNotFoundError(f"{folder} is in YOLO layout but names no classes: add data.yaml or classes.txt")
-
-
-def read_yolo(folder: str, classes: list[str], dropped: dict) -> pd.DataFrame:
-    """The boxes of the selected classes in a YOLO layout (images/, labels/), mapped by class name.
-
-    Image ids get the prefix ``extra_`` so that they cannot collide with Open Images ids.
-    """
-    their_names = yolo_class_names(folder)
-    images = {f"extra_{k}": v for k, v in images_in(os.path.join(folder, "images")).items()}
-    rows = []
-    # One label file per image (small, newly labelled sets): polygons and malformed lines are skipped.
-    for root, _, names in os.walk(os.path.join(folder, "labels")):
-        for name in names:
-            if not name.endswith(".txt"):
-                continue
-            with open(os.path.join(root, name)) as f:
-                for line in f.read().split("\n"):
-                    fields = line.split()
-                    if len(fields) == 5:
-                        rows.append([f"extra_{name[:-4]}", *fields])
-                    elif fields:
-                        _count(dropped, unsupported_label_lines=1)
-    frame = pd.DataFrame(rows, columns=["ImageID", "their_class", "cx", "cy", "w", "h"])
-    values = frame[["their_class", "cx", "cy", "w", "h"]].apply(pd.to_numeric, errors="coerce")
-    their_id = values["their_class"].fillna(-1).astype(int)
-    mapping = {i: classes.index(n) for i, n in enumerate(their_names) if n in classes}
-    frame["class_id"] = their_id.map(mapping)
-    _count(dropped, boxes_of_other_classes=int(frame["class_id"].isna().sum()))
-    frame = frame[frame["class_id"].notna()].astype({"class_id": int})
-    values = values.loc[frame.index]
-    frame = frame.assign(XMin=values["cx"] - values["w"] / 2, XMax=values["cx"] + values["w"] / 2,
-                         YMin=values["cy"] - values["h"] / 2, YMax=values["cy"] + values["h"] / 2)
-    return with_images(clean_boxes(frame, dropped), images, dropped)
-
-
-def read_extra(folder: str, classes: list[str], include_group_of: bool, dropped: dict) -> pd.DataFrame:
-    """Boxes of a user's own data, in Open Images or YOLO layout."""
-    if os.path.exists(os.path.join(folder, oi.DETECTIONS_CSV)):
-        return read_open_images(folder, classes, include_group_of, dropped)
-    if os.path.isdir(os.path.join(folder, "images")) and os.path.isdir(os.path.join(folder, "labels")):
-        return read_yolo(folder, classes, dropped)
-    raise FileNotFoundError(f"{folder} is neither Open Images layout (labels/detections.csv) nor YOLO layout "
-                            "(images/, labels/)")
 
 
 def yolo_lines(boxes: pd.DataFrame) -> pd.Series:
@@ -216,25 +98,66 @@ def check_every_class_present(boxes: pd.DataFrame, classes: list[str], allow_mis
     log.warning(message)
 
 
+def read_sources(raw_dir: str, classes: list[str], include_group_of: bool, extra_dirs: tuple[str, ...],
+                 extra_names: tuple[str, ...], extra_data_format: str, class_map: dict) -> tuple[list[Source], list]:
+    """The download's boxes and those of every export under ``extra_dirs``, each a ``Source``; the exports are read
+    (and refused) first. Also returns the names of ``class_map`` no export has."""
+    extra, unused = read_extra_data(extra_dirs, extra_names or extra_dirs, classes=classes, class_map=class_map,
+                                    extra_data_format=extra_data_format, include_group_of=include_group_of)
+    downloaded = Source("open_images", ".", "openimages")
+    downloaded.boxes = read_open_images(raw_dir, classes, include_group_of, downloaded.dropped)
+    return [downloaded, *extra], unused
+
+
+def _total(sources: list[Source]) -> dict:
+    dropped: dict[str, int] = {}
+    for source in sources:
+        for key, value in source.dropped.items():
+            dropped[key] = dropped.get(key, 0) + value
+    return dropped
+
+
 def convert_to_yolo(*, raw_dir: str, output_dir: str, classes: list[str], seed: int = 42,
                     split_ratios: Sequence[float] = tuple(BY_NAME["split_ratios"].default),
                     include_group_of: bool = True, extra_dirs: tuple[str, ...] = (),
+                    extra_names: tuple[str, ...] = (), extra_data_format: str = "", class_map: dict | None = None,
                     allow_missing_classes: bool = False) -> dict:
     """Writes ``images/{train,val,test}``, ``labels/...``, ``dataset.yaml`` and ``stats.json``; returns the stats.
 
-    ``extra_dirs`` hold a user's own images and labels (Open Images or YOLO layout), merged in and
-    split together with the rest.
+    ``extra_dirs`` hold a user's own labelled exports (``yolo_kfp.data.exports``: COCO, VOC, CVAT, YOLO or Open
+    Images; ``extra_data_format`` names theirs, ``class_map`` maps their class names), shown in refusals and the
+    stats as ``extra_names`` (their URLs); they are merged in and split together with the rest. Nothing is written
+    when an export is refused.
     """
-    check(parameter_problems({"classes": list(classes), "split_ratios": list(split_ratios)}))
+    class_map = dict(class_map or {})
+    check(parameter_problems({"classes": list(classes), "split_ratios": list(split_ratios), "class_map": class_map,
+                              "extra_data_format": extra_data_format}))
     started = time.monotonic()
-    classes, dropped = list(classes), {}
-    parts = [read_open_images(raw_dir, classes, include_group_of, dropped)]
-    parts += [read_extra(folder, classes, include_group_of, dropped) for folder in extra_dirs]
-    boxes = pd.concat(parts, ignore_index=True)
+    classes = list(classes)
+    sources, unused = read_sources(raw_dir, classes, include_group_of, tuple(extra_dirs), tuple(extra_names),
+                                   extra_data_format, class_map)
+    boxes = pd.concat([s.boxes for s in sources], ignore_index=True)
     check_every_class_present(boxes, classes, allow_missing_classes)
     labels = yolo_lines(boxes)
-    image_of = boxes.groupby("ImageID")["image_path"].first().to_dict()  # a dict: a Series lookup costs 16 µs
     splits = assign_splits(list(labels.index), seed, tuple(split_ratios))
+    write_dataset(output_dir, boxes, labels, splits, classes)
+    stats = {"classes": classes, "seed": seed, "split_ratios": list(split_ratios), "images": len(labels),
+             "boxes": len(boxes), "extra_images": int(sum(s.summary(classes)["images"] for s in sources[1:])),
+             "splits": class_statistics(boxes, splits, classes), "box_sizes": box_sizes(boxes, classes),
+             "dropped": _total(sources), "sources": {s.name: s.summary(classes) for s in sources},
+             **({"class_map_unused": unused} if unused else {}),
+             "source": _download_record(raw_dir), "seconds": round(time.monotonic() - started, 2)}
+    with open(os.path.join(output_dir, "stats.json"), "w") as f:
+        json.dump(stats, f, indent=2)
+    log.info("%d images, %d boxes -> train/val/test %s; dropped %s", len(labels), len(boxes),
+             [stats["splits"][s]["images"] for s in SPLIT_NAMES], stats["dropped"])
+    return stats
+
+
+def write_dataset(output_dir: str, boxes: pd.DataFrame, labels: pd.Series, splits: dict[str, str],
+                  classes: list[str]) -> None:
+    """Each image (linked) and its label file in its split's folders, and ``dataset.yaml``."""
+    image_of = boxes.groupby("ImageID")["image_path"].first().to_dict()  # a dict: a Series lookup costs 16 µs
     for split in SPLIT_NAMES:
         for kind in ("images", "labels"):
             os.makedirs(os.path.join(output_dir, kind, split), exist_ok=True)
@@ -246,16 +169,6 @@ def convert_to_yolo(*, raw_dir: str, output_dir: str, classes: list[str], seed: 
         # No "path": Ultralytics then resolves these relative to the yaml's own folder.
         yaml.safe_dump({"train": "images/train", "val": "images/val", "test": "images/test",
                         "nc": len(classes), "names": classes}, f, sort_keys=False)
-    stats = {"classes": classes, "seed": seed, "split_ratios": list(split_ratios), "images": len(labels),
-             "boxes": len(boxes), "extra_images": int(sum(p["ImageID"].nunique() for p in parts[1:])),
-             "splits": class_statistics(boxes, splits, classes), "box_sizes": box_sizes(boxes, classes),
-             "dropped": dropped,
-             "source": _download_record(raw_dir), "seconds": round(time.monotonic() - started, 2)}
-    with open(os.path.join(output_dir, "stats.json"), "w") as f:
-        json.dump(stats, f, indent=2)
-    log.info("%d images, %d boxes -> train/val/test %s; dropped %s", len(labels), len(boxes),
-             [stats["splits"][s]["images"] for s in SPLIT_NAMES], dropped)
-    return stats
 
 
 BOX_SIZES = {"small (< 10% of the image side)": 0.1, "medium (10-30%)": 0.3, "large (> 30%)": float("inf")}
@@ -287,7 +200,38 @@ def dataset_markdown(stats: dict) -> str:
     lines += [f"| {inert(name)} | " + " | ".join(str(n) for n in stats["box_sizes"][name].values()) + " |"
               for name in classes]
     lines += ["", "## Dropped", "", *(f"- {key.replace('_', ' ')}: {n}" for key, n in stats["dropped"].items())]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + sources_markdown(stats)) + "\n"
+
+
+def _dropped_text(dropped: dict) -> str:
+    """What a source dropped, in short: "3 boxes of other classes (person 2, dog 1), 1 unreadable images"."""
+    other = dropped.get("other_classes", {})
+    parts = [f"{n} {key.replace('_', ' ')}" + (" (" + ", ".join(f"{k} {v}" for k, v in other.items()) + ")"
+                                               if key == "boxes_of_other_classes" and other else "")
+             for key, n in dropped.items() if key != "other_classes" and n]
+    return ", ".join(parts) or "nothing"
+
+
+def source_summaries(stats: dict) -> dict:
+    """Each source in a line of the run's metadata: its format, images and boxes it gave, boxes it dropped."""
+    return {name: {"format": s["format"], "images": s["images"], "boxes": sum(s["boxes"].values()),
+                   "dropped": _dropped_text(s["dropped"])} for name, s in stats.get("sources", {}).items()}
+
+
+def sources_markdown(stats: dict) -> list[str]:
+    """The report's table of sources: each one's format, images and boxes per class it gave, what it dropped."""
+    classes, sources = stats["classes"], stats.get("sources", {})
+    if not sources:  # stats of an earlier version
+        return []
+    lines = ["", "## Sources", "", "| source | format | images | " + " | ".join(inert(c) for c in classes)
+             + " | dropped |", "|---|---|---:|" + "---:|" * len(classes) + "---|"]
+    for name, source in sources.items():
+        cells = [inert(name), source["format"], str(source["images"]), *(str(source["boxes"][c]) for c in classes),
+                 inert(_dropped_text(source["dropped"]))]
+        lines.append("| " + " | ".join(cells) + " |")
+    if stats.get("class_map_unused"):
+        lines += ["", f"class_map names that no export has: {inert(', '.join(stats['class_map_unused']))}"]
+    return lines
 
 
 def _download_record(raw_dir: str) -> dict:

@@ -19,7 +19,8 @@ from yolo_kfp.local.s3_server import SeaweedS3
 
 log = logging.getLogger(__name__)
 
-DEMO_BUCKET = "yolo-kfp-demo"  # the demo's data connection, when a run needs one (--nodes above 1)
+DEMO_BUCKET = "yolo-kfp-demo"  # the demo's data connection, when a run needs one (--nodes above 1, publish_oci)
+DEMO_PUBLISH_TO = f"s3://{DEMO_BUCKET}/published"  # where the demo publishes when publish_oci is set alone
 NOTICE = ("DEMO: the images are synthetic drawings standing in for Open Images (not reachable here), served "
           "from a local S3 mirror; the base checkpoint is the project's own. Figures describe the synthetic data.")
 MIRROR_IMAGES_PER_CLASS = 130

@@ -79,17 +79,18 @@ def step_timings(run_dir: str, total: float) -> dict:
     return {"steps": steps, "total": round(total, 2), "outside_steps": round(total - _busy_seconds(intervals), 2)}
 
 
-def execute(output_dir: str, params: dict, nodes: int = 1) -> dict:
+def execute(output_dir: str, params: dict, options: dict | None = None) -> dict:
     """Runs the pipeline with ``params`` and copies its outputs into ``output_dir``; returns the metrics, the
     step timings, the run's folder, the search's summary (None without a search) and what became of the model
-    (``publication``: published where, not promoted and why, or not asked for)."""
+    (``publication``: published where, not promoted and why, or not asked for). ``options``: the compile options
+    the pipeline is made with (``--nodes``, ``--modelcar-base``), none by default."""
     from kfp import local
 
     from yolo_kfp.model.export import SERVING_NAME
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=os.path.join(output_dir, "pipeline-root"))
     started = time.monotonic()
-    pipeline = yolo_pipeline if nodes == 1 else make_pipeline(CompileOptions(nodes=nodes))
+    pipeline = make_pipeline(CompileOptions(**options)) if options else yolo_pipeline
     run = pipeline(**params)
     total = time.monotonic() - started
     model_dir, metrics_file = run.outputs["model"].path, run.outputs["metrics"].path
@@ -106,7 +107,7 @@ def execute(output_dir: str, params: dict, nodes: int = 1) -> dict:
     with open(metrics_file) as f:
         metrics = json.load(f)
     return {"metrics": metrics, "timings": timings, "run_dir": run_dir, "search": search,
-            "publication": publication(run_dir, params.get("publish_to", ""))}
+            "publication": publication(run_dir, params.get("publish_to", ""), bool(params.get("publish_oci")))}
 
 
 def gather_search(model_dir: str, output_dir: str) -> dict | None:
@@ -133,13 +134,21 @@ def _task_output(run_dir: str, task: str) -> dict | None:
         return json.load(f)
 
 
-def publication(run_dir: str, publish_to: str) -> str:
-    """What became of the model: published where, or not promoted and why, or not asked for."""
+def publication(run_dir: str, publish_to: str, image: bool = False) -> str:
+    """What became of the model: published where (and the image, with ``image``: its manifest's ``oci``), or not
+    promoted and why, or not asked for."""
     if not publish_to:
         return "not published: publish_to is empty"
     published = _task_output(run_dir, "publish")
     if published:
-        return f"published: {published['parameterValues']['Output']}"
+        url = published["parameterValues"]["Output"]
+        if not image:
+            return f"published: {url}"
+        from yolo_kfp.infra.storage import S3Url, Storage
+        from yolo_kfp.release.publish import MANIFEST
+
+        manifest = json.loads(Storage.from_env().get_bytes(S3Url.parse(url).join(MANIFEST)))
+        return f"published: {url}, image {manifest['oci']['image']}"
     gate = _task_output(run_dir, "gate") or {}
     reports = [a for o in gate.get("artifacts", {}).values() for a in o["artifacts"]]
     reasons = [r for report in reports for r in report.get("metadata", {}).get("reasons", [])]
@@ -245,12 +254,12 @@ def _stop_group(process: subprocess.Popen) -> None:
 
 
 def run_in_child(output_dir: str, params: dict, variables: dict[str, str], progress: Progress | None = None,
-                 nodes: int = 1) -> dict:
+                 options: dict | None = None) -> dict:
     """``execute`` in a child process, in a process group of its own that this process stops on any exit.
     With ``progress`` it renders the child's events, else the child's output is streamed as it comes."""
     request = os.path.join(tempfile.mkdtemp(prefix="request-"), "request.json")
     with open(request, "w") as f:
-        json.dump({"output_dir": output_dir, "params": params, "nodes": nodes}, f)
+        json.dump({"output_dir": output_dir, "params": params, "options": options}, f)
     events = os.pipe() if progress else None  # the child writes its events to the second end
     events_fd = str(events[1]) if events else ""
     process = subprocess.Popen([sys.executable, "-m", "yolo_kfp.local.runner", request, events_fd],
@@ -292,7 +301,7 @@ def _child(request: str, events_fd: str) -> int:
     sys.stdout, sys.stderr = task_logs.stream(sys.stdout), task_logs.stream(sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        answer = {"result": execute(asked["output_dir"], asked["params"], asked.get("nodes", 1))}
+        answer = {"result": execute(asked["output_dir"], asked["params"], asked.get("options"))}
     except RuntimeError as error:  # kfp.local: a task failed; its log says why
         answer = {"failed": str(error)}
     finally:
@@ -303,7 +312,7 @@ def _child(request: str, events_fd: str) -> int:
 
 
 def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = False, verbose: bool = False,
-              nodes: int = 1) -> dict:
+              nodes: int = 1, modelcar_base: str = "") -> dict:
     """The whole pipeline on this machine; ``demo`` first starts the offline Open Images mirror and takes the
     demo's base checkpoint (``yolo_kfp.local.demo_base``), ``mlflow`` an MLflow tracking server that the run logs
     to, its store kept in ``<output_dir>/mlflow``. Progress lines on stdout, each step's log in
@@ -330,6 +339,8 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
     if not demo or "base_model" in params:  # the demo brings its own base checkpoint
         check(base_model_problems(params.get("base_model", defaults["base_model"]),
                                   params.get("freeze", defaults["freeze"])))
+    options = {**({"nodes": nodes} if nodes > 1 else {}), **({"modelcar_base": modelcar_base} if modelcar_base else {})}
+    CompileOptions(**options)  # checked before any work
     output_dir, reused = claim(output_dir)
     logs = os.path.join(output_dir, LOGS)
     shutil.rmtree(logs, ignore_errors=True)  # an earlier run's logs (claim refuses a folder it did not make)
@@ -349,19 +360,20 @@ def run_local(output_dir: str, params: dict, demo: bool = False, mlflow: bool = 
             say(f"MLflow's UI, while the run lasts: {server.url}")
             params = {**params, "mlflow_tracking_uri": server.url}
         if not demo:
-            return run_in_child(output_dir, params, run_variables, _progress(params, defaults, verbose), nodes)
-        from yolo_kfp.local.demo import NOTICE, demo_environment
+            return run_in_child(output_dir, params, run_variables, _progress(params, defaults, verbose), options)
+        from yolo_kfp.local.demo import DEMO_PUBLISH_TO, NOTICE, demo_environment
 
         started, demo_log = time.monotonic(), os.path.join(logs, "demo.log")
         say(f"demo: making a synthetic Open Images mirror, taking the base checkpoint (log: {demo_log})")
         with contextlib.nullcontext() if verbose else output_to(demo_log):
             variables, demo_params = servers.enter_context(
                 demo_environment(os.path.join(output_dir, "demo"), params.get("split", defaults["split"]),
-                                 data_connection=nodes > 1 and not os.environ.get("AWS_S3_BUCKET")))
+                                 data_connection=nodes > 1 and not os.environ.get("AWS_S3_BUCKET")
+                                 or params.get("publish_to") == DEMO_PUBLISH_TO))
         say(f"demo: ready in {time.monotonic() - started:.1f} s")
         params = {**demo_params, **params}
         result = run_in_child(output_dir, params, {**variables, **run_variables}, _progress(params, defaults, verbose),
-                              nodes)
+                              options)
     result["notice"] = NOTICE
     return result
 

@@ -40,6 +40,19 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float, log: str) -> None:
+    """Returns once something listens on 127.0.0.1:``port``; raises if ``process`` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early; see {log}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
 def stale_sockets(directory: str = "/tmp") -> list[str]:
     """The sockets weed left in /tmp (its gRPC ones go there whatever it is told) that no process listens on."""
     with open("/proc/net/unix") as f:

@@ -17,6 +17,8 @@ from yolo_kfp.infra.urls import shown
 
 CACHE_MODES = ("", "ram", "disk")
 SPLITS = ("train", "validation", "test")  # Open Images V7's splits (yolo_kfp.data.openimages reads them here)
+# The formats of labelled exports extra_data reads (yolo_kfp.data.exports); "" tells one from its files.
+EXPORT_FORMATS = ("", "coco", "voc", "cvat", "yolo", "openimages")
 
 
 def _number(value: float | None) -> str | None:
@@ -112,7 +114,18 @@ PARAMETERS: tuple[RunParameter[Any], ...] = (
       "Epochs each trial trains; 0: as many as epochs (unless epochs is searched).", minimum=0, maximum=10000),
     P("publish_to", str, "", "publishing",
       "s3://bucket/prefix to publish a promoted model to; empty: publish nothing."),
-    P("extra_data", str, "", "data", "s3://bucket/prefix of your own labelled images (YOLO or Open Images layout)."),
+    P("publish_oci", str, "", "publishing",
+      "A repository (e.g. quay.io/team/yolo-kfp-model) to push the published model to as an OCI image that KServe "
+      "serves as a ModelCar; needs publish_to. Credentials: the Secret of the compile option --registry-secret."),
+    P("extra_data", str, "", "data",
+      "s3://bucket/prefix of your own labelled images: a COCO detection, Pascal VOC, CVAT for images 1.1, YOLO or "
+      "Open Images export, or one such export in each of its sub-folders; a bad export fails the run before "
+      "training, one line per problem."),
+    P("extra_data_format", str, "", "data",
+      "The format of the exports under extra_data; empty: told from the files each holds.", choices=EXPORT_FORMATS),
+    P("class_map", dict, {}, "data",
+      'The extra_data exports\' class names mapped onto classes, e.g. {"bike": "Bicycle"}; a name that is one of '
+      "classes maps to itself, boxes of any other name are dropped and counted."),
     P("open_images_cache", str, "", "data", "s3://bucket/prefix keeping Open Images' metadata CSVs between runs."),
     P("min_map50", float, 0.25, "gate", "A model below this test-split mAP50 is not published.",
       minimum=0, maximum=1),

@@ -13,7 +13,7 @@ import urllib.parse
 
 from yolo_kfp.infra.storage import is_s3
 from yolo_kfp.infra.urls import redact, shown
-from yolo_kfp.params import run_parameters
+from yolo_kfp.params import data_rules, publish_rules, run_parameters
 from yolo_kfp.params.run_parameters import BY_NAME, RunParameter
 from yolo_kfp.params.search_rules import search_epochs_problems, search_trials_problems
 from yolo_kfp.params.search_space import (
@@ -262,14 +262,15 @@ RULES = {
     "classes": _classes_problems, "split_ratios": _split_ratios_problems, "batch": _batch_problems,
     "imgsz": _imgsz_problems, "freeze": _freeze_problems, "optimizer": _optimizer_problems,
     "train_args": lambda value, p: train_args_problems(value),
-    "publish_to": _s3_problems("publish_to"), "extra_data": _s3_problems("extra_data"),
-    "open_images_cache": _s3_problems("open_images_cache"), "base_model_sha256": _sha256_problems,
+    "publish_to": _s3_problems("publish_to"), "publish_oci": publish_rules.publish_oci_problems,
+    "extra_data": _s3_problems("extra_data"), "open_images_cache": _s3_problems("open_images_cache"),
+    "base_model_sha256": _sha256_problems,
     "mlflow_tracking_uri": lambda value, p: mlflow_uri_problems(value),
     "mlflow_experiment": _name_problems("mlflow_experiment"),
     "registered_model_name": _name_problems("registered_model_name"),
     "model_registry_url": lambda value, p: registry_url_problems(value),
     "search_space": _search_space_problems, "search_trials": search_trials_problems,
-    "search_epochs": search_epochs_problems,
+    "search_epochs": search_epochs_problems, "class_map": data_rules.class_map_problems,
 }
 
 

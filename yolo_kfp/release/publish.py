@@ -8,18 +8,19 @@ conditional write. A retried publish of a run goes on with the version it began
 (``<publish_to>/runs/<run id>.json``), so a run publishes, and registers, one version.
 """
 
-import calendar
 import json
 import logging
 import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 
 from yolo_kfp.infra.storage import S3Url, Storage, StorageError, sha256_of
 from yolo_kfp.model.figures import recorded_figures
 from yolo_kfp.model.search_report import search_record
 from yolo_kfp.model.train_step import SEARCH  # in a model's folder when a search chose its settings
+from yolo_kfp.release.versions import new_version, version_stamp
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,6 @@ LATEST_ATTEMPTS = 10  # compare-and-set rounds against other publishers before g
 MODEL_FILES = ("weights/best.pt", "args.yaml", "results.csv", "train_summary.json", SEARCH)
 
 
-# A version as new_version writes it; `latest` naming anything else was not written here.
-VERSION = re.compile(r"(\d{8}-\d{6})(-[0-9A-Za-z_-]{1,8})?")
-CLOCK_SKEW_SECONDS = 86400  # a version stamped later than this after now was not written by a publish
-
-
 def named_version(data: bytes, where: S3Url) -> str | None:
     """The version ``latest`` (``data``, read from ``where``) names; None, with a warning, where it names none
     this project writes (damaged, planted, or stamped in the future): it is then no newer than any."""
@@ -42,20 +38,11 @@ def named_version(data: bytes, where: S3Url) -> str | None:
         version = json.loads(data).get("version")
     except (ValueError, AttributeError):
         version = None
-    match = VERSION.fullmatch(version) if isinstance(version, str) else None
-    if match:
-        stamp = calendar.timegm(time.strptime(match.group(1), "%Y%m%d-%H%M%S"))
-        if stamp <= time.time() + CLOCK_SKEW_SECONDS:
-            return version
+    if version_stamp(version) is not None:
+        return version
     log.warning("%s names %s, not a version a publish writes (YYYYMMDD-HHMMSS-<run>, not in the future): "
                 "taken as none", where, repr(version)[:80])
     return None
-
-
-def new_version(run_id: str) -> str:
-    """Sortable by time, unique per run: ``20261126-083000-1a2b3c4d``."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return f"{stamp}-{run_id[:8]}" if run_id else stamp
 
 
 def read_latest(publish_to: str, storage: Storage | None = None) -> dict | None:
@@ -110,8 +97,9 @@ def move_latest(prefix: S3Url, version: str, storage: Storage) -> str:
 
 
 def publish_files(*, publish_to: str, files: dict[str, str], record: dict, run_id: str = "",
-                  storage: Storage | None = None) -> dict:
-    """Uploads ``files`` ({name in the version: local path}), then the manifest, then moves ``latest``."""
+                  storage: Storage | None = None, image: Callable[[str], dict] | None = None) -> dict:
+    """Uploads ``files`` ({name in the version: local path}), then pushes ``image(version)`` if given (its
+    record goes into the manifest as ``oci``), then writes the manifest, then moves ``latest``."""
     storage = storage or Storage.from_env()
     prefix = S3Url.parse(publish_to)
     version = run_version(prefix, run_id, storage)
@@ -122,7 +110,7 @@ def publish_files(*, publish_to: str, files: dict[str, str], record: dict, run_i
         entries[name] = {"size": os.path.getsize(path), "sha256": sha256_of(path)}
         log.info("published %s", target.join(name))
     manifest = {"version": version, "run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "files": entries, **record}
+                "files": entries, **record, **({"oci": image(version)} if image else {})}
     storage.put_bytes(target.join(MANIFEST), json.dumps(manifest, indent=2).encode())
     latest = move_latest(prefix, version, storage)
     return {"version": version, "url": str(target), "manifest": manifest, "latest": latest}
@@ -138,11 +126,14 @@ def _load_json(path: str) -> dict:
 
 
 def publish_model(*, publish_to: str, model_dir: str, metrics_path: str, stats_path: str, run_id: str = "",
-                  storage: Storage | None = None, onnx_dir: str = "") -> dict:
+                  storage: Storage | None = None, onnx_dir: str = "", publish_oci: str = "",
+                  modelcar_base: str = "") -> dict:
     """Publishes a train step's model with its metrics, dataset statistics and parameters.
 
     ``onnx_dir`` (an export step's output) goes under ``serving/``: a KServe or OpenVINO Model Server
-    storage URI then points at ``<version>/serving`` or ``<version>/serving/yolo-kfp``. Where a search
+    storage URI then points at ``<version>/serving`` or ``<version>/serving/yolo-kfp``. With ``publish_oci``
+    (a repository), it is also pushed there as a ModelCar image on ``modelcar_base``, tagged with the version,
+    and the manifest's ``oci`` names the image by digest (``yolo_kfp.release.modelcar``). Where a search
     chose the settings (``search.json`` in ``model_dir``), the manifest's ``search`` holds its space, the
     winner's trial, settings and validation scores, and the trial count.
     """
@@ -168,4 +159,18 @@ def publish_model(*, publish_to: str, model_dir: str, metrics_path: str, stats_p
                   "metrics": recorded_figures(metrics)}
         if SEARCH in files:
             record["search"] = search_record(_load_json(files[SEARCH]), f"{SEARCH} in {model_dir}")
-        return publish_files(publish_to=publish_to, files=files, record=record, run_id=run_id, storage=storage)
+        image = _modelcar_push(publish_oci, modelcar_base, onnx_dir, run_id) if publish_oci else None
+        return publish_files(publish_to=publish_to, files=files, record=record, run_id=run_id, storage=storage,
+                             image=image)
+
+
+def _modelcar_push(repository: str, base: str, onnx_dir: str, run_id: str) -> Callable[[str], dict]:
+    """What pushes the export's model folder (``<model>/1/model.onnx``) as a version's ModelCar image."""
+    from yolo_kfp.release.modelcar import push_modelcar
+
+    name = str(_load_json(os.path.join(onnx_dir, "export.json"))["path"]).split("/")[0]
+    if name in ("", ".", ".."):
+        raise ValueError(f"export.json in {onnx_dir} names no model folder inside it: {name!r}")
+    model_folder = os.path.join(onnx_dir, name)
+    return lambda version: push_modelcar(repository=repository, base=base, model_folder=model_folder,
+                                         version=version, run_id=run_id)

@@ -8,9 +8,11 @@ Registered with the official ``model-registry`` client when a run names a regist
   and the run id's start) is a property of it;
 - **one model artifact**: ``uri`` the published ``<version>/serving/yolo-kfp`` as ``s3://bucket/key``
   (the storage URI a KServe InferenceService with OpenVINO Model Server reads: ``1/model.onnx`` under
-  it), ``modelFormatName`` ``onnx`` and ``modelFormatVersion`` the ONNX opset, and where it came from
-  as Kubeflow's convention writes it (``modelSourceKind`` ``kfp``, ``modelSourceClass`` ``pipelinerun``,
-  ``modelSourceId`` the run id, ``modelSourceGroup`` the pod's namespace);
+  it), or, where the run pushed a ModelCar image (``publish_oci``), that image by digest
+  (``oci://host/repository@sha256:…``, a KServe storage URI too); ``modelFormatName`` ``onnx`` and
+  ``modelFormatVersion`` the ONNX opset, and where it came from as Kubeflow's convention writes it
+  (``modelSourceKind`` ``kfp``, ``modelSourceClass`` ``pipelinerun``, ``modelSourceId`` the run id,
+  ``modelSourceGroup`` the pod's namespace);
 - **its custom properties**: the test-split metrics (``map50``, ``map50_95``, ``precision``, ``recall``,
   and COCO's ``coco_AP``, ``coco_AP50``, ...: ``yolo_kfp.model.figures.recorded_figures``),
   ``kfp_run_id``, ``published_version``, ``published_url``, the export's ``imgsz`` and ``classes``, and,
@@ -263,10 +265,12 @@ def class_names(names) -> str:
 
 
 def register_published_model(*, registry_url: str, name: str, version_url: str, onnx_dir: str, metrics_path: str,
-                             run_id: str, search_settings: dict | None = None, token: str | None = None,
-                             ca_bundle: str | None = None, attempts: int = 4, retry_delay: float = 2.0) -> dict:
+                             run_id: str, search_settings: dict | None = None, image_uri: str = "",
+                             token: str | None = None, ca_bundle: str | None = None, attempts: int = 4,
+                             retry_delay: float = 2.0) -> dict:
     """Registers a model the publish step has just published under ``version_url`` (``s3://``);
-    ``search_settings``: the settings a search chose, if one did."""
+    ``search_settings``: the settings a search chose, if one did; ``image_uri``: its ModelCar image
+    (``oci://…@sha256:…``), if one was pushed, is then the artifact's URI in place of the S3 folder."""
     serving = serving_location(version_url, onnx_dir)
     with open(metrics_path) as f:
         metrics = json.load(f)
@@ -278,7 +282,7 @@ def register_published_model(*, registry_url: str, name: str, version_url: str, 
         properties["classes"] = class_names(serving["names"])
     properties.update(search_tags(search_settings or {}))
     return register_model_version(
-        registry_url=registry_url, name=name, version=run_id or published, uri=serving["uri"],
+        registry_url=registry_url, name=name, version=run_id or published, uri=image_uri or serving["uri"],
         format_version=str(serving["opset"]), run_id=run_id, metrics=metrics, properties=properties,
         description=f"YOLOv5 ONNX model (opset {serving['opset']}) published at {version_url}"
                     + (f" by KFP run {run_id}" if run_id else ""),
