@@ -223,3 +223,54 @@ def test_the_demos_registry_prints_a_run_local_that_publishes_to_it_and_leaves_n
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     assert process.returncode == 0 and not os.path.exists(os.path.dirname(os.path.dirname(ca)))
+
+
+@pytest.mark.parametrize("token_answer", ["json", "html"])
+def test_a_registry_with_a_token_service_gets_a_token_for_the_credentials_or_one_line(test_ca, monkeypatch,
+                                                                                      token_answer):
+    """quay.io's way: the API answers 401 with a Bearer challenge; the token service on the same origin takes the
+    user and password. A refusal, or a token service answering a page, fails in one line, at once."""
+    import base64
+
+    from http_standin import Served, answer_json
+
+    seen = []
+
+    def handle(request, method):
+        authorization = request.headers.get("Authorization", "")
+        seen.append((request.path.split("?")[0], authorization.split(" ")[0]))
+        if request.path.startswith("/token"):
+            if authorization != "Basic " + base64.b64encode(b"robot:right").decode():
+                return answer_json(request, 401, {"details": "invalid"})
+            if token_answer == "html":
+                request.send_response(200)
+                request.send_header("Content-Length", "6")
+                request.end_headers()
+                return request.wfile.write(b"<html>")
+            return answer_json(request, 200, {"token": "t0k3n"})
+        if authorization == "Bearer t0k3n":
+            return answer_json(request, 200, {})
+        request.send_response(401)
+        request.send_header("Www-Authenticate", f'Bearer realm="{served.url}/token",service="{host}"')
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    served = Served(handle, ("GET",), tls=(test_ca["cert"], test_ca["key"]))
+    host = served.url.removeprefix("https://")
+    monkeypatch.setenv(CA_VARIABLE, test_ca["ca"])
+    try:
+        for password in ("wrong", "right"):
+            entry = {"username": "robot", "password": password}
+            monkeypatch.setenv(AUTH_VARIABLE, json.dumps({"auths": {host: entry}}))
+            started = time.monotonic()
+            if password == "right" and token_answer == "json":
+                oci_client.check_credentials(f"{host}/team/model")
+                assert ("/v2/", "Bearer") in seen  # the token, sent to the registry
+                continue
+            with pytest.raises(RegistryAccessError) as refused:
+                oci_client.check_credentials(f"{host}/team/model")
+            assert str(refused.value).startswith(f"registry {host} refused the credentials of user 'robot' (HTTP ")
+            assert "\n" not in str(refused.value) and password not in str(refused.value)
+            assert time.monotonic() - started < 5  # not retried
+    finally:
+        served.close()

@@ -122,7 +122,11 @@ def _auth_backend(host: str, credentials: tuple[str, str] | None, ca: str | bool
             params = {k: v for k, v in fields.items() if k in ("service", "scope")}
             answer = self.session.get(fields["realm"], params=params, verify=self._tls_verify, timeout=60,
                                       headers={"Authorization": f"Basic {self.basic}"} if self.basic else {})
-            token = answer.json().get("token") or answer.json().get("access_token") if answer.ok else None
+            try:
+                body = answer.json() if answer.ok else {}
+            except ValueError:  # not JSON: no token (raised here, as ORAS would retry anything else for minutes)
+                body = {}
+            token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
             if not token:
                 raise AuthenticationException(_refusal(host, answer.status_code if not answer.ok else status,
                                                        credentials))
