@@ -12,7 +12,6 @@ second can still race there; S3's ``latest`` is the one that decides).
 """
 
 import gzip
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 from yolo_kfp.infra.oci_reference import Reference
+from yolo_kfp.infra.storage import sha256_of
 from yolo_kfp.release.oci_client import (
     DIGEST,
     DOCKER_LIST,
@@ -107,11 +107,7 @@ def _member(name: str, mtime: int, directory: bool, size: int = 0) -> tarfile.Ta
 
 
 def _file_digest(path: str) -> str:
-    hashed = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            hashed.update(chunk)
-    return f"sha256:{hashed.hexdigest()}"
+    return f"sha256:{sha256_of(path)}"
 
 
 def _json_blob(document: dict, path: str) -> Blob:

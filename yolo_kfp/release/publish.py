@@ -167,10 +167,8 @@ def publish_model(*, publish_to: str, model_dir: str, metrics_path: str, stats_p
 def _modelcar_push(repository: str, base: str, onnx_dir: str, run_id: str) -> Callable[[str], dict]:
     """What pushes the export's model folder (``<model>/1/model.onnx``) as a version's ModelCar image."""
     from yolo_kfp.release.modelcar import push_modelcar
+    from yolo_kfp.release.registry import exported_model
 
-    name = str(_load_json(os.path.join(onnx_dir, "export.json"))["path"]).split("/")[0]
-    if name in ("", ".", ".."):
-        raise ValueError(f"export.json in {onnx_dir} names no model folder inside it: {name!r}")
-    model_folder = os.path.join(onnx_dir, name)
+    model_folder = os.path.join(onnx_dir, exported_model(onnx_dir)[1])
     return lambda version: push_modelcar(repository=repository, base=base, model_folder=model_folder,
                                          version=version, run_id=run_id)

@@ -242,12 +242,21 @@ def _given(value: str | None, what: str) -> str:
     return value
 
 
+def exported_model(onnx_dir: str) -> tuple[dict, str]:
+    """What an export step recorded (``export.json``) and the name of its model's folder in ``onnx_dir``
+    (``<model>/1/model.onnx``); a name that is no folder inside ``onnx_dir`` is refused."""
+    with open(os.path.join(onnx_dir, "export.json")) as f:
+        exported = json.load(f)
+    name = str(exported["path"]).split("/")[0]
+    if name in ("", ".", ".."):
+        raise ValueError(f"export.json in {onnx_dir} names no model folder inside it: {name!r}")
+    return exported, name
+
+
 def serving_location(version_url: str, onnx_dir: str) -> dict:
     """Where a serving runtime reads the published ONNX model (``<version>/serving/<model>``: its
     ``1/model.onnx`` under it) and what the export recorded about it (``export.json``)."""
-    with open(os.path.join(onnx_dir, "export.json")) as f:
-        exported = json.load(f)
-    model_folder = exported["path"].split("/")[0]  # <model>/1/model.onnx
+    exported, model_folder = exported_model(onnx_dir)
     return {"uri": f"{version_url.rstrip('/')}/serving/{model_folder}", "opset": exported["opset"],
             "imgsz": exported.get("imgsz"), "names": exported.get("names")}
 
